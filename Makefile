@@ -1,0 +1,40 @@
+# Two commands set everything up on a fresh machine: `make book` and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: book test unit bench notebook reset-notebook clean
+
+# The venv is rebuilt only when requirements.txt or pyproject.toml change.
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt 2> >(grep -v 'is ignored: it is neither' >&2)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e . 2> >(grep -v 'is ignored: it is neither' >&2)
+	touch $@
+
+## book: build the HTML book into _build/html (no warning allowed)
+book: $(STAMP)
+	$(BIN)/jupyter-book build . --all -W --keep-going
+
+## test: every check: unit tests, pitfall mutants, the book build
+test: $(STAMP)
+	$(PY) -m pytest -q
+	$(MAKE) book
+
+## bench: time AdamW.step and clip_grad_norm_ against torch in one process
+bench: $(STAMP)
+	$(PY) tests/benchmarks/bench_optim.py
+
+## notebook: open your exercise notebook (student/03b-training/training.ipynb) in Jupyter
+notebook: $(STAMP)
+	$(BIN)/jupyter notebook "$$($(BIN)/g2c workspace)"
+
+## reset-notebook: archive your notebook under a timestamped name and start from a fresh copy
+reset-notebook: $(STAMP)
+	$(BIN)/g2c reset-notebook
+
+clean:
+	rm -rf _build

@@ -1,0 +1,79 @@
+"""The ``g2c`` command: the student's workspace today; grading commands join it as they land."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from datetime import datetime
+from pathlib import Path
+
+ASSIGNMENT = "03b-training"
+NOTEBOOK = "training.ipynb"
+
+
+def repo_root() -> Path:
+    """The course repository: the nearest folder up from here holding ``nbgrader_config.py``."""
+    for folder in (Path.cwd(), *Path.cwd().parents):
+        if (folder / "nbgrader_config.py").exists():
+            return folder
+    raise SystemExit("g2c: run this inside the course repository (no nbgrader_config.py found above here)")
+
+
+def _kit(root: Path) -> Path:
+    kit = root / "release" / ASSIGNMENT
+    if not (kit / NOTEBOOK).exists():
+        raise SystemExit(f"g2c: the student kit {kit / NOTEBOOK} is missing; an instructor builds it with `make release`")
+    return kit
+
+
+def workspace(root: Path) -> Path:
+    """The student's own copy of the kit, ``student/03b-training/``, made from ``release/`` once."""
+    dest = root / "student" / ASSIGNMENT
+    if not (dest / NOTEBOOK).exists():
+        shutil.copytree(_kit(root), dest, dirs_exist_ok=True)
+    return dest / NOTEBOOK
+
+
+def reset_notebook(root: Path, now: datetime | None = None) -> tuple[Path | None, Path]:
+    """Archive the student's notebook under a timestamped name, then restore a fresh copy.
+
+    The archive is written before the fresh copy replaces anything, so no work is lost.
+    """
+    fresh = _kit(root) / NOTEBOOK
+    current = root / "student" / ASSIGNMENT / NOTEBOOK
+    archived = None
+    if current.exists():
+        stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+        archive_dir = root / "student" / "archive"
+        archive_dir.mkdir(parents=True, exist_ok=True)
+        archived = archive_dir / f"training-{stamp}.ipynb"
+        n = 1
+        while archived.exists():
+            archived = archive_dir / f"training-{stamp}-{n}.ipynb"
+            n += 1
+        shutil.copy2(current, archived)
+    current.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(fresh, current)
+    return archived, current
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="g2c", description="Module 03B (Training) tools.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("workspace", help="copy the student kit to student/03b-training/ (once) and print the notebook path")
+    commands.add_parser("reset-notebook", help="archive your notebook under a timestamped name and restore a fresh copy")
+    args = parser.parse_args(argv)
+    root = repo_root()
+    if args.command == "workspace":
+        print(workspace(root))
+    elif args.command == "reset-notebook":
+        archived, current = reset_notebook(root)
+        if archived:
+            print(f"archived your notebook as {archived.relative_to(root)}")
+        print(f"fresh notebook at {current.relative_to(root)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Grading tools: solution regions, the student kit, and nbgrader autograding."""
