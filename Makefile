@@ -27,6 +27,7 @@ test: $(STAMP)
 ## bench: time AdamW.step and clip_grad_norm_ against torch in one process
 bench: $(STAMP)
 	$(PY) tests/benchmarks/bench_optim.py
+	$(PY) tests/benchmarks/bench_runs.py
 
 ## notebook: open your exercise notebook (student/03b-training/training.ipynb) in Jupyter
 notebook: $(STAMP)
