@@ -51,7 +51,7 @@ class AdamW:
         """Raise ValueError naming the first bad argument (``not x >= 0`` also catches NaN)."""
         if not lr >= 0.0:
             raise ValueError(f"lr must be a non-negative number, got {lr!r}")
-        if len(betas) != 2 or not all(0.0 <= beta < 1.0 for beta in betas):
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2 or not all(0.0 <= beta < 1.0 for beta in betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
         if not eps >= 0.0:
             raise ValueError(f"eps must be a non-negative number, got {eps!r}")
@@ -164,14 +164,17 @@ class SGD:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume from ``state_dict()``; checks everything first so a bad state changes nothing."""
-        _check_state(state, ("lr", "momentum", "weight_decay"), ("buffers",), self.params)
+        _check_state(state, ("lr", "momentum", "weight_decay"), ("buffers",), self.params, allow_none=True)
         self._check_hyperparameters(state["lr"], state["momentum"], state["weight_decay"])
         self.lr, self.momentum, self.weight_decay = state["lr"], state["momentum"], state["weight_decay"]
         self.buffers = [None if b is None else b.clone().to(p) for b, p in zip(state["buffers"], self.params)]
 
 
-def _check_state(state: Any, keys: Iterable[str], tensor_keys: tuple[str, ...], params: list[torch.Tensor]) -> None:
-    """Raise ValueError unless ``state`` has every key and one tensor (or None) shaped like each parameter."""
+def _check_state(
+    state: Any, keys: Iterable[str], tensor_keys: tuple[str, ...], params: list[torch.Tensor], *, allow_none: bool = False
+) -> None:
+    """Raise ValueError unless ``state`` has every key and, under each tensor key, one tensor shaped
+    like each parameter (or None where ``allow_none``: SGD makes a momentum buffer on first use)."""
     if not isinstance(state, dict):
         raise ValueError(f"state must be a dict from state_dict(), got {type(state).__name__}")
     missing = [key for key in keys if key not in state]
@@ -182,5 +185,8 @@ def _check_state(state: Any, keys: Iterable[str], tensor_keys: tuple[str, ...], 
         if len(tensors) != len(params):
             raise ValueError(f"state[{key!r}] has {len(tensors)} tensors but the optimizer has {len(params)} parameters")
         for i, (t, p) in enumerate(zip(tensors, params)):
-            if t is not None and tuple(t.shape) != tuple(p.shape):
-                raise ValueError(f"state[{key!r}][{i}] has shape {tuple(t.shape)}, parameter {i} has {tuple(p.shape)}")
+            if t is None and allow_none:
+                continue
+            if not isinstance(t, torch.Tensor) or tuple(t.shape) != tuple(p.shape):
+                shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+                raise ValueError(f"state[{key!r}][{i}] is {shape}, parameter {i} has shape {tuple(p.shape)}")
