@@ -25,8 +25,8 @@ class AdamW:
         p <- p - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
 
     One step counter for the whole optimizer; parameters whose ``.grad`` is None are skipped.
-    (torch counts steps per parameter; the two agree whenever every parameter that has ever had
-    a gradient gets one on every step, as in every model of this course.)
+    (torch counts steps per parameter; the two agree whenever each parameter has a gradient on
+    every step or on none, as in every model of this course.)
     """
 
     def __init__(
