@@ -17,6 +17,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 ## book: build the HTML book into _build/html (no warning allowed)
 book: $(STAMP)
+book: _build/vendor/.fetched
 	$(BIN)/jupyter-book build . --all -W --keep-going
 
 ## test: every check: unit tests, pitfall mutants, the book build
@@ -36,6 +37,10 @@ notebook: $(STAMP)
 ## reset-notebook: archive your notebook under a timestamped name and start from a fresh copy
 reset-notebook: $(STAMP)
 	$(BIN)/g2c reset-notebook
+
+# MathJax, require.js and the widget manager from the npm registry, served by the book itself.
+_build/vendor/.fetched: book/_vendor/fetch.sh
+	bash book/_vendor/fetch.sh _build/vendor
 
 clean:
 	rm -rf _build

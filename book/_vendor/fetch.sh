@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Vendor the book's JavaScript from the npm registry, so no page loads anything from a CDN.
+#
+#   book/_vendor/fetch.sh OUT_DIR
+#
+# Packs MathJax 3.2.2, require.js 2.3.4 and @jupyter-widgets/html-manager 1.0.6 (the version
+# ipywidgets 8.1 and myst-nb 1.4 expect) with `npm pack` and unpacks what the pages load into
+# OUT_DIR, which _config.yml copies verbatim into the HTML via `html_extra_path`:
+#   OUT_DIR/mathjax/tex-chtml.js (+ fonts and lazily loaded components)
+#   OUT_DIR/requirejs/require.js
+#   OUT_DIR/html-manager/embed-amd.js (+ its chunks and fonts)
+# Source maps and MathJax bundles the book does not use are dropped to keep the copy small.
+set -euo pipefail
+out=${1:?usage: fetch.sh OUT_DIR}
+packages=(mathjax@3.2.2 requirejs@2.3.4 @jupyter-widgets/html-manager@1.0.6)
+stamp="$out/.fetched"
+if [[ -f $stamp && $(cat "$stamp") == "${packages[*]}" ]]; then
+  exit 0  # already vendored at these versions
+fi
+command -v npm >/dev/null || { echo "fetch.sh: npm is needed to vendor the book's JavaScript (apt-get install -y npm)" >&2; exit 1; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+(cd "$work" && npm pack --silent "${packages[@]}" >/dev/null)
+for tgz in "$work"/*.tgz; do
+  name=$(basename "$tgz" .tgz)
+  mkdir -p "$work/$name" && tar xzf "$tgz" -C "$work/$name"
+done
+rm -rf "$out" && mkdir -p "$out/mathjax" "$out/requirejs" "$out/html-manager"
+mj="$work/mathjax-3.2.2/package/es5"
+cp "$mj/tex-chtml.js" "$out/mathjax/"
+cp -r "$mj/input" "$mj/output" "$mj/a11y" "$mj/ui" "$mj/sre" "$mj/adaptors" "$out/mathjax/"
+cp "$work/mathjax-3.2.2/package/LICENSE" "$out/mathjax/"
+cp "$work/requirejs-2.3.4/package/require.js" "$out/requirejs/"
+cp -r "$work/jupyter-widgets-html-manager-1.0.6/package/dist/." "$out/html-manager/"
+cp "$work/jupyter-widgets-html-manager-1.0.6/package/LICENSE" "$out/html-manager/"
+find "$out" -name '*.map' -delete
+echo "${packages[*]}" > "$stamp"
+echo "vendored ${packages[*]} into $out"
