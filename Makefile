@@ -39,7 +39,7 @@ reset-notebook: $(STAMP)
 	$(BIN)/g2c reset-notebook
 
 # MathJax, require.js and the widget manager from the npm registry, served by the book itself.
-_build/vendor/.fetched: book/_vendor/fetch.sh
+_build/vendor/.fetched: book/_vendor/fetch.sh book/_vendor/widgets-offline.js
 	bash book/_vendor/fetch.sh _build/vendor
 
 clean:
