@@ -105,9 +105,9 @@ def test_every_chapter_is_tested() -> None:
 
 
 def _visible_frame(page) -> str:
-    """The src of the one image the widget's Stack currently shows."""
+    """The src of the image the widget's Stack currently shows (a Stack renders only that child)."""
     return page.evaluate(
-        """() => [...document.querySelectorAll('.widget-stack img, .jupyter-widgets img')]
+        """() => [...document.querySelectorAll('img.widget-image')]
                  .filter(img => img.offsetParent !== null && img.getBoundingClientRect().height > 0)
                  .map(img => img.src).join('|')"""
     )
@@ -121,10 +121,12 @@ def test_static_widget_slider_switches_the_picture(browser) -> None:
         handle.wait_for(state="visible", timeout=15_000)
         before = _visible_frame(page)
         assert before and "|" not in before, f"expected exactly one visible frame, got {before[:200]!r}"
+        start = handle.get_attribute("aria-valuenow")
         handle.focus()
         page.keyboard.press("ArrowLeft")
         page.keyboard.press("ArrowLeft")
-        page.wait_for_function("b => { const s = document.querySelectorAll('.widget-stack img'); "
+        assert handle.get_attribute("aria-valuenow") != start, "the slider did not move"
+        page.wait_for_function("b => { const s = document.querySelectorAll('img.widget-image'); "
                                "return [...s].some(i => i.offsetParent !== null && i.src !== b); }", arg=before,
                                timeout=5_000)
         after = _visible_frame(page)
