@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: book test unit bench notebook reset-notebook clean
+.PHONY: test-book
 
 # The venv is rebuilt only when requirements.txt or pyproject.toml change.
 $(STAMP): requirements.txt pyproject.toml
@@ -22,6 +23,7 @@ book: _build/vendor/.fetched
 
 ## test: every check: unit tests, pitfall mutants, the book build
 test: $(STAMP)
+test: test-book
 	$(PY) -m pytest -q
 	$(MAKE) book
 
@@ -37,6 +39,14 @@ notebook: $(STAMP)
 ## reset-notebook: archive your notebook under a timestamped name and start from a fresh copy
 reset-notebook: $(STAMP)
 	$(BIN)/g2c reset-notebook
+
+## test-book: build the book (-W), then check it in headless chromium and for published solutions
+test-book: book /usr/bin/chromium
+	G2C_TEST_BOOK=1 $(PY) -m pytest -q tests/test_book_browser.py tests/test_book_solutions.py
+
+# The browser tests drive Debian's chromium (playwright cannot download its own here).
+/usr/bin/chromium:
+	apt-get update -qq && apt-get install -y -qq chromium >/dev/null
 
 # MathJax, require.js and the widget manager from the npm registry, served by the book itself.
 _build/vendor/.fetched: book/_vendor/fetch.sh book/_vendor/widgets-offline.js

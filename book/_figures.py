@@ -84,6 +84,13 @@ def lr_sweep_figure(lrs: tuple[float, ...] = SWEEP_LRS, highlight: float | None 
     return fig
 
 
+def show(fig: Figure):
+    """The figure as a PNG output of a book cell (the Agg backend has no inline display)."""
+    from IPython.display import Image
+
+    return Image(png_bytes(fig), format="png")
+
+
 def png_bytes(fig: Figure) -> bytes:
     """Render a figure to PNG bytes with the Agg backend and free it."""
     buffer = io.BytesIO()

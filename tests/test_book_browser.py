@@ -139,9 +139,14 @@ def test_static_widget_slider_switches_the_picture(browser) -> None:
 def test_search_works_offline(browser) -> None:
     visit = Visit(browser, HTML / "search.html", "?q=AdamW")
     try:
+        summary = visit.page.locator("#search-results .search-summary")
+        summary.wait_for(timeout=15_000)
+        visit.page.wait_for_function(
+            "() => /found \\d+ page/i.test(document.querySelector('#search-results .search-summary').textContent)",
+            timeout=15_000,
+        )
         results = visit.page.locator("#search-results li")
-        results.first.wait_for(timeout=15_000)
-        assert results.count() >= 3, "AdamW appears on several chapters"
+        assert results.count() >= 3, f"AdamW appears on several chapters: {summary.text_content()!r}"
         assert visit.remote == [] and visit.failed == []
     finally:
         visit.close()
