@@ -19,6 +19,7 @@ $(STAMP): requirements.txt pyproject.toml
 ## book: build the HTML book into _build/html (no warning allowed)
 book: $(STAMP)
 book: _build/vendor/.fetched
+book: _build/.figures-code
 	$(BIN)/jupyter-book build . --all -W --keep-going
 
 ## test: every check: unit tests, pitfall mutants, the book build
@@ -51,6 +52,10 @@ test-book: book /usr/bin/chromium
 # MathJax, require.js and the widget manager from the npm registry, served by the book itself.
 _build/vendor/.fetched: book/_vendor/fetch.sh book/_vendor/widgets-offline.js
 	bash book/_vendor/fetch.sh _build/vendor
+
+# The execution cache keys on the chapters' cells only: drop it when the code they run changes.
+_build/.figures-code: book/_figures.py $(wildcard g2c/training/*.py g2c/data/*.py g2c/nn/*.py)
+	rm -rf _build/.jupyter_cache && mkdir -p _build && touch $@
 
 clean:
 	rm -rf _build
