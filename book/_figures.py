@@ -152,7 +152,7 @@ def _grads(*shapes_and_values: torch.Tensor) -> list[torch.Tensor]:
 
 def clipping_figure(max_norm: float = 1.0) -> Figure:
     """Three panels: a vector's L2 norm; the global norm over several tensors; clipping as one shared scale."""
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(11, 3.7))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(12, 4.3))
 
     # 1. A vector's norm: the length of the arrow.
     g = torch.tensor([3.0, 4.0])
@@ -209,7 +209,7 @@ def schedule_figure(warmup_steps: int = 100, max_steps: int = 1000, max_lr: floa
     ax.axvspan(max_steps, steps[-1], color="0.5", alpha=0.10, label="floor: min_lr")
     ax.axhline(max_lr, color="0.6", ls=":", lw=1)
     ax.axhline(min_lr, color="0.6", ls=":", lw=1)
-    ax.set_xticks([0, warmup_steps, max_steps], ["0", f"warmup_steps\n= {warmup_steps}", f"max_steps\n= {max_steps}"])
+    ax.set_xticks([warmup_steps, max_steps], [f"warmup_steps\n= {warmup_steps}", f"max_steps\n= {max_steps}"])
     ax.set_yticks([0, min_lr, max_lr], ["0", f"min_lr = {min_lr:g}", f"max_lr = {max_lr:g}"])
     ax.set_xlabel("step")
     ax.set_ylabel("learning rate")
@@ -246,9 +246,10 @@ CURVE_CAPTIONS = {
 
 
 def curve_shapes_figure() -> Figure:
-    """Train and validation loss of the five runs, one panel each."""
+    """Train and validation loss of the five runs, one panel each, and the diagnosis key."""
     runs = curve_shape_runs()
-    fig, axes = plt.subplots(1, len(runs), figsize=(13, 3.3))
+    fig, grid = plt.subplots(2, 3, figsize=(11, 6.6))
+    axes = grid.flat
     for ax, (name, history) in zip(axes, runs.items()):
         if name == "diverging":
             _plot_losses(ax, history, cap=math.inf, color="tab:red", lw=1.8, label="train (batch)")
@@ -260,8 +261,16 @@ def curve_shapes_figure() -> Figure:
             ax.plot(history.eval_steps, history.val_loss, color="tab:orange", lw=1.8, label="validation")
             ax.set_ylim(0, 2.8)
         ax.set_title(name, fontweight="bold")
-        ax.set_xlabel("step\n" + CURVE_CAPTIONS[name], fontsize=8)
-        ax.legend(frameon=False, fontsize=7)
-    axes[0].set_ylabel("loss")
+        ax.set_xlabel("step\n" + CURVE_CAPTIONS[name], fontsize=9)
+        ax.set_ylabel("loss")
+        ax.legend(frameon=False, fontsize=8)
+    key = axes[len(runs)]
+    key.axis("off")
+    key.text(0.0, 0.95, "What to try next", fontweight="bold", va="top")
+    key.text(0.0, 0.82, "healthy: keep going, or scale up\n"
+             "overfitting: more data, regularize,\n   stop at the validation minimum\n"
+             "underfit: train longer, sweep lr,\n   more capacity\n"
+             "stalled: raise lr, or use AdamW\n"
+             "diverging: lower lr, check grad\n   norms, clip before step()", va="top", fontsize=9, linespacing=1.5)
     fig.tight_layout()
     return fig
