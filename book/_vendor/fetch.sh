@@ -17,7 +17,15 @@ stamp="$out/.fetched"
 if [[ -f $stamp && $(cat "$stamp") == "${packages[*]}" && ! "$(dirname "$0")/widgets-offline.js" -nt $stamp ]]; then
   exit 0  # already vendored at these versions
 fi
-command -v npm >/dev/null || { echo "fetch.sh: npm is needed to vendor the book's JavaScript (apt-get install -y npm)" >&2; exit 1; }
+if ! command -v npm >/dev/null; then
+  # A clean CI machine runs as root with Debian's apt: install the npm client like chromium.
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq npm >/dev/null
+  else
+    echo "fetch.sh: npm is needed to vendor the book's JavaScript (apt-get install -y npm)" >&2
+    exit 1
+  fi
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 (cd "$work" && npm pack --silent "${packages[@]}" >/dev/null)
