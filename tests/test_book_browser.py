@@ -150,3 +150,21 @@ def test_search_works_offline(browser) -> None:
         assert visit.remote == [] and visit.failed == []
     finally:
         visit.close()
+
+
+def test_a_visit_catches_remote_missing_and_erroring_pages(browser, tmp_path: Path) -> None:
+    """The checks above would see a CDN script, a missing local file and a script error."""
+    page = tmp_path / "bad.html"
+    page.write_text(
+        '<html><body><script src="https://cdn.jsdelivr.net/npm/x.js"></script>'
+        '<img src="missing.png"><script>undefinedFunction()</script></body></html>',
+        encoding="utf-8",
+    )
+    visit = Visit(browser, page)
+    try:
+        visit.settle()
+        assert visit.remote == ["https://cdn.jsdelivr.net/npm/x.js"]
+        assert any("missing.png" in failure for failure in visit.failed)
+        assert any("undefinedFunction" in error for error in visit.errors)
+    finally:
+        visit.close()
