@@ -50,7 +50,7 @@ def frame_switcher(
     labels: Sequence[str],
     description: str,
     *,
-    captions: Sequence[str] | None = None,
+    captions: Sequence[str | widgets.Widget] | None = None,
     index: int = 0,
 ) -> Panel:
     """A slider over ``labels`` that shows ``frames[i]`` with no Python running.
@@ -58,7 +58,8 @@ def frame_switcher(
     The frames (PNG bytes) sit in an ``ipywidgets.Stack`` of ``Image`` widgets; the
     ``SelectionSlider``'s ``index`` is ``jslink``-ed to the Stack's ``selected_index``, so the
     browser switches pictures itself from embedded widget state (static book pages).
-    ``captions[i]`` (HTML) is shown under frame ``i``.
+    ``captions[i]`` (an HTML string or a widget, e.g. an ``Accordion`` hiding an answer) is
+    shown under frame ``i``.
     """
     if len(frames) == 0 or len(frames) != len(labels):
         raise ValueError(f"need one label per frame, got {len(frames)} frames and {len(labels)} labels")
@@ -71,7 +72,11 @@ def frame_switcher(
     pages: list[widgets.Widget] = []
     for i, frame in enumerate(frames):
         picture = png_image(frame)
-        pages.append(picture if captions is None else widgets.VBox([picture, widgets.HTML(captions[i])]))
+        if captions is None:
+            pages.append(picture)
+        else:
+            below = captions[i] if isinstance(captions[i], widgets.Widget) else widgets.HTML(captions[i])
+            pages.append(widgets.VBox([picture, below]))
     slider = widgets.SelectionSlider(
         options=list(labels), index=index, description=description, continuous_update=True,
         layout=SLIDER_LAYOUT, style=SLIDER_STYLE,
