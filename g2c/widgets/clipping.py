@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 
 import ipywidgets as widgets
+import numpy as np
 import torch
 
 from g2c.data import Dataset
@@ -49,11 +50,11 @@ def clip_example(grads: Sequence[torch.Tensor], max_norm: float) -> dict[str, ob
 def draw(example: dict, history: History, max_norm: float, lr: float) -> bytes:
     fig, (bars, run) = new_figure(9.5, 3.3, ncols=2)
     n = len(example["flat"])
-    x = torch.arange(n).float()
+    x = np.arange(n)
     width = 0.27
-    bars.bar(x - width, example["flat"], width, color="#aaaaaa", label="gradient")
-    bars.bar(x, example["flat_global"], width, color="#1f77b4", label=f"global clip (x{example['scale']:.2f})")
-    bars.bar(x + width, example["flat_per"], width, color="#d62728", label="per-tensor clip (wrong)")
+    bars.bar(x - width, example["flat"].numpy(), width, color="#aaaaaa", label="gradient")
+    bars.bar(x, example["flat_global"].numpy(), width, color="#1f77b4", label=f"global clip (x{example['scale']:.2f})")
+    bars.bar(x + width, example["flat_per"].numpy(), width, color="#d62728", label="per-tensor clip (wrong)")
     edge = -0.5
     for size in example["sizes"][:-1]:
         edge += size
