@@ -20,7 +20,8 @@ VAL_COLOR = "#ff7f0e"
 
 def new_figure(width: float = 8.0, height: float = 3.2, ncols: int = 1) -> tuple[Figure, list]:
     """A figure with ``ncols`` side-by-side axes, attached to an Agg canvas."""
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.16, top=0.88, wspace=0.28)  # fixed: layout engines cost ~0.1 s a frame
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, ncols, squeeze=False)[0]
     return fig, list(axes)
