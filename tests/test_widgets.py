@@ -279,3 +279,13 @@ def test_clipping_demo_run_uses_the_loop_with_clip():
     history = train(model, regression(), SGD(model.parameters(), lr=0.3), steps=200, clip=0.05, eval_every=10)
     assert fired == round(100 * history.clip_rate)
     assert "lr is probably too high" in panel.readout.value  # clipping on most steps
+
+
+def test_widgets_draw_without_pyplot():
+    """pyplot would pick a backend and may wait on a display; widgets use Figure + Agg only."""
+    import subprocess
+    import sys
+
+    code = "import sys; from g2c.widgets import lr_sweep, curve_doctor; lr_sweep(lrs=(1e-3, 0.1)); curve_doctor(quiz=True); print('matplotlib.pyplot' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -51,8 +51,8 @@ is the widget, e.g.::
 myst-nb stores the kernel's widget state (``application/vnd.jupyter.widget-state+json``,
 including the ``LinkModel`` of the jslink) in the page; the vendored html-manager renders it.
 Use one widget per cell and only ``static=True`` widgets in the book: live widgets' Python
-callbacks do not run in a static page. Each static widget embeds 6-10 PNG frames (roughly
-30-60 kB each).
+callbacks do not run in a static page. Each static widget embeds 6-10 PNG frames: about
+250-650 kB of widget state per widget (lr_sweep is the largest).
 """
 
 from g2c.widgets.clipping import clipping_demo
