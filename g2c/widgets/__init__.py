@@ -53,6 +53,12 @@ including the ``LinkModel`` of the jslink) in the page; the vendored html-manage
 Use one widget per cell and only ``static=True`` widgets in the book: live widgets' Python
 callbacks do not run in a static page. Each static widget embeds 6-10 PNG frames: about
 250-650 kB of widget state per widget (lr_sweep is the largest).
+
+Checked by hand in headless Chromium from ``file://``: a page holding the embedded state of
+``lr_sweep(static=True)`` / ``curve_doctor(static=True)``, with ``require.js`` 2.3.4 and
+``@jupyter-widgets/html-manager`` 1.0.6 ``dist/embed-amd.js`` loaded from local files: moving
+the slider switched the frame. Vendor the whole ``dist/`` folder: the Accordion's chevron
+icon loads font files from it (missing fonts only lose the icon).
 """
 
 from g2c.widgets.clipping import clipping_demo
