@@ -1,0 +1,75 @@
+"""Module 03B's interactive sweeps: change one knob at a time and watch.
+
+Five factories; each is callable with no arguments and returns an ``ipywidgets`` widget (a
+``Panel``, i.e. a ``VBox`` with handles ``.controls``, ``.image``, ``.readout``, ``.stack``,
+``.links``). Every training run goes through ``g2c.training.train`` from a seeded start.
+
+- ``lr_sweep(model=None, data=None, *, steps=200, optimizer=None, lrs=..., lr=0.1, static=False)``
+- ``optimizer_race(model=None, data=None, *, steps=200, optimizers=None, lr=None, weight_decay=None, static=False)``
+- ``clipping_demo(model=None, data=None, *, steps=200, optimizer=None, grads=..., max_norm=1.0, lr=0.3, static=False)``
+- ``schedule_explorer(warmup_steps=100, max_steps=1000, max_lr=3e-3, min_lr=3e-4, *, static=False)``
+- ``curve_doctor(history=None, val=None, *, quiz=False, static=False)``; ``diagnose(...)`` is the
+  function behind it (labels: healthy, overfitting, underfit, stalled, diverging, lr too high).
+
+``model`` is a ``torch.nn.Module`` (copied per run) or a function building one; ``data`` a
+``g2c.data.Dataset``; ``optimizer`` a factory called as ``optimizer(params, lr=...)`` (the race
+also passes ``weight_decay=``), so ``g2c.training.AdamW``, ``torch.optim.AdamW`` or
+``functools.partial(g2c.training.SGD, momentum=0.9)`` all work.
+
+Plots are PNGs drawn by matplotlib's Agg backend into an ``ipywidgets.Image``: no ``plt.show``,
+no ``Output`` widget, nothing that waits for a display, so the widgets run under nbgrader's
+autograder too. Bad arguments (a negative lr, ``max_norm <= 0``, ``warmup_steps > max_steps``)
+show a red message inside the widget instead of raising.
+
+Live mode (default): Python callbacks redraw; every answer costs at most one tiny training
+run plus one PNG (well under a second), and results are cached.
+
+Static mode, for the book (``static=True``): every frame is precomputed into an
+``ipywidgets.Stack`` of ``Image`` widgets and a ``SelectionSlider``'s ``index`` is ``jslink``-ed
+to the Stack's ``selected_index`` (``frames.frame_switcher``), so the slider switches pictures
+in the browser with no kernel. One control per widget in static mode:
+
+==================  ===================================  =====================================
+widget              book code cell                       the static control
+==================  ===================================  =====================================
+lr_sweep            ``lr_sweep(static=True)``            learning rate (10 runs, 1e-4 ... 3)
+optimizer_race      ``optimizer_race(static=True)``      one lr for all optimizers, wd 0
+clipping_demo       ``clipping_demo(static=True)``       max_norm (training run at lr 0.3)
+schedule_explorer   ``schedule_explorer(static=True)``   warmup_steps (max_steps 1000 fixed)
+curve_doctor        ``curve_doctor(static=True)``        example curve; verdict in an Accordion
+==================  ===================================  =====================================
+
+How the book embeds one: a MyST-NB code cell, executed at build time, whose last expression
+is the widget, e.g.::
+
+    ```{code-cell} ipython3
+    :tags: [remove-input]
+    from g2c.widgets import lr_sweep
+    lr_sweep(static=True)
+    ```
+
+myst-nb stores the kernel's widget state (``application/vnd.jupyter.widget-state+json``,
+including the ``LinkModel`` of the jslink) in the page; the vendored html-manager renders it.
+Use one widget per cell and only ``static=True`` widgets in the book: live widgets' Python
+callbacks do not run in a static page. Each static widget embeds 6-10 PNG frames: about
+250-650 kB of widget state per widget (lr_sweep is the largest).
+
+Checked by hand in headless Chromium from ``file://``: a page holding the embedded state of
+``lr_sweep(static=True)`` / ``curve_doctor(static=True)``, with ``require.js`` 2.3.4 and
+``@jupyter-widgets/html-manager`` 1.0.6 ``dist/embed-amd.js`` loaded from local files: moving
+the slider switched the frame. Vendor the whole ``dist/`` folder: the Accordion's chevron
+icon loads font files from it (missing fonts only lose the icon).
+"""
+
+from g2c.widgets.clipping import clipping_demo
+from g2c.widgets.diagnosis import KINDS, Diagnosis, diagnose, example_curves
+from g2c.widgets.doctor import curve_doctor
+from g2c.widgets.frames import Panel, frame_switcher
+from g2c.widgets.race import optimizer_race
+from g2c.widgets.schedule import schedule_explorer
+from g2c.widgets.sweep import lr_sweep
+
+__all__ = [
+    "KINDS", "Diagnosis", "Panel", "clipping_demo", "curve_doctor", "diagnose", "example_curves",
+    "frame_switcher", "lr_sweep", "optimizer_race", "schedule_explorer",
+]

@@ -1,0 +1,158 @@
+"""``curve_doctor``: name a curve's shape and the next action; a quiz mode draws fresh curves."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import ipywidgets as widgets
+import numpy as np
+
+from g2c.data import regression, tokens
+from g2c.nn import TinyLM
+from g2c.training import SGD, AdamW, History
+from g2c.widgets.diagnosis import ACTIONS, KINDS, Diagnosis, diagnose, example_curves
+from g2c.widgets.frames import Panel, frame_switcher, guarded, png_image
+from g2c.widgets.render import TRAIN_COLOR, VAL_COLOR, error_html, message_html, new_figure, to_png
+from g2c.widgets.runs import Runs
+
+
+def curves_of(source: History | tuple[Sequence[float], Sequence[float]]) -> tuple[list[float], np.ndarray, np.ndarray]:
+    """(x, train, val) to plot: a History's evaluation steps, or evaluation indices for two arrays."""
+    if isinstance(source, History):
+        return list(source.eval_steps), np.asarray(source.eval_train_loss, float), np.asarray(source.val_loss, float)
+    train, val = (np.asarray(c, float) for c in source)
+    return list(range(len(train))), train, val
+
+
+def draw(source: History | tuple[Sequence[float], Sequence[float]], title: str) -> bytes:
+    x, train, val = curves_of(source)
+    fig, (ax,) = new_figure(6.5, 3.0)
+    ax.plot(x, train, color=TRAIN_COLOR, lw=2, label="train")
+    ax.plot(x, val, color=VAL_COLOR, lw=2, ls="--", label="validation")
+    finite = np.concatenate([train[np.isfinite(train)], val[np.isfinite(val)]])
+    if len(finite):
+        ax.set_ylim(0, min(finite.max(), 4 * finite[0]) * 1.1)
+    if isinstance(source, History) and source.diverged:
+        ax.axvline(source.diverged_at, color="#d62728", ls=":", label=f"NaN at step {source.diverged_at}")
+    ax.set_xlabel("step" if isinstance(source, History) else "evaluation")
+    ax.set_ylabel("loss")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="upper right")
+    return to_png(fig)
+
+
+def verdict_html(d: Diagnosis) -> str:
+    return message_html(f"<b>Diagnosis: {d.label}</b> ({d.reason}).<br><b>Next:</b> {d.action}", kind="ok" if d.label == "healthy" else "warn")
+
+
+def examples(seed: int = 0) -> dict[str, History | tuple[np.ndarray, np.ndarray]]:
+    """Real runs of the course's loop (about 0.3 s) plus one generated curve per shape."""
+    sweep = Runs(None, regression(), SGD, steps=200, seed=seed)
+    small = Runs(lambda: TinyLM(12, 2), tokens(n_train=512, batch_size=None), AdamW, steps=300, seed=seed)
+    found: dict[str, History | tuple[np.ndarray, np.ndarray]] = {
+        "run: SGD lr 0.001 on regression": sweep.run(1e-3),
+        "run: SGD lr 0.1 on regression": sweep.run(0.1),
+        "run: SGD lr 1 on regression": sweep.run(1.0),
+        "run: AdamW lr 3e-3, 512 token pairs": small.run(3e-3),
+    }
+    rng = np.random.default_rng(seed)
+    for kind in KINDS:
+        found[f"drawn: example {len(found) - 3}"] = example_curves(kind, rng)
+    return found
+
+
+@guarded("curve_doctor")
+def curve_doctor(
+    history: History | Sequence[float] | None = None,
+    val: Sequence[float] | None = None,
+    *,
+    quiz: bool = False,
+    seed: int = 0,
+    static: bool = False,
+) -> Panel:
+    """Diagnose train/validation curves in the module's language.
+
+    - ``curve_doctor(history)`` or ``curve_doctor(train_losses, val_losses)``: that run's verdict.
+    - ``curve_doctor()``: a menu of real runs and drawn curves.
+    - ``curve_doctor(quiz=True)``: "New curve" draws a fresh curve of a random shape; pick a
+      diagnosis and press "Check".
+    - ``static=True``: a slider over the examples; each verdict is folded away under
+      "Diagnosis" so a reader can guess first (works with no kernel).
+    """
+    if history is not None:
+        source = history if isinstance(history, History) else (history, val)
+        if not isinstance(history, History) and val is None:
+            raise ValueError("pass validation losses too: curve_doctor(train_losses, val_losses)")
+        d = diagnose(*([source] if isinstance(source, History) else source))
+        image = png_image(draw(source, f"diagnosis: {d.label}"))
+        readout = widgets.HTML(verdict_html(d))
+        return Panel([image, readout], image=image, readout=readout)
+
+    if quiz:
+        return _quiz(seed)
+
+    found = examples(seed)
+    names = list(found)
+    if static:
+        frames, captions = [], []
+        for name in names:
+            d = diagnose(*([found[name]] if isinstance(found[name], History) else found[name]))
+            frames.append(draw(found[name], name))
+            answer = widgets.Accordion(children=[widgets.HTML(verdict_html(d))], titles=("Diagnosis (open after you have guessed)",), selected_index=None)
+            captions.append(answer)
+        return frame_switcher(frames, [f"{i + 1}" for i in range(len(names))], "curve", captions=captions)
+
+    menu = widgets.Dropdown(options=names, index=0, description="curve", layout={"width": "420px"})
+    image = png_image()
+    readout = widgets.HTML()
+    pictures: dict[str, bytes] = {}
+
+    def show(_change: object = None) -> None:
+        source = found[menu.value]
+        try:
+            d = diagnose(*([source] if isinstance(source, History) else source))
+            if menu.value not in pictures:
+                pictures[menu.value] = draw(source, menu.value)
+            image.value = pictures[menu.value]
+            readout.value = verdict_html(d)
+        except Exception as exc:  # noqa: BLE001 - shown in the widget
+            readout.value = error_html(exc, what="curve_doctor")
+
+    menu.observe(show, names="value")
+    show()
+    return Panel([menu, image, readout], controls={"curve": menu}, image=image, readout=readout)
+
+
+def _quiz(seed: int) -> Panel:
+    rng = np.random.default_rng(seed)
+    new = widgets.Button(description="New curve", icon="refresh")
+    answer = widgets.ToggleButtons(options=KINDS, value=None, description="Your diagnosis:", style={"button_width": "95px"})
+    check = widgets.Button(description="Check", button_style="primary")
+    image = png_image()
+    readout = widgets.HTML()
+    state: dict[str, object] = {}
+
+    def draw_new(_button: object = None) -> None:
+        kind = KINDS[int(rng.integers(len(KINDS)))]
+        curves = example_curves(kind, rng)
+        state["kind"], state["curves"] = kind, curves
+        found = diagnose(*curves)  # the truth is the shape drawn; the doctor's reason when it agrees
+        state["diagnosis"] = Diagnosis(kind, ACTIONS[kind], found.reason if found.label == kind else f"drawn as {kind}")
+        image.value = draw(curves, f"curve {state.setdefault('count', 0) + 1}: what is wrong, if anything?")  # type: ignore[operator]
+        state["count"] = int(state["count"]) + 1  # type: ignore[arg-type]
+        answer.value = None
+        readout.value = message_html("Pick a diagnosis, then press Check.")
+
+    def grade(_button: object = None) -> None:
+        truth: Diagnosis = state["diagnosis"]  # type: ignore[assignment]
+        if answer.value is None:
+            readout.value = message_html("Pick a diagnosis first.", kind="warn")
+        elif answer.value == truth.label:
+            readout.value = message_html(f"<b>Right: {truth.label}.</b> {truth.reason}.<br><b>Next:</b> {truth.action}", kind="ok")
+        else:
+            readout.value = message_html(f"<b>Not quite: this is {truth.label}</b>, not {answer.value} ({truth.reason}).<br><b>Next:</b> {truth.action}", kind="error")
+
+    new.on_click(draw_new)
+    check.on_click(grade)
+    draw_new()
+    return Panel([widgets.HBox([new, check]), answer, image, readout], controls={"new": new, "answer": answer, "check": check}, image=image, readout=readout)

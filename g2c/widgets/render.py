@@ -1,0 +1,56 @@
+"""Matplotlib (Agg, no pyplot) to PNG bytes, and the small HTML messages every widget shows.
+
+Figures are drawn with ``matplotlib.figure.Figure`` and its Agg canvas, never ``plt.show``:
+the picture travels inside an ``ipywidgets.Image``, so it works in a live kernel, under
+nbgrader's autograder (no display, nothing to wait for) and in a static book page.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+DPI = 80
+TRAIN_COLOR = "#1f77b4"
+VAL_COLOR = "#ff7f0e"
+
+
+def new_figure(width: float = 8.0, height: float = 3.2, ncols: int = 1) -> tuple[Figure, list]:
+    """A figure with ``ncols`` side-by-side axes, attached to an Agg canvas."""
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.16, top=0.88, wspace=0.28)  # fixed: layout engines cost ~0.1 s a frame
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def to_png(fig: Figure) -> bytes:
+    """Render ``fig`` to PNG bytes (Agg) and let it be garbage-collected."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
+def message_html(text: str, *, kind: str = "info") -> str:
+    """A one-line box: ``kind`` is "info", "ok", "warn" or "error" (red, for bad input)."""
+    colors = {"info": ("#eef4fb", "#1f4e79"), "ok": ("#eaf7ea", "#1e6b1e"), "warn": ("#fff6e0", "#7a5200"), "error": ("#fdecea", "#a11d1d")}
+    background, color = colors.get(kind, colors["info"])
+    return (
+        f'<div style="background:{background};color:{color};padding:4px 8px;border-radius:4px;'
+        f'font-family:sans-serif;font-size:13px">{text}</div>'
+    )
+
+
+def error_html(exc: BaseException, *, what: str) -> str:
+    """A clear red message for bad input: what failed and why, never a traceback."""
+    reason = html.escape(str(exc) or type(exc).__name__)
+    prefix = "" if isinstance(exc, ValueError) else f"{type(exc).__name__}: "
+    return message_html(f"<b>{html.escape(what)}:</b> {prefix}{reason}", kind="error")
+
+
+def fmt(x: float) -> str:
+    """Compact number for labels: 0.001, 0.03, 3, 1e-05."""
+    return f"{x:g}"

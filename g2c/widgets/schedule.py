@@ -1,0 +1,82 @@
+"""``schedule_explorer``: linear warmup, cosine decay, then the ``min_lr`` floor, with phases labelled."""
+
+from __future__ import annotations
+
+import ipywidgets as widgets
+
+from g2c.training import cosine_with_warmup
+from g2c.widgets.frames import SLIDER_STYLE, Panel, frame_switcher, guarded, png_image
+from g2c.widgets.render import error_html, fmt, message_html, new_figure, to_png
+
+WARMUPS = (0, 25, 50, 100, 200, 400, 800)
+
+
+def draw(warmup_steps: int, max_steps: int, max_lr: float, min_lr: float) -> bytes:
+    """The schedule from ``g2c.training.cosine_with_warmup`` (raises ValueError on bad settings)."""
+    end = max(int(1.2 * max_steps), max_steps + 10)
+    steps = list(range(end + 1))
+    lrs = [cosine_with_warmup(s, warmup_steps=warmup_steps, max_steps=max_steps, max_lr=max_lr, min_lr=min_lr) for s in steps]
+    fig, (ax,) = new_figure(8.0, 3.0)
+    ax.axvspan(0, warmup_steps, color="#fde9c9", label=f"warmup: 0 -> max_lr in {warmup_steps} steps")
+    ax.axvspan(warmup_steps, max_steps, color="#dbe9f6", label=f"cosine decay: max_lr -> min_lr by step {max_steps}")
+    ax.axvspan(max_steps, end, color="#e6e6e6", label=f"floor: min_lr {fmt(min_lr)}")
+    ax.plot(steps, lrs, color="black", lw=2)
+    ax.axhline(max_lr, color="#d62728", ls=":", lw=1)
+    ax.set_xlim(0, end)
+    ax.set_ylim(0, 1.1 * max_lr)
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate")
+    ax.set_title(f"cosine_with_warmup(step, warmup_steps={warmup_steps}, max_steps={max_steps}, max_lr={fmt(max_lr)}, min_lr={fmt(min_lr)})", fontsize=9)
+    ax.legend(fontsize=8, loc="upper right")
+    return to_png(fig)
+
+
+def describe(warmup_steps: int, max_steps: int, max_lr: float, min_lr: float) -> str:
+    mid = (warmup_steps + max_steps) // 2
+    lr_mid = cosine_with_warmup(mid, warmup_steps=warmup_steps, max_steps=max_steps, max_lr=max_lr, min_lr=min_lr)
+    return message_html(
+        f"Warmup protects the first {warmup_steps} steps, when weights are random; then cosine decay "
+        f"(step {mid}: lr {lr_mid:.3g}, halfway between max_lr and min_lr) lets early steps move fast and late steps settle; "
+        f"from step {max_steps} on the lr stays at min_lr {fmt(min_lr)}."
+    )
+
+
+@guarded("schedule_explorer")
+def schedule_explorer(
+    warmup_steps: int = 100,
+    max_steps: int = 1000,
+    max_lr: float = 3e-3,
+    min_lr: float = 3e-4,
+    *,
+    static: bool = False,
+) -> Panel:
+    """Warmup + cosine schedule with four controls; bad settings show a red message, the plot stays.
+
+    ``static=True``: the ``warmup_steps`` slider only (0 ... 800), the other settings fixed.
+    """
+    if static:
+        warmups = tuple(sorted({w for w in WARMUPS if w <= max_steps} | {int(warmup_steps)}))
+        frames = [draw(w, max_steps, max_lr, min_lr) for w in warmups]
+        captions = [describe(w, max_steps, max_lr, min_lr) for w in warmups]
+        return frame_switcher(frames, [str(w) for w in warmups], "warmup_steps", captions=captions, index=warmups.index(int(warmup_steps)))
+
+    warmup = widgets.IntSlider(value=warmup_steps, min=0, max=max(2000, int(warmup_steps)), step=10, description="warmup_steps", continuous_update=False, style=SLIDER_STYLE)
+    total = widgets.IntSlider(value=max_steps, min=10, max=max(3000, int(max_steps)), step=10, description="max_steps", continuous_update=False, style=SLIDER_STYLE)
+    peak = widgets.FloatLogSlider(value=max_lr, base=10, min=-5, max=0, step=0.25, description="max_lr", readout_format=".1e", continuous_update=False, style=SLIDER_STYLE)
+    floor = widgets.FloatLogSlider(value=min_lr, base=10, min=-6, max=0, step=0.25, description="min_lr", readout_format=".1e", continuous_update=False, style=SLIDER_STYLE)
+    image = png_image()
+    readout = widgets.HTML()
+
+    def show(_change: object = None) -> None:
+        settings = (warmup.value, total.value, peak.value, floor.value)
+        try:
+            image.value = draw(*settings)  # the last good picture stays if this raises
+            readout.value = describe(*settings)
+        except Exception as exc:  # noqa: BLE001 - shown in the widget
+            readout.value = error_html(exc, what="cosine_with_warmup")
+
+    for control in (warmup, total, peak, floor):
+        control.observe(show, names="value")
+    show()
+    controls = {"warmup_steps": warmup, "max_steps": total, "max_lr": peak, "min_lr": floor}
+    return Panel([widgets.HBox([warmup, total]), widgets.HBox([peak, floor]), image, readout], controls=controls, image=image, readout=readout)

@@ -1,0 +1,135 @@
+"""``lr_sweep``: one model, one seed, learning rates spaced by powers of about 3; crawl, learn, diverge."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import ipywidgets as widgets
+
+from g2c.data import Dataset
+from g2c.training import History
+from g2c.widgets.diagnosis import diagnose
+from g2c.widgets.frames import SLIDER_LAYOUT, SLIDER_STYLE, Panel, frame_switcher, guarded, png_image
+from g2c.widgets.render import TRAIN_COLOR, VAL_COLOR, error_html, fmt, message_html, new_figure, to_png
+from g2c.widgets.runs import ModelArg, OptimizerFactory, Runs, check_lrs, finite_curve
+
+DEFAULT_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
+VERDICTS = {"healthy": "learns", "overfitting": "learns", "underfit": "crawls", "stalled": "crawls", "diverging": "diverges", "lr too high": "diverges"}
+VERDICT_COLORS = {"crawls": "#7f7f7f", "learns": "#2ca02c", "diverges": "#d62728"}
+
+
+def verdict(history: History) -> str:
+    """crawls, learns or diverges: the sweep's mark for one run, from ``diagnose``."""
+    return VERDICTS[diagnose(history).label]
+
+
+def best_smooth_lr(lrs: Sequence[float], runs: Sequence[History]) -> float | None:
+    """The largest lr whose run learns smoothly (the module's rule for picking from a sweep)."""
+    good = [lr for lr, h in zip(lrs, runs) if diagnose(h).label in ("healthy", "overfitting")]
+    return max(good) if good else None
+
+
+def _end_loss(history: History) -> float:
+    finite = [v for v in history.val_loss if math.isfinite(v)]
+    return finite[-1] if finite and not history.diverged else math.nan
+
+
+def draw(lrs: Sequence[float], runs: Sequence[History], selected: int) -> bytes:
+    """Left: train/val curves of the selected lr over faint other runs. Right: the sweep's marks."""
+    fig, (curves, sweep) = new_figure(9.0, 3.4, ncols=2)
+    start = runs[0].eval_train_loss[0]
+    for i, h in enumerate(runs):
+        steps, train_loss, _ = finite_curve(h)
+        if i != selected:
+            curves.plot(steps, train_loss, color="#cccccc", lw=1)
+    h = runs[selected]
+    steps, train_loss, val_loss = finite_curve(h)
+    curves.plot(steps, train_loss, color=TRAIN_COLOR, lw=2, label="train")
+    curves.plot(steps, val_loss, color=VAL_COLOR, lw=2, ls="--", label="validation")
+    if h.diverged:
+        curves.axvline(h.diverged_at, color="#d62728", ls=":", label=f"NaN at step {h.diverged_at}")
+    curves.set_ylim(0, 1.3 * start)
+    curves.set_xlim(0, max(1, max(x.eval_steps[-1] for x in runs)))
+    curves.set_xlabel("step")
+    curves.set_ylabel("loss")
+    diagnosis = diagnose(h)
+    curves.set_title(f"lr = {fmt(lrs[selected])}: {VERDICTS[diagnosis.label]} ({diagnosis.label})")
+    curves.legend(loc="upper right", fontsize=8)
+
+    best = best_smooth_lr(lrs, runs)
+    top = 1.3 * start
+    for lr, run in zip(lrs, runs):
+        mark = verdict(run)
+        end = _end_loss(run)
+        y = min(end, top) if math.isfinite(end) else top
+        sweep.scatter([lr], [y], color=VERDICT_COLORS[mark], marker="x" if mark == "diverges" else "o", s=40, zorder=3)
+    for mark, color in VERDICT_COLORS.items():
+        sweep.scatter([], [], color=color, label="diverges / bounces" if mark == "diverges" else mark)
+    sweep.scatter([lrs[selected]], [min(_end_loss(h), top) if math.isfinite(_end_loss(h)) else top], s=160, facecolors="none", edgecolors="black", zorder=4)
+    if best is not None:
+        sweep.axvline(best, color="#2ca02c", ls=":", label=f"largest smooth lr {fmt(best)}")
+    sweep.set_xscale("log")
+    sweep.set_ylim(0, 1.35 * start)
+    sweep.set_xlabel("learning rate (log)")
+    sweep.set_ylabel("final validation loss")
+    sweep.set_title("the sweep (x: diverged)")
+    sweep.legend(loc="upper left", fontsize=8)
+    return to_png(fig)
+
+
+def caption(lrs: Sequence[float], runs: Sequence[History], selected: int) -> str:
+    d = diagnose(runs[selected])
+    best = best_smooth_lr(lrs, runs)
+    pick = f"Largest lr that still trains smoothly: <b>{fmt(best)}</b>." if best is not None else "No lr in this sweep trains smoothly."
+    return message_html(f"<b>lr {fmt(lrs[selected])}: {d.label}</b> ({d.reason}). {d.action}<br>{pick}", kind="ok" if d.label == "healthy" else "warn")
+
+
+@guarded("lr_sweep")
+def lr_sweep(
+    model: ModelArg = None,
+    data: Dataset | None = None,
+    *,
+    steps: int = 200,
+    optimizer: OptimizerFactory | None = None,
+    lrs: Sequence[float] = DEFAULT_LRS,
+    lr: float = 0.1,
+    seed: int = 0,
+    static: bool = False,
+) -> Panel:
+    """Learning-rate sweep: the same seeded model trained once per lr, curves and verdicts.
+
+    Defaults: ``MLP([2, 32, 32, 1])`` on ``regression()`` with plain SGD, 200 steps; lrs
+    1e-4 ... 3 spaced by powers of about 3 (plain SGD crawls, learns, then diverges).
+    ``optimizer(params, lr=...)`` builds the optimizer (e.g. ``g2c.training.AdamW`` or
+    ``torch.optim.AdamW``). Every run is made at build time, so the slider only redraws.
+    ``static=True``: frames for every lr, switched in the browser (no kernel needed).
+    """
+    lrs = check_lrs(lrs)
+    runner = Runs(model, data, optimizer, steps=steps, seed=seed)
+    runs = [runner.run(x) for x in lrs]
+    start = min(range(len(lrs)), key=lambda i: abs(math.log(lrs[i]) - math.log(lr))) if lr > 0 else 0
+    labels = [fmt(x) for x in lrs]
+    if static:
+        frames = [draw(lrs, runs, i) for i in range(len(lrs))]
+        captions = [caption(lrs, runs, i) for i in range(len(lrs))]
+        return frame_switcher(frames, labels, "learning rate", captions=captions, index=start)
+
+    slider = widgets.SelectionSlider(options=labels, index=start, description="learning rate", continuous_update=False, layout=SLIDER_LAYOUT, style=SLIDER_STYLE)
+    image = png_image()
+    readout = widgets.HTML()
+    frames: dict[int, bytes] = {}
+
+    def show(_change: object = None) -> None:
+        i = slider.index
+        try:
+            if i not in frames:
+                frames[i] = draw(lrs, runs, i)
+            image.value = frames[i]
+            readout.value = caption(lrs, runs, i)
+        except Exception as exc:  # noqa: BLE001 - shown in the widget
+            readout.value = error_html(exc, what=f"lr {labels[i]}")
+
+    slider.observe(show, names="index")
+    show()
+    return Panel([slider, image, readout], controls={"lr": slider}, image=image, readout=readout)

@@ -1,0 +1,291 @@
+"""g2c.widgets, headless: controls change the picture, the doctor's labels, bad input, static mode.
+
+No timing here (see tests/benchmarks/bench_widgets.py). Widgets are built once per module.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+
+import ipywidgets
+import numpy as np
+import pytest
+import torch
+from ipywidgets.embed import embed_data
+
+from g2c.data import regression
+from g2c.training import SGD, AdamW, train
+from g2c.nn import MLP, seeded
+from g2c.widgets import (
+    KINDS, Panel, clipping_demo, curve_doctor, diagnose, example_curves, frame_switcher,
+    lr_sweep, optimizer_race, schedule_explorer,
+)
+from g2c.widgets.clipping import clip_example
+from g2c.widgets.runs import Runs
+from g2c.widgets.sweep import best_smooth_lr, verdict
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def shown(image: ipywidgets.Image) -> bytes:
+    """The PNG an Image widget shows (its trait holds a memoryview)."""
+    return bytes(image.value)
+FACTORIES = {"lr_sweep": lr_sweep, "optimizer_race": optimizer_race, "clipping_demo": clipping_demo, "schedule_explorer": schedule_explorer, "curve_doctor": curve_doctor}
+
+
+@pytest.fixture(scope="module")
+def live() -> dict[str, Panel]:
+    return {name: factory() for name, factory in FACTORIES.items()}
+
+
+@pytest.fixture(scope="module")
+def static() -> dict[str, Panel]:
+    return {name: factory(static=True) for name, factory in FACTORIES.items()}
+
+
+def move(control: ipywidgets.Widget) -> None:
+    """Move a control to another valid setting, as a user would."""
+    if isinstance(control, ipywidgets.SelectionSlider):
+        control.index = (control.index + 2) % len(control.options)
+    elif isinstance(control, ipywidgets.Dropdown):
+        control.index = (control.index + 1) % len(control.options)
+    elif isinstance(control, ipywidgets.FloatLogSlider):
+        control.value = control.value / 3  # keeps min_lr <= max_lr for min_lr, smaller peak for max_lr
+    elif isinstance(control, ipywidgets.IntSlider):
+        control.value = control.value + 200
+    else:
+        raise AssertionError(f"no rule to move {type(control).__name__}")
+
+
+# (widget, control) for every control of every no-argument live widget
+CONTROLS = [
+    ("lr_sweep", "lr"),
+    *[("optimizer_race", f"{o} {k}") for o in ("SGD", "SGD momentum 0.9", "AdamW") for k in ("lr", "weight_decay")],
+    ("clipping_demo", "max_norm"),
+    ("clipping_demo", "lr"),
+    ("schedule_explorer", "warmup_steps"),
+    ("schedule_explorer", "max_steps"),
+    ("schedule_explorer", "max_lr"),
+    ("schedule_explorer", "min_lr"),
+    ("curve_doctor", "curve"),
+]
+
+
+def test_every_factory_builds_with_no_arguments(live):
+    for name, panel in live.items():
+        assert isinstance(panel, ipywidgets.VBox), name
+        assert panel.image is not None and shown(panel.image).startswith(PNG), name
+        assert "could not start" not in panel.readout.value, (name, panel.readout.value)
+    assert {name for name, _ in CONTROLS} == set(live), "every widget has its controls listed"
+    for name, panel in live.items():
+        assert set(panel.controls) == {c for n, c in CONTROLS if n == name}, name
+
+
+@pytest.mark.parametrize(("name", "control"), CONTROLS)
+def test_moving_a_control_changes_the_picture(live, name, control):
+    panel = live[name]
+    before_image, before_text = shown(panel.image), panel.readout.value
+    move(panel.controls[control])
+    assert shown(panel.image).startswith(PNG)
+    assert shown(panel.image) != before_image, f"{name}: moving {control} left the picture unchanged"
+    assert "could not" not in panel.readout.value and panel.readout.value != "", panel.readout.value
+    if name != "schedule_explorer":  # there the text can legitimately stay for some settings
+        assert panel.readout.value != before_text or control.endswith("weight_decay")
+
+
+def test_lr_sweep_readout_names_the_selected_lr_and_the_largest_smooth_lr():
+    panel = lr_sweep(lr=1.0)
+    assert "lr 1: diverging" in panel.readout.value
+    assert "Largest lr that still trains smoothly: <b>0.1</b>" in panel.readout.value
+    panel.controls["lr"].value = "0.001"
+    assert "lr 0.001: underfit" in panel.readout.value
+
+
+def test_quiz_new_curve_redraws_and_check_grades_exactly_one_answer_right():
+    quiz = curve_doctor(quiz=True, seed=3)
+    first = shown(quiz.image)
+    quiz.controls["new"].click()
+    assert shown(quiz.image) != first
+    verdicts = []
+    for kind in KINDS:
+        quiz.controls["answer"].value = kind
+        quiz.controls["check"].click()
+        verdicts.append(quiz.readout.value)
+    assert sum("Right" in v for v in verdicts) == 1, verdicts
+    assert sum("Not quite" in v for v in verdicts) == len(KINDS) - 1
+
+
+# ---- the doctor ---------------------------------------------------------------------------
+
+def test_curve_doctor_labels_at_least_95_percent_of_generated_curves():
+    rng = np.random.default_rng(2024)  # not a seed the thresholds were tuned on
+    confusions = Counter()
+    n = 600
+    for i in range(n):
+        kind = KINDS[i % len(KINDS)]
+        label = diagnose(*example_curves(kind, rng)).label
+        confusions[(kind, label)] += 1
+    right = sum(count for (kind, label), count in confusions.items() if kind == label)
+    assert right / n >= 0.95, confusions
+    for kind in KINDS:  # no shape is sacrificed for the average
+        assert confusions[(kind, kind)] / (n / len(KINDS)) >= 0.9, (kind, confusions)
+
+
+def test_curve_doctor_labels_the_lr_sweeps_own_runs():
+    """The foundation's facts: plain SGD on regression crawls at 1e-3, learns at 0.1, diverges at >= 1."""
+    runs = Runs(None, None, None, steps=200)
+    lrs = (1e-3, 0.1, 1.0, 3.0)
+    histories = [runs.run(lr) for lr in lrs]
+    assert diagnose(histories[0]).label in ("underfit", "stalled")
+    assert diagnose(histories[1]).label == "healthy"
+    assert diagnose(histories[2]).label == diagnose(histories[3]).label == "diverging"
+    assert [verdict(h) for h in histories] == ["crawls", "learns", "diverges", "diverges"]
+    assert best_smooth_lr(lrs, histories) == 0.1
+
+
+def test_diagnose_names_an_overfitting_run_and_accepts_arrays_like_a_history():
+    from g2c.data import tokens
+    from g2c.nn import TinyLM
+
+    model = seeded(0, lambda: TinyLM(12, 2))
+    history = train(model, tokens(n_train=512, batch_size=None), AdamW(model.parameters(), lr=3e-3), steps=300, eval_every=15)
+    assert diagnose(history).label == "overfitting"
+    assert diagnose(history.eval_train_loss, history.val_loss) == diagnose(history)
+    panel = curve_doctor(history)
+    assert "overfitting" in panel.readout.value and "Next:" in panel.readout.value
+    assert curve_doctor(history.eval_train_loss, history.val_loss).readout.value == panel.readout.value
+
+
+def test_diagnose_reads_shapes_not_scales():
+    rng = np.random.default_rng(7)
+    train_loss, val_loss = example_curves("overfitting", rng)
+    assert diagnose(train_loss * 100, val_loss * 100).label == diagnose(train_loss / 100, val_loss / 100).label == "overfitting"
+    flat = np.full(20, 2.0)
+    assert diagnose(flat, flat).label == "stalled"
+    assert diagnose([2.0, 1.5, float("nan"), float("nan")], [2.0, 1.6, 1.7, float("nan")]).label == "diverging"
+
+
+# ---- bad input ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("build", "words"),
+    [
+        (lambda: lr_sweep(lrs=[-0.01, 0.1]), ["lrs", "positive", "-0.01"]),
+        (lambda: lr_sweep(steps=0), ["steps", "positive"]),
+        (lambda: optimizer_race(lr={"AdamW": -1e-3}), ["lr['AdamW']", "positive"]),
+        (lambda: clipping_demo(max_norm=0), ["max_norm", "positive"]),
+        (lambda: clipping_demo(max_norm=-1.0), ["max_norm", "positive"]),
+        (lambda: schedule_explorer(warmup_steps=500, max_steps=100), ["warmup_steps", "max_steps"]),
+        (lambda: schedule_explorer(warmup_steps=500, max_steps=100, static=True), ["warmup_steps", "max_steps"]),
+        (lambda: curve_doctor([1.0, 0.5], [1.0, 0.6]), ["at least 3"]),
+    ],
+)
+def test_bad_arguments_show_a_clear_message_inside_the_widget(build, words):
+    panel = build()  # must not raise
+    assert isinstance(panel, ipywidgets.Widget)
+    text = panel.readout.value.replace("&#x27;", "'")
+    assert "Traceback" not in text
+    for word in words:
+        assert word in text, (word, text)
+
+
+def test_schedule_explorer_keeps_its_picture_when_a_slider_makes_the_settings_invalid():
+    panel = schedule_explorer()
+    good = shown(panel.image)
+    panel.controls["warmup_steps"].value = 1500  # beyond max_steps = 1000
+    assert "warmup_steps (1500) must not exceed max_steps (1000)" in panel.readout.value
+    assert shown(panel.image) == good
+    panel.controls["max_steps"].value = 2000  # valid again
+    assert "must not exceed" not in panel.readout.value and shown(panel.image) != good
+
+
+# ---- static mode --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(FACTORIES))
+def test_static_mode_links_the_slider_to_a_stack_of_distinct_frames(static, name):
+    panel = static[name]
+    (slider,) = panel.controls.values()
+    stack = panel.stack
+    assert isinstance(stack, ipywidgets.Stack)
+    (link,) = panel.links
+    assert isinstance(link, ipywidgets.widgets.widget_link.Link)  # jslink: runs in the browser, not in Python
+    assert link.source == (slider, "index") and link.target == (stack, "selected_index")
+    assert len(slider.options) == len(stack.children) >= 5
+    assert stack.selected_index == slider.index
+    frames = [shown(page.children[0] if isinstance(page, ipywidgets.Box) else page) for page in stack.children]
+    assert all(f.startswith(PNG) for f in frames)
+    assert len(set(frames)) == len(frames), "every slider position shows its own picture"
+    state = embed_data(views=[panel])["manager_state"]["state"]
+    links = [s["state"] for s in state.values() if s["model_name"] == "LinkModel"]
+    wanted = (f"IPY_MODEL_{slider.model_id}", "index", f"IPY_MODEL_{stack.model_id}", "selected_index")
+    assert any((*l["source"], *l["target"]) == wanted for l in links), "the jslink is in the embedded state"
+    assert json.dumps(state)  # serialisable as the book embeds it
+
+
+def test_static_curve_doctor_hides_each_verdict_in_a_closed_accordion(static):
+    for page in static["curve_doctor"].stack.children:
+        accordion = page.children[1]
+        assert isinstance(accordion, ipywidgets.Accordion) and accordion.selected_index is None
+        assert "Diagnosis:" in accordion.children[0].value
+
+
+def test_frame_switcher_rejects_mismatched_frames_and_labels():
+    with pytest.raises(ValueError, match="one label per frame"):
+        frame_switcher([PNG, PNG], ["a"], "x")
+    with pytest.raises(ValueError, match="distinct"):
+        frame_switcher([PNG, PNG], ["a", "a"], "x")
+
+
+# ---- optimizers and clipping --------------------------------------------------------------
+
+def final_losses(panel: Panel) -> dict[str, str]:
+    return dict(re.findall(r"<tr><td>([^<]+)</td><td>[^<]*</td><td>[^<]*</td><td>([^<]+)</td>", panel.readout.value))
+
+
+def test_race_of_g2c_adamw_against_torch_adamw_ends_level():
+    panel = optimizer_race(optimizers={"g2c AdamW": AdamW, "torch AdamW": torch.optim.AdamW}, lr={"g2c AdamW": 1e-2, "torch AdamW": 1e-2}, weight_decay={"g2c AdamW": 0.1, "torch AdamW": 0.1})
+    ends = final_losses(panel)
+    assert set(ends) == {"g2c AdamW", "torch AdamW"}, panel.readout.value
+    assert ends["g2c AdamW"] == ends["torch AdamW"] != "NaN"
+    panel.controls["torch AdamW weight_decay"].value = "0"  # torch's default would be 1e-2: we pass ours
+    assert final_losses(panel)["torch AdamW"] != ends["torch AdamW"]
+
+
+def test_lr_sweep_with_torch_adamw_as_the_optimizer_factory():
+    panel = lr_sweep(optimizer=torch.optim.AdamW, lrs=(1e-3, 1e-2, 0.1), lr=1e-2)
+    assert "could not" not in panel.readout.value and shown(panel.image).startswith(PNG)
+    sgd = lr_sweep(lrs=(1e-3, 1e-2, 0.1), lr=1e-2)
+    assert shown(panel.image) != shown(sgd.image)
+
+
+def test_clip_example_is_global_and_keeps_direction():
+    grads = [torch.tensor([2.0, -1.5]), torch.tensor([0.1, 0.2, -0.1]), torch.tensor([0.4])]
+    out = clip_example(grads, 1.0)
+    expected = [g.clone().requires_grad_() for g in grads]
+    for p, g in zip(expected, grads):
+        p.grad = g.clone()
+    assert out["before"] == pytest.approx(float(torch.nn.utils.clip_grad_norm_(expected, 1.0)))
+    assert torch.allclose(out["flat_global"], torch.cat([p.grad for p in expected]))
+    assert out["after"] == pytest.approx(1.0, abs=1e-4) and out["cos_global"] == pytest.approx(1.0, abs=1e-6)
+    assert out["cos_per_tensor"] < 0.99  # the pitfall bends the direction
+
+
+def test_clipping_demo_run_uses_the_loop_with_clip():
+    panel = clipping_demo(max_norm=0.05, lr=0.3)
+    fired = float(re.search(r"clipping fired on (\d+)% of steps", panel.readout.value).group(1))
+    model = seeded(0, lambda: MLP([2, 32, 32, 1]))
+    history = train(model, regression(), SGD(model.parameters(), lr=0.3), steps=200, clip=0.05, eval_every=10)
+    assert fired == round(100 * history.clip_rate)
+    assert "lr is probably too high" in panel.readout.value  # clipping on most steps
+
+
+def test_widgets_draw_without_pyplot():
+    """pyplot would pick a backend and may wait on a display; widgets use Figure + Agg only."""
+    import subprocess
+    import sys
+
+    code = "import sys; from g2c.widgets import lr_sweep, curve_doctor; lr_sweep(lrs=(1e-3, 0.1)); curve_doctor(quiz=True); print('matplotlib.pyplot' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
