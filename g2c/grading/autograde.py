@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import sys
+import threading
 import html
 import os
 import re
@@ -29,6 +30,7 @@ ASSIGNMENT = "03b-training"
 NOTEBOOK = "training.ipynb"
 HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?", re.S | re.M)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+VISIBLE_ERROR = re.compile(r"^E\s+(\w+(?:Error|Exception)): (?!assert )(.+)$")
 
 
 @dataclass
@@ -84,15 +86,18 @@ def grade_submission(course: Path, student: str, submitted: Path, out: Path, *, 
     if not notebook.exists():
         return Result(student, "no notebook submitted")
     # The references run here, outside the student's kernel; the hidden cells read the verdicts.
+    # They are computed while nbgrader starts the kernel; the first hidden cell waits for them.
     verdict_dir = out / ".verdicts"
-    store_verdicts(notebook, verdict_dir, timeout=timeout, memory_mb=memory_mb)
-    os.environ["G2C_VERDICTS"] = str(verdict_dir)
-    os.environ["G2C_NOTEBOOK"] = str(notebook.resolve())
+    references = threading.Thread(target=store_verdicts, args=(notebook, verdict_dir, timeout, memory_mb))
+    references.start()
+    os.environ.update(G2C_VERDICTS=str(verdict_dir), G2C_VERDICTS_WAIT=str(timeout + 30), G2C_NOTEBOOK=str(notebook.resolve()))
     try:
         api = _api(_config(course, submitted, out, timeout, memory_mb))
         outcome = api.autograde(ASSIGNMENT, student, force=True, create=True)
     finally:
-        os.environ.pop("G2C_NOTEBOOK", None)
+        references.join()
+        for name in ("G2C_NOTEBOOK", "G2C_VERDICTS_WAIT"):
+            os.environ.pop(name, None)
     if not outcome["success"]:
         return Result(student, "grading failed: " + _last_line(outcome.get("error") or outcome.get("log", "")), seconds=time.perf_counter() - start)
     result = _scores(out, student)
@@ -113,7 +118,8 @@ def _scores(out: Path, student: str) -> Result:
         nb = gb.find_submission_notebook(NOTEBOOK.removesuffix(".ipynb"), ASSIGNMENT, student)
         cells: dict[str, float | None] = {}
         pending = False
-        for grade in sorted(nb.grades, key=lambda g: g.cell.id):
+        order = {cell.name: i for i, cell in enumerate(gb.find_notebook(NOTEBOOK.removesuffix(".ipynb"), ASSIGNMENT).grade_cells)}
+        for grade in sorted(nb.grades, key=lambda g: (order.get(g.name, 1e9), g.name)):
             if grade.needs_manual_grade:
                 pending = True
             cells[grade.name] = None if grade.needs_manual_grade and grade.manual_score is None else float(grade.score)
@@ -131,13 +137,16 @@ def pitfalls(cell) -> list[str]:
             text += output.text
         elif output.output_type == "error":
             text += "\n".join(output.get("traceback", [])) + "\n" + output.get("evalue", "")
-    messages = []
+    messages, errors = [], []
     for line in ANSI.sub("", text).splitlines():
         if PREFIX in line:
             message = line.split(PREFIX, 1)[1].strip().rstrip("'\"")
             if message and message not in messages:
                 messages.append(message)
-    return messages
+        elif match := VISIBLE_ERROR.match(line):  # e.g. "E   NameError: name 'p1' is not defined"
+            if f"{match[1]}: {match[2]}" not in errors:
+                errors.append(f"{match[1]}: {match[2]}")
+    return messages or errors[:3]
 
 
 def redact(nb, scores: dict[str, float | None]):
@@ -195,6 +204,7 @@ def _grade_many(course: Path, students: list[str], submitted: Path, out: Path, t
 def autograde(course: Path, submitted: Path, out: Path, *, jobs: int = 1, timeout: float = 60, memory_mb: int | None = None) -> list[Result]:
     """Grade every ``submitted/<student>/03b-training/`` and write grades.csv and feedback."""
     course, submitted, out = course.resolve(), submitted.resolve(), out.resolve()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread per kernel: jobs share the cores, results repeat
     # nbgrader runs `alembic` and the kernel from PATH: make them this environment's
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     students = sorted(p.name for p in submitted.iterdir() if p.is_dir() and (p / ASSIGNMENT).is_dir()) if submitted.is_dir() else []

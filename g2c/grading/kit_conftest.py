@@ -77,6 +77,8 @@ def load_answers(notebook: Path) -> types.ModuleType:
                 setattr(module, name, _stand_in(name, f"the answer cell '{grade_id}' raised {type(err).__name__}: {err}"))
         if not hasattr(module, name):
             setattr(module, name, _stand_in(name, f"the answer cell '{grade_id}' does not define {name}"))
+        elif str(getattr(getattr(module, name), "__module__", "")).startswith(("g2c.", "torch.")):
+            setattr(module, name, _stand_in(name, f"the answer cell '{grade_id}' imports {name} instead of writing it"))
     _restore()
     sys.modules[MODULE_NAME] = module
     os.environ["G2C_TRAINING_MODULE"] = MODULE_NAME

@@ -76,9 +76,9 @@ def _imports(tree: ast.Module, lines: list[str]) -> list[str]:
     return [_segment(lines, n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) and getattr(n, "module", None) != "__future__"]
 
 
-def answer_source(module: str, name: str, methods: list[str] | None = None) -> str:
-    """``name`` (with only ``methods`` if a class) from ``g2c/training/<module>.py``, imports first."""
-    text = (TRAINING / f"{module}.py").read_text()
+def answer_source(module: str, name: str, methods: list[str] | None = None, text: str | None = None) -> str:
+    """``name`` (with only ``methods`` if a class) from ``g2c/training/<module>.py`` (or ``text``), imports first."""
+    text = (TRAINING / f"{module}.py").read_text() if text is None else text
     tree, lines = ast.parse(text), text.splitlines()
     node = next(n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef)) and n.name == name)
     if methods is None:
@@ -93,12 +93,17 @@ def answer_source(module: str, name: str, methods: list[str] | None = None) -> s
     return "\n".join(_imports(tree, lines)) + "\n\n\n" + body
 
 
-def answer_sources() -> dict[str, str]:
-    return {
-        "adamw": answer_source("optim", "AdamW", ["__init__", "_check_hyperparameters", "zero_grad", "step"]),
-        "clip": answer_source("clip", "clip_grad_norm_"),
-        "schedule": answer_source("schedule", "cosine_with_warmup"),
-    }
+ANSWER_CELLS = {  # grade_id -> (module of g2c/training, name, methods kept if a class)
+    "adamw": ("optim", "AdamW", ["__init__", "_check_hyperparameters", "zero_grad", "step"]),
+    "clip": ("clip", "clip_grad_norm_", None),
+    "schedule": ("schedule", "cosine_with_warmup", None),
+}
+
+
+def answer_sources(texts: dict[str, str] | None = None) -> dict[str, str]:
+    """grade_id -> answer cell source; ``texts`` (module -> source) replaces the reference files."""
+    texts = texts or {}
+    return {gid: answer_source(mod, name, methods, texts.get(mod)) for gid, (mod, name, methods) in ANSWER_CELLS.items()}
 
 
 def contract_code(tests: list[str]) -> str:
@@ -267,9 +272,9 @@ def test_p1_is_a_number():
 ### BEGIN HIDDEN TESTS
 def test_p1_value():
     got = float(p1)
-    assert not -1e-6 <= got - {values['adam_l2']!r} <= 1e-6, "weight decay is folded into the gradient (Adam + L2); AdamW shrinks the parameter directly"
-    assert not -1e-6 <= got - {values['no_bias_correction']!r} <= 1e-6, "bias correction is missing: divide m by 1 - beta1**t and v by 1 - beta2**t"
-    assert -1e-6 <= got - {values['right']!r} <= 1e-6, "p1 is not the first AdamW update: recompute m, v, their bias correction and the decoupled decay"
+    assert not -1e-6 <= got - {values['adam_l2']!r} <= 1e-6, "PITFALL: weight decay is folded into the gradient (Adam + L2); AdamW shrinks the parameter directly"
+    assert not -1e-6 <= got - {values['no_bias_correction']!r} <= 1e-6, "PITFALL: bias correction is missing: divide m by 1 - beta1**t and v by 1 - beta2**t"
+    assert -1e-6 <= got - {values['right']!r} <= 1e-6, "PITFALL: p1 is not the first AdamW update: recompute m, v, their bias correction and the decoupled decay"
 ### END HIDDEN TESTS
 """, "test_adamw_by_hand", grade=True, locked=True, points=AUTOGRADED_EXERCISES["test_adamw_by_hand"]),
         md("""
@@ -383,7 +388,7 @@ def test_diagnosis_uses_the_actions():
 def test_diagnosis_matches_the_curves():
     key = {DIAGNOSIS!r}
     wrong = [curve for curve in key if str(diagnosis.get(curve)) != key[curve]]
-    assert not wrong, f"curves {{wrong}} are misread: falling together means train longer, a rising validation loss overfitting, a crawl a too-small lr, a blow-up a too-large lr"
+    assert not wrong, f"PITFALL: curves {{wrong}} are misread: falling together means train longer, a rising validation loss overfitting, a crawl a too-small lr, a blow-up a too-large lr"
 ### END HIDDEN TESTS
 """, "test_diagnosis", grade=True, locked=True, points=AUTOGRADED_EXERCISES["test_diagnosis"]),
         md("""
