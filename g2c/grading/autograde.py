@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import sys
 import threading
+import warnings
 import html
 import os
 import re
@@ -27,6 +28,7 @@ import nbformat
 from g2c.grading.verdict import PREFIX, store_verdicts
 
 ASSIGNMENT = "03b-training"
+warnings.filterwarnings("ignore", message="Object of type <Submitted")  # nbgrader 0.9's own SQLAlchemy noise
 NOTEBOOK = "training.ipynb"
 HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?", re.S | re.M)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -82,9 +84,13 @@ def grade_submission(course: Path, student: str, submitted: Path, out: Path, *, 
     import time
 
     start = time.perf_counter()
-    notebook = submitted / student / ASSIGNMENT / NOTEBOOK
-    if not notebook.exists():
+    if not (submitted / student / ASSIGNMENT / NOTEBOOK).exists():
         return Result(student, "no notebook submitted")
+    try:
+        notebook = sanitized_copy(submitted, student, out / "submissions")
+    except ValueError as err:
+        return Result(student, f"unreadable notebook: {err}"[:200])
+    submitted = out / "submissions"
     # The references run here, outside the student's kernel; the hidden cells read the verdicts.
     # They are computed while nbgrader starts the kernel; the first hidden cell waits for them.
     verdict_dir = out / ".verdicts"
@@ -104,6 +110,30 @@ def grade_submission(course: Path, student: str, submitted: Path, out: Path, *, 
     write_feedback(out, student, result)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def sanitized_copy(submitted: Path, student: str, dest_root: Path) -> Path:
+    """Copy a submission for grading, keeping nbgrader's metadata only on the last copy of a cell.
+
+    nbgrader's own DeduplicateIds leaves an empty metadata dict that its validator then rejects
+    ("nbgrader update ."), so a student who duplicated a cell would get no grade at all.
+    """
+    dest = dest_root / student / ASSIGNMENT
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(submitted / student / ASSIGNMENT, dest)
+    try:
+        nb = nbformat.read(dest / NOTEBOOK, as_version=4)
+    except Exception as err:
+        raise ValueError(f"{type(err).__name__}: {err}") from err
+    seen: set[str] = set()
+    for cell in reversed(nb.cells):
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in seen:
+            del cell.metadata["nbgrader"]
+        elif grade_id:
+            seen.add(grade_id)
+    nbformat.write(nb, dest / NOTEBOOK)
+    return dest / NOTEBOOK
 
 
 def _last_line(text: str) -> str:
@@ -139,8 +169,8 @@ def pitfalls(cell) -> list[str]:
             text += "\n".join(output.get("traceback", [])) + "\n" + output.get("evalue", "")
     messages, errors = [], []
     for line in ANSI.sub("", text).splitlines():
-        if PREFIX in line:
-            message = line.split(PREFIX, 1)[1].strip().rstrip("'\"")
+        if PREFIX in line and line.startswith("E "):  # the raised message, never the listed test source
+            message = line.split(PREFIX, 1)[1].split("\\n")[0].strip().rstrip("'\"")
             if message and message not in messages:
                 messages.append(message)
         elif match := VISIBLE_ERROR.match(line):  # e.g. "E   NameError: name 'p1' is not defined"
