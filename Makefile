@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: book test unit bench notebook reset-notebook clean
+.PHONY: release check-release
 
 # The venv is rebuilt only when requirements.txt or pyproject.toml change.
 $(STAMP): requirements.txt pyproject.toml
@@ -21,6 +22,7 @@ book: $(STAMP)
 
 ## test: every check: unit tests, pitfall mutants, the book build
 test: $(STAMP)
+	$(MAKE) check-release
 	$(PY) -m pytest -q
 	$(MAKE) book
 
@@ -38,3 +40,12 @@ reset-notebook: $(STAMP)
 
 clean:
 	rm -rf _build
+
+## release: regenerate the source notebook from g2c/training and the student kit in release/ (nbgrader)
+release: $(STAMP)
+	$(PY) -m g2c.grading.notebook_build --release
+
+## check-release: regenerate, then fail if source_notebooks/ or release/ differ from what is committed
+check-release: release
+	git diff --exit-code --stat -- release source_notebooks
+	test -z "$$(git status --porcelain --untracked-files=all -- release source_notebooks)"
