@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: book test unit bench notebook reset-notebook clean
-.PHONY: test-book
+.PHONY: test-book release check-release
 
 # The venv is rebuilt only when requirements.txt or pyproject.toml change.
 $(STAMP): requirements.txt pyproject.toml
@@ -22,16 +22,17 @@ book: _build/vendor/.fetched
 book: _build/.figures-code
 	$(BIN)/jupyter-book build . --all -W --keep-going
 
-## test: every check: unit tests, pitfall mutants, the book build
+## test: every check: release in sync, unit tests, pitfall mutants, autograding round trip, the book in a browser
 test: $(STAMP)
-test: test-book
+	$(MAKE) check-release
 	$(PY) -m pytest -q
-	$(MAKE) book
+	$(MAKE) test-book
 
 ## bench: time AdamW.step and clip_grad_norm_ against torch in one process
 bench: $(STAMP)
 	$(PY) tests/benchmarks/bench_optim.py
 	$(PY) tests/benchmarks/bench_runs.py
+	$(PY) tests/benchmarks/bench_widgets.py
 
 ## notebook: open your exercise notebook (student/03b-training/training.ipynb) in Jupyter
 notebook: $(STAMP)
@@ -54,8 +55,17 @@ _build/vendor/.fetched: book/_vendor/fetch.sh book/_vendor/widgets-offline.js
 	bash book/_vendor/fetch.sh _build/vendor
 
 # The execution cache keys on the chapters' cells only: drop it when the code they run changes.
-_build/.figures-code: book/_figures.py $(wildcard g2c/training/*.py g2c/data/*.py g2c/nn/*.py)
+_build/.figures-code: book/_figures.py $(wildcard g2c/training/*.py g2c/data/*.py g2c/nn/*.py g2c/widgets/*.py)
 	rm -rf _build/.jupyter_cache && mkdir -p _build && touch $@
 
 clean:
 	rm -rf _build
+
+## release: regenerate the source notebook from g2c/training and the student kit in release/ (nbgrader)
+release: $(STAMP)
+	$(PY) -m g2c.grading.notebook_build --release
+
+## check-release: regenerate, then fail if source_notebooks/ or release/ differ from what is committed
+check-release: release
+	git diff --exit-code --stat -- release source_notebooks
+	test -z "$$(git status --porcelain --untracked-files=all -- release source_notebooks)"

@@ -63,8 +63,25 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("workspace", help="copy the student kit to student/03b-training/ (once) and print the notebook path")
     commands.add_parser("reset-notebook", help="archive your notebook under a timestamped name and restore a fresh copy")
+    grade = commands.add_parser("autograde", help="autograde every submission with nbgrader: grades.csv and redacted feedback")
+    grade.add_argument("assignment", choices=[ASSIGNMENT])
+    grade.add_argument("--course", type=Path, default=None, help="course root (default: this repository)")
+    grade.add_argument("--submitted", type=Path, default=None, help="DIR/<student>/03b-training/ (default: <course>/submitted)")
+    grade.add_argument("--out", type=Path, default=None, help="where grades.csv, feedback/ and the gradebook go (default: <course>/grades)")
+    grade.add_argument("--jobs", type=int, default=1, help="grading processes over disjoint sets of students")
+    grade.add_argument("--timeout", type=float, default=60, help="seconds allowed per cell and for the hidden tests")
+    grade.add_argument("--memory", type=int, default=None, help="address-space limit in MB for student code")
     args = parser.parse_args(argv)
-    root = repo_root()
+    root = repo_root() if getattr(args, "course", None) is None else args.course.resolve()
+    if args.command == "autograde":
+        from g2c.grading.autograde import autograde
+
+        out = args.out or root / "grades"
+        results = autograde(root, args.submitted or root / "submitted", out, jobs=args.jobs, timeout=args.timeout, memory_mb=args.memory)
+        for r in results:
+            print(f"{r.student_id}: {r.score:g}/{r.max_score:g} {r.status} ({r.seconds:.1f} s)")
+        print(f"wrote {out / 'grades.csv'} and {out / 'feedback'}")
+        return 0
     if args.command == "workspace":
         print(workspace(root))
     elif args.command == "reset-notebook":

@@ -1,0 +1,462 @@
+"""Generate the assignment's source notebook and its student release from the one source of truth.
+
+- Answer cells ``adamw``, ``clip`` and ``schedule`` are cut from ``g2c/training`` with their
+  ``### BEGIN SOLUTION`` regions intact (nbgrader strips them on release).
+- Visible test code is cut from ``tests/test_training.py`` (test functions and the helpers
+  they use); hidden tests call :func:`g2c.grading.verdict.check`, which runs that same file in
+  a fresh process on the answer cells.
+- ``release`` runs real ``nbgrader generate_assignment`` and adds the kit's pytest files.
+
+``python -m g2c.grading.notebook_build [--release]`` rewrites the files; CI regenerates and
+fails on any difference (``make check-release``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[2]
+ASSIGNMENT = "03b-training"
+NOTEBOOK = "training.ipynb"
+TRAINING = ROOT / "g2c" / "training"
+CONTRACT = ROOT / "tests" / "test_training.py"
+
+# (grade_id, points, contract tests it grades); every pitfall test has a cell of its own.
+TEST_CELLS = {
+    "adamw": [
+        ("test_adamw_bias_correction", 1, ["test_adamw_first_step_by_hand"]),
+        ("test_adamw_matches_torch", 3, ["test_adamw_matches_torch_float64_over_many_steps", "test_adamw_matches_torch_float32_over_many_steps"]),
+        ("test_adamw_decoupled_decay", 1, ["test_adamw_weight_decay_is_decoupled"]),
+        ("test_adamw_step_counter", 1, ["test_adamw_step_counter_advances_once_per_step"]),
+        ("test_adamw_no_autograd", 1, ["test_adamw_update_is_not_recorded_by_autograd"]),
+        ("test_adamw_frozen_params", 1, ["test_adamw_leaves_parameters_without_grad_untouched"]),
+    ],
+    "clip": [
+        ("test_clip_matches_torch", 2, ["test_clip_matches_torch_norm_and_grads"]),
+        ("test_clip_global", 1, ["test_clip_is_global_not_per_parameter"]),
+        ("test_clip_small_untouched", 1, ["test_clip_leaves_small_gradients_untouched"]),
+        ("test_clip_skips_none_and_eps", 1, ["test_clip_skips_params_without_grad_and_uses_eps"]),
+    ],
+    "schedule": [
+        ("test_schedule_warmup", 1, ["test_schedule_warmup_is_linear_from_zero"]),
+        ("test_schedule_cosine", 1, ["test_schedule_cosine_matches_closed_form"]),
+        ("test_schedule_floor", 1, ["test_schedule_holds_min_lr_after_max_steps"]),
+    ],
+}
+AUTOGRADED_EXERCISES = {"test_adamw_by_hand": 1, "test_diagnosis": 2}
+MANUAL_CELLS = {"lr_choice": 1, "schedule_phases": 1, "why_adamw": 2}
+
+# Exercise 2: one scalar AdamW step.
+BY_HAND = dict(p=1.0, g=0.5, lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1)
+# Exercise 7: curve -> next action.
+ACTIONS = ["train longer", "raise the learning rate", "lower the learning rate", "regularize or stop early"]
+DIAGNOSIS = {"A": "train longer", "B": "regularize or stop early", "C": "raise the learning rate", "D": "lower the learning rate"}
+
+
+# ---------------------------------------------------------------- cutting code out of modules
+
+
+def _segment(lines: list[str], node: ast.AST) -> str:
+    start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+    end = node.end_lineno  # the AST ends at the last statement: keep trailing comments (### END SOLUTION)
+    while end < len(lines) and lines[end].strip().startswith("#") and len(lines[end]) - len(lines[end].lstrip()) > node.col_offset:
+        end += 1
+    return "\n".join(lines[start - 1 : end])
+
+
+def _imports(tree: ast.Module, lines: list[str]) -> list[str]:
+    return [_segment(lines, n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) and getattr(n, "module", None) != "__future__"]
+
+
+def answer_source(module: str, name: str, methods: list[str] | None = None, text: str | None = None) -> str:
+    """``name`` (with only ``methods`` if a class) from ``g2c/training/<module>.py`` (or ``text``), imports first."""
+    text = (TRAINING / f"{module}.py").read_text() if text is None else text
+    tree, lines = ast.parse(text), text.splitlines()
+    node = next(n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef)) and n.name == name)
+    if methods is None:
+        body = _segment(lines, node)
+    else:
+        header_end = node.body[1].lineno - 1 if ast.get_docstring(node) else node.body[0].lineno - 1
+        parts = ["\n".join(lines[node.lineno - 1 : header_end]).rstrip()]
+        for method in methods:
+            member = next(n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == method)
+            parts.append(_segment(lines, member))
+        body = "\n\n".join(parts)
+    return "\n".join(_imports(tree, lines)) + "\n\n\n" + body
+
+
+ANSWER_CELLS = {  # grade_id -> (module of g2c/training, name, methods kept if a class)
+    "adamw": ("optim", "AdamW", ["__init__", "_check_hyperparameters", "zero_grad", "step"]),
+    "clip": ("clip", "clip_grad_norm_", None),
+    "schedule": ("schedule", "cosine_with_warmup", None),
+}
+
+
+def answer_sources(texts: dict[str, str] | None = None) -> dict[str, str]:
+    """grade_id -> answer cell source; ``texts`` (module -> source) replaces the reference files."""
+    texts = texts or {}
+    return {gid: answer_source(mod, name, methods, texts.get(mod)) for gid, (mod, name, methods) in ANSWER_CELLS.items()}
+
+
+def contract_code(tests: list[str]) -> str:
+    """The named tests of tests/test_training.py plus every module-level helper they need."""
+    text = CONTRACT.read_text()
+    tree, lines = ast.parse(text), text.splitlines()
+    defs: dict[str, ast.stmt] = {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defs[node.name] = node
+        elif isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
+            for target in node.targets:
+                defs.setdefault(target.id, node)
+    skip = {"AdamW", "clip_grad_norm_", "cosine_with_warmup", "impl"}  # the notebook's own
+    wanted, queue = [], list(tests)
+    while queue:
+        name = queue.pop()
+        if name in wanted or name in skip or name not in defs:
+            continue
+        wanted.append(name)
+        queue.extend(n.id for n in ast.walk(defs[name]) if isinstance(n, ast.Name))
+    ordered = sorted({id(defs[n]): defs[n] for n in wanted}.values(), key=lambda n: n.lineno)
+    return "\n\n\n".join(_segment(lines, n) for n in ordered)
+
+
+# ---------------------------------------------------------------- the reference numbers
+
+
+def by_hand_values() -> dict[str, float]:
+    """Exercise 2's answer and its two classic wrong answers, from torch.optim.AdamW at build time."""
+    import torch
+
+    h = BY_HAND
+
+    def first_step(weight_decay: float, l2: float = 0.0) -> float:
+        p = torch.tensor([h["p"]], dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.AdamW([p], lr=h["lr"], betas=(h["beta1"], h["beta2"]), eps=h["eps"], weight_decay=weight_decay)
+        p.grad = torch.tensor([h["g"] + l2 * h["p"]], dtype=torch.float64)
+        opt.step()
+        return p.item()
+
+    m, v = (1 - h["beta1"]) * h["g"], (1 - h["beta2"]) * h["g"] ** 2
+    no_bias = h["p"] * (1 - h["lr"] * h["weight_decay"]) - h["lr"] * m / (math.sqrt(v) + h["eps"])
+    return {"right": first_step(h["weight_decay"]), "adam_l2": first_step(0.0, l2=h["weight_decay"]), "no_bias_correction": no_bias}
+
+
+# ---------------------------------------------------------------- cells
+
+
+def _meta(grade_id: str, *, grade=False, solution=False, locked=False, points=0) -> dict:
+    meta = {"grade": grade, "grade_id": grade_id, "locked": locked, "schema_version": 3, "solution": solution, "task": False}
+    if grade:
+        meta["points"] = points
+    return {"nbgrader": meta}
+
+
+def md(text: str, grade_id: str | None = None, **kw) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_markdown_cell(text.strip())
+    if grade_id:
+        cell.metadata.update(_meta(grade_id, **kw))
+    return cell
+
+
+def code(text: str, grade_id: str | None = None, **kw) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_code_cell(text.strip())
+    if grade_id:
+        cell.metadata.update(_meta(grade_id, **kw))
+    return cell
+
+
+def test_cell(grade_id: str, points: int, tests: list[str]) -> nbformat.NotebookNode:
+    visible = contract_code(tests)
+    names = ", ".join(repr(t) for t in tests)
+    hidden = f"def test_{grade_id.removeprefix('test_')}_hidden():\n    from g2c.grading.verdict import check\n\n    check({names})"
+    source = f"%%ipytest -qq\n# Visible checks (from tests/test_training.py); hidden ones run too when graded.\n{visible}\n\n### BEGIN HIDDEN TESTS\n{hidden}\n### END HIDDEN TESTS"
+    return code(source, grade_id, grade=True, locked=True, points=points)
+
+
+def solution(text: str) -> str:
+    return f"### BEGIN SOLUTION\n{text.strip()}\n### END SOLUTION"
+
+
+def cells() -> list[nbformat.NotebookNode]:
+    answers = answer_sources()
+    values = by_hand_values()
+    h = BY_HAND
+    out = [
+        md(f"""
+# Module 03B — Training: exercises
+
+Seven exercises on the training recipe. Write your code where it says `YOUR CODE HERE`
+(delete the `raise NotImplementedError()`), and your answers where it says `YOUR ANSWER HERE`.
+
+- The three answer cells (`AdamW`, `clip_grad_norm_`, `cosine_with_warmup`) must stay
+  **self-contained**: keep their imports; they are graded on their own, outside this notebook.
+- Check them any time from your kit folder: `pytest tests/test_training.py` (untouched kit:
+  7 passed, 14 failed). Every failure message names the pitfall it caught.
+- When graded, each test cell also runs hidden tests: comparisons with `torch.optim.AdamW`,
+  `torch.nn.utils.clip_grad_norm_` and the closed-form schedule over many steps and settings.
+- Run the whole notebook top to bottom (Kernel → Restart & Run All) before you submit.
+"""),
+        code(f"""
+%matplotlib inline
+import math
+
+import ipytest
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from g2c.data import regression, tokens
+from g2c.nn import MLP, TinyLM, seeded
+from g2c.training import SGD, train
+
+ipytest.autoconfig(raise_on_error=True, addopts=["-p", "no:cacheprovider"])
+torch.manual_seed(0)
+ACTIONS = {ACTIONS!r}
+""", "setup", locked=True),
+        md("""
+## 1. Learning-rate sweep
+
+Train the same seeded `MLP((2, 32, 1))` on `regression()` with plain `SGD` for 200 steps at
+`lr` = 1e-3, 1e-1 and 1.0 (use `train` from `g2c.training`; every run starts from
+`seeded(0, ...)`). Plot the training loss of each run on a log scale: one crawls, one learns,
+one diverges. Then set `KEEP_LR` to the learning rate you would keep.
+"""),
+        code(solution("""
+sweep = {}
+for lr in (1e-3, 1e-1, 1.0):
+    model = seeded(0, lambda: MLP((2, 32, 1)))
+    sweep[lr] = train(model, regression(), SGD(model.parameters(), lr=lr), steps=200)
+fig, ax = plt.subplots(figsize=(6, 3.5))
+for lr, history in sweep.items():
+    label = f"lr={lr:g}" + (f" (diverged at step {history.diverged_at})" if history.diverged else "")
+    ax.plot(history.train_loss, label=label)
+ax.set(yscale="log", xlabel="step", ylabel="training loss", title="One model, three learning rates")
+ax.legend()
+plt.show()
+KEEP_LR = 1e-1
+"""), "lr_sweep", solution=True),
+        md("Which learning rate do you keep, and why not the other two? (two or three sentences)"),
+        md(solution("""
+Keep lr = 0.1: its loss falls fast and steadily. At 1e-3 the loss crawls (each step is too
+small to make progress in 200 steps); at 1.0 the updates overshoot, the loss grows and the run
+diverges within a few steps. The best lr is usually a little below the one that diverges.
+"""), "lr_choice", grade=True, solution=True, points=MANUAL_CELLS["lr_choice"]),
+        md(f"""
+## 2. AdamW by hand
+
+A scalar parameter $p_0 = {h['p']}$ gets the gradient $g_1 = {h['g']}$ on the first step of
+AdamW with $\\eta = {h['lr']}$, $\\beta_1 = {h['beta1']}$, $\\beta_2 = {h['beta2']}$,
+$\\epsilon = 10^{{-8}}$ and weight decay $\\lambda = {h['weight_decay']}$. Compute $p_1$ on paper
+(moments, bias correction, decoupled decay), then set `p1` to your number.
+"""),
+        code(solution(f"""
+m = (1 - 0.9) * 0.5            # first moment after one step
+v = (1 - 0.999) * 0.5**2       # second moment
+m_hat, v_hat = m / (1 - 0.9), v / (1 - 0.999)   # bias correction: exactly g and g^2
+p1 = {h['p']} * (1 - 0.1 * 0.1) - 0.1 * m_hat / (math.sqrt(v_hat) + 1e-8)
+"""), "adamw_by_hand_answer", solution=True),
+        code(f"""
+%%ipytest -qq
+def test_p1_is_a_number():
+    assert isinstance(p1, (int, float)) and math.isfinite(p1), "set p1 to a finite number"
+
+### BEGIN HIDDEN TESTS
+def test_p1_value():
+    got = float(p1)
+    assert not -1e-6 <= got - {values['adam_l2']!r} <= 1e-6, "PITFALL: weight decay is folded into the gradient (Adam + L2); AdamW shrinks the parameter directly"
+    assert not -1e-6 <= got - {values['no_bias_correction']!r} <= 1e-6, "PITFALL: bias correction is missing: divide m by 1 - beta1**t and v by 1 - beta2**t"
+    assert -1e-6 <= got - {values['right']!r} <= 1e-6, "PITFALL: p1 is not the first AdamW update: recompute m, v, their bias correction and the decoupled decay"
+### END HIDDEN TESTS
+""", "test_adamw_by_hand", grade=True, locked=True, points=AUTOGRADED_EXERCISES["test_adamw_by_hand"]),
+        md("""
+## 3. Implement AdamW
+
+Write `AdamW.step`: one step counter for the whole optimizer; for each parameter with a
+gradient: decoupled weight decay, the two moments, bias correction, the update, all under
+`torch.no_grad()`. The constructor and `zero_grad` are given.
+"""),
+        code(answers["adamw"], "adamw", solution=True),
+    ]
+    out += [test_cell(grade_id, points, tests) for grade_id, points, tests in TEST_CELLS["adamw"]]
+    out += [
+        md("""
+## 4. SGD vs AdamW
+
+Train the same seeded model on the same data for the same number of steps, once with `SGD` at
+lr 0.1 and once with your `AdamW` at lr 0.01, and plot both training losses.
+"""),
+        code(solution("""
+runs = {}
+for name, make in [("SGD lr=0.1", lambda ps: SGD(ps, lr=0.1)), ("AdamW lr=0.01", lambda ps: AdamW(ps, lr=0.01))]:
+    model = seeded(0, lambda: MLP((2, 32, 1)))
+    runs[name] = train(model, regression(), make(model.parameters()), steps=200)
+fig, ax = plt.subplots(figsize=(6, 3.5))
+for name, history in runs.items():
+    ax.plot(history.train_loss, label=name)
+ax.set(yscale="log", xlabel="step", ylabel="training loss", title="Matched runs: same model, data, seed, steps")
+ax.legend()
+plt.show()
+"""), "sgd_vs_adamw", solution=True),
+        md("""
+## 5. Gradient clipping
+
+Write `clip_grad_norm_`: one global L2 norm over all gradients, one shared scale
+`max_norm / (total + eps)` applied only when it is below 1, and return the norm before clipping.
+"""),
+        code(answers["clip"], "clip", solution=True),
+    ]
+    out += [test_cell(grade_id, points, tests) for grade_id, points, tests in TEST_CELLS["clip"]]
+    out += [
+        md("Demonstrate it: two parameters with gradients (3, 4) and (12,) have a global norm of 13. Clip to 1 and print both gradients before and after; check the direction did not change."),
+        code(solution("""
+a = torch.zeros(2, requires_grad=True)
+b = torch.zeros(1, requires_grad=True)
+a.grad, b.grad = torch.tensor([3.0, 4.0]), torch.tensor([12.0])
+print("before:", a.grad.tolist(), b.grad.tolist())
+total = clip_grad_norm_([a, b], max_norm=1.0)
+print(f"global norm before clipping: {float(total):.3f}")
+print("after: ", a.grad.tolist(), b.grad.tolist(), "(every gradient divided by the same 13)")
+"""), "clip_demo", solution=True),
+        md("""
+## 6. Warmup + cosine schedule
+
+Write `cosine_with_warmup` (linear warmup from 0, cosine decay to `min_lr` at `max_steps`,
+then `min_lr`), plot it for `warmup_steps=100, max_steps=1000, max_lr=3e-4, min_lr=3e-5` over
+1200 steps, and explain its three phases.
+"""),
+        code(answers["schedule"], "schedule", solution=True),
+    ]
+    out += [test_cell(grade_id, points, tests) for grade_id, points, tests in TEST_CELLS["schedule"]]
+    out += [
+        code(solution("""
+steps = range(1200)
+lrs = [cosine_with_warmup(t, warmup_steps=100, max_steps=1000, max_lr=3e-4, min_lr=3e-5) for t in steps]
+fig, ax = plt.subplots(figsize=(6, 3))
+ax.plot(list(steps), lrs)
+ax.axvline(100, ls=":", c="gray")
+ax.axvline(1000, ls=":", c="gray")
+ax.set(xlabel="step", ylabel="learning rate", title="Linear warmup, cosine decay, floor")
+plt.show()
+"""), "schedule_plot", solution=True),
+        md(solution("""
+**Warmup** (steps 0-99): the lr rises linearly from 0, because AdamW's second-moment estimate is
+still poor and large early steps can wreck the fresh model. **Cosine decay** (100-999): the lr
+falls smoothly from max_lr to min_lr, large steps first for fast progress, small steps later to
+settle into a minimum. **Floor** (1000 on): the lr stays at min_lr and never decays further.
+"""), "schedule_phases", grade=True, solution=True, points=MANUAL_CELLS["schedule_phases"]),
+        md(f"""
+## 7. Reading curves
+
+Four runs made with `g2c` below show train and validation loss. For each of A, B, C and D pick
+the next action from `ACTIONS` = {ACTIONS} and put it in the dict `diagnosis`.
+"""),
+        code("""
+def run(model, data, optimizer, steps):
+    return train(model, data, optimizer, steps=steps, eval_every=10)
+
+mlp = lambda: seeded(0, lambda: MLP((2, 32, 1)))
+curves = {}
+m = mlp(); curves["A"] = run(m, regression(), SGD(m.parameters(), lr=0.1), 60)
+m = seeded(0, lambda: TinyLM(12, 2)); curves["B"] = run(m, tokens(n_train=512, batch_size=None), torch.optim.AdamW(m.parameters(), lr=1e-2, weight_decay=0.0), 150)
+m = mlp(); curves["C"] = run(m, regression(), SGD(m.parameters(), lr=1e-3), 200)
+m = mlp(); curves["D"] = run(m, regression(), SGD(m.parameters(), lr=1.0), 200)
+fig, axes = plt.subplots(1, 4, figsize=(13, 3))
+for ax, (name, h) in zip(axes, curves.items()):
+    ax.plot(h.eval_steps, h.eval_train_loss, label="train")
+    ax.plot(h.eval_steps, h.val_loss, label="validation")
+    ax.set(title=name + (" (NaN/inf after step %d)" % h.diverged_at if h.diverged else ""), xlabel="step", yscale="log")
+axes[0].legend()
+plt.show()
+""", "curves", locked=True),
+        code(solution(f"diagnosis = {DIAGNOSIS!r}"), "diagnosis_answer", solution=True),
+        code(f"""
+%%ipytest -qq
+def test_diagnosis_uses_the_actions():
+    assert sorted(diagnosis) == ["A", "B", "C", "D"], "diagnosis needs the keys A, B, C and D"
+    assert all(action in ACTIONS for action in diagnosis.values()), f"every action must be one of {{ACTIONS}}"
+
+### BEGIN HIDDEN TESTS
+def test_diagnosis_matches_the_curves():
+    key = {DIAGNOSIS!r}
+    wrong = [curve for curve in key if str(diagnosis.get(curve)) != key[curve]]
+    assert not wrong, f"PITFALL: curves {{wrong}} are misread: falling together means train longer, a rising validation loss overfitting, a crawl a too-small lr, a blow-up a too-large lr"
+### END HIDDEN TESTS
+""", "test_diagnosis", grade=True, locked=True, points=AUTOGRADED_EXERCISES["test_diagnosis"]),
+        md("""
+## Checklist: written answer
+
+Module 10 trains its model with AdamW without changing the model or the loss. Why can the
+optimizer be swapped on its own, and what does AdamW bring there? (three to five sentences)
+"""),
+        md(solution("""
+The optimizer only consumes gradients and updates parameters: the model defines the function and
+the loss defines what is minimized, so neither needs to change to swap SGD for AdamW. AdamW
+rescales each parameter's step by its own gradient history (momentum and the second moment, with
+bias correction for the first steps), which tolerates gradients of very different scales across
+embeddings and layers and makes one learning rate work for all. Its weight decay is decoupled:
+it shrinks the weights directly instead of entering the adaptive update, so regularization
+strength does not depend on the gradient statistics.
+"""), "why_adamw", grade=True, solution=True, points=MANUAL_CELLS["why_adamw"]),
+    ]
+    return out
+
+
+def build_notebook() -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {
+        "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+    }
+    nb.cells = cells()
+    for i, cell in enumerate(nb.cells):  # stable ids: regenerating gives the same file
+        cell.id = cell.metadata.get("nbgrader", {}).get("grade_id", f"cell-{i:02d}").replace("_", "-")
+    nbformat.validate(nb)
+    return nb
+
+
+def source_path(root: Path = ROOT) -> Path:
+    return root / "source_notebooks" / ASSIGNMENT / NOTEBOOK
+
+
+def write_source(root: Path = ROOT) -> Path:
+    path = source_path(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(build_notebook(), path)
+    return path
+
+
+def release(root: Path = ROOT) -> Path:
+    """Regenerate the source notebook, run ``nbgrader generate_assignment``, add the kit's tests."""
+    write_source(root)
+    kit = root / "release" / ASSIGNMENT
+    db = f"sqlite:///{root / 'gradebook.db'}"
+    nbgrader = [sys.executable, "-m", "nbgrader"]
+    subprocess.run(
+        [*nbgrader, "generate_assignment", ASSIGNMENT, "--force", "--log-level=WARN", f"--db={db}"],
+        cwd=root, check=True,
+    )
+    (kit / "tests").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(CONTRACT, kit / "tests" / "test_training.py")
+    shutil.copyfile(Path(__file__).with_name("kit_conftest.py"), kit / "conftest.py")
+    return kit
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--release", action="store_true", help="also run nbgrader generate_assignment into release/")
+    args = parser.parse_args(argv)
+    print(release() if args.release else write_source())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""pytest plugin of the student kit: test the notebook's own answer cells with tests/test_training.py.
+
+Copied verbatim to ``release/03b-training/conftest.py`` (it imports nothing from ``g2c``), and
+loaded by the grader from this file, so students and grader test the very same code.
+
+The answer cells are the code cells whose nbgrader ``grade_id`` is ``adamw``, ``clip`` or
+``schedule`` (a duplicated cell keeps its id, and later copies win, as in the kernel). Their code
+runs in one fresh module, registered as ``G2C_TRAINING_MODULE``. A missing or broken cell gives
+a stand-in that fails its tests with a clear message instead of breaking collection.
+
+Student code must not weaken the checks: the comparison helpers are captured before any answer
+code runs, restored before every test, and a test during which one was replaced fails.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+import torch.testing
+
+MODULE_NAME = "g2c_notebook_answers"
+ANSWERS = {"adamw": "AdamW", "clip": "clip_grad_norm_", "schedule": "cosine_with_warmup"}
+GUARDED = [
+    (torch.testing, "assert_close"),
+    (torch, "allclose"),
+    (torch, "equal"),
+    (math, "isclose"),
+    (pytest, "approx"),
+    (pytest, "raises"),
+]
+_ORIGINALS = [(owner, name, getattr(owner, name)) for owner, name in GUARDED]
+
+
+def answer_sources(notebook: Path) -> dict[str, list[str]]:
+    """grade_id -> the sources of every code cell carrying it, in notebook order."""
+    cells = json.loads(Path(notebook).read_text(encoding="utf-8")).get("cells", [])
+    found: dict[str, list[str]] = {grade_id: [] for grade_id in ANSWERS}
+    for cell in cells:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if cell.get("cell_type") == "code" and grade_id in found:
+            source = cell.get("source", "")
+            source = "".join(source) if isinstance(source, list) else source
+            # IPython-only lines (magics, shell escapes) mean nothing to plain Python.
+            lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+            found[grade_id].append("\n".join(lines))
+    return found
+
+
+def _stand_in(name: str, reason: str):
+    def fail(*args, **kwargs):
+        raise NotImplementedError(reason)
+
+    if name == "AdamW":
+        return type("AdamW", (), {"__init__": fail, "step": fail, "zero_grad": fail})
+    return fail
+
+
+def load_answers(notebook: Path) -> types.ModuleType:
+    """Run the answer cells of ``notebook`` in a fresh module and register it for import."""
+    module = types.ModuleType(MODULE_NAME, f"answer cells of {notebook}")
+    for grade_id, sources in answer_sources(notebook).items():
+        name = ANSWERS[grade_id]
+        if not sources:
+            setattr(module, name, _stand_in(name, f"the answer cell '{grade_id}' is missing from {Path(notebook).name}"))
+            continue
+        for source in sources:
+            try:
+                exec(compile(source, f"<answer cell {grade_id}>", "exec"), module.__dict__)
+            except Exception as err:  # a broken cell fails its own tests, never the others
+                setattr(module, name, _stand_in(name, f"the answer cell '{grade_id}' raised {type(err).__name__}: {err}"))
+        if not hasattr(module, name):
+            setattr(module, name, _stand_in(name, f"the answer cell '{grade_id}' does not define {name}"))
+        elif str(getattr(getattr(module, name), "__module__", "")).startswith(("g2c.", "torch.")):
+            setattr(module, name, _stand_in(name, f"the answer cell '{grade_id}' imports {name} instead of writing it"))
+    _restore()
+    sys.modules[MODULE_NAME] = module
+    os.environ["G2C_TRAINING_MODULE"] = MODULE_NAME
+    return module
+
+
+def _tampered() -> list[str]:
+    return [f"{getattr(owner, '__name__', owner)}.{name}" for owner, name, original in _ORIGINALS if getattr(owner, name) is not original]
+
+
+def _restore() -> None:
+    for owner, name, original in _ORIGINALS:
+        setattr(owner, name, original)
+
+
+def notebook_path() -> Path:
+    return Path(os.environ.get("G2C_NOTEBOOK") or Path(__file__).with_name("training.ipynb"))
+
+
+load_answers(notebook_path())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    _restore()
+    outcome = yield
+    replaced = _tampered()
+    _restore()
+    if replaced:
+        outcome.force_exception(AssertionError(f"your code replaced {', '.join(replaced)}: the test cannot trust its result"))

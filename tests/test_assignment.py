@@ -1,0 +1,214 @@
+"""The assignment's files: generated from the one source, the kit tests the student's own cells,
+nothing of the solutions leaks, and the grading harness cannot be talked into a better score."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from g2c.grading import notebook_build as build
+from g2c.grading.regions import solution_lines, strip_solutions
+from g2c.grading.verdict import contract_names, plain_message, run_contract
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT / "source_notebooks" / "03b-training" / "training.ipynb"
+KIT = ROOT / "release" / "03b-training"
+TRAINING_SOURCES = {name: (ROOT / "g2c" / "training" / f"{name}.py").read_text() for name in ("optim", "clip", "schedule")}
+GIVEN = 7  # tests of the code students receive written
+
+
+def cells_by_id(nb) -> dict[str, list]:
+    found: dict[str, list] = {}
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id:
+            found.setdefault(grade_id, []).append(cell)
+    return found
+
+
+def test_source_notebook_is_up_to_date_with_g2c_training():
+    assert nbformat.writes(build.build_notebook()) + "\n" == SOURCE.read_text(), (
+        "source_notebooks/03b-training/training.ipynb is out of date: run `make release`"
+    )
+
+
+def test_answer_cells_carry_exactly_the_reference_solution_regions():
+    cells = cells_by_id(nbformat.read(SOURCE, as_version=4))
+    for grade_id, module in [("adamw", "optim"), ("clip", "clip"), ("schedule", "schedule")]:
+        (cell,) = cells[grade_id]
+        assert cell.metadata.nbgrader["solution"] and not cell.metadata.nbgrader["grade"]
+        assert solution_lines(cell.source) == solution_lines(TRAINING_SOURCES[module]), grade_id
+    assert "def __init__" in cells["adamw"][0].source and "def zero_grad" in cells["adamw"][0].source
+
+
+def test_the_seven_exercises_come_in_order_with_graded_cells():
+    nb = nbformat.read(SOURCE, as_version=4)
+    headings = [c.source.splitlines()[0] for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## ")]
+    assert [h.split(".")[0] for h in headings[:7]] == [f"## {i}" for i in range(1, 8)]
+    graded = {c.metadata.nbgrader["grade_id"]: c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+    expected = {g for cells in build.TEST_CELLS.values() for g, _, _ in cells} | set(build.AUTOGRADED_EXERCISES) | set(build.MANUAL_CELLS)
+    assert set(graded) == expected
+    for grade_id in set(graded) - set(build.MANUAL_CELLS):
+        cell = graded[grade_id]
+        assert cell.metadata.nbgrader["locked"] and cell.metadata.nbgrader["points"] > 0
+        assert cell.source.startswith("%%ipytest") and "### BEGIN HIDDEN TESTS" in cell.source, grade_id
+    assert graded["why_adamw"].cell_type == "markdown" and "Module 10" in nb.cells[nb.cells.index(graded["why_adamw"]) - 1].source
+    assert "ipytest.autoconfig(raise_on_error=True" in nb.cells[1].source
+
+
+def test_every_pitfall_test_of_the_contract_is_graded_once():
+    graded = [t for cells in build.TEST_CELLS.values() for _, _, tests in cells for t in tests]
+    assert len(graded) == len(set(graded)) == len(contract_names()) - GIVEN
+
+
+def test_visible_checks_are_cut_from_the_contract_file():
+    code = build.contract_code(["test_adamw_matches_torch_float64_over_many_steps"])
+    contract = (ROOT / "tests" / "test_training.py").read_text()
+    for name in ("def race_torch", "def make_params", "def twins", "def assert_params_close", "ADAMW_SETTINGS =", "SHAPES ="):
+        assert name in code
+    for block in code.split("\n\n\n"):
+        assert block in contract
+
+
+def test_release_kit_has_its_files_and_no_solution_line():
+    assert (KIT / "training.ipynb").exists()
+    assert (KIT / "tests" / "test_training.py").read_text() == (ROOT / "tests" / "test_training.py").read_text()
+    assert (KIT / "conftest.py").read_text() == (ROOT / "g2c" / "grading" / "kit_conftest.py").read_text()
+    secrets = {line for text in TRAINING_SOURCES.values() for line in solution_lines(text)}
+    source_cells = nbformat.read(SOURCE, as_version=4).cells
+    given = {line.strip() for cell in source_cells for line in strip_solutions(cell.source).splitlines()}
+    secrets |= {line for cell in source_cells for line in solution_lines(cell.source)} - given  # e.g. plt.show() is given too
+    for path in KIT.rglob("*"):
+        if path.is_file():
+            text = path.read_text()
+            lines = {line.strip() for line in text.splitlines()}
+            if path.suffix == ".ipynb":
+                lines |= {line.strip() for cell in json.loads(text)["cells"] for line in "".join(cell["source"]).splitlines()}
+            leaked = sorted(line for line in lines & secrets if not re.fullmatch(r"\w+:?", line))  # not `continue`
+            assert not leaked, f"{path.relative_to(ROOT)} publishes solution lines: {leaked[:3]}"
+            assert "BEGIN HIDDEN TESTS" not in text and "verdict import check" not in text
+
+
+def run_kit(kit: Path) -> tuple[int, int]:
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_training.py"],
+                         cwd=kit, capture_output=True, text=True, timeout=300).stdout
+    counts = {kind: int(n) for n, kind in re.findall(r"(\d+) (passed|failed)", out)}
+    return counts.get("passed", 0), counts.get("failed", 0)
+
+
+def test_untouched_kit_gives_7_passed_14_failed_and_tests_the_notebook(tmp_path):
+    kit = tmp_path / "03b-training"
+    shutil.copytree(KIT, kit)
+    assert run_kit(kit) == (7, 14)
+    shutil.copyfile(SOURCE, kit / "training.ipynb")  # a student who wrote our solution
+    assert run_kit(kit) == (21, 0)
+
+
+# ---------------------------------------------------------------- the harness cannot be gamed
+
+
+def notebook_with(tmp_path: Path, name: str, edit) -> Path:
+    nb = nbformat.read(SOURCE, as_version=4)
+    edit(nb)
+    path = tmp_path / f"{name}.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def set_answer(nb, grade_id: str, source: str) -> None:
+    for cell in cells_by_id(nb)[grade_id]:
+        cell.source = source
+
+
+STARTER = {gid: strip_solutions(src) for gid, src in build.answer_sources().items()}
+TAMPER = """
+import math, torch, pytest
+torch.testing.assert_close = lambda *a, **k: None
+torch.allclose = lambda *a, **k: True
+torch.equal = lambda *a, **k: True
+math.isclose = lambda *a, **k: True
+pytest.approx = lambda expected, *a, **k: type("Any", (), {"__eq__": lambda s, o: True})()
+"""
+
+
+@pytest.fixture(scope="module")
+def verdicts_of(tmp_path_factory):
+    """Contract verdicts for several crafted notebooks, computed in parallel (each its own process)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tmp = tmp_path_factory.mktemp("crafted")
+    starter = {gid: src for gid, src in STARTER.items()}
+
+    def tamper_at_import(nb):
+        for gid, src in starter.items():
+            set_answer(nb, gid, src + "\n" + TAMPER)
+
+    def tamper_in_step(nb):  # a no-op step that disables the checks when called
+        set_answer(nb, "adamw", starter["adamw"].replace("# YOUR CODE HERE\n        raise NotImplementedError()", TAMPER.strip().replace("\n", "\n        ")))
+        set_answer(nb, "clip", starter["clip"])
+        set_answer(nb, "schedule", starter["schedule"])
+
+    def reference_import(nb):
+        set_answer(nb, "adamw", "from g2c.training import AdamW")
+        set_answer(nb, "clip", "from torch.nn.utils import clip_grad_norm_")
+
+    def duplicated(nb):
+        cell = cells_by_id(nb)["adamw"][0]
+        twin = copy.deepcopy(cell)
+        twin.id = "adamw-copy"  # Jupyter gives a pasted cell a new id; nbgrader metadata comes along
+        nb.cells.insert(nb.cells.index(cell), twin)
+
+    def deleted(nb):
+        nb.cells.remove(cells_by_id(nb)["adamw"][0])
+
+    def syntax_error(nb):
+        set_answer(nb, "clip", "def clip_grad_norm_(parameters, max_norm:\n")
+
+    edits = dict(tamper_at_import=tamper_at_import, tamper_in_step=tamper_in_step, reference_import=reference_import,
+                 duplicated=duplicated, deleted=deleted, syntax_error=syntax_error)
+    paths = {name: notebook_with(tmp, name, edit) for name, edit in edits.items()}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(paths, pool.map(run_contract, paths.values())))
+
+
+def passed(verdicts, prefix: str = "") -> int:
+    return sum(ok for name, (ok, _) in verdicts.items() if name.startswith(prefix))
+
+
+def test_replacing_the_comparison_helpers_earns_nothing(verdicts_of):
+    assert passed(verdicts_of["tamper_at_import"]) <= GIVEN
+    step_tests = [name for name in contract_names() if name.startswith("test_adamw_") and "rejects" not in name and "signatures" not in name and "zero_grad" not in name]
+    assert not any(verdicts_of["tamper_in_step"][name][0] for name in step_tests)
+    assert any("replaced" in message for _, message in verdicts_of["tamper_in_step"].values())
+
+
+def test_importing_the_reference_instead_of_writing_it_earns_nothing(verdicts_of):
+    verdicts = verdicts_of["reference_import"]
+    assert passed(verdicts, "test_adamw_") == 0 and passed(verdicts, "test_clip_") == 0
+    assert "imports AdamW instead of writing it" in verdicts["test_adamw_matches_torch_float64_over_many_steps"][1]
+
+
+def test_a_duplicated_answer_cell_still_grades(verdicts_of):
+    assert passed(verdicts_of["duplicated"]) == len(contract_names())
+
+
+def test_a_deleted_or_broken_answer_cell_costs_only_its_part(verdicts_of):
+    verdicts = verdicts_of["deleted"]
+    assert passed(verdicts, "test_adamw_") == 0 and "missing" in verdicts["test_adamw_weight_decay_is_decoupled"][1]
+    assert all(ok for name, (ok, _) in verdicts.items() if name.startswith(("test_clip_", "test_schedule_")))
+    broken = verdicts_of["syntax_error"]
+    assert passed(broken, "test_clip_") == 0 and "SyntaxError" in broken["test_clip_is_global_not_per_parameter"][1]
+    assert all(ok for name, (ok, _) in broken.items() if name.startswith(("test_adamw_", "test_schedule_")))
+
+
+def test_failure_messages_are_plain_words():
+    assert plain_message("AssertionError: clip globally\nassert 0.5 > 0.999") == "clip globally"
+    assert "NotImplementedError" in plain_message("NotImplementedError")

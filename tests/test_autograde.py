@@ -1,0 +1,192 @@
+"""Round trip through real nbgrader: `g2c autograde` tells right from wrong, part by part.
+
+One batch grades every variant (one CLI call, two jobs): the solution, the untouched release,
+one mutant per pitfall (the mutants of tests/test_pitfalls.py, put in the answer cells), two
+correct implementations written differently, a wrong hand computation, a student who games
+the checks, and duplicated / deleted answer cells.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from g2c.grading import notebook_build as build
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT / "source_notebooks" / "03b-training" / "training.ipynb"
+RELEASED = ROOT / "release" / "03b-training" / "training.ipynb"
+
+_spec = importlib.util.spec_from_file_location("pitfall_mutants", ROOT / "tests" / "test_pitfalls.py")
+pitfalls = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(pitfalls)
+
+MODULE_OF = {"optim": "adamw", "clip": "clip", "schedule": "schedule"}
+PART_CELLS = {part: [gid for gid, _, _ in cells] for part, cells in build.TEST_CELLS.items()}
+AUTOGRADED = [gid for cells in PART_CELLS.values() for gid in cells] + list(build.AUTOGRADED_EXERCISES)
+POINTS = {gid: pts for cells in build.TEST_CELLS.values() for gid, pts, _ in cells} | build.AUTOGRADED_EXERCISES
+CELL_OF_TEST = {test: gid for cells in build.TEST_CELLS.values() for gid, _, tests in cells for test in tests}
+PITFALL_WORDS = {  # what the feedback must say, in plain words
+    "adam_l2_instead_of_decoupled_decay": "Adam + L2",
+    "step_counter_per_parameter": "once per optimizer step",
+    "no_bias_correction": "bias correction",
+    "update_recorded_by_autograd": "torch.no_grad()",
+    "clip_each_parameter_alone": "clip globally",
+    "schedule_warmup_off_by_one": "off by one",
+    "schedule_decays_past_max_steps": "stay at min_lr",
+}
+GAMING = """
+import math, torch, pytest
+from IPython import get_ipython
+get_ipython().showtraceback = lambda *args, **kwargs: None
+torch.testing.assert_close = lambda *a, **k: None
+torch.allclose = lambda *a, **k: True
+math.isclose = lambda *a, **k: True
+"""
+
+
+def with_answers(nb, texts: dict[str, str]):
+    """``nb`` with the answer cells cut from the given module sources (module -> text)."""
+    sources = build.answer_sources(texts)
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in sources and any(MODULE_OF[m] == grade_id for m in texts):
+            cell.source = sources[grade_id]
+    return nb
+
+
+def variants() -> dict[str, nbformat.NotebookNode]:
+    solution = nbformat.read(SOURCE, as_version=4)
+    out = {"solution": solution, "starter": nbformat.read(RELEASED, as_version=4)}
+    for name, (texts, _) in pitfalls.MUTANTS.items():
+        out[f"mutant-{name}"] = with_answers(copy.deepcopy(solution), texts)
+    out["alternative"] = with_answers(copy.deepcopy(solution), {
+        "optim": pitfalls.replace_region(pitfalls.SOURCES["optim"], pitfalls.ALT_ADAMW_STEP),
+        "clip": pitfalls.replace_region(pitfalls.SOURCES["clip"], pitfalls.ALT_CLIP),
+        "schedule": pitfalls.replace_region(pitfalls.SOURCES["schedule"], pitfalls.ALT_SCHEDULE),
+    })
+    l2 = copy.deepcopy(solution)
+    answer = next(c for c in l2.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "adamw_by_hand_answer")
+    answer.source = f"p1 = {build.by_hand_values()['adam_l2']!r}"
+    out["by-hand-adam-l2"] = l2
+    gamer = copy.deepcopy(out["starter"])
+    gamer.cells.insert(2, nbformat.v4.new_code_cell(GAMING))
+    for cell in gamer.cells:  # "edit" the visible tests
+        if cell.metadata.get("nbgrader", {}).get("grade") and cell.cell_type == "code":
+            cell.source = "%%ipytest -qq\ndef test_nothing():\n    pass"
+    out["gamer"] = gamer
+    dup = copy.deepcopy(solution)
+    index = next(i for i, c in enumerate(dup.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "clip")
+    twin = copy.deepcopy(dup.cells[index])
+    twin.id = "clip-copy"
+    dup.cells.insert(index, twin)
+    out["duplicated"] = dup
+    deleted = copy.deepcopy(solution)
+    deleted.cells = [c for c in deleted.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "adamw"]
+    out["deleted-adamw"] = deleted
+    return out
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("course")
+    submitted, out = tmp / "submitted", tmp / "out"
+    for student, nb in variants().items():
+        folder = submitted / student / "03b-training"
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / "training.ipynb")
+    command = [sys.executable, "-m", "g2c.cli", "autograde", "03b-training", "--course", str(ROOT), "--submitted", str(submitted),
+               "--out", str(out), "--jobs", "2", "--timeout", "60", "--memory", "6000"]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp)
+    assert run.returncode == 0, run.stderr[-3000:]
+    with (out / "grades.csv").open() as f:
+        rows = {row["student_id"]: row for row in csv.DictReader(f)}
+    return rows, out, run.stdout
+
+
+def score(row, cells) -> float:
+    return sum(float(row[c]) for c in cells)
+
+
+def feedback(out: Path, student: str) -> str:
+    return (out / "feedback" / student / "03b-training" / "training.html").read_text()
+
+
+def test_grades_csv_has_the_promised_columns(graded):
+    rows, out, _ = graded
+    header = list(next(iter(rows.values())))
+    assert header[:5] == ["student_id", "assignment", "score", "max_score", "status"]
+    assert set(AUTOGRADED) | set(build.MANUAL_CELLS) == set(header[5:])
+    assert all(row["assignment"] == "03b-training" and float(row["max_score"]) == sum(POINTS.values()) + sum(build.MANUAL_CELLS.values()) for row in rows.values())
+
+
+def test_solution_scores_full_marks_and_release_scores_zero(graded):
+    rows, _, _ = graded
+    assert {c: float(rows["solution"][c]) for c in AUTOGRADED} == {c: float(POINTS[c]) for c in AUTOGRADED}
+    assert rows["solution"]["status"] == "needs manual grading"
+    assert score(rows["starter"], AUTOGRADED) == 0
+
+
+def test_two_correct_implementations_written_differently_score_full(graded):
+    rows, _, _ = graded
+    assert score(rows["alternative"], AUTOGRADED) == sum(POINTS.values())
+
+
+@pytest.mark.parametrize("mutant", sorted(pitfalls.MUTANTS))
+def test_each_pitfall_loses_points_on_its_part_only_and_feedback_names_it(graded, mutant):
+    rows, out, _ = graded
+    row = rows[f"mutant-{mutant}"]
+    naming_cell = CELL_OF_TEST[pitfalls.MUTANTS[mutant][1]]
+    part = next(p for p, cells in PART_CELLS.items() if naming_cell in cells)
+    assert float(row[naming_cell]) == 0, f"{mutant} kept the points of {naming_cell}"
+    others = [c for c in AUTOGRADED if c not in PART_CELLS[part]]
+    assert score(row, others) == sum(POINTS[c] for c in others), f"{mutant} lost points outside {part}"
+    assert PITFALL_WORDS[mutant] in feedback(out, f"mutant-{mutant}")
+
+
+def test_wrong_hand_computation_is_named(graded):
+    rows, out, _ = graded
+    row = rows["by-hand-adam-l2"]
+    assert float(row["test_adamw_by_hand"]) == 0
+    assert score(row, AUTOGRADED) == sum(POINTS.values()) - POINTS["test_adamw_by_hand"]
+    assert "Adam + L2" in feedback(out, "by-hand-adam-l2")
+
+
+def test_gaming_the_checks_and_editing_visible_tests_earns_nothing(graded):
+    rows, _, _ = graded
+    assert score(rows["gamer"], AUTOGRADED) == 0
+
+
+def test_duplicated_cell_grades_and_deleted_cell_costs_its_part_only(graded):
+    rows, _, _ = graded
+    assert score(rows["duplicated"], AUTOGRADED) == sum(POINTS.values())
+    row = rows["deleted-adamw"]
+    assert score(row, PART_CELLS["adamw"]) == 0
+    rest = [c for c in AUTOGRADED if c not in PART_CELLS["adamw"] and c != "test_adamw_by_hand"]
+    assert score(row, rest) == sum(POINTS[c] for c in rest)
+
+
+def test_feedback_never_shows_hidden_tests(graded):
+    rows, out, _ = graded
+    values = build.by_hand_values()
+    leaks = ["BEGIN HIDDEN TESTS", "_hidden", "verdict", "check(", "test_p1_value", "test_diagnosis_matches_the_curves",
+             repr(values["right"]), repr(values["adam_l2"]), "regularize or stop early&#x27;, &#x27;C"]
+    for student in rows:
+        html = feedback(out, student)
+        found = [leak for leak in leaks if leak in html and not (student == "by-hand-adam-l2" and leak == repr(values["adam_l2"]))]
+        assert not found, f"{student}'s feedback shows {found}"
+    assert "not written yet" in feedback(out, "starter")
+
+
+def test_grading_speed_is_reported(graded):
+    _, _, stdout = graded
+    seconds = [float(line.rsplit("(", 1)[1].split(" s)")[0]) for line in stdout.splitlines() if line.endswith(" s)")]
+    assert len(seconds) == len(variants())
+    print(f"\nseconds per graded submission (2 jobs on this machine): mean {sum(seconds) / len(seconds):.1f}, max {max(seconds):.1f}")
