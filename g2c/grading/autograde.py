@@ -25,6 +25,7 @@ from pathlib import Path
 
 import nbformat
 
+from g2c.grading import path_with_this_environment
 from g2c.grading.verdict import PREFIX, store_verdicts
 
 ASSIGNMENT = "03b-training"
@@ -235,8 +236,7 @@ def autograde(course: Path, submitted: Path, out: Path, *, jobs: int = 1, timeou
     """Grade every ``submitted/<student>/03b-training/`` and write grades.csv and feedback."""
     course, submitted, out = course.resolve(), submitted.resolve(), out.resolve()
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread per kernel: jobs share the cores, results repeat
-    # nbgrader runs `alembic` and the kernel from PATH: make them this environment's
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    os.environ["PATH"] = path_with_this_environment()
     students = sorted(p.name for p in submitted.iterdir() if p.is_dir() and (p / ASSIGNMENT).is_dir()) if submitted.is_dir() else []
     if not students:
         raise SystemExit(f"g2c autograde: no submissions found as {submitted}/<student>/{ASSIGNMENT}/")

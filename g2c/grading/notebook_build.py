@@ -16,12 +16,15 @@ from __future__ import annotations
 import argparse
 import ast
 import math
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
+
+from g2c.grading import path_with_this_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSIGNMENT = "03b-training"
@@ -442,7 +445,7 @@ def release(root: Path = ROOT) -> Path:
     nbgrader = [sys.executable, "-m", "nbgrader"]
     subprocess.run(
         [*nbgrader, "generate_assignment", ASSIGNMENT, "--force", "--log-level=WARN", f"--db={db}"],
-        cwd=root, check=True,
+        cwd=root, check=True, env={**os.environ, "PATH": path_with_this_environment()},
     )
     (kit / "tests").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(CONTRACT, kit / "tests" / "test_training.py")
