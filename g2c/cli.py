@@ -58,28 +58,49 @@ def reset_notebook(root: Path, now: datetime | None = None) -> tuple[Path | None
     return archived, current
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="g2c", description="Module 03B (Training) tools.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("workspace", help="copy the student kit to student/03b-training/ (once) and print the notebook path")
     commands.add_parser("reset-notebook", help="archive your notebook under a timestamped name and restore a fresh copy")
-    grade = commands.add_parser("autograde", help="autograde every submission with nbgrader: grades.csv and redacted feedback")
+    grade = commands.add_parser("autograde", help="autograde every submission with nbgrader, in parallel sandboxes: grades.csv and redacted feedback")
     grade.add_argument("assignment", choices=[ASSIGNMENT])
     grade.add_argument("--course", type=Path, default=None, help="course root (default: this repository)")
     grade.add_argument("--submitted", type=Path, default=None, help="DIR/<student>/03b-training/ (default: <course>/submitted)")
     grade.add_argument("--out", type=Path, default=None, help="where grades.csv, feedback/ and the gradebook go (default: <course>/grades)")
-    grade.add_argument("--jobs", type=int, default=1, help="grading processes over disjoint sets of students")
-    grade.add_argument("--timeout", type=float, default=60, help="seconds allowed per cell and for the hidden tests")
-    grade.add_argument("--memory", type=int, default=None, help="address-space limit in MB for student code")
+    grade.add_argument("--jobs", type=_positive_int, default=None, help="submissions graded at once (default: all cores)")
+    grade.add_argument("--scheduler", default=None, help="address of a Dask scheduler (tcp://host:8786) to grade on its workers")
+    grade.add_argument("--timeout", type=_positive_float, default=120, help="seconds allowed per submission (default 120)")
+    grade.add_argument("--memory", type=_positive_int, default=4096, help="memory limit in MB for student code (default 4096)")
+    grade.add_argument("--force", action="store_true", help="regrade everyone, not only submissions without a result")
+    grade.add_argument("--no-sandbox", action="store_true", help="run student code without isolation (trusted code only)")
     args = parser.parse_args(argv)
     root = repo_root() if getattr(args, "course", None) is None else args.course.resolve()
     if args.command == "autograde":
         from g2c.grading.autograde import autograde
 
         out = args.out or root / "grades"
-        results = autograde(root, args.submitted or root / "submitted", out, jobs=args.jobs, timeout=args.timeout, memory_mb=args.memory)
+        results = autograde(root, args.submitted or root / "submitted", out, jobs=args.jobs, timeout=args.timeout, memory_mb=args.memory,
+                            scheduler=args.scheduler, force=args.force, isolate=not args.no_sandbox)
         for r in results:
-            print(f"{r.student_id}: {r.score:g}/{r.max_score:g} {r.status} ({r.seconds:.1f} s)")
+            detail = f"  ({r.detail})" if r.detail and r.status != "graded" else ""
+            print(f"{r.student_id}: {r.score:g}/{r.max_score:g} {r.status} in {r.seconds:.1f} s{detail}")
         print(f"wrote {out / 'grades.csv'} and {out / 'feedback'}")
         return 0
     if args.command == "workspace":

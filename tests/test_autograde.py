@@ -130,7 +130,7 @@ def test_grades_csv_has_the_promised_columns(graded):
 def test_solution_scores_full_marks_and_release_scores_zero(graded):
     rows, _, _ = graded
     assert {c: float(rows["solution"][c]) for c in AUTOGRADED} == {c: float(POINTS[c]) for c in AUTOGRADED}
-    assert rows["solution"]["status"] == "needs manual grading"
+    assert rows["solution"]["status"] == "graded"
     assert score(rows["starter"], AUTOGRADED) == 0
 
 

@@ -1,264 +1,233 @@
-"""Batch autograding with real nbgrader and its gradebook, then grades.csv and redacted feedback.
+"""``g2c autograde``: a class graded in parallel, each submission sandboxed, nothing ever lost.
 
-``grade_submission`` grades one student and is the unit a later isolation layer wraps; ``autograde``
-registers the assignment once, grades disjoint sets of students in a process pool and writes
-``OUT/grades.csv`` and ``OUT/feedback/<student>/<assignment>/training.html``.
-
-nbgrader's own feedback prints hidden test source and its tracebacks (upstream issues 917, 1363),
-so feedback is rendered here from the autograded notebook: test cells show their visible part
-and, for lost points, only the plain-words pitfall messages.
+This process is the only writer: it registers the assignment, sends one ``worker.Job`` per
+submission to a local process pool (or a Dask cluster with ``scheduler``), and as each
+``Outcome`` arrives writes, in this order, the student's rows in ``OUT/gradebook.db``, their
+autograded notebook and feedback page, and ``OUT/results/<student>.json`` (every file written
+atomically). A run killed halfway and started again grades only submissions without a result
+for the same notebook bytes; ``force`` regrades everyone. ``OUT/grades.csv`` is rewritten at the
+end from the results: one row per submission, with its status.
 """
 
 from __future__ import annotations
 
+import ast
 import csv
-import sys
-import threading
-import warnings
-import html
+import json
 import os
-import re
 import shutil
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+import sys
+import tempfile
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
-import nbformat
-
 from g2c.grading import path_with_this_environment
-from g2c.grading.verdict import PREFIX, store_verdicts
+from g2c.grading.worker import ASSIGNMENT, NOTEBOOK, Job, Outcome, grade
 
-ASSIGNMENT = "03b-training"
+NAME = NOTEBOOK.removesuffix(".ipynb")
 warnings.filterwarnings("ignore", message="Object of type <Submitted")  # nbgrader 0.9's own SQLAlchemy noise
-NOTEBOOK = "training.ipynb"
-HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?", re.S | re.M)
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-VISIBLE_ERROR = re.compile(r"^E\s+(\w+(?:Error|Exception)): (?!assert )(.+)$")
 
 
-@dataclass
-class Result:
-    student_id: str
-    status: str
-    score: float = 0.0
-    max_score: float = 0.0
-    cells: dict[str, float | None] = field(default_factory=dict)  # grade_id -> score (None: manual, pending)
-    seconds: float = 0.0
+def autograde(course: Path, submitted: Path, out: Path, *, jobs: int | None = None, timeout: float = 120, memory_mb: int | None = None,
+              scheduler: str | None = None, force: bool = False, isolate: bool = True, progress: bool = True) -> list[Outcome]:
+    """Grade every ``submitted/<student>/`` and write gradebook, feedback and grades.csv under ``out``."""
+    course, submitted, out = course.resolve(), submitted.resolve(), out.resolve()
+    os.environ["PATH"] = path_with_this_environment()  # nbgrader runs `alembic` from PATH
+    students = sorted(p.name for p in submitted.iterdir() if p.is_dir() and not p.name.startswith(".")) if submitted.is_dir() else []
+    if not students:
+        raise SystemExit(f"g2c autograde: no submissions found as {submitted}/<student>/{ASSIGNMENT}/")
+    if isolate:
+        from g2c.grading.sandbox import isolation_available
+
+        if problem := isolation_available():
+            raise SystemExit(f"g2c autograde: cannot sandbox student code here: {problem}. "
+                             "Run as root (or with user namespaces), or pass --no-sandbox on a machine you can lose.")
+    out.mkdir(parents=True, exist_ok=True)
+    template = register_assignment(course, out)
+    checks = hidden_checks(course / "source_notebooks" / ASSIGNMENT / NOTEBOOK)
+    hide = [str(p) for p in (course / "source_notebooks", course / ".git", course / "gradebook.db", course / "submitted",
+                             course / "autograded", course / "feedback", out, submitted)]
+    done = {} if force else load_results(out)
+    todo = []
+    for student in students:
+        job = Job(student, read_submission(submitted / student), template, checks, timeout, memory_mb, hide, isolate)
+        if student not in done or done[student].get("digest") != job.digest:
+            todo.append(job)
+    try:
+        for outcome in _with_progress(_run(todo, jobs, scheduler), len(todo), progress):
+            record(out, outcome)
+    finally:  # even when interrupted: grades.csv reflects every result recorded so far
+        write_grades(out, students)
+    results = load_results(out)
+    return [Outcome(**{k: v for k, v in results[s].items() if k in Outcome.__dataclass_fields__}) for s in students if s in results]
 
 
-def _config(course: Path, submitted: Path, out: Path, timeout: float, memory_mb: int | None):
+def read_submission(folder: Path) -> bytes | None:
+    path = folder / ASSIGNMENT / NOTEBOOK
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        return f"not a notebook: {err}".encode()  # graded as an unreadable notebook
+
+
+def register_assignment(course: Path, out: Path) -> bytes:
+    """A gradebook holding the assignment and no student (each job's start), also OUT's if new."""
+    from nbgrader.apps import NbGraderAPI
     from traitlets.config import Config
 
-    config = Config()
-    config.CourseDirectory.root = str(course)
-    config.CourseDirectory.source_directory = "source_notebooks"
-    config.CourseDirectory.release_directory = str(out / "release")
-    config.CourseDirectory.submitted_directory = str(submitted)
-    config.CourseDirectory.autograded_directory = str(out / "autograded")
-    config.CourseDirectory.feedback_directory = str(out / "nbgrader-feedback")
-    config.CourseDirectory.db_url = f"sqlite:///{out / 'gradebook.db'}"
-    config.Execute.timeout = int(timeout)
-    extra = ["--HistoryManager.hist_file=:memory:"]
-    if memory_mb:
-        limit = int(memory_mb) * 2**20
-        extra.append(f"--IPKernelApp.exec_lines=['import resource as _r; _r.setrlimit(_r.RLIMIT_AS, ({limit}, {limit})); del _r']")
-    config.Execute.extra_arguments = extra
-    return config
+    with tempfile.TemporaryDirectory(prefix="g2c-register-") as tmp:
+        config = Config()
+        config.CourseDirectory.root = str(course)
+        config.CourseDirectory.source_directory = "source_notebooks"
+        config.CourseDirectory.release_directory = str(Path(tmp) / "release")
+        config.CourseDirectory.db_url = f"sqlite:///{Path(tmp) / 'gradebook.db'}"
+        result = NbGraderAPI(config=config).generate_assignment(ASSIGNMENT, force=True)
+        if not result["success"]:
+            raise SystemExit(f"g2c autograde: nbgrader generate_assignment failed:\n{result['log']}\n{result.get('error', '')}")
+        template = (Path(tmp) / "gradebook.db").read_bytes()
+    master = out / "gradebook.db"
+    if not master.exists():
+        _atomic_write(master, template)
+    return template
 
 
-def _api(config):
-    from nbgrader.apps import NbGraderAPI
+def hidden_checks(source: Path) -> dict[str, list[str]]:
+    """grade_id -> the contract tests its hidden part runs through ``check(...)``."""
+    import nbformat
 
-    return NbGraderAPI(config=config)
+    from g2c.grading.feedback import HIDDEN
 
-
-def register_assignment(course: Path, submitted: Path, out: Path) -> None:
-    """Put the assignment and its graded cells in OUT's gradebook (nbgrader generate_assignment)."""
-    out.mkdir(parents=True, exist_ok=True)
-    result = _api(_config(course, submitted, out, 60, None)).generate_assignment(ASSIGNMENT, force=True)
-    if not result["success"]:
-        raise RuntimeError(f"nbgrader generate_assignment failed:\n{result['log']}\n{result.get('error', '')}")
-
-
-def grade_submission(course: Path, student: str, submitted: Path, out: Path, *, timeout: float = 60, memory_mb: int | None = None) -> Result:
-    """Autograde one student's submission with nbgrader and write their redacted feedback."""
-    import time
-
-    start = time.perf_counter()
-    if not (submitted / student / ASSIGNMENT / NOTEBOOK).exists():
-        return Result(student, "no notebook submitted")
-    try:
-        notebook = sanitized_copy(submitted, student, out / "submissions")
-    except ValueError as err:
-        return Result(student, f"unreadable notebook: {err}"[:200])
-    submitted = out / "submissions"
-    # The references run here, outside the student's kernel; the hidden cells read the verdicts.
-    # They are computed while nbgrader starts the kernel; the first hidden cell waits for them.
-    verdict_dir = out / ".verdicts"
-    references = threading.Thread(target=store_verdicts, args=(notebook, verdict_dir, timeout, memory_mb))
-    references.start()
-    os.environ.update(G2C_VERDICTS=str(verdict_dir), G2C_VERDICTS_WAIT=str(timeout + 30), G2C_NOTEBOOK=str(notebook.resolve()))
-    try:
-        api = _api(_config(course, submitted, out, timeout, memory_mb))
-        outcome = api.autograde(ASSIGNMENT, student, force=True, create=True)
-    finally:
-        references.join()
-        for name in ("G2C_NOTEBOOK", "G2C_VERDICTS_WAIT"):
-            os.environ.pop(name, None)
-    if not outcome["success"]:
-        return Result(student, "grading failed: " + _last_line(outcome.get("error") or outcome.get("log", "")), seconds=time.perf_counter() - start)
-    result = _scores(out, student)
-    write_feedback(out, student, result)
-    result.seconds = time.perf_counter() - start
-    return result
-
-
-def sanitized_copy(submitted: Path, student: str, dest_root: Path) -> Path:
-    """Copy a submission for grading, keeping nbgrader's metadata only on the last copy of a cell.
-
-    nbgrader's own DeduplicateIds leaves an empty metadata dict that its validator then rejects
-    ("nbgrader update ."), so a student who duplicated a cell would get no grade at all.
-    """
-    dest = dest_root / student / ASSIGNMENT
-    shutil.rmtree(dest, ignore_errors=True)
-    shutil.copytree(submitted / student / ASSIGNMENT, dest)
-    try:
-        nb = nbformat.read(dest / NOTEBOOK, as_version=4)
-    except Exception as err:
-        raise ValueError(f"{type(err).__name__}: {err}") from err
-    seen: set[str] = set()
-    for cell in reversed(nb.cells):
+    checks = {}
+    for cell in nbformat.read(source, as_version=4).cells:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if grade_id in seen:
-            del cell.metadata["nbgrader"]
-        elif grade_id:
-            seen.add(grade_id)
-    nbformat.write(nb, dest / NOTEBOOK)
-    return dest / NOTEBOOK
+        for hidden in HIDDEN.findall(cell.source):
+            for node in ast.walk(ast.parse(hidden.replace("### ", "# "))):
+                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "check":
+                    checks.setdefault(grade_id, []).extend(arg.value for arg in node.args if isinstance(arg, ast.Constant))
+    return checks
 
 
-def _last_line(text: str) -> str:
-    lines = [line for line in str(text).splitlines() if line.strip()]
-    return lines[-1][:200] if lines else "unknown error"
+def _run(todo: list[Job], jobs: int | None, scheduler: str | None) -> Iterator[Outcome]:
+    """Outcomes as they finish, from a Dask cluster or a local pool of ``jobs`` processes."""
+    if not todo:
+        return
+    if scheduler:
+        from distributed import Client, as_completed
+
+        with Client(scheduler) as client:
+            futures = [client.submit(grade, job, pure=False, key=f"g2c-grade-{job.student}-{os.getpid()}") for job in todo]
+            for future in as_completed(futures):
+                yield future.result()
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    workers = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"), initializer=_warm_up) as pool:
+        futures = [pool.submit(grade, job) for job in todo]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
-def _scores(out: Path, student: str) -> Result:
+def _warm_up() -> None:
+    """Import what every job needs once per worker, not once per submission."""
+    import nbconvert.exporters.html  # noqa: F401
+    import nbgrader.apps  # noqa: F401
+    import nbgrader.converters.autograde  # noqa: F401
+
+
+def _with_progress(outcomes: Iterator[Outcome], total: int, show: bool) -> Iterator[Outcome]:
+    """A progress bar with counts per status and an ETA (on stderr)."""
+    from tqdm import tqdm
+
+    counts: Counter[str] = Counter()
+    with tqdm(total=total, unit="submission", desc="grading", file=sys.stderr, disable=not show or not total, mininterval=0.5) as bar:
+        for outcome in outcomes:
+            counts[outcome.status] += 1
+            bar.set_postfix_str(", ".join(f"{status}: {n}" for status, n in sorted(counts.items())), refresh=False)
+            bar.update()
+            yield outcome
+
+
+# ---------------------------------------------------------------- the one writer
+
+
+def record(out: Path, outcome: Outcome) -> None:
+    """Save one outcome: gradebook first, the result file last (its presence means done)."""
+    save_to_gradebook(out / "gradebook.db", outcome)
+    student = outcome.student_id
+    if outcome.notebook is not None:
+        _atomic_write(out / "autograded" / student / ASSIGNMENT / NOTEBOOK, outcome.notebook.encode())
+    if outcome.feedback is not None:
+        _atomic_write(out / "feedback" / student / ASSIGNMENT / "training.html", outcome.feedback.encode())
+    else:
+        shutil.rmtree(out / "feedback" / student, ignore_errors=True)  # no stale page from an earlier run
+    summary = {k: v for k, v in asdict(outcome).items() if k not in ("notebook", "feedback")}
+    _atomic_write(out / "results" / f"{student}.json", json.dumps(summary, indent=1).encode())
+
+
+def save_to_gradebook(db: Path, outcome: Outcome) -> None:
+    """The student's grades as nbgrader's SaveAutoGrades would store them; 0 when not graded.
+
+    A manual score given earlier is kept, and flags the grade for review, as in nbgrader.
+    """
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{db}") as gb:
+        gb.update_or_create_student(outcome.student_id)
+        submission = gb.update_or_create_submission(ASSIGNMENT, outcome.student_id)
+        for notebook in submission.notebooks:
+            for grade in notebook.grades:
+                if outcome.status in ("graded", "memory"):
+                    grade.auto_score = outcome.auto_scores.get(grade.name)
+                else:
+                    grade.auto_score = None if grade.cell.cell_type == "markdown" else 0.0
+                grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
+            for comment in notebook.comments:
+                comment.auto_comment = outcome.comments.get(comment.name)
+        gb.db.commit()
+
+
+def load_results(out: Path) -> dict[str, dict]:
+    results = {}
+    for path in sorted((out / "results").glob("*.json")):
+        try:
+            results[path.stem] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            pass  # torn by a crash before the rename cannot happen; anything else is regraded
+    return results
+
+
+def write_grades(out: Path, students: list[str]) -> None:
+    """grades.csv: one row per submission, graded or not; a cell left to grade by hand is empty."""
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
-        nb = gb.find_submission_notebook(NOTEBOOK.removesuffix(".ipynb"), ASSIGNMENT, student)
-        cells: dict[str, float | None] = {}
-        pending = False
-        order = {cell.name: i for i, cell in enumerate(gb.find_notebook(NOTEBOOK.removesuffix(".ipynb"), ASSIGNMENT).grade_cells)}
-        for grade in sorted(nb.grades, key=lambda g: (order.get(g.name, 1e9), g.name)):
-            if grade.needs_manual_grade:
-                pending = True
-            cells[grade.name] = None if grade.needs_manual_grade and grade.manual_score is None else float(grade.score)
-        return Result(student, "needs manual grading" if pending else "graded", float(nb.score), float(nb.max_score), cells)
-
-
-# ---------------------------------------------------------------- feedback
-
-
-def pitfalls(cell) -> list[str]:
-    """The plain-words messages a failed test cell printed (hidden tests print nothing else here)."""
-    text = ""
-    for output in cell.get("outputs", []):
-        if output.output_type == "stream":
-            text += output.text
-        elif output.output_type == "error":
-            text += "\n".join(output.get("traceback", [])) + "\n" + output.get("evalue", "")
-    messages, errors = [], []
-    for line in ANSI.sub("", text).splitlines():
-        if PREFIX in line and line.startswith("E "):  # the raised message, never the listed test source
-            message = line.split(PREFIX, 1)[1].split("\\n")[0].strip().rstrip("'\"")
-            if message and message not in messages:
-                messages.append(message)
-        elif match := VISIBLE_ERROR.match(line):  # e.g. "E   NameError: name 'p1' is not defined"
-            if f"{match[1]}: {match[2]}" not in errors:
-                errors.append(f"{match[1]}: {match[2]}")
-    return messages or errors[:3]
-
-
-def redact(nb, scores: dict[str, float | None]):
-    """Strip hidden tests and their outputs from every graded test cell; say why points were lost."""
-    summary = ["| part | points | why points were lost |", "| --- | --- | --- |"]
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
-            grade_id, points = meta["grade_id"], meta.get("points", 0)
-            score = scores.get(grade_id)
-            failed = any(o.output_type == "error" for o in cell.get("outputs", [])) or (score is not None and score < points)
-            reasons = pitfalls(cell) if failed else []
-            if failed and not reasons:
-                reasons = ["the visible checks in this cell fail: run the cell in your notebook to see why"]
-            cell.source = HIDDEN.sub("", cell.source)
-            text = f"{'passed' if not failed else 'lost points'}: {score if score is not None else 0:g} / {points:g}\n"
-            text += "".join(f"- {reason}\n" for reason in reasons)
-            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
-            summary.append(f"| `{grade_id}` | {score if score is not None else 0:g} / {points:g} | {html.escape('; '.join(reasons)) or 'none'} |")
-        elif meta.get("grade") and meta.get("solution"):
-            grade_id = meta["grade_id"]
-            score = scores.get(grade_id)
-            points = meta.get("points", 0)
-            shown = "to be graded by hand" if score is None else f"{score:g} / {points:g}"
-            summary.append(f"| `{grade_id}` (written) | {shown} | |")
-    nb.cells.insert(0, nbformat.v4.new_markdown_cell("# Feedback: Module 03B — Training\n\n" + "\n".join(summary)))
-    return nb
-
-
-def write_feedback(out: Path, student: str, result: Result) -> Path:
-    from nbconvert import HTMLExporter
-
-    graded = out / "autograded" / student / ASSIGNMENT / NOTEBOOK
-    nb = redact(nbformat.read(graded, as_version=4), result.cells)
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
-    target = out / "feedback" / student / ASSIGNMENT / "training.html"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(body, encoding="utf-8")
-    return target
-
-
-# ---------------------------------------------------------------- the batch
-
-
-def _grade_many(course: Path, students: list[str], submitted: Path, out: Path, timeout: float, memory_mb: int | None) -> list[Result]:
-    results = []
+        cells = gb.find_notebook(NAME, ASSIGNMENT).grade_cells
+        cell_ids, max_score = [c.name for c in cells], sum(c.max_score for c in cells)
+    results = load_results(out)
+    rows = [["student_id", "assignment", "score", "max_score", "status", *cell_ids]]
     for student in students:
-        try:
-            results.append(grade_submission(course, student, submitted, out, timeout=timeout, memory_mb=memory_mb))
-        except Exception as err:  # one bad submission never stops the class
-            results.append(Result(student, f"grading failed: {type(err).__name__}: {err}"[:200]))
-    return results
+        r = results.get(student, {"status": "not graded yet", "score": 0, "cells": {}})
+        scores = ["" if r["cells"].get(c) is None else f"{r['cells'][c]:g}" for c in cell_ids]
+        rows.append([student, ASSIGNMENT, f"{r['score']:g}", f"{max_score:g}", r["status"], *scores])
+    partial = out / "grades.csv.partial"
+    with partial.open("w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    partial.replace(out / "grades.csv")
 
 
-def autograde(course: Path, submitted: Path, out: Path, *, jobs: int = 1, timeout: float = 60, memory_mb: int | None = None) -> list[Result]:
-    """Grade every ``submitted/<student>/03b-training/`` and write grades.csv and feedback."""
-    course, submitted, out = course.resolve(), submitted.resolve(), out.resolve()
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread per kernel: jobs share the cores, results repeat
-    os.environ["PATH"] = path_with_this_environment()
-    students = sorted(p.name for p in submitted.iterdir() if p.is_dir() and (p / ASSIGNMENT).is_dir()) if submitted.is_dir() else []
-    if not students:
-        raise SystemExit(f"g2c autograde: no submissions found as {submitted}/<student>/{ASSIGNMENT}/")
-    shutil.rmtree(out / ".verdicts", ignore_errors=True)
-    register_assignment(course, submitted, out)
-    jobs = max(1, min(int(jobs), len(students)))
-    if jobs == 1:
-        results = _grade_many(course, students, submitted, out, timeout, memory_mb)
-    else:
-        shares = [students[i::jobs] for i in range(jobs)]  # disjoint student sets
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            parts = pool.map(_grade_many, [course] * jobs, shares, [submitted] * jobs, [out] * jobs, [timeout] * jobs, [memory_mb] * jobs)
-            results = sorted((r for part in parts for r in part), key=lambda r: r.student_id)
-    write_grades(out / "grades.csv", results)
-    return results
-
-
-def write_grades(path: Path, results: list[Result]) -> None:
-    cell_ids = list(dict.fromkeys(cell for r in results for cell in r.cells))
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["student_id", "assignment", "score", "max_score", "status", *cell_ids])
-        for r in results:
-            cells = ["" if r.cells.get(c) is None else f"{r.cells[c]:g}" for c in cell_ids]
-            writer.writerow([r.student_id, ASSIGNMENT, f"{r.score:g}", f"{r.max_score:g}", r.status, *cells])
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    partial.replace(path)

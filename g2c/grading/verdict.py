@@ -5,7 +5,9 @@ The hidden test cells of the assignment call :func:`check`: the tests themselves
 their own, where the student's other cells cannot reach the references (torch.optim.AdamW,
 torch.nn.utils.clip_grad_norm_, the closed-form schedule) nor the comparison helpers. The
 grader computes the verdicts before the kernel starts (``G2C_VERDICTS``); without it the first
-hidden cell computes them once.
+hidden cell computes them once. Under ``g2c autograde`` the run happens in a sandbox of its own
+(another uid than the student's kernel, see ``g2c.grading.sandbox``) and the stored verdicts are
+the authority for the hidden parts: nothing the kernel does can raise them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+
+from g2c.grading.sandbox import Box, kill_uid, sandboxed
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = ROOT / "tests" / "test_training.py"
@@ -62,22 +66,31 @@ def _limit_memory(memory_mb: int | None):
     return apply
 
 
-def run_contract(notebook: Path, timeout: float = 120.0, memory_mb: int | None = None) -> Verdicts:
-    """test name -> (passed, plain failure message) for ``notebook``'s answer cells."""
-    with tempfile.TemporaryDirectory(prefix="g2c-verdict-") as tmp:
+def run_contract(notebook: Path, timeout: float = 120.0, memory_mb: int | None = None, box: Box | None = None) -> Verdicts:
+    """test name -> (passed, plain failure message) for ``notebook``'s answer cells.
+
+    With ``box`` the run is sandboxed in ``box.home``; else in a temporary folder.
+    """
+    with tempfile.TemporaryDirectory(prefix="g2c-verdict-", dir=box.home if box else None) as tmp:
         work = Path(tmp)
         (work / "tests").mkdir()
         shutil.copyfile(CONTRACT, work / "tests" / "test_training.py")
         shutil.copyfile(KIT_CONFTEST, work / "conftest.py")
+        shutil.copyfile(notebook, work / "training.ipynb")
         (work / "pytest.ini").write_text("[pytest]\n")  # keep the course's pytest settings out
         report = work / "report.xml"
-        env = {**os.environ, "G2C_NOTEBOOK": str(Path(notebook).resolve()), "PYTHONDONTWRITEBYTECODE": "1"}
+        env = {**os.environ, "G2C_NOTEBOOK": str(work / "training.ipynb"), "PYTHONDONTWRITEBYTECODE": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
         env.pop("G2C_TRAINING_MODULE", None)
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}", "tests/test_training.py"]
+        limit = _limit_memory(memory_mb)
+        if box:
+            command, limit = sandboxed(command, Box(box.uid, box.home, box.hide, memory_mb, {"G2C_NOTEBOOK": env["G2C_NOTEBOOK"]})), None
         try:
-            subprocess.run(command, cwd=work, env=env, capture_output=True, timeout=timeout, check=False, preexec_fn=_limit_memory(memory_mb))
+            subprocess.run(command, cwd=work, env=env, capture_output=True, timeout=timeout, check=False, preexec_fn=limit)
         except subprocess.TimeoutExpired:
             return {name: (False, f"the answer cells did not finish the tests within {timeout:.0f} s (an endless loop?)") for name in contract_names()}
+        if box:
+            kill_uid(box.uid)  # anything the answer cells left running
         if not report.exists():
             return {name: (False, "the answer cells could not be loaded") for name in contract_names()}
         verdicts: Verdicts = {}
@@ -95,31 +108,39 @@ def contract_names() -> list[str]:
 
 
 def verdicts(notebook: Path | None = None) -> Verdicts:
-    """Verdicts for ``notebook`` (default ``G2C_NOTEBOOK`` or ./training.ipynb), computed once."""
-    notebook = Path(notebook or os.environ.get("G2C_NOTEBOOK") or "training.ipynb")
-    if not notebook.exists():
-        raise AssertionError(PREFIX + f"the grader cannot find the notebook {notebook}")
-    digest = notebook_digest(notebook)
+    """Verdicts for ``notebook`` (default ``G2C_NOTEBOOK`` or ./training.ipynb), computed once.
+
+    In a grading sandbox ``G2C_VERDICTS_FILE`` names the verdicts the grader computes meanwhile.
+    """
+    if os.environ.get("G2C_VERDICTS_FILE"):
+        digest = os.environ["G2C_VERDICTS_FILE"]
+    else:
+        notebook = Path(notebook or os.environ.get("G2C_NOTEBOOK") or "training.ipynb")
+        if not notebook.exists():
+            raise AssertionError(PREFIX + f"the grader cannot find the notebook {notebook}")
+        digest = notebook_digest(notebook)
     if digest not in _cache:
-        stored = Path(os.environ.get("G2C_VERDICTS", "/nonexistent")) / f"{digest}.json"
+        stored = Path(os.environ.get("G2C_VERDICTS_FILE") or Path(os.environ.get("G2C_VERDICTS", "/nonexistent")) / f"{digest}.json")
         deadline = time.monotonic() + float(os.environ.get("G2C_VERDICTS_WAIT", "0"))
         while not stored.exists() and time.monotonic() < deadline:  # the grader is computing them
             time.sleep(0.05)
         if stored.exists():
             _cache[digest] = {k: tuple(v) for k, v in json.loads(stored.read_text()).items()}
+        elif os.environ.get("G2C_VERDICTS_FILE"):
+            raise AssertionError(PREFIX + "the grader's run of the tests did not finish in time")
         else:
             _cache[digest] = run_contract(notebook)
     return _cache[digest]
 
 
-def store_verdicts(notebook: Path, folder: Path, timeout: float = 120.0, memory_mb: int | None = None) -> Path:
-    """Compute ``notebook``'s verdicts now (outside any kernel) and store them for :func:`verdicts`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{notebook_digest(notebook)}.json"
+def store_verdicts(notebook: Path, path: Path, timeout: float = 120.0, memory_mb: int | None = None, box: Box | None = None) -> Verdicts:
+    """Compute ``notebook``'s verdicts now (outside any kernel) and store them at ``path``."""
+    results = run_contract(notebook, timeout, memory_mb, box)
     partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(run_contract(notebook, timeout, memory_mb), indent=1, sort_keys=True))
+    partial.write_text(json.dumps(results, indent=1, sort_keys=True))
+    partial.chmod(0o644)
     partial.replace(path)  # atomic: a waiting reader never sees half a file
-    return path
+    return results
 
 
 def check(*tests: str) -> None:

@@ -1,0 +1,215 @@
+"""Run student code walled off: own network, mount and PID namespaces, its own unprivileged uid.
+
+``sandboxed(command, box)`` wraps a command (a Jupyter kernel, the contract's pytest run) as
+
+    unshare --net --mount --pid --fork --kill-child --mount-proc  python -m g2c.grading.sandbox ... -- command
+
+and ``python -m g2c.grading.sandbox`` is the namespace's init (PID 1, still root): it hides the
+course's secrets behind empty mounts, gives the job's folder to the job's uid, forks the command
+as that uid with resource limits and a clean environment, and waits. When the command ends, or
+when anything kills ``unshare`` (its ``--kill-child`` takes the init down), the PID namespace
+ends and the kernel kills every process the student started: orphans, daemons and code that
+ignores SIGTERM included. The new network namespace has no interface up, so no network at all;
+kernels talk to the grader over Unix sockets (``KernelManager.transport = "ipc"``).
+
+As root every job gets a uid of its own, so jobs cannot read one another's folders. Without
+root, ``unshare --user --map-root-user`` gives the same namespaces but no uid change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+UID_BASE = 200_000  # far above any login account; never in /etc/passwd
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_BIND = 1, 2, 4, 4096
+KEPT_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MPLBACKEND",
+                    "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYDEVD_DISABLE_FILE_VALIDATION")
+
+
+@dataclass
+class Box:
+    """What one sandboxed command may see and use."""
+
+    uid: int  # the unprivileged uid the command runs as (ignored without root)
+    home: Path  # the only folder it owns: cwd, HOME and TMPDIR live here
+    hide: list[Path] = field(default_factory=list)  # folders and files replaced by empty ones
+    memory_mb: int | None = None  # address-space limit
+    env: dict[str, str] = field(default_factory=dict)  # extra variables (G2C_VERDICTS_FILE, ...)
+
+
+def job_uids(slot: int) -> tuple[int, int]:
+    """Two uids per grading process: one for the kernel, one for the contract run."""
+    base = UID_BASE + 2 * (slot % 400_000)
+    return base, base + 1
+
+
+def isolation_available() -> str | None:
+    """None when sandboxing works here, else why not (checked by running ``true`` in one)."""
+    if shutil.which("unshare") is None:
+        return "the `unshare` command (util-linux) is missing"
+    probe = subprocess.run([*_unshare(), "true"], capture_output=True, text=True)
+    return None if probe.returncode == 0 else f"`unshare` failed: {probe.stderr.strip()[:200]}"
+
+
+def _unshare() -> list[str]:
+    user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+    return ["unshare", *user, "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"]
+
+
+def sandboxed(command: list[str], box: Box) -> list[str]:
+    """``command`` wrapped so that it runs inside ``box``."""
+    init = [sys.executable, "-m", "g2c.grading.sandbox", "--uid", str(box.uid), "--home", str(box.home)]
+    if box.memory_mb:
+        init += ["--memory", str(int(box.memory_mb))]
+    for path in box.hide:
+        init += ["--hide", str(path)]
+    for name, value in box.env.items():
+        init += ["--env", f"{name}={value}"]
+    return [*_unshare(), *init, "--", *command]
+
+
+def kill_uid(uid: int) -> int:
+    """SIGKILL every process of ``uid`` on this machine; how many were found."""
+    found = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            real_uid = int((entry / "status").read_text().split("\nUid:", 1)[1].split()[0])
+            if real_uid == uid:
+                found += 1
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, IndexError, ValueError):
+            pass  # gone meanwhile
+    return found
+
+
+# ---------------------------------------------------------------- inside the namespaces (PID 1)
+
+
+def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags, data.encode() if data else None) != 0:
+        raise OSError(ctypes.get_errno(), f"mount {source} on {target}: {os.strerror(ctypes.get_errno())}")
+
+
+def _hide(path: Path) -> None:
+    if path.is_dir():
+        _mount("tmpfs", str(path), "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=0755")
+    elif path.exists():
+        _mount("/dev/null", str(path), None, MS_BIND)
+
+
+def _closed_ancestor(path: Path) -> Path | None:
+    """The highest folder above ``path`` that other users cannot enter (e.g. /root, mode 0700)."""
+    closed = None
+    for folder in reversed(path.parents):
+        if not folder.stat().st_mode & 0o001:
+            return folder
+    return closed
+
+
+def _expose(paths: list[Path]) -> None:
+    """Let the job's uid reach ``paths`` (the interpreter, the venv, g2c) under closed folders.
+
+    The closed folder is replaced by an empty one, and only the needed paths are bound back in:
+    the rest of, say, /root stays out of sight.
+    """
+    for path in paths:
+        closed = _closed_ancestor(path)
+        if closed is None:
+            continue
+        keep = [p for p in paths if closed in p.parents]
+        fds = {p: os.open(p, os.O_PATH) for p in keep}
+        _mount("tmpfs", str(closed), "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
+        for p, fd in fds.items():
+            p.mkdir(parents=True, exist_ok=True)
+            _mount(f"/proc/self/fd/{fd}", str(p), None, MS_BIND)
+            os.close(fd)
+        paths = [p for p in paths if p not in keep]
+        return _expose(paths)
+
+
+def _needed_paths() -> list[Path]:
+    """What a Python child needs: the base interpreter, this venv and the g2c package."""
+    import g2c
+
+    needed = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), Path(g2c.__file__).resolve().parents[1]}
+    return sorted(needed, key=lambda p: len(p.parts))
+
+
+def _own(folder: Path, uid: int) -> None:
+    for root, dirs, files in os.walk(folder):
+        for name in (root, *(os.path.join(root, n) for n in dirs + files)):
+            os.lchown(name, uid, uid)
+
+
+def _become(uid: int, memory_mb: int | None) -> None:
+    """In the child: resource limits, then drop root for good."""
+    limits = {resource.RLIMIT_CORE: 0, resource.RLIMIT_FSIZE: 512 * 2**20, resource.RLIMIT_NOFILE: 1024}
+    if memory_mb:
+        limits[resource.RLIMIT_AS] = memory_mb * 2**20
+    if os.geteuid() == 0:
+        limits[resource.RLIMIT_NPROC] = 256  # counted per uid: a fork bomb stops here
+    for kind, value in limits.items():
+        resource.setrlimit(kind, (value, value))
+    if os.geteuid() == 0:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="init of a grading sandbox (run through unshare)")
+    parser.add_argument("--uid", type=int, required=True)
+    parser.add_argument("--home", type=Path, required=True)
+    parser.add_argument("--memory", type=int, default=None)
+    parser.add_argument("--hide", type=Path, action="append", default=[])
+    parser.add_argument("--env", action="append", default=[])
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    for path in args.hide:
+        _hide(path)
+    if os.geteuid() == 0:
+        _expose(_needed_paths())
+    _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
+    cwd = Path.cwd()
+    if os.geteuid() == 0:
+        _own(args.home, args.uid)
+    env = {name: os.environ[name] for name in KEPT_ENVIRONMENT if name in os.environ}
+    env.update(HOME=str(args.home), TMPDIR=str(args.home / "tmp"), MPLCONFIGDIR=str(args.home / ".mpl"), IPYTHONDIR=str(args.home / ".ipython"))
+    env.update(item.split("=", 1) for item in args.env)
+    (args.home / "tmp").mkdir(exist_ok=True)
+    if os.geteuid() == 0:
+        os.chown(args.home / "tmp", args.uid, args.uid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # an interrupt reaches the kernel through its process group
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _become(args.uid, args.memory)
+            os.chdir(cwd)
+            os.execvpe(command[0], command, env)
+        finally:
+            os._exit(127)
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGKILL))
+    while True:  # reap orphans until the command itself ends
+        try:
+            done, status = os.wait()
+        except ChildProcessError:
+            return 1
+        if done == pid:
+            return os.waitstatus_to_exitcode(status) & 0xFF
+
+
+if __name__ == "__main__":
+    sys.exit(main())

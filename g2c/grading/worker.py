@@ -1,0 +1,262 @@
+"""Grade one submission, walled off: the unit of work of ``g2c autograde`` (local pool or Dask).
+
+A ``Job`` carries everything as bytes (the notebook, a gradebook holding only the assignment), so
+a worker on another machine needs no shared folder. ``grade`` builds a private course for the
+job, computes the contract verdicts in one sandbox and runs nbgrader's autograde with the kernel
+in another (see ``g2c.grading.sandbox``), under a wall-clock limit that kills both. It writes no
+shared state: the ``Outcome`` goes back to the one process that writes the gradebook.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+ASSIGNMENT = "03b-training"
+NOTEBOOK = "training.ipynb"
+KERNEL = "g2c-sandbox"
+MAX_OUTPUT_CHARS = 20_000  # per cell: feedback stays small whatever the student prints
+_one_at_a_time = threading.Lock()
+warnings.filterwarnings("ignore", message="Object of type <Submitted")  # nbgrader 0.9's own SQLAlchemy noise  # nbgrader and the kernel spec use process-wide state
+
+
+@dataclass
+class Job:
+    student: str
+    notebook: bytes | None  # None: nothing submitted
+    gradebook: bytes  # a gradebook with the assignment and no students
+    checks: dict[str, list[str]]  # test cell grade_id -> contract tests of its hidden part
+    timeout: float = 120.0  # seconds for the whole submission
+    memory_mb: int | None = None
+    hide: list[str] = field(default_factory=list)  # course paths student code must not see
+    isolate: bool = True
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.notebook or b"").hexdigest()
+
+
+@dataclass
+class Outcome:
+    student_id: str
+    status: str  # graded, timeout, memory, crashed, unreadable notebook, missing notebook, grading failed
+    digest: str = ""
+    score: float = 0.0
+    max_score: float = 0.0
+    cells: dict[str, float | None] = field(default_factory=dict)  # grade_id -> score (None: to grade by hand)
+    auto_scores: dict[str, float | None] = field(default_factory=dict)  # what goes in the gradebook
+    comments: dict[str, str | None] = field(default_factory=dict)  # solution grade_id -> auto comment
+    detail: str = ""
+    notebook: str | None = None  # the autograded notebook (JSON), for the gradebook's formgrader
+    feedback: str | None = None  # the feedback page (HTML)
+    seconds: float = 0.0
+    leftovers: int = 0  # processes of the student's still alive after grading (killed)
+
+
+def grade(job: Job) -> Outcome:
+    """Grade ``job`` and never raise: every failure is an outcome with a status."""
+    start = time.perf_counter()
+    with _one_at_a_time:
+        try:
+            outcome = _grade(job)
+        except Exception as err:  # a grader bug must not cost the batch
+            outcome = Outcome(job.student, "grading failed", detail=f"{type(err).__name__}: {err}"[:300])
+    outcome.digest, outcome.seconds = job.digest, time.perf_counter() - start
+    return outcome
+
+
+def _grade(job: Job) -> Outcome:
+    if job.notebook is None:
+        return Outcome(job.student, "missing notebook", detail=f"no {ASSIGNMENT}/{NOTEBOOK} was submitted")
+    try:
+        nb = sanitized(job.notebook)
+    except ValueError as err:
+        return Outcome(job.student, "unreadable notebook", detail=str(err)[:300])
+    work = Path(tempfile.mkdtemp(prefix="g2c-grade-"))
+    try:
+        return _grade_in(work, job, nb)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def sanitized(raw: bytes) -> nbformat.NotebookNode:
+    """The notebook, with nbgrader's metadata only on the last copy of a duplicated cell.
+
+    nbgrader's own DeduplicateIds leaves an empty metadata dict that its validator then rejects
+    ("nbgrader update ."), so a student who duplicated a cell would get no grade at all.
+    """
+    try:
+        nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
+        nbformat.validate(nb)
+    except Exception as err:
+        raise ValueError(f"{type(err).__name__}: {err}".splitlines()[0]) from err
+    seen: set[str] = set()
+    for cell in reversed(nb.cells):
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in seen:
+            del cell.metadata["nbgrader"]
+        elif grade_id:
+            seen.add(grade_id)
+    return nb
+
+
+def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode) -> Outcome:
+    from g2c.grading.sandbox import Box, job_uids, kill_uid
+    from g2c.grading.verdict import store_verdicts
+
+    work.chmod(0o711)  # the sandboxed uids may pass through, never list
+    private, home, tests_home, shared = work / "private", work / "kernel", work / "contract", work / "verdicts"
+    for folder, mode in ((private, 0o700), (home, 0o700), (tests_home, 0o700), (shared, 0o755)):
+        folder.mkdir(mode=mode)
+    (private / "gradebook.db").write_bytes(job.gradebook)
+    submission = private / "submitted" / job.student / ASSIGNMENT / NOTEBOOK
+    submission.parent.mkdir(parents=True)
+    nbformat.write(nb, submission)
+    verdicts_file = shared / "verdicts.json"
+    kernel_uid, tests_uid = job_uids(os.getpid())
+    hide = [Path(p) for p in job.hide]
+
+    # The contract run and the kernel start together; the first hidden cell waits for the verdicts.
+    verdicts: dict = {}
+    tests_box = Box(tests_uid, tests_home, hide) if job.isolate else None
+    contract = threading.Thread(target=lambda: verdicts.update(store_verdicts(submission, verdicts_file, job.timeout, job.memory_mb, tests_box)))
+    contract.start()
+    kernel_env = {"G2C_VERDICTS_FILE": str(verdicts_file), "G2C_VERDICTS_WAIT": str(job.timeout)}
+    kernel_box = Box(kernel_uid, home, hide, job.memory_mb, kernel_env) if job.isolate else None
+    timed_out = threading.Event()
+
+    def stop() -> None:
+        timed_out.set()
+        kill_uid(kernel_uid)
+        kill_uid(tests_uid)
+
+    watchdog = threading.Timer(job.timeout, stop)
+    watchdog.start()
+    try:
+        result = _nbgrader_autograde(private, home, job, kernel_box, kernel_env)
+    finally:
+        watchdog.cancel()
+        contract.join()
+    leftovers = kill_uid(kernel_uid) + kill_uid(tests_uid) if job.isolate else 0
+
+    autograded = home / "autograded" / job.student / ASSIGNMENT / NOTEBOOK
+    if timed_out.is_set():
+        return Outcome(job.student, "timeout", detail=f"still running after {job.timeout:g} s: stopped", leftovers=leftovers)
+    if not result["success"] or not autograded.exists():
+        log = f"{result.get('error') or ''}\n{result.get('log') or ''}"
+        status = "memory" if "MemoryError" in log else "crashed" if "Kernel died" in log or "DeadKernel" in log else "grading failed"
+        return Outcome(job.student, status, detail=_last_line(log), leftovers=leftovers)
+    graded = nbformat.read(autograded, as_version=4)
+    outcome = _scores(private / "gradebook.db", job, verdicts)
+    outcome.leftovers = leftovers
+    if _hit_memory_limit(graded):
+        outcome.status, outcome.detail = "memory", f"student code hit the {job.memory_mb} MB memory limit"
+    from g2c.grading.feedback import feedback_html
+
+    outcome.notebook = nbformat.writes(graded)
+    outcome.feedback = feedback_html(graded, outcome.cells)
+    return outcome
+
+
+def _nbgrader_autograde(private: Path, home: Path, job: Job, box, env: dict[str, str]) -> dict:
+    """nbgrader's autograde over the job's private course; the kernel runs inside ``box``."""
+    from nbgrader.apps import NbGraderAPI
+    from traitlets.config import Config
+
+    from g2c.grading.sandbox import sandboxed
+
+    runtime = home / "runtime"
+    runtime.mkdir()
+    spec = private / "jupyter" / "kernels" / KERNEL
+    spec.mkdir(parents=True)
+    kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    spec.joinpath("kernel.json").write_text(json.dumps({
+        "argv": sandboxed(kernel, box) if box else kernel, "display_name": "Python 3 (g2c grading sandbox)", "language": "python",
+        "env": {} if box else env,  # a sandbox passes its own clean environment
+    }))
+    config = Config()
+    config.CourseDirectory.root = str(private)
+    config.CourseDirectory.source_directory = "source"
+    config.CourseDirectory.submitted_directory = str(private / "submitted")
+    config.CourseDirectory.autograded_directory = str(home / "autograded")
+    config.CourseDirectory.db_url = f"sqlite:///{private / 'gradebook.db'}"
+    config.Execute.timeout = int(job.timeout)
+    config.Execute.kernel_name = KERNEL
+    config.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:"]
+    config.LimitOutput.max_lines = 200
+    config.KernelManager.transport = "ipc"  # Unix sockets: the kernel has no network at all
+    config.KernelManager.connection_file = str(runtime / "kernel.json")
+    config.KernelManager.ip = str(runtime / "ipc")
+    config.Autograde.autograde_preprocessors = _preprocessors()
+    os.environ.update(JUPYTER_PATH=str(private / "jupyter"), JUPYTER_RUNTIME_DIR=str(runtime),
+                      OMP_NUM_THREADS="1", MPLBACKEND="Agg", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    return NbGraderAPI(config=config).autograde(ASSIGNMENT, job.student, force=True, create=True)
+
+
+def _preprocessors() -> list:
+    """nbgrader's autograde steps, with an Execute that keeps at most MAX_OUTPUT_CHARS per cell."""
+    from nbgrader.converters.autograde import Autograde
+    from nbgrader.preprocessors import Execute
+
+    class CappedExecute(Execute):
+        def output(self, outs, msg, display_id, cell_index):
+            kept = sum(len(json.dumps(o)) for o in outs)
+            if kept > MAX_OUTPUT_CHARS:
+                if not outs or outs[-1].get("name") != "g2c":
+                    outs.append(nbformat.v4.new_output("stream", name="stdout", text="\n[g2c: output truncated]\n"))
+                    outs[-1]["name"] = "g2c"
+                return None
+            return super().output(outs, msg, display_id, cell_index)
+
+    steps = Autograde.class_traits()["autograde_preprocessors"].default()
+    return [CappedExecute if step is Execute else step for step in steps]
+
+
+def _scores(db: Path, job: Job, verdicts: dict) -> Outcome:
+    """Scores from the job's gradebook; a hidden part whose contract tests failed scores 0.
+
+    The contract verdicts come from their own sandbox, so a kernel that fakes its checks gains
+    nothing.
+    """
+    from nbgrader.api import Gradebook
+
+    name = NOTEBOOK.removesuffix(".ipynb")
+    with Gradebook(f"sqlite:///{db}") as gb:
+        submitted = gb.find_submission_notebook(name, ASSIGNMENT, job.student)
+        order = {cell.name: i for i, cell in enumerate(gb.find_notebook(name, ASSIGNMENT).grade_cells)}
+        outcome = Outcome(job.student, "graded", max_score=float(submitted.max_score))
+        for grade in sorted(submitted.grades, key=lambda g: (order.get(g.name, 1e9), g.name)):
+            auto = grade.auto_score
+            failed = [t for t in job.checks.get(grade.name, []) if not verdicts.get(t, (False, ""))[0]]
+            if failed and auto:
+                auto = 0.0
+            outcome.auto_scores[grade.name] = auto
+            outcome.cells[grade.name] = None if auto is None else float(auto)
+        outcome.comments = {c.name: c.auto_comment for c in submitted.comments}
+    outcome.score = sum(v for v in outcome.cells.values() if v is not None)
+    return outcome
+
+
+def _hit_memory_limit(nb: nbformat.NotebookNode) -> bool:
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            text = output.get("ename", "") + output.get("evalue", "") + str(output.get("text", ""))
+            if "MemoryError" in text or "can't allocate memory" in text:
+                return True
+    return False
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in str(text).splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "unknown error"
