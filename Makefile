@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: book test unit bench notebook reset-notebook clean
-.PHONY: test-book release check-release
+.PHONY: test-book release check-release bench-grading
 
 # The venv is rebuilt only when requirements.txt or pyproject.toml change.
 $(STAMP): requirements.txt pyproject.toml
@@ -33,6 +33,10 @@ bench: $(STAMP)
 	$(PY) tests/benchmarks/bench_optim.py
 	$(PY) tests/benchmarks/bench_runs.py
 	$(PY) tests/benchmarks/bench_widgets.py
+
+## bench-grading: g2c autograde --jobs 2 against stock sequential nbgrader autograde on the same submissions
+bench-grading: $(STAMP)
+	$(PY) tests/benchmarks/bench_grading.py $(or $(N),8)
 
 ## notebook: open your exercise notebook (student/03b-training/training.ipynb) in Jupyter
 notebook: $(STAMP)

@@ -2,12 +2,14 @@
 
 ``sandboxed(command, box)`` wraps a command (a Jupyter kernel, the contract's pytest run) as
 
-    unshare --net --mount --pid --fork --kill-child --mount-proc  python -m g2c.grading.sandbox ... -- command
+    setpriv --pdeathsig SIGKILL -- unshare --net --mount --pid --fork --kill-child --mount-proc \
+        python -m g2c.grading.sandbox ... -- command
 
 and ``python -m g2c.grading.sandbox`` is the namespace's init (PID 1, still root): it hides the
 course's secrets behind empty mounts, gives the job's folder to the job's uid, forks the command
 as that uid with resource limits and a clean environment, and waits. When the command ends, or
-when anything kills ``unshare`` (its ``--kill-child`` takes the init down), the PID namespace
+when anything kills ``unshare`` (its ``--kill-child`` takes the init down; the grader's death
+does, through the parent-death signal), the PID namespace
 ends and the kernel kills every process the student started: orphans, daemons and code that
 ignores SIGTERM included. The new network namespace has no interface up, so no network at all;
 kernels talk to the grader over Unix sockets (``KernelManager.transport = "ipc"``).
@@ -54,15 +56,16 @@ def job_uids(slot: int) -> tuple[int, int]:
 
 def isolation_available() -> str | None:
     """None when sandboxing works here, else why not (checked by running ``true`` in one)."""
-    if shutil.which("unshare") is None:
-        return "the `unshare` command (util-linux) is missing"
+    if shutil.which("unshare") is None or shutil.which("setpriv") is None:
+        return "the `unshare` and `setpriv` commands (util-linux) are missing"
     probe = subprocess.run([*_unshare(), "true"], capture_output=True, text=True)
     return None if probe.returncode == 0 else f"`unshare` failed: {probe.stderr.strip()[:200]}"
 
 
 def _unshare() -> list[str]:
+    """unshare, killed with the grader (setpriv's parent-death signal), taking the sandbox along."""
     user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
-    return ["unshare", *user, "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"]
+    return ["setpriv", "--pdeathsig", "SIGKILL", "--", "unshare", *user, "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"]
 
 
 def sandboxed(command: list[str], box: Box) -> list[str]:
@@ -111,11 +114,10 @@ def _hide(path: Path) -> None:
 
 def _closed_ancestor(path: Path) -> Path | None:
     """The highest folder above ``path`` that other users cannot enter (e.g. /root, mode 0700)."""
-    closed = None
     for folder in reversed(path.parents):
         if not folder.stat().st_mode & 0o001:
             return folder
-    return closed
+    return None
 
 
 def _expose(paths: list[Path]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -26,7 +27,9 @@ import nbformat
 ASSIGNMENT = "03b-training"
 NOTEBOOK = "training.ipynb"
 KERNEL = "g2c-sandbox"
-MAX_OUTPUT_CHARS = 20_000  # per cell: feedback stays small whatever the student prints
+MAX_OUTPUT_CHARS = 20_000  # kept per cell: feedback stays small whatever the student prints
+FLOOD_CHARS = 10_000_000  # received per cell: beyond this the cell is interrupted
+TRUNCATED = "\n[g2c: output truncated]\n"
 _one_at_a_time = threading.Lock()
 warnings.filterwarnings("ignore", message="Object of type <Submitted")  # nbgrader 0.9's own SQLAlchemy noise  # nbgrader and the kernel spec use process-wide state
 
@@ -156,7 +159,7 @@ def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode) -> Outcome:
     if not result["success"] or not autograded.exists():
         log = f"{result.get('error') or ''}\n{result.get('log') or ''}"
         status = "memory" if "MemoryError" in log else "crashed" if "Kernel died" in log or "DeadKernel" in log else "grading failed"
-        return Outcome(job.student, status, detail=_last_line(log), leftovers=leftovers)
+        return Outcome(job.student, status, detail=_reason(log), leftovers=leftovers)
     graded = nbformat.read(autograded, as_version=4)
     outcome = _scores(private / "gradebook.db", job, verdicts)
     outcome.leftovers = leftovers
@@ -192,6 +195,7 @@ def _nbgrader_autograde(private: Path, home: Path, job: Job, box, env: dict[str,
     config.CourseDirectory.autograded_directory = str(home / "autograded")
     config.CourseDirectory.db_url = f"sqlite:///{private / 'gradebook.db'}"
     config.Execute.timeout = int(job.timeout)
+    config.Execute.iopub_timeout = int(job.timeout)  # a flood of output drains; the watchdog bounds it
     config.Execute.kernel_name = KERNEL
     config.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:"]
     config.LimitOutput.max_lines = 200
@@ -205,19 +209,34 @@ def _nbgrader_autograde(private: Path, home: Path, job: Job, box, env: dict[str,
 
 
 def _preprocessors() -> list:
-    """nbgrader's autograde steps, with an Execute that keeps at most MAX_OUTPUT_CHARS per cell."""
+    """nbgrader's autograde steps, with an Execute that keeps at most MAX_OUTPUT_CHARS per cell.
+
+    A cell that floods its output (over FLOOD_CHARS) is interrupted, as a student would with the
+    stop button: the flood ends, and the cells after it still run and score.
+    """
+    import asyncio
+
     from nbgrader.converters.autograde import Autograde
     from nbgrader.preprocessors import Execute
 
     class CappedExecute(Execute):
         def output(self, outs, msg, display_id, cell_index):
-            kept = sum(len(json.dumps(o)) for o in outs)
-            if kept > MAX_OUTPUT_CHARS:
-                if not outs or outs[-1].get("name") != "g2c":
-                    outs.append(nbformat.v4.new_output("stream", name="stdout", text="\n[g2c: output truncated]\n"))
-                    outs[-1]["name"] = "g2c"
-                return None
-            return super().output(outs, msg, display_id, cell_index)
+            size = len(str(msg.get("content", {}).get("text", ""))) + len(json.dumps(msg.get("content", {}).get("data", {})))
+            seen = self._received.get(cell_index, 0) + size
+            self._received[cell_index] = seen
+            if seen <= MAX_OUTPUT_CHARS:
+                return super().output(outs, msg, display_id, cell_index)
+            if not any(o.get("text") == TRUNCATED for o in outs):
+                outs.append(nbformat.v4.new_output("stream", name="stdout", text=TRUNCATED))
+            if seen > FLOOD_CHARS and cell_index not in self._interrupted:
+                self._interrupted.add(cell_index)
+                asyncio.ensure_future(self.km.interrupt_kernel())
+            return None
+
+        def preprocess(self, nb, resources=None, km=None):
+            self._received: dict[int, int] = {}
+            self._interrupted: set[int] = set()
+            return super().preprocess(nb, resources, km)
 
     steps = Autograde.class_traits()["autograde_preprocessors"].default()
     return [CappedExecute if step is Execute else step for step in steps]
@@ -257,6 +276,7 @@ def _hit_memory_limit(nb: nbformat.NotebookNode) -> bool:
     return False
 
 
-def _last_line(text: str) -> str:
-    lines = [line for line in str(text).splitlines() if line.strip()]
-    return lines[-1][:300] if lines else "unknown error"
+def _reason(log: str) -> str:
+    """The last exception nbgrader logged, e.g. "DeadKernelError: Kernel died"."""
+    errors = re.findall(r"^\s*(?:[\w.]+\.)?(\w+(?:Error|Exception): .*)$", log, re.M)
+    return errors[-1][:300] if errors else "unknown error (see nbgrader's log)"

@@ -1,0 +1,37 @@
+"""`g2c autograde --scheduler`: the same grading on a Dask cluster (two workers on loopback)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from g2c.grading import notebook_build as build
+from g2c.grading.autograde import autograde
+from g2c.grading.sandbox import isolation_available
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = {"solution": ROOT / "source_notebooks" / "03b-training" / "training.ipynb",
+             "starter": ROOT / "release" / "03b-training" / "training.ipynb"}
+FULL = sum(pts for cells in build.TEST_CELLS.values() for _, pts, _ in cells) + sum(build.AUTOGRADED_EXERCISES.values())
+
+
+@pytest.mark.skipif(isolation_available() is not None, reason="no sandbox here")
+def test_a_local_dask_cluster_grades_like_the_local_pool(tmp_path):
+    from distributed import LocalCluster
+
+    submitted, out = tmp_path / "submitted", tmp_path / "out"
+    for student, notebook in NOTEBOOKS.items():
+        (submitted / student / "03b-training").mkdir(parents=True)
+        (submitted / student / "03b-training" / "training.ipynb").write_bytes(notebook.read_bytes())
+    (submitted / "empty" / "03b-training").mkdir(parents=True)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster:
+        results = autograde(ROOT, submitted, out, scheduler=cluster.scheduler_address, timeout=120, memory_mb=6000, progress=False)
+        workers = set(cluster.scheduler_info()["workers"])
+    assert len(workers) == 2
+    assert {r.student_id: (r.status, r.score) for r in results} == {
+        "empty": ("missing notebook", 0), "solution": ("graded", FULL), "starter": ("graded", 0)}
+    with (out / "grades.csv").open() as f:
+        assert [row["student_id"] for row in csv.DictReader(f)] == ["empty", "solution", "starter"]
+    assert (out / "feedback" / "solution" / "03b-training" / "training.html").exists()
