@@ -113,9 +113,15 @@ def rows(out: Path) -> dict[str, dict]:
         return {row["student_id"]: row for row in csv.DictReader(f)}
 
 
-def sandbox_processes() -> list[str]:
-    ps = subprocess.run(["ps", "-eo", "uid=,args="], capture_output=True, text=True).stdout
-    return [line for line in ps.splitlines() if int(line.split()[0]) >= UID_BASE or "98765" in line]
+def sandbox_processes(grace: float = 10.0) -> list[str]:
+    """Processes of sandbox uids (or the orphans' sleeps), after ``grace`` s to finish exiting."""
+    deadline = time.monotonic() + grace
+    while True:
+        ps = subprocess.run(["ps", "-eo", "uid=,stat=,args="], capture_output=True, text=True).stdout
+        found = [line[:300] for line in ps.splitlines() if int(line.split()[0]) >= UID_BASE or "sleep 98765" in line]
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +150,12 @@ def batch(tmp_path_factory):
 
 def feedback(out: Path, student: str) -> str:
     return (out / "feedback" / student / "03b-training" / "training.html").read_text()
+
+
+def printed(out: Path, student: str) -> str:
+    """What the cell of mischief printed, from the autograded notebook the gradebook keeps."""
+    nb = nbformat.read(out / "autograded" / student / "03b-training" / "training.ipynb", as_version=4)
+    return "".join(o.get("text", "") for o in nb.cells[2].outputs)
 
 
 def autograded_score(row) -> float:
@@ -186,12 +198,12 @@ def test_a_syntax_error_costs_its_own_part_only(batch):
 def test_faking_the_verdicts_in_the_kernel_earns_nothing(batch):
     graded, out = batch[0], batch[1]
     assert autograded_score(graded["fakes-verdicts"]) == autograded_score(graded["honest"])  # honest answers, no gain
-    assert "BLOCKED verdicts" in feedback(out, "fakes-verdicts")
+    assert "BLOCKED verdicts" in printed(out, "fakes-verdicts")
 
 
 def test_student_code_reads_and_writes_nothing_it_should_not(batch):
     _, out, _, _, _, _ = batch
-    reads, writes = feedback(out, "reads-secrets"), feedback(out, "writes-grades")
+    reads, writes = printed(out, "reads-secrets"), printed(out, "writes-grades")
     for label in ("source notebook", "gradebook", "other student", "course git", "root home"):
         assert f"BLOCKED {label}" in reads and f"OPENED {label}" not in reads, label
     for label in ("gradebook", "grades file", "other feedback"):
@@ -200,7 +212,7 @@ def test_student_code_reads_and_writes_nothing_it_should_not(batch):
 
 def test_no_network(batch):
     _, out, listener, _, _, _ = batch
-    page = feedback(out, "network")
+    page = printed(out, "network")
     assert "OPENED" not in page and page.count("BLOCKED") == 2
     assert listener.connections == 0
 

@@ -46,6 +46,7 @@ class Box:
     hide: list[Path] = field(default_factory=list)  # folders and files replaced by empty ones
     memory_mb: int | None = None  # address-space limit
     env: dict[str, str] = field(default_factory=dict)  # extra variables (G2C_VERDICTS_FILE, ...)
+    quiet: bool = False  # send the command's own stdout and stderr to /dev/null (a kernel's banner)
 
 
 def job_uids(slot: int) -> tuple[int, int]:
@@ -77,6 +78,8 @@ def sandboxed(command: list[str], box: Box) -> list[str]:
         init += ["--hide", str(path)]
     for name, value in box.env.items():
         init += ["--env", f"{name}={value}"]
+    if box.quiet:
+        init.append("--quiet")
     return [*_unshare(), *init, "--", *command]
 
 
@@ -177,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory", type=int, default=None)
     parser.add_argument("--hide", type=Path, action="append", default=[])
     parser.add_argument("--env", action="append", default=[])
+    parser.add_argument("--quiet", action="store_true")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -200,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             _become(args.uid, args.memory)
             os.chdir(cwd)
+            if args.quiet:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 1)
+                os.dup2(devnull, 2)
             os.execvpe(command[0], command, env)
         finally:
             os._exit(127)

@@ -94,7 +94,12 @@ def run_contract(notebook: Path, timeout: float = 120.0, memory_mb: int | None =
         if not report.exists():
             return {name: (False, "the answer cells could not be loaded") for name in contract_names()}
         verdicts: Verdicts = {}
-        for case in ET.parse(report).getroot().iter("testcase"):
+        try:
+            with open(report, "rb", opener=lambda path, flags: os.open(path, flags | os.O_NOFOLLOW)) as f:  # written by student code's uid
+                cases = list(ET.parse(f).getroot().iter("testcase"))
+        except (OSError, ET.ParseError):
+            cases = []
+        for case in cases:
             problem = next((child for child in case if child.tag in ("failure", "error", "skipped")), None)
             message = "" if problem is None else plain_message(problem.get("message") or problem.text or "")
             verdicts[case.get("name")] = (problem is None, message)

@@ -136,7 +136,7 @@ def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode) -> Outcome:
     contract = threading.Thread(target=lambda: verdicts.update(store_verdicts(submission, verdicts_file, job.timeout, job.memory_mb, tests_box)))
     contract.start()
     kernel_env = {"G2C_VERDICTS_FILE": str(verdicts_file), "G2C_VERDICTS_WAIT": str(job.timeout)}
-    kernel_box = Box(kernel_uid, home, hide, job.memory_mb, kernel_env) if job.isolate else None
+    kernel_box = Box(kernel_uid, home, hide, job.memory_mb, kernel_env, quiet=True) if job.isolate else None
     timed_out = threading.Event()
 
     def stop() -> None:
@@ -236,10 +236,29 @@ def _preprocessors() -> list:
         def preprocess(self, nb, resources=None, km=None):
             self._received: dict[int, int] = {}
             self._interrupted: set[int] = set()
-            return super().preprocess(nb, resources, km)
+            try:
+                return super().preprocess(nb, resources, km)
+            finally:  # nbgrader (root) writes here next: take the folder back from the student
+                reclaim(Path(resources["metadata"]["path"]))
 
     steps = Autograde.class_traits()["autograde_preprocessors"].default()
     return [CappedExecute if step is Execute else step for step in steps]
+
+
+def reclaim(folder: Path) -> None:
+    """Give ``folder`` back to root, minus any link or special file student code left in it.
+
+    Without this, a symlink planted at the autograded notebook's path would make nbgrader write
+    through it as root.
+    """
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            if os.path.islink(path) or not (os.path.isfile(path) or os.path.isdir(path)):
+                os.unlink(path)
+            else:
+                os.lchown(path, 0, 0)
+    os.lchown(folder, 0, 0)
 
 
 def _scores(db: Path, job: Job, verdicts: dict) -> Outcome:
