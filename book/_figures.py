@@ -25,6 +25,11 @@ from g2c.training import SGD, AdamW, History, clip_grad_norm_, cosine_with_warmu
 SWEEP_LRS = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
 SWEEP_STEPS = 200
 
+# Every run here is a tiny model: a second intra-op thread buys nothing and, on a busy 2-core
+# machine, made two static widgets take 37-84 s instead of 4-6 s (oversubscribed spin-waits).
+# Each chapter imports this module first, so its kernel trains on one thread.
+torch.set_num_threads(1)
+
 plt.rcParams.update({"figure.dpi": 100, "axes.spines.top": False, "axes.spines.right": False, "font.size": 10})
 
 
