@@ -161,7 +161,7 @@ def wait_for_picture(area, frame: str, timeout: float = 5.0) -> str:
         shown = area.evaluate(SHOWN_PICTURE)
         if shown == frame or time.monotonic() > deadline:
             return shown
-        time.sleep(0.05)
+        area.page.wait_for_timeout(50)  # lets playwright serve the page's requests meanwhile
 
 
 def test_every_widget_chapter_is_tested() -> None:
