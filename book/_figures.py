@@ -7,7 +7,6 @@ Runs take well under a second each, so the whole book executes in seconds.
 
 from __future__ import annotations
 
-import functools
 import io
 import math
 
@@ -25,7 +24,11 @@ from g2c.training import SGD, AdamW, History, clip_grad_norm_, cosine_with_warmu
 
 SWEEP_LRS = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
 SWEEP_STEPS = 200
-VERDICT_COLORS = {"crawls": "tab:orange", "learns": "tab:green", "diverges": "tab:red"}
+
+# Every run here is a tiny model: a second intra-op thread buys nothing and, on a busy 2-core
+# machine, made two static widgets take 37-84 s instead of 4-6 s (oversubscribed spin-waits).
+# Each chapter imports this module first, so its kernel trains on one thread.
+torch.set_num_threads(1)
 
 plt.rcParams.update({"figure.dpi": 100, "axes.spines.top": False, "axes.spines.right": False, "font.size": 10})
 
@@ -35,9 +38,8 @@ def mlp() -> MLP:
     return seeded(0, lambda: MLP([2, 32, 32, 1]))
 
 
-@functools.lru_cache(maxsize=None)
 def sgd_run(lr: float, steps: int = SWEEP_STEPS) -> History:
-    """Plain SGD on the regression MLP; cached because the widget's frames reuse the same runs."""
+    """Plain SGD on the regression MLP, one run per learning rate of the sweep figure."""
     model = mlp()
     return train(model, regression(), SGD(model.parameters(), lr), steps=steps)
 
@@ -58,27 +60,18 @@ def _plot_losses(ax: plt.Axes, history: History, cap: float = 1e3, **style) -> N
         ax.plot([history.diverged_at], [min(last, cap)], "x", color=line.get_color(), ms=9, mew=2)
 
 
-def lr_sweep_figure(lrs: tuple[float, ...] = SWEEP_LRS, highlight: float | None = None) -> Figure:
-    """Train loss for plain SGD at each learning rate; one run may be highlighted (widget frames)."""
+def lr_sweep_figure(lrs: tuple[float, ...] = SWEEP_LRS) -> Figure:
+    """Train loss for plain SGD at each learning rate, coloured along the sweep."""
     runs = {lr: sgd_run(lr) for lr in lrs}
     fig, ax = plt.subplots(figsize=(7, 3.8))
     cmap = plt.get_cmap("viridis")
     for i, (lr, history) in enumerate(runs.items()):
-        if highlight is None:
-            style = {"color": cmap(i / max(1, len(lrs) - 1)), "lw": 1.8, "label": f"lr={lr:g}: {verdict(history)}"}
-        elif lr == highlight:
-            style = {"color": VERDICT_COLORS[verdict(history)], "lw": 2.6, "label": f"lr={lr:g}: {verdict(history)}"}
-        else:
-            style = {"color": "0.8", "lw": 1.0}
-        _plot_losses(ax, history, **style)
+        _plot_losses(ax, history, color=cmap(i / max(1, len(lrs) - 1)), lw=1.8, label=f"lr={lr:g}: {verdict(history)}")
     ax.set_yscale("log")
     ax.set_ylim(5e-3, 1e3)
     ax.set_xlabel("step")
     ax.set_ylabel("train loss (MSE, log scale)")
-    title = "Plain SGD on the same MLP, one run per learning rate"
-    if highlight is not None:
-        title = f"lr = {highlight:g}: the run {verdict(runs[highlight])}"
-    ax.set_title(title)
+    ax.set_title("Plain SGD on the same MLP, one run per learning rate")
     ax.legend(loc="upper right", fontsize=8, ncol=2, frameon=False)
     fig.tight_layout()
     return fig
@@ -97,27 +90,6 @@ def png_bytes(fig: Figure) -> bytes:
     fig.savefig(buffer, format="png")
     plt.close(fig)
     return buffer.getvalue()
-
-
-def lr_sweep_static_widget(lrs: tuple[float, ...] = SWEEP_LRS):
-    """A slider that picks one learning rate of the sweep, working in the static HTML book.
-
-    Every frame is drawn at build time; the slider is ``jslink``ed to a ``Stack`` of ``Image``
-    widgets, so the browser switches frames with no kernel. Stand-in for
-    ``g2c.widgets.lr_sweep(static=True)``, built the same way.
-    """
-    import ipywidgets as widgets
-
-    frames = [widgets.Image(value=png_bytes(lr_sweep_figure(lrs, highlight=lr)), format="png") for lr in lrs]
-    stack = widgets.Stack(frames, selected_index=lrs.index(0.1) if 0.1 in lrs else 0)
-    slider = widgets.IntSlider(
-        value=stack.selected_index, min=0, max=len(lrs) - 1, description="lr index", readout=False,
-        continuous_update=True,
-    )
-    widgets.jslink((slider, "value"), (stack, "selected_index"))
-    labels = "  ·  ".join(f"{i}: {lr:g}" for i, lr in enumerate(lrs))
-    caption = widgets.HTML(f"<small>Slide from lr = {lrs[0]:g} to lr = {lrs[-1]:g} ({labels})</small>")
-    return widgets.VBox([slider, caption, stack])
 
 
 def sgd_vs_adamw_figure(steps: int = 300) -> Figure:

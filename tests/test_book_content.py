@@ -66,10 +66,21 @@ def test_figures_are_rendered_images_with_caption_and_alt_text() -> None:
     assert FIGURES <= seen, f"missing figures: {FIGURES - seen}"
 
 
-def test_static_widget_state_is_embedded() -> None:
-    html = book_html()["learning-rates.html"]
+WIDGET_CHAPTERS = ("learning-rates.html", "optimizers.html", "clipping.html", "schedules.html", "reading-curves.html")
+PAGE_BUDGET = 3_000_000  # bytes of HTML per page: embedded widget frames make the heavy ones
+
+
+@pytest.mark.parametrize("name", WIDGET_CHAPTERS)
+def test_static_widget_state_is_embedded(name: str) -> None:
+    html = book_html()[name]
+    assert html.count('type="application/vnd.jupyter.widget-view+json"') == 1, "one g2c static widget per chapter"
     assert 'application/vnd.jupyter.widget-state+json' in html
-    assert html.count('"model_name": "ImageModel"') >= 5, "one precomputed frame per learning rate"
+    assert html.count('"model_name": "ImageModel"') >= 5, "one precomputed frame per slider position"
     assert '"model_name": "LinkModel"' in html, "the slider is jslinked to the frames"
     for script in re.findall(r"<script[^>]*src=[^>]*>", html):
         assert "crossorigin" not in script and "integrity" not in script, script
+
+
+def test_every_page_stays_light() -> None:
+    sizes = {name: len(html.encode()) for name, html in book_html().items()}
+    assert max(sizes.values()) < PAGE_BUDGET, sizes

@@ -8,7 +8,8 @@
 # OUT_DIR, which _config.yml copies verbatim into the HTML via `html_extra_path`:
 #   OUT_DIR/mathjax/tex-chtml.js (+ fonts and lazily loaded components)
 #   OUT_DIR/requirejs/require.js
-#   OUT_DIR/html-manager/embed-amd.js (+ its chunks and fonts) and widgets-offline.js
+#   OUT_DIR/html-manager/: all of html-manager's dist/ (embed-amd.js, its chunks and icon fonts)
+#   and widgets-offline.js, which points require.js at it
 # Source maps and MathJax bundles the book does not use are dropped to keep the copy small.
 set -euo pipefail
 out=${1:?usage: fetch.sh OUT_DIR}
@@ -42,9 +43,6 @@ cp "$work/requirejs-2.3.4/package/require.js" "$out/requirejs/"
 cp -r "$work/jupyter-widgets-html-manager-1.0.6/package/dist/." "$out/html-manager/"
 cp "$work/jupyter-widgets-html-manager-1.0.6/package/LICENSE" "$out/html-manager/"
 cp "$(dirname "$0")/widgets-offline.js" "$out/html-manager/"
-# where the widget CSS asks for its icon fonts once widgets-offline.js sets require's baseUrl
-fonts="$out/html-manager/@jupyter-widgets/html-manager/dist"
-mkdir -p "$fonts" && cp "$out"/html-manager/*.{woff,woff2,ttf,eot,svg} "$fonts/"
 find "$out" -name '*.map' -delete
 echo "${packages[*]}" > "$stamp"
 echo "vendored ${packages[*]} into $out"

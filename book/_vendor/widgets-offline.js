@@ -1,11 +1,16 @@
 // Loaded on widget pages just before require.js and embed-amd.js (see nb_ipywidgets_js in
 // _config.yml); fetch.sh copies it next to the vendored widget manager.
 
-// 1. Fonts. The widget manager finds its icon fonts relative to the URL require.js gives the
-// AMD module "@jupyter-widgets/html-manager/dist/libembed-amd": by default under the page's own
-// folder. A global `require` object defined before require.js loads is its configuration:
-// resolve module ids against this vendored folder, where fetch.sh puts the fonts.
-var require = { baseUrl: new URL("./", document.currentScript.src).href };
+// 1. Fonts. Each AMD module in embed-amd.js ("@jupyter-widgets/controls", ".../base",
+// ".../html-manager", ".../html-manager/dist/libembed-amd") finds its icon fonts (Font Awesome,
+// for the Accordion's chevron and button icons) in the folder of the URL require.js gives that
+// module: by default under the page's own folder. A global `require` object defined before
+// require.js loads is its configuration: map every one of those ids into this vendored folder,
+// the copy of html-manager's dist/ where the fonts are.
+var require = {
+  baseUrl: new URL("./", document.currentScript.src).href,
+  paths: { "@jupyter-widgets/html-manager/dist": ".", "@jupyter-widgets": "." },
+};
 
 // 2. Math in widget labels. html-manager 1.0.6 typesets labels with MathJax 2's
 // `MathJax.Hub.Queue` whenever `window.MathJax` exists; the book runs MathJax 3, which has no

@@ -58,7 +58,10 @@ Checked by hand in headless Chromium from ``file://``: a page holding the embedd
 ``lr_sweep(static=True)`` / ``curve_doctor(static=True)``, with ``require.js`` 2.3.4 and
 ``@jupyter-widgets/html-manager`` 1.0.6 ``dist/embed-amd.js`` loaded from local files: moving
 the slider switched the frame. Vendor the whole ``dist/`` folder: the Accordion's chevron
-icon loads font files from it (missing fonts only lose the icon).
+icon loads font files from it (missing fonts only lose the icon), from the folder require.js
+maps the ``@jupyter-widgets/...`` module ids to (the book's ``book/_vendor/widgets-offline.js``
+maps them all into its copy of ``dist/``). ``tests/test_book_browser.py`` moves every book
+widget's slider through every position in Chromium and checks the frame shown.
 """
 
 from g2c.widgets.clipping import clipping_demo

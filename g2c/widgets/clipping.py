@@ -80,10 +80,11 @@ def draw(example: dict, history: History, max_norm: float, lr: float) -> bytes:
 def readout_html(example: dict, history: History, max_norm: float) -> str:
     rate = history.clip_rate
     advice = " Clipping fires on most steps: the lr is probably too high (clipping is a guardrail, not a tuning knob)." if rate > 0.5 else ""
+    bent = " (direction bent)" if round(example["cos_per_tensor"], 4) < 1 else ""  # below max_norm nothing is clipped
     return message_html(
         f"global norm before <b>{example['before']:.3f}</b>, after <b>{example['after']:.3f}</b> (max_norm {fmt(max_norm)}), "
         f"shared scale <b>{example['scale']:.3f}</b>, cosine to the original direction <b>{example['cos_global']:.4f}</b>; "
-        f"per-tensor clipping: norm {example['per_tensor_after']:.3f}, cosine <b>{example['cos_per_tensor']:.4f}</b> (direction bent). "
+        f"per-tensor clipping: norm {example['per_tensor_after']:.3f}, cosine <b>{example['cos_per_tensor']:.4f}</b>{bent}. "
         f"Training run: clipping fired on {100 * rate:.0f}% of steps.{advice}",
         kind="warn" if advice else "info",
     )

@@ -54,7 +54,7 @@ def table(results: dict[str, tuple[float, float, History]]) -> str:
         end = "NaN" if h.diverged else f"{h.eval_train_loss[-1]:.4f} / {h.val_loss[-1]:.4f}"
         rows.append(f"<tr><td>{html.escape(name)}</td><td>{fmt(lr)}</td><td>{fmt(wd)}</td><td>{end}</td><td>{d.label}</td></tr>")
     head = "<tr><th>optimizer</th><th>lr</th><th>weight decay</th><th>final train / val</th><th>diagnosis</th></tr>"
-    return f'<table style="font-family:sans-serif;font-size:13px">{head}{"".join(rows)}</table>'
+    return f'<table style="font-family:sans-serif;font-size:13px;border-collapse:separate;border-spacing:12px 2px">{head}{"".join(rows)}</table>'
 
 
 @guarded("optimizer_race")
