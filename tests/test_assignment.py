@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -110,6 +111,94 @@ def test_untouched_kit_gives_7_passed_14_failed_and_tests_the_notebook(tmp_path)
     assert run_kit(kit) == (7, 14)
     shutil.copyfile(SOURCE, kit / "training.ipynb")  # a student who wrote our solution
     assert run_kit(kit) == (21, 0)
+
+
+# ---------------------------------------------------------------- widget cells, in a real kernel
+
+WIDGET_SECTIONS = {"lr_sweep": "## 1", "optimizer_race": "## 4", "clipping_demo": "## 5", "schedule_explorer": "## 6", "curve_doctor": "## 7"}
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+ERROR_BOX = "#fdecea"  # background of g2c.widgets.render.error_html: a failure shown inside a widget
+
+
+def widget_cells(nb) -> dict[str, tuple[int, nbformat.NotebookNode]]:
+    """factory name -> (index, cell) of every cell tagged as a widget cell."""
+    found = {}
+    for i, cell in enumerate(nb.cells):
+        if build.WIDGET_TAG in cell.metadata.get("tags", []):
+            found[re.search(r"from g2c\.widgets import (\w+)", cell.source)[1]] = (i, cell)
+    return found
+
+
+def test_widget_cells_sit_in_their_exercises_with_a_prompt_and_are_not_graded():
+    nb = nbformat.read(KIT / "training.ipynb", as_version=4)
+    cells = widget_cells(nb)
+    sections = {}
+    for factory, (index, cell) in cells.items():
+        headings = [c.source for c in nb.cells[:index] if c.cell_type == "markdown" and c.source.startswith("## ")]
+        sections[factory] = headings[-1].split(".")[0]
+        flags = cell.metadata.get("nbgrader", {})
+        assert cell.cell_type == "code" and not any(flags.get(k) for k in ("grade", "solution", "locked", "task")), factory
+        prompt = nb.cells[index - 1]
+        assert prompt.cell_type == "markdown" and "nbgrader" not in prompt.metadata and len(prompt.source.splitlines()) == 1, factory
+    assert sections == WIDGET_SECTIONS
+    assert "optimizers={" in cells["optimizer_race"][1].source and "AdamW" in cells["optimizer_race"][1].source
+
+
+def execute(notebook: Path, folder: Path, allow_errors: bool) -> tuple[nbformat.NotebookNode, float]:
+    """Run a copy of ``notebook`` as ``folder/training.ipynb`` (where the hidden checks look), like Run All."""
+    from nbclient import NotebookClient
+
+    folder.mkdir()
+    shutil.copyfile(notebook, folder / "training.ipynb")
+    nb = nbformat.read(folder / "training.ipynb", as_version=4)
+    client = NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=allow_errors,
+                            store_widget_state=True, resources={"metadata": {"path": str(folder)}})
+    start = time.perf_counter()
+    client.execute()
+    return nb, time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    """The solution notebook (must not raise anywhere) and the untouched release, one after the other:
+    two kernels side by side on two cores ran 2.5x slower (torch threads fight)."""
+    tmp = tmp_path_factory.mktemp("executed")
+    return {"solution": execute(SOURCE, tmp / "solution", False), "release": execute(KIT / "training.ipynb", tmp / "release", True)}
+
+
+def widget_html(nb, cell) -> str:
+    """Every HTML text inside the widget a cell shows, from the stored widget state."""
+    state = nb.metadata["widgets"][WIDGET_STATE]["state"]
+    (view,) = [out["data"][WIDGET_VIEW]["model_id"] for out in cell.outputs if WIDGET_VIEW in out.get("data", {})]
+    texts, queue = [], [view]
+    while queue:
+        model = state[queue.pop()]["state"]
+        if isinstance(model.get("value"), str):  # HTML and labels; an Image's value travels as a buffer
+            texts.append(model["value"])
+        queue += [child.removeprefix("IPY_MODEL_") for child in model.get("children", [])]
+    return "\n".join(texts)
+
+
+def test_solution_notebook_runs_top_to_bottom_with_working_widgets(executed):
+    nb, seconds = executed["solution"]
+    for factory, (_, cell) in widget_cells(nb).items():
+        assert ERROR_BOX not in widget_html(nb, cell), f"{factory} shows an error with the reference solution"
+    assert "your AdamW" in widget_html(nb, widget_cells(nb)["optimizer_race"][1])
+    print(f"\nsolution notebook top to bottom: {seconds:.1f} s")
+
+
+def test_release_widget_cells_never_raise_and_the_stub_is_named_inside_the_widget(executed):
+    nb, _ = executed["release"]
+    errors = {cell.metadata.get("nbgrader", {}).get("grade_id") for cell in nb.cells if any(o.output_type == "error" for o in cell.get("outputs", []))}
+    assert "adamw" not in errors and "test_adamw_matches_torch" in errors  # the stub is there and its tests fail
+    for factory, (_, cell) in widget_cells(nb).items():
+        assert not any(out.output_type == "error" for out in cell.outputs), f"{factory} cell raised"
+        shown = widget_html(nb, cell)
+        if factory == "optimizer_race":  # the student's AdamW.step still raises NotImplementedError
+            assert ERROR_BOX in shown and "NotImplementedError" in shown
+        else:
+            assert ERROR_BOX not in shown, factory
 
 
 # ---------------------------------------------------------------- the harness cannot be gamed
