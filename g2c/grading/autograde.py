@@ -46,6 +46,7 @@ def autograde(course: Path, submitted: Path, out: Path, *, jobs: int | None = No
             raise SystemExit(f"g2c autograde: cannot sandbox student code here: {problem}. "
                              "Run as root (or with user namespaces), or pass --no-sandbox on a machine you can lose.")
     out.mkdir(parents=True, exist_ok=True)
+    pool = None if scheduler else _local_pool(max(1, min(jobs or os.cpu_count() or 1, len(students))), isolate)
     template = register_assignment(course, out)
     checks = hidden_checks(course / "source_notebooks" / ASSIGNMENT / NOTEBOOK)
     hide = [str(p) for p in (course / "source_notebooks", course / ".git", course / "gradebook.db", course / "submitted",
@@ -57,9 +58,11 @@ def autograde(course: Path, submitted: Path, out: Path, *, jobs: int | None = No
         if student not in done or done[student].get("digest") != job.digest:
             todo.append(job)
     try:
-        for outcome in _with_progress(_run(todo, jobs, scheduler), len(todo), progress):
+        for outcome in _with_progress(_run(todo, pool, scheduler), len(todo), progress):
             record(out, outcome)
     finally:  # even when interrupted: grades.csv reflects every result recorded so far
+        if pool:
+            pool.shutdown(wait=False, cancel_futures=True)
         write_grades(out, students)
     results = load_results(out)
     return [Outcome(**{k: v for k, v in results[s].items() if k in Outcome.__dataclass_fields__}) for s in students if s in results]
@@ -112,8 +115,8 @@ def hidden_checks(source: Path) -> dict[str, list[str]]:
     return checks
 
 
-def _run(todo: list[Job], jobs: int | None, scheduler: str | None) -> Iterator[Outcome]:
-    """Outcomes as they finish, from a Dask cluster or a local pool of ``jobs`` processes."""
+def _run(todo: list[Job], pool, scheduler: str | None) -> Iterator[Outcome]:
+    """Outcomes as they finish, from a Dask cluster or the local pool."""
     if not todo:
         return
     if scheduler:
@@ -124,25 +127,38 @@ def _run(todo: list[Job], jobs: int | None, scheduler: str | None) -> Iterator[O
             for future in as_completed(futures):
                 yield future.result()
         return
+    from concurrent.futures import as_completed
+
+    futures = [pool.submit(grade, job) for job in todo]
+    try:
+        for future in as_completed(futures):
+            yield future.result()
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+
+
+def _local_pool(workers: int, isolate: bool):
+    """``workers`` grading processes, warming up (imports, zygote) while the batch is prepared."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import ProcessPoolExecutor
 
-    workers = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"), initializer=_warm_up) as pool:
-        futures = [pool.submit(grade, job) for job in todo]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"))
+    for _ in range(workers):  # one each: no worker is idle yet, so each submit starts a process
+        pool.submit(_warm_up, isolate)
+    return pool
 
 
-def _warm_up() -> None:
-    """Import what every job needs once per worker, not once per submission."""
+def _warm_up(isolate: bool) -> None:
+    """Import what every job needs and start the zygote, once per worker, not once per submission."""
     import nbconvert.exporters.html  # noqa: F401
     import nbgrader.apps  # noqa: F401
     import nbgrader.converters.autograde  # noqa: F401
+
+    from g2c.grading import worker
+
+    if isolate:
+        worker.warm_zygote()
 
 
 def _with_progress(outcomes: Iterator[Outcome], total: int, show: bool) -> Iterator[Outcome]:

@@ -28,13 +28,14 @@ import shutil
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 UID_BASE = 200_000  # far above any login account; never in /etc/passwd
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_BIND = 1, 2, 4, 4096
 KEPT_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MPLBACKEND",
-                    "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYDEVD_DISABLE_FILE_VALIDATION")
+                    "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTEST_ADDOPTS", "PYDEVD_DISABLE_FILE_VALIDATION")
 
 
 @dataclass
@@ -173,6 +174,51 @@ def _become(uid: int, memory_mb: int | None) -> None:
         os.setuid(uid)
 
 
+def init(box: Box, run: Callable[[dict[str, str]], None], cwd: Path | None = None) -> int:
+    """Be the sandbox's PID 1: wall off, then ``run(env)`` in a child as the box's uid; reap.
+
+    ``run`` replaces the child (exec) or runs in it and returns; either way the child ends there.
+    """
+    for path in box.hide:
+        _hide(path)
+    if os.geteuid() == 0:
+        _expose(_needed_paths())
+    _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
+    cwd = cwd or Path.cwd()
+    (box.home / "tmp").mkdir(exist_ok=True)
+    if os.geteuid() == 0:
+        _own(box.home, box.uid)
+    env = {name: os.environ[name] for name in KEPT_ENVIRONMENT if name in os.environ}
+    env.update(HOME=str(box.home), TMPDIR=str(box.home / "tmp"), MPLCONFIGDIR=str(box.home / ".mpl"), IPYTHONDIR=str(box.home / ".ipython"))
+    env.update(box.env)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # an interrupt reaches the kernel through its process group
+    pid = os.fork()
+    if pid == 0:
+        code = 127
+        try:
+            _become(box.uid, box.memory_mb)
+            os.chdir(cwd)
+            if box.quiet:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 1)
+                os.dup2(devnull, 2)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            run(env)
+            code = 0
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else 1
+        finally:
+            os._exit(code)
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGKILL))
+    while True:  # reap orphans until the command itself ends
+        try:
+            done, status = os.wait()
+        except ChildProcessError:
+            return 1
+        if done == pid:
+            return os.waitstatus_to_exitcode(status) & 0xFF
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="init of a grading sandbox (run through unshare)")
     parser.add_argument("--uid", type=int, required=True)
@@ -184,41 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    for path in args.hide:
-        _hide(path)
-    if os.geteuid() == 0:
-        _expose(_needed_paths())
-    _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
-    cwd = Path.cwd()
-    if os.geteuid() == 0:
-        _own(args.home, args.uid)
-    env = {name: os.environ[name] for name in KEPT_ENVIRONMENT if name in os.environ}
-    env.update(HOME=str(args.home), TMPDIR=str(args.home / "tmp"), MPLCONFIGDIR=str(args.home / ".mpl"), IPYTHONDIR=str(args.home / ".ipython"))
-    env.update(item.split("=", 1) for item in args.env)
-    (args.home / "tmp").mkdir(exist_ok=True)
-    if os.geteuid() == 0:
-        os.chown(args.home / "tmp", args.uid, args.uid)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # an interrupt reaches the kernel through its process group
-    pid = os.fork()
-    if pid == 0:
-        try:
-            _become(args.uid, args.memory)
-            os.chdir(cwd)
-            if args.quiet:
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, 1)
-                os.dup2(devnull, 2)
-            os.execvpe(command[0], command, env)
-        finally:
-            os._exit(127)
-    signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGKILL))
-    while True:  # reap orphans until the command itself ends
-        try:
-            done, status = os.wait()
-        except ChildProcessError:
-            return 1
-        if done == pid:
-            return os.waitstatus_to_exitcode(status) & 0xFF
+    box = Box(args.uid, args.home, args.hide, args.memory, dict(item.split("=", 1) for item in args.env), args.quiet)
+    return init(box, lambda env: os.execvpe(command[0], command, env))
 
 
 if __name__ == "__main__":

@@ -66,10 +66,11 @@ def _limit_memory(memory_mb: int | None):
     return apply
 
 
-def run_contract(notebook: Path, timeout: float = 120.0, memory_mb: int | None = None, box: Box | None = None) -> Verdicts:
+def run_contract(notebook: Path, timeout: float = 120.0, memory_mb: int | None = None, box: Box | None = None, zygote=None) -> Verdicts:
     """test name -> (passed, plain failure message) for ``notebook``'s answer cells.
 
-    With ``box`` the run is sandboxed in ``box.home``; else in a temporary folder.
+    With ``box`` the run is sandboxed in ``box.home`` (forked by ``zygote`` when given, else a new
+    interpreter); without, in a temporary folder.
     """
     with tempfile.TemporaryDirectory(prefix="g2c-verdict-", dir=box.home if box else None) as tmp:
         work = Path(tmp)
@@ -81,13 +82,20 @@ def run_contract(notebook: Path, timeout: float = 120.0, memory_mb: int | None =
         report = work / "report.xml"
         env = {**os.environ, "G2C_NOTEBOOK": str(work / "training.ipynb"), "PYTHONDONTWRITEBYTECODE": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
         env.pop("G2C_TRAINING_MODULE", None)
-        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}", "tests/test_training.py"]
-        limit = _limit_memory(memory_mb)
-        if box:
-            command, limit = sandboxed(command, Box(box.uid, box.home, box.hide, memory_mb, {"G2C_NOTEBOOK": env["G2C_NOTEBOOK"]})), None
-        try:
-            subprocess.run(command, cwd=work, env=env, capture_output=True, timeout=timeout, check=False, preexec_fn=limit)
-        except subprocess.TimeoutExpired:
+        args = ["-q", "-p", "no:cacheprovider", f"--junitxml={report}", "tests/test_training.py"]
+        command, limit = [sys.executable, "-m", "pytest", *args], _limit_memory(memory_mb)
+        sandbox = Box(box.uid, box.home, box.hide, memory_mb, {"G2C_NOTEBOOK": env["G2C_NOTEBOOK"]}, quiet=True) if box else None
+        if zygote and sandbox:
+            finished = zygote.run("pytest", args, sandbox, work, timeout) is not None
+        else:
+            if sandbox:
+                command, limit = sandboxed(command, sandbox), None
+            try:
+                subprocess.run(command, cwd=work, env=env, capture_output=True, timeout=timeout, check=False, preexec_fn=limit)
+                finished = True
+            except subprocess.TimeoutExpired:
+                finished = False
+        if not finished:
             return {name: (False, f"the answer cells did not finish the tests within {timeout:.0f} s (an endless loop?)") for name in contract_names()}
         if box:
             kill_uid(box.uid)  # anything the answer cells left running
@@ -138,9 +146,9 @@ def verdicts(notebook: Path | None = None) -> Verdicts:
     return _cache[digest]
 
 
-def store_verdicts(notebook: Path, path: Path, timeout: float = 120.0, memory_mb: int | None = None, box: Box | None = None) -> Verdicts:
+def store_verdicts(notebook: Path, path: Path, timeout: float = 120.0, memory_mb: int | None = None, box: Box | None = None, zygote=None) -> Verdicts:
     """Compute ``notebook``'s verdicts now (outside any kernel) and store them at ``path``."""
-    results = run_contract(notebook, timeout, memory_mb, box)
+    results = run_contract(notebook, timeout, memory_mb, box, zygote)
     partial = path.with_suffix(".partial")
     partial.write_text(json.dumps(results, indent=1, sort_keys=True))
     partial.chmod(0o644)

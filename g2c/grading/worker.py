@@ -31,6 +31,7 @@ MAX_OUTPUT_CHARS = 20_000  # kept per cell: feedback stays small whatever the st
 FLOOD_CHARS = 10_000_000  # received per cell: beyond this the cell is interrupted
 TRUNCATED = "\n[g2c: output truncated]\n"
 _one_at_a_time = threading.Lock()
+_zygote = None  # this worker's warm forker of sandboxed processes (g2c.grading.zygote)
 warnings.filterwarnings("ignore", message="Object of type <Submitted")  # nbgrader 0.9's own SQLAlchemy noise  # nbgrader and the kernel spec use process-wide state
 
 
@@ -70,19 +71,40 @@ class Outcome:
 def grade(job: Job) -> Outcome:
     """Grade ``job`` and never raise: every failure is an outcome with a status."""
     start = time.perf_counter()
-    # One thread per process: jobs, kernels and contract runs share the cores; OpenMP threads
-    # spinning against each other made two jobs on two cores 2.5x slower than one.
-    os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
     with _one_at_a_time:
         try:
-            outcome = _grade(job)
+            _grading_environment()
+            outcome = _grade(job, warm_zygote() if job.isolate else None)
         except Exception as err:  # a grader bug must not cost the batch
             outcome = Outcome(job.student, "grading failed", detail=f"{type(err).__name__}: {err}"[:300])
     outcome.digest, outcome.seconds = job.digest, time.perf_counter() - start
     return outcome
 
 
-def _grade(job: Job) -> Outcome:
+def _grading_environment() -> None:
+    """What kernels and contract runs inherit (through the sandbox's KEPT_ENVIRONMENT).
+
+    One thread each: jobs share the cores, and OpenMP threads spinning against each other made
+    two jobs on two cores 2.5x slower than one. pytest without installed plugins and without its
+    unraisable-exception hooks, whose two full garbage collections per run cost a visible-test
+    cell 0.25 s in a kernel holding torch: 4 s a notebook. Neither changes any test's outcome.
+    """
+    os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",
+                      PYTEST_ADDOPTS="-p no:unraisableexception -p no:threadexception")
+
+
+def warm_zygote():
+    """Start this worker's zygote once (again if it died): later jobs fork from it."""
+    global _zygote
+    _grading_environment()
+    if _zygote is None or not _zygote.alive():
+        from g2c.grading.zygote import Zygote
+
+        _zygote = Zygote(Path(tempfile.mkdtemp(prefix="g2c-zygote-")))
+    return _zygote
+
+
+def _grade(job: Job, zygote) -> Outcome:
     if job.notebook is None:
         return Outcome(job.student, "missing notebook", detail=f"no {ASSIGNMENT}/{NOTEBOOK} was submitted")
     try:
@@ -91,7 +113,7 @@ def _grade(job: Job) -> Outcome:
         return Outcome(job.student, "unreadable notebook", detail=str(err)[:300])
     work = Path(tempfile.mkdtemp(prefix="g2c-grade-"))
     try:
-        return _grade_in(work, job, nb)
+        return _grade_in(work, job, nb, zygote)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -117,7 +139,7 @@ def sanitized(raw: bytes) -> nbformat.NotebookNode:
     return nb
 
 
-def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode) -> Outcome:
+def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode, zygote) -> Outcome:
     from g2c.grading.sandbox import Box, job_uids, kill_uid
     from g2c.grading.verdict import store_verdicts
 
@@ -136,7 +158,7 @@ def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode) -> Outcome:
     # The contract run and the kernel start together; the first hidden cell waits for the verdicts.
     verdicts: dict = {}
     tests_box = Box(tests_uid, tests_home, hide) if job.isolate else None
-    contract = threading.Thread(target=lambda: verdicts.update(store_verdicts(submission, verdicts_file, job.timeout, job.memory_mb, tests_box)))
+    contract = threading.Thread(target=lambda: verdicts.update(store_verdicts(submission, verdicts_file, job.timeout, job.memory_mb, tests_box, zygote)))
     contract.start()
     kernel_env = {"G2C_VERDICTS_FILE": str(verdicts_file), "G2C_VERDICTS_WAIT": str(job.timeout)}
     kernel_box = Box(kernel_uid, home, hide, job.memory_mb, kernel_env, quiet=True) if job.isolate else None
@@ -150,7 +172,7 @@ def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode) -> Outcome:
     watchdog = threading.Timer(job.timeout, stop)
     watchdog.start()
     try:
-        result = _nbgrader_autograde(private, home, job, kernel_box, kernel_env)
+        result = _nbgrader_autograde(private, home, job, kernel_box, kernel_env, zygote)
     finally:
         watchdog.cancel()
         contract.join()
@@ -175,12 +197,10 @@ def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode) -> Outcome:
     return outcome
 
 
-def _nbgrader_autograde(private: Path, home: Path, job: Job, box, env: dict[str, str]) -> dict:
+def _nbgrader_autograde(private: Path, home: Path, job: Job, box, env: dict[str, str], zygote) -> dict:
     """nbgrader's autograde over the job's private course; the kernel runs inside ``box``."""
     from nbgrader.apps import NbGraderAPI
     from traitlets.config import Config
-
-    from g2c.grading.sandbox import sandboxed
 
     runtime = home / "runtime"
     runtime.mkdir()
@@ -188,7 +208,7 @@ def _nbgrader_autograde(private: Path, home: Path, job: Job, box, env: dict[str,
     spec.mkdir(parents=True)
     kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     spec.joinpath("kernel.json").write_text(json.dumps({
-        "argv": sandboxed(kernel, box) if box else kernel, "display_name": "Python 3 (g2c grading sandbox)", "language": "python",
+        "argv": zygote.kernel_argv(box) if box else kernel, "display_name": "Python 3 (g2c grading sandbox)", "language": "python",
         "env": {} if box else env,  # a sandbox passes its own clean environment
     }))
     config = Config()
