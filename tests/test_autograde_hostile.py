@@ -59,7 +59,10 @@ def mischief(course: Path, out: Path, submitted: Path, port: int) -> dict[str, s
         "network": f"import socket, urllib.request\nfor target in [('127.0.0.1', {port}), ('pypi.org', 443)]:\n    try:\n"
                    f"        socket.create_connection(target, timeout=3).close()\n        print('OPENED', target)\n"
                    f"    except Exception as e:\n        print('BLOCKED', target, type(e).__name__)",
-        "reads-secrets": probe({"source notebook": course / "source_notebooks" / "03b-training" / "training.ipynb",
+        "reads-secrets": "import os\ndef leaks(path):\n    try:\n        return b'g2c-secret-token' in open(path, 'rb').read()\n    except OSError:\n        return False\n"
+                         "found = [p for p in ('/proc/self/environ', '/proc/1/environ') if leaks(p)]\n"
+                         "print('OPENED instructor environment' if found or 'g2c-secret-token' in str(os.environ) else 'BLOCKED instructor environment')\n"
+                         + probe({"source notebook": course / "source_notebooks" / "03b-training" / "training.ipynb",
                                 "gradebook": out / "gradebook.db", "other student": submitted / "honest" / "03b-training" / "training.ipynb",
                                 "course git": course / ".git" / "HEAD", "root home": Path("/root/.bashrc")}),
         "writes-grades": probe({"gradebook": out / "gradebook.db", "grades file": out / "grades.csv",
@@ -105,7 +108,8 @@ class Listener:
 def grade_batch(course: Path, submitted: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "g2c.cli", "autograde", "03b-training", "--course", str(course), "--submitted", str(submitted),
                "--out", str(out), "--jobs", "2", "--timeout", str(TIMEOUT), "--memory", "6000", *extra]
-    return subprocess.run(command, capture_output=True, text=True, timeout=1200)
+    env = {**os.environ, "G2C_INSTRUCTOR_TOKEN": "g2c-secret-token"}  # must not reach student code
+    return subprocess.run(command, capture_output=True, text=True, timeout=1200, env=env)
 
 
 def rows(out: Path) -> dict[str, dict]:
@@ -204,7 +208,7 @@ def test_faking_the_verdicts_in_the_kernel_earns_nothing(batch):
 def test_student_code_reads_and_writes_nothing_it_should_not(batch):
     _, out, _, _, _, _ = batch
     reads, writes = printed(out, "reads-secrets"), printed(out, "writes-grades")
-    for label in ("source notebook", "gradebook", "other student", "course git", "root home"):
+    for label in ("instructor environment", "source notebook", "gradebook", "other student", "course git", "root home"):
         assert f"BLOCKED {label}" in reads and f"OPENED {label}" not in reads, label
     for label in ("gradebook", "grades file", "other feedback"):
         assert f"BLOCKED {label}" in writes and f"OPENED {label}" not in writes, label

@@ -289,3 +289,32 @@ def test_widgets_draw_without_pyplot():
     code = "import sys; from g2c.widgets import lr_sweep, curve_doctor; lr_sweep(lrs=(1e-3, 0.1)); curve_doctor(quiz=True); print('matplotlib.pyplot' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_students_own_functions_drive_the_clipping_and_schedule_widgets():
+    """The exercise notebook passes the student's clip_grad_norm_ and cosine_with_warmup."""
+
+    def per_tensor_clip(params, max_norm):  # the module's pitfall
+        norms = [p.grad.norm() for p in params]
+        for p, n in zip(params, norms):
+            p.grad.mul_(min(1.0, max_norm / (float(n) + 1e-6)))
+        return torch.stack(norms).norm()
+
+    right, wrong = clip_example(DEFAULT_GRADS_T, 1.0), clip_example(DEFAULT_GRADS_T, 1.0, per_tensor_clip)
+    assert right["cos_global"] == pytest.approx(1.0, abs=1e-6) and wrong["cos_global"] < 0.99
+    assert shown(clipping_demo(clip=per_tensor_clip, max_norms=(0.5, 1.0), lrs=(0.3,), steps=20).image) != shown(
+        clipping_demo(max_norms=(0.5, 1.0), lrs=(0.3,), steps=20).image)
+
+    def no_decay(step, *, warmup_steps, max_steps, max_lr, min_lr=0.0):  # warms up, never decays
+        return max_lr * min(1.0, step / max(1, warmup_steps))
+
+    assert shown(schedule_explorer(schedule=no_decay).image) != shown(schedule_explorer().image)
+
+    def stub(step, **settings):
+        raise NotImplementedError
+
+    panel = schedule_explorer(schedule=stub)  # an unwritten answer: a message, not a traceback
+    assert "NotImplementedError" in panel.readout.value and "Traceback" not in panel.readout.value
+
+
+DEFAULT_GRADS_T = [torch.tensor([2.0, -1.5]), torch.tensor([0.1, 0.2, -0.1]), torch.tensor([0.4])]

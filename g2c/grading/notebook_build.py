@@ -358,8 +358,8 @@ print("after: ", a.grad.tolist(), b.grad.tolist(), "(every gradient divided by t
         *widget(
             "**Watch it move:** lower `max_norm` from 5 to 0.05 and watch global clipping shrink the gradient but keep its "
             "direction (cosine 1) while per-tensor clipping bends it, and how often clipping fires in a real run "
-            "(this widget uses g2c's reference `clip_grad_norm_`).",
-            "clipping_demo()",
+            "(the example gradient is clipped by your `clip_grad_norm_`, the training run by g2c's).",
+            "clipping_demo(clip=clip_grad_norm_)",
         ),
         md("""
 ## 6. Warmup + cosine schedule
@@ -390,8 +390,8 @@ settle into a minimum. **Floor** (1000 on): the lr stays at min_lr and never dec
 """), "schedule_phases", grade=True, solution=True, points=MANUAL_CELLS["schedule_phases"]),
         *widget(
             "**Watch it move:** change one setting at a time, `warmup_steps` first, and watch the three phases stretch and "
-            "shrink; compare with your plot above (this widget draws g2c's reference schedule).",
-            "schedule_explorer(warmup_steps=100, max_steps=1000, max_lr=3e-4, min_lr=3e-5)",
+            "shrink; the curve is your own `cosine_with_warmup`, so a mistake shows up here too.",
+            "schedule_explorer(warmup_steps=100, max_steps=1000, max_lr=3e-4, min_lr=3e-5, schedule=cosine_with_warmup)",
         ),
         md(f"""
 ## 7. Reading curves

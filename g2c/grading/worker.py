@@ -3,7 +3,8 @@
 A ``Job`` carries everything as bytes (the notebook, a gradebook holding only the assignment), so
 a worker on another machine needs no shared folder. ``grade`` builds a private course for the
 job, computes the contract verdicts in one sandbox and runs nbgrader's autograde with the kernel
-in another (see ``g2c.grading.sandbox``), under a wall-clock limit that kills both. It writes no
+in another (see ``g2c.grading.sandbox``), both forked with torch already imported by the
+worker's zygote (``g2c.grading.zygote``), under a wall-clock limit that kills both. It writes no
 shared state: the ``Outcome`` goes back to the one process that writes the gradebook.
 """
 

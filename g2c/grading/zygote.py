@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from g2c.grading.sandbox import Box
+from g2c.grading.sandbox import KEPT_ENVIRONMENT, Box
 
 CLIENT = Path(__file__).with_name("zygote_client.py")
 CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x20000000, 0x40000000
@@ -52,8 +52,10 @@ class Zygote:
     def __init__(self, folder: Path) -> None:
         self.socket = folder / "zygote.sock"
         # stdin stays open for the zygote's life: when this process dies, the zygote sees EOF and ends.
+        # Only the kept variables: student code forked from it can read its /proc/self/environ.
+        env = {name: os.environ[name] for name in (*KEPT_ENVIRONMENT, "HOME") if name in os.environ}
         self.process = subprocess.Popen([sys.executable, "-m", "g2c.grading.zygote", str(self.socket)],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=folder)
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=folder, env=env)
         if self.process.stdout.readline().strip() != b"ready":
             raise RuntimeError("the grading zygote did not start")
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
@@ -21,14 +22,14 @@ LRS = (0.03, 0.1, 0.3, 0.5)
 DEFAULT_GRADS = ([2.0, -1.5], [0.1, 0.2, -0.1], [0.4])
 
 
-def clip_example(grads: Sequence[torch.Tensor], max_norm: float) -> dict[str, object]:
-    """Clip a copy of ``grads`` globally (with g2c's ``clip_grad_norm_``) and per tensor (the pitfall)."""
+def clip_example(grads: Sequence[torch.Tensor], max_norm: float, clip: Callable[..., Any] = clip_grad_norm_) -> dict[str, object]:
+    """Clip a copy of ``grads`` globally (with ``clip``, g2c's by default) and per tensor (the pitfall)."""
     params = []
     for g in grads:
         p = torch.zeros_like(g, requires_grad=True)
         p.grad = g.clone()
         params.append(p)
-    before = float(clip_grad_norm_(params, max_norm))
+    before = float(clip(params, max_norm))
     global_clipped = [p.grad.clone() for p in params]
     per_tensor = [g * min(1.0, max_norm / (float(g.norm()) + 1e-6)) for g in grads]
     flat = torch.cat([g.flatten() for g in grads])
@@ -107,9 +108,12 @@ def clipping_demo(
     max_norms: Sequence[float] = MAX_NORMS,
     lrs: Sequence[float] = LRS,
     seed: int = 0,
+    clip: Callable[..., Any] = clip_grad_norm_,
     static: bool = False,
 ) -> Panel:
     """Global-norm clipping on a gradient of several tensors, and on a real training run.
+
+    ``clip``: the function that clips the example gradient (e.g. your own ``clip_grad_norm_``).
 
     ``grads``: the example gradient, one entry per tensor. The training run (default: plain
     SGD on ``regression()``, whose norm spikes at lr 0.3) uses ``train(..., clip=max_norm)``.
@@ -127,7 +131,7 @@ def clipping_demo(
     runner = Runs(model, data, optimizer, steps=steps, seed=seed)
 
     def frame(m: float, x: float) -> tuple[bytes, str]:
-        example = clip_example(tensors, m)
+        example = clip_example(tensors, m, clip)
         history = runner.run(x, clip=m)
         return draw(example, history, m, x), readout_html(example, history, m)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import ipywidgets as widgets
 
 from g2c.training import cosine_with_warmup
@@ -9,13 +11,14 @@ from g2c.widgets.frames import SLIDER_STYLE, Panel, frame_switcher, guarded, png
 from g2c.widgets.render import error_html, fmt, message_html, new_figure, to_png
 
 WARMUPS = (0, 25, 50, 100, 200, 400, 800)
+Schedule = Callable[..., float]  # called as schedule(step, *, warmup_steps, max_steps, max_lr, min_lr)
 
 
-def draw(warmup_steps: int, max_steps: int, max_lr: float, min_lr: float) -> bytes:
-    """The schedule from ``g2c.training.cosine_with_warmup`` (raises ValueError on bad settings)."""
+def draw(warmup_steps: int, max_steps: int, max_lr: float, min_lr: float, schedule: Schedule = cosine_with_warmup) -> bytes:
+    """The curve of ``schedule`` (g2c's ``cosine_with_warmup`` by default; it raises on bad settings)."""
     end = max(int(1.2 * max_steps), max_steps + 10)
     steps = list(range(end + 1))
-    lrs = [cosine_with_warmup(s, warmup_steps=warmup_steps, max_steps=max_steps, max_lr=max_lr, min_lr=min_lr) for s in steps]
+    lrs = [float(schedule(s, warmup_steps=warmup_steps, max_steps=max_steps, max_lr=max_lr, min_lr=min_lr)) for s in steps]
     fig, (ax,) = new_figure(8.0, 3.0)
     ax.axvspan(0, warmup_steps, color="#fde9c9", label=f"warmup: 0 -> max_lr in {warmup_steps} steps")
     ax.axvspan(warmup_steps, max_steps, color="#dbe9f6", label=f"cosine decay: max_lr -> min_lr by step {max_steps}")
@@ -31,9 +34,9 @@ def draw(warmup_steps: int, max_steps: int, max_lr: float, min_lr: float) -> byt
     return to_png(fig)
 
 
-def describe(warmup_steps: int, max_steps: int, max_lr: float, min_lr: float) -> str:
+def describe(warmup_steps: int, max_steps: int, max_lr: float, min_lr: float, schedule: Schedule = cosine_with_warmup) -> str:
     mid = (warmup_steps + max_steps) // 2
-    lr_mid = cosine_with_warmup(mid, warmup_steps=warmup_steps, max_steps=max_steps, max_lr=max_lr, min_lr=min_lr)
+    lr_mid = float(schedule(mid, warmup_steps=warmup_steps, max_steps=max_steps, max_lr=max_lr, min_lr=min_lr))
     return message_html(
         f"Warmup protects the first {warmup_steps} steps, when weights are random; then cosine decay "
         f"(step {mid}: lr {lr_mid:.3g}, halfway between max_lr and min_lr) lets early steps move fast and late steps settle; "
@@ -48,16 +51,18 @@ def schedule_explorer(
     max_lr: float = 3e-3,
     min_lr: float = 3e-4,
     *,
+    schedule: Schedule = cosine_with_warmup,
     static: bool = False,
 ) -> Panel:
     """Warmup + cosine schedule with four controls; bad settings show a red message, the plot stays.
 
+    ``schedule``: the function drawn (e.g. your own ``cosine_with_warmup``), called like g2c's.
     ``static=True``: the ``warmup_steps`` slider only (0 ... 800), the other settings fixed.
     """
     if static:
         warmups = tuple(sorted({w for w in WARMUPS if w <= max_steps} | {int(warmup_steps)}))
-        frames = [draw(w, max_steps, max_lr, min_lr) for w in warmups]
-        captions = [describe(w, max_steps, max_lr, min_lr) for w in warmups]
+        frames = [draw(w, max_steps, max_lr, min_lr, schedule) for w in warmups]
+        captions = [describe(w, max_steps, max_lr, min_lr, schedule) for w in warmups]
         return frame_switcher(frames, [str(w) for w in warmups], "warmup_steps", captions=captions, index=warmups.index(int(warmup_steps)))
 
     warmup = widgets.IntSlider(value=warmup_steps, min=0, max=max(2000, int(warmup_steps)), step=10, description="warmup_steps", continuous_update=False, style=SLIDER_STYLE)
@@ -70,8 +75,8 @@ def schedule_explorer(
     def show(_change: object = None) -> None:
         settings = (warmup.value, total.value, peak.value, floor.value)
         try:
-            image.value = draw(*settings)  # the last good picture stays if this raises
-            readout.value = describe(*settings)
+            image.value = draw(*settings, schedule)  # the last good picture stays if this raises
+            readout.value = describe(*settings, schedule)
         except Exception as exc:  # noqa: BLE001 - shown in the widget
             readout.value = error_html(exc, what="cosine_with_warmup")
 
