@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import os
 import resource
 import shutil
@@ -48,6 +49,7 @@ class Box:
     memory_mb: int | None = None  # address-space limit
     env: dict[str, str] = field(default_factory=dict)  # extra variables (G2C_VERDICTS_FILE, ...)
     quiet: bool = False  # send the command's own stdout and stderr to /dev/null (a kernel's banner)
+    report: Path | None = None  # where the init writes the command's exit and peak memory (root only)
 
 
 def job_uids(slot: int) -> tuple[int, int]:
@@ -81,6 +83,8 @@ def sandboxed(command: list[str], box: Box) -> list[str]:
         init += ["--env", f"{name}={value}"]
     if box.quiet:
         init.append("--quiet")
+    if box.report:
+        init += ["--report", str(box.report)]
     return [*_unshare(), *init, "--", *command]
 
 
@@ -212,11 +216,14 @@ def init(box: Box, run: Callable[[dict[str, str]], None], cwd: Path | None = Non
     signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGKILL))
     while True:  # reap orphans until the command itself ends
         try:
-            done, status = os.wait()
+            done, status, usage = os.wait4(-1, 0)
         except ChildProcessError:
             return 1
         if done == pid:
-            return os.waitstatus_to_exitcode(status) & 0xFF
+            code = os.waitstatus_to_exitcode(status)
+            if box.report:  # a kernel that died at its memory limit is told apart from a crash
+                box.report.write_text(json.dumps({"exit": code, "max_rss_mb": usage.ru_maxrss / 1024}))
+            return code & 0xFF
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,10 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hide", type=Path, action="append", default=[])
     parser.add_argument("--env", action="append", default=[])
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--report", type=Path, default=None)
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    box = Box(args.uid, args.home, args.hide, args.memory, dict(item.split("=", 1) for item in args.env), args.quiet)
+    box = Box(args.uid, args.home, args.hide, args.memory, dict(item.split("=", 1) for item in args.env), args.quiet, args.report)
     return init(box, lambda env: os.execvpe(command[0], command, env))
 
 

@@ -162,7 +162,8 @@ def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode, zygote) -> Outcom
     contract = threading.Thread(target=lambda: verdicts.update(store_verdicts(submission, verdicts_file, job.timeout, job.memory_mb, tests_box, zygote)))
     contract.start()
     kernel_env = {"G2C_VERDICTS_FILE": str(verdicts_file), "G2C_VERDICTS_WAIT": str(job.timeout)}
-    kernel_box = Box(kernel_uid, home, hide, job.memory_mb, kernel_env, quiet=True) if job.isolate else None
+    kernel_report = private / "kernel-exit.json"
+    kernel_box = Box(kernel_uid, home, hide, job.memory_mb, kernel_env, quiet=True, report=kernel_report) if job.isolate else None
     timed_out = threading.Event()
 
     def stop() -> None:
@@ -184,7 +185,8 @@ def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode, zygote) -> Outcom
         return Outcome(job.student, "timeout", detail=f"still running after {job.timeout:g} s: stopped", leftovers=leftovers)
     if not result["success"] or not autograded.exists():
         log = f"{result.get('error') or ''}\n{result.get('log') or ''}"
-        status = "memory" if "MemoryError" in log else "crashed" if "Kernel died" in log or "DeadKernel" in log else "grading failed"
+        died = "Kernel died" in log or "DeadKernel" in log
+        status = "memory" if "MemoryError" in log or (died and _near_memory_limit(kernel_report, job.memory_mb)) else "crashed" if died else "grading failed"
         return Outcome(job.student, status, detail=_reason(log), leftovers=leftovers)
     graded = nbformat.read(autograded, as_version=4)
     outcome = _scores(private / "gradebook.db", job, verdicts)
@@ -307,6 +309,20 @@ def _scores(db: Path, job: Job, verdicts: dict) -> Outcome:
         outcome.comments = {c.name: c.auto_comment for c in submitted.comments}
     outcome.score = sum(v for v in outcome.cells.values() if v is not None)
     return outcome
+
+
+def _near_memory_limit(report: Path, memory_mb: int | None) -> bool:
+    """Did the kernel die with its resident peak near the address-space limit?
+
+    A torch kernel maps about 1.3 GB it never touches, so a memory bomb dies (failed allocations,
+    often an abort) with its resident peak up to that far below the limit; an honest notebook
+    peaks near 0.5 GB.
+    """
+    try:
+        peak = json.loads(report.read_text())["max_rss_mb"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return bool(memory_mb) and peak >= min(0.9 * memory_mb, memory_mb - 1536)
 
 
 def _hit_memory_limit(nb: nbformat.NotebookNode) -> bool:
