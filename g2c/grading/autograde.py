@@ -47,23 +47,26 @@ def autograde(course: Path, submitted: Path, out: Path, *, jobs: int | None = No
                              "Run as root (or with user namespaces), or pass --no-sandbox on a machine you can lose.")
     out.mkdir(parents=True, exist_ok=True)
     pool = None if scheduler else _local_pool(max(1, min(jobs or os.cpu_count() or 1, len(students))), isolate)
-    template = register_assignment(course, out)
-    checks = hidden_checks(course / "source_notebooks" / ASSIGNMENT / NOTEBOOK)
-    hide = [str(p) for p in (course / "source_notebooks", course / ".git", course / "gradebook.db", course / "submitted",
-                             course / "autograded", course / "feedback", out, submitted)]
-    done = {} if force else load_results(out)
-    todo = []
-    for student in students:
-        job = Job(student, read_submission(submitted / student), template, checks, timeout, memory_mb, hide, isolate)
-        if student not in done or done[student].get("digest") != job.digest:
-            todo.append(job)
     try:
+        template = register_assignment(course, out)
+        checks = hidden_checks(course / "source_notebooks" / ASSIGNMENT / NOTEBOOK)
+        hide = [str(p) for p in (course / "source_notebooks", course / ".git", course / "gradebook.db", course / "submitted",
+                                 course / "autograded", course / "feedback", out, submitted)]
+        done = {} if force else load_results(out)
+        todo = []
+        for student in students:
+            job = Job(student, read_submission(submitted / student), template, checks, timeout, memory_mb, hide, isolate)
+            if student not in done or done[student].get("digest") != job.digest:
+                todo.append(job)
+        max_score = grade_cells(out)[1]
         for outcome in _with_progress(_run(todo, pool, scheduler), len(todo), progress):
+            outcome.max_score = max_score
             record(out, outcome)
     finally:  # even when interrupted: grades.csv reflects every result recorded so far
         if pool:
             pool.shutdown(wait=False, cancel_futures=True)
-        write_grades(out, students)
+        if (out / "gradebook.db").exists():
+            write_grades(out, students)
     results = load_results(out)
     return [Outcome(**{k: v for k, v in results[s].items() if k in Outcome.__dataclass_fields__}) for s in students if s in results]
 
@@ -225,11 +228,7 @@ def load_results(out: Path) -> dict[str, dict]:
 
 def write_grades(out: Path, students: list[str]) -> None:
     """grades.csv: one row per submission, graded or not; a cell left to grade by hand is empty."""
-    from nbgrader.api import Gradebook
-
-    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
-        cells = gb.find_notebook(NAME, ASSIGNMENT).grade_cells
-        cell_ids, max_score = [c.name for c in cells], sum(c.max_score for c in cells)
+    cell_ids, max_score = grade_cells(out)
     results = load_results(out)
     rows = [["student_id", "assignment", "score", "max_score", "status", *cell_ids]]
     for student in students:
@@ -240,6 +239,15 @@ def write_grades(out: Path, students: list[str]) -> None:
     with partial.open("w", newline="") as f:
         csv.writer(f).writerows(rows)
     partial.replace(out / "grades.csv")
+
+
+def grade_cells(out: Path) -> tuple[list[str], float]:
+    """The assignment's graded cells, in notebook order, and their total points."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
+        cells = gb.find_notebook(NAME, ASSIGNMENT).grade_cells
+        return [c.name for c in cells], float(sum(c.max_score for c in cells))
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

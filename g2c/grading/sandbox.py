@@ -30,7 +30,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 UID_BASE = 200_000  # far above any login account; never in /etc/passwd

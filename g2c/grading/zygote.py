@@ -24,7 +24,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from g2c.grading.sandbox import KEPT_ENVIRONMENT, Box
