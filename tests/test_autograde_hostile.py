@@ -28,9 +28,10 @@ from g2c.grading.sandbox import UID_BASE, isolation_available
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "source_notebooks" / "03b-training" / "training.ipynb"
+RELEASED = ROOT / "release" / "03b-training" / "training.ipynb"
 AUTOGRADED = [gid for cells in build.TEST_CELLS.values() for gid, _, _ in cells] + list(build.AUTOGRADED_EXERCISES)
 FULL = sum(pts for cells in build.TEST_CELLS.values() for _, pts, _ in cells) + sum(build.AUTOGRADED_EXERCISES.values())
-TIMEOUT = 120
+TIMEOUT = 60
 
 pytestmark = pytest.mark.skipif(isolation_available() is not None, reason=f"no sandbox here: {isolation_available()}")
 
@@ -71,6 +72,19 @@ def mischief(course: Path, out: Path, submitted: Path, port: int) -> dict[str, s
                           "try:\n    open(os.environ['G2C_VERDICTS_FILE'], 'w').write('{}')\n    print('OPENED verdicts')\n"
                           "except Exception as e:\n    print('BLOCKED verdicts', type(e).__name__)",
     }
+
+
+GAMING = """import math, torch, pytest
+from IPython import get_ipython
+get_ipython().showtraceback = lambda *args, **kwargs: None  # silenced tracebacks
+torch.testing.assert_close = lambda *a, **k: None
+torch.allclose = lambda *a, **k: True
+math.isclose = lambda *a, **k: True
+pytest.approx = lambda expected, *a, **k: expected"""
+
+
+def grade_id(cell) -> str | None:
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
 
 
 def with_cell(nb, source: str):
@@ -140,9 +154,21 @@ def batch(tmp_path_factory):
     for student, cell in mischief(ROOT, out, submitted, listener.port).items():
         write(submitted, student, nbformat.writes(with_cell(solution, cell)).encode())
     broken = copy.deepcopy(solution)
-    clip = next(c for c in broken.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "clip")
+    clip = next(c for c in broken.cells if grade_id(c) == "clip")
     clip.source = clip.source.replace("def clip_grad_norm_(", "def clip_grad_norm_((", 1)
     write(submitted, "syntax-error", nbformat.writes(broken).encode())
+    cut = copy.deepcopy(solution)  # AdamW's answer cell deleted, clip's duplicated
+    index = next(i for i, c in enumerate(cut.cells) if grade_id(c) == "clip")
+    twin = copy.deepcopy(cut.cells[index])
+    twin.id = "clip-twin"
+    cut.cells.insert(index, twin)
+    cut.cells = [c for c in cut.cells if grade_id(c) != "adamw"]
+    write(submitted, "deleted-and-duplicated-cells", nbformat.writes(cut).encode())
+    gamer = with_cell(nbformat.read(RELEASED, as_version=4), GAMING)  # the untouched kit, checks gamed
+    for cell in gamer.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade") and cell.cell_type == "code":
+            cell.source = "%%ipytest -qq\ndef test_nothing():\n    pass"  # visible tests "edited"
+    write(submitted, "games-the-checks", nbformat.writes(gamer).encode())
     write(submitted, "truncated-json", honest[: len(honest) // 2])
     write(submitted, "no-notebook", None)
     start = time.perf_counter()
@@ -172,7 +198,7 @@ def test_every_submission_gets_exactly_one_row_with_a_clear_status(batch):
         "honest": "graded", "honest-2": "graded", "infinite-loop": "timeout", "ignores-sigterm": "timeout", "memory-bomb": "memory",
         "kernel-crash": "crashed", "gigabyte-of-output": "graded", "orphans": "graded", "network": "graded", "reads-secrets": "graded",
         "writes-grades": "graded", "fakes-verdicts": "graded", "syntax-error": "graded", "truncated-json": "unreadable notebook",
-        "no-notebook": "missing notebook",
+        "no-notebook": "missing notebook", "deleted-and-duplicated-cells": "graded", "games-the-checks": "graded",
     }
     assert {s: r["status"] for s, r in graded.items()} == expected
     print(f"\nhostile batch of {len(graded)} graded in {seconds:.0f} s")
@@ -197,6 +223,18 @@ def test_a_syntax_error_costs_its_own_part_only(batch):
     clip = [gid for gid, _, _ in build.TEST_CELLS["clip"]]
     assert sum(float(row[c]) for c in clip) == 0
     assert autograded_score(row) == FULL - sum(pts for _, pts, _ in build.TEST_CELLS["clip"])
+
+
+def test_deleted_cell_costs_its_part_only_and_duplicated_cell_still_grades(batch):
+    row = batch[0]["deleted-and-duplicated-cells"]
+    adamw = [gid for gid, _, _ in build.TEST_CELLS["adamw"]]
+    assert sum(float(row[c]) for c in adamw) == 0
+    assert autograded_score(row) == FULL - sum(pts for _, pts, _ in build.TEST_CELLS["adamw"])
+
+
+def test_gamed_checks_edited_tests_and_silenced_tracebacks_earn_nothing(batch):
+    row = batch[0]["games-the-checks"]
+    assert autograded_score(row) == 0
 
 
 def test_faking_the_verdicts_in_the_kernel_earns_nothing(batch):
