@@ -195,8 +195,8 @@ def test_release_widget_cells_never_raise_and_the_stub_is_named_inside_the_widge
     for factory, (_, cell) in widget_cells(nb).items():
         assert not any(out.output_type == "error" for out in cell.outputs), f"{factory} cell raised"
         shown = widget_html(nb, cell)
-        if factory == "optimizer_race":  # the student's AdamW.step still raises NotImplementedError
-            assert ERROR_BOX in shown and "NotImplementedError" in shown
+        if factory in ("optimizer_race", "clipping_demo", "schedule_explorer"):  # driven by the student's stubs
+            assert ERROR_BOX in shown and "NotImplementedError" in shown, factory
         else:
             assert ERROR_BOX not in shown, factory
 

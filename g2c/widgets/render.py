@@ -46,6 +46,9 @@ def message_html(text: str, *, kind: str = "info") -> str:
 
 def error_html(exc: BaseException, *, what: str) -> str:
     """A clear red message for bad input: what failed and why, never a traceback."""
+    if isinstance(exc, NotImplementedError) and not str(exc):  # a student's answer cell not written yet
+        return message_html(f"<b>{html.escape(what)}:</b> NotImplementedError: your code is not written yet "
+                            "(it still raises NotImplementedError); run this cell again once it is", kind="error")
     reason = html.escape(str(exc) or type(exc).__name__)
     prefix = "" if isinstance(exc, ValueError) else f"{type(exc).__name__}: "
     return message_html(f"<b>{html.escape(what)}:</b> {prefix}{reason}", kind="error")
