@@ -55,7 +55,8 @@ def mischief(course: Path, out: Path, submitted: Path, port: int) -> dict[str, s
         "memory-bomb": "hog = []\nwhile True:\n    hog.append(bytearray(2**28))",
         "kernel-crash": "import os\nos.abort()",
         "gigabyte-of-output": "import sys\nchunk = 'x' * 2**20\nfor _ in range(1024):\n    sys.stdout.write(chunk)",
-        "orphans": "import os, subprocess\nsubprocess.Popen(['sleep', '987654'], start_new_session=True)\n"
+        "orphans": "import os, subprocess\nopen('/tmp/g2c-hostile-marker', 'w').write('left behind')\n"
+                   "subprocess.Popen(['sleep', '987654'], start_new_session=True)\n"
                    "if os.fork() == 0:\n    os.setsid()\n    os.execvp('sleep', ['sleep', '987655'])",
         "network": f"import socket, urllib.request\nfor target in [('127.0.0.1', {port}), ('pypi.org', 443)]:\n    try:\n"
                    f"        socket.create_connection(target, timeout=3).close()\n        print('OPENED', target)\n"
@@ -267,8 +268,9 @@ def test_huge_output_is_truncated_and_feedback_stays_small(batch):
     assert (out / "autograded" / "gigabyte-of-output" / "03b-training" / "training.ipynb").stat().st_size < 2_000_000
 
 
-def test_nothing_the_students_started_is_still_running(batch):
+def test_nothing_the_students_started_is_still_running_or_left_in_tmp(batch):
     assert sandbox_processes() == []
+    assert not Path("/tmp/g2c-hostile-marker").exists()  # each sandbox has a /tmp of its own
 
 
 def test_gradebook_has_one_submission_per_student_and_matches_grades_csv(batch):

@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 UID_BASE = 200_000  # far above any login account; never in /etc/passwd
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_BIND = 1, 2, 4, 4096
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_BIND, MS_REC = 1, 2, 4, 4096, 16384
+PRIVATE = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))  # fresh and empty in every sandbox
 KEPT_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MPLBACKEND",
                     "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTEST_ADDOPTS", "PYDEVD_DISABLE_FILE_VALIDATION")
 
@@ -50,6 +51,7 @@ class Box:
     env: dict[str, str] = field(default_factory=dict)  # extra variables (G2C_VERDICTS_FILE, ...)
     quiet: bool = False  # send the command's own stdout and stderr to /dev/null (a kernel's banner)
     report: Path | None = None  # where the init writes the command's exit and peak memory (root only)
+    see: list[Path] = field(default_factory=list)  # more folders it may read (under /tmp, say)
 
 
 def job_uids(slot: int) -> tuple[int, int]:
@@ -85,6 +87,8 @@ def sandboxed(command: list[str], box: Box) -> list[str]:
         init.append("--quiet")
     if box.report:
         init += ["--report", str(box.report)]
+    for path in box.see:
+        init += ["--see", str(path)]
     return [*_unshare(), *init, "--", *command]
 
 
@@ -129,32 +133,32 @@ def _closed_ancestor(path: Path) -> Path | None:
 
 
 def _expose(paths: list[Path]) -> None:
-    """Let the job's uid reach ``paths`` (the interpreter, the venv, g2c) under closed folders.
+    """Give the sandbox empty /tmp, /var/tmp and /dev/shm, and empty closed folders, with only
+    ``paths`` bound back in.
 
-    The closed folder is replaced by an empty one, and only the needed paths are bound back in:
-    the rest of, say, /root stays out of sight.
+    So student code leaves no file behind and meets no other job's files, and the job's uid can
+    reach the interpreter, the venv and g2c under, say, /root (mode 0700) and nothing else there.
+    Binds are recursive, so a hidden folder inside a bound path stays hidden.
     """
-    for path in paths:
-        closed = _closed_ancestor(path)
-        if closed is None:
-            continue
-        keep = [p for p in paths if closed in p.parents]
-        fds = {p: os.open(p, os.O_PATH) for p in keep}
-        _mount("tmpfs", str(closed), "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
-        for p, fd in fds.items():
-            p.mkdir(parents=True, exist_ok=True)
-            _mount(f"/proc/self/fd/{fd}", str(p), None, MS_BIND)
-            os.close(fd)
-        paths = [p for p in paths if p not in keep]
-        return _expose(paths)
+    fds = {p: os.open(p, os.O_PATH) for p in paths if p.exists()}  # before anything covers them
+    covers = set(PRIVATE)
+    if os.geteuid() == 0:
+        covers |= {a for p in fds if (a := _closed_ancestor(p)) is not None}
+    for folder in sorted(covers, key=lambda f: len(f.parts)):
+        folder.mkdir(parents=True, exist_ok=True)
+        _mount("tmpfs", str(folder), "tmpfs", MS_NOSUID | MS_NODEV, "size=128m,mode=1777" if folder in PRIVATE else "size=64k,mode=0755")
+    for path, fd in sorted(fds.items(), key=lambda item: len(item[0].parts)):
+        if any(c == path or c in path.parents for c in covers):
+            path.mkdir(parents=True, exist_ok=True)
+            _mount(f"/proc/self/fd/{fd}", str(path), None, MS_BIND | MS_REC)
+        os.close(fd)
 
 
 def _needed_paths() -> list[Path]:
     """What a Python child needs: the base interpreter, this venv and the g2c package."""
     import g2c
 
-    needed = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), Path(g2c.__file__).resolve().parents[1]}
-    return sorted(needed, key=lambda p: len(p.parts))
+    return [Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), Path(g2c.__file__).resolve().parent]
 
 
 def _own(folder: Path, uid: int) -> None:
@@ -183,12 +187,10 @@ def init(box: Box, run: Callable[[dict[str, str]], None], cwd: Path | None = Non
 
     ``run`` replaces the child (exec) or runs in it and returns; either way the child ends there.
     """
+    cwd = cwd or Path.cwd()  # as a path: the folder itself is about to be covered and bound back
+    _expose([*_needed_paths(), box.home, *box.see])
     for path in box.hide:
         _hide(path)
-    if os.geteuid() == 0:
-        _expose(_needed_paths())
-    _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
-    cwd = cwd or Path.cwd()
     (box.home / "tmp").mkdir(exist_ok=True)
     if os.geteuid() == 0:
         _own(box.home, box.uid)
@@ -235,10 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", action="append", default=[])
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--report", type=Path, default=None)
+    parser.add_argument("--see", type=Path, action="append", default=[])
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    box = Box(args.uid, args.home, args.hide, args.memory, dict(item.split("=", 1) for item in args.env), args.quiet, args.report)
+    box = Box(args.uid, args.home, args.hide, args.memory, dict(item.split("=", 1) for item in args.env), args.quiet, args.report, args.see)
     return init(box, lambda env: os.execvpe(command[0], command, env))
 
 

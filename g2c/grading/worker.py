@@ -163,7 +163,7 @@ def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode, zygote) -> Outcom
     contract.start()
     kernel_env = {"G2C_VERDICTS_FILE": str(verdicts_file), "G2C_VERDICTS_WAIT": str(job.timeout)}
     kernel_report = private / "kernel-exit.json"
-    kernel_box = Box(kernel_uid, home, hide, job.memory_mb, kernel_env, quiet=True, report=kernel_report) if job.isolate else None
+    kernel_box = Box(kernel_uid, home, hide, job.memory_mb, kernel_env, quiet=True, report=kernel_report, see=[shared]) if job.isolate else None
     timed_out = threading.Event()
 
     def stop() -> None:

@@ -38,12 +38,12 @@ WARM = ["torch", "numpy", "matplotlib.pyplot", "matplotlib_inline.backend_inline
 
 def box_json(box: Box) -> str:
     return json.dumps({"uid": box.uid, "home": str(box.home), "hide": [str(p) for p in box.hide], "memory_mb": box.memory_mb,
-                       "env": box.env, "quiet": box.quiet, "report": str(box.report) if box.report else None})
+                       "env": box.env, "quiet": box.quiet, "report": str(box.report) if box.report else None, "see": [str(p) for p in box.see]})
 
 
 def box_from(data: dict) -> Box:
     report = Path(data["report"]) if data.get("report") else None
-    return Box(data["uid"], Path(data["home"]), [Path(p) for p in data["hide"]], data["memory_mb"], data["env"], data["quiet"], report)
+    return Box(data["uid"], Path(data["home"]), [Path(p) for p in data["hide"]], data["memory_mb"], data["env"], data["quiet"], report, [Path(p) for p in data["see"]])
 
 
 class Zygote:
