@@ -188,6 +188,7 @@ def init(box: Box, run: Callable[[dict[str, str]], None], cwd: Path | None = Non
     ``run`` replaces the child (exec) or runs in it and returns; either way the child ends there.
     """
     cwd = cwd or Path.cwd()  # as a path: the folder itself is about to be covered and bound back
+    report = os.open(box.report, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600) if box.report else None  # out of sight soon
     _expose([*_needed_paths(), box.home, *box.see])
     for path in box.hide:
         _hide(path)
@@ -202,6 +203,8 @@ def init(box: Box, run: Callable[[dict[str, str]], None], cwd: Path | None = Non
     if pid == 0:
         code = 127
         try:
+            if report is not None:
+                os.close(report)  # the init's alone
             _become(box.uid, box.memory_mb)
             os.chdir(cwd)
             if box.quiet:
@@ -223,8 +226,8 @@ def init(box: Box, run: Callable[[dict[str, str]], None], cwd: Path | None = Non
             return 1
         if done == pid:
             code = os.waitstatus_to_exitcode(status)
-            if box.report:  # a kernel that died at its memory limit is told apart from a crash
-                box.report.write_text(json.dumps({"exit": code, "max_rss_mb": usage.ru_maxrss / 1024}))
+            if report is not None:  # a kernel that died at its memory limit is told apart from a crash
+                os.write(report, json.dumps({"exit": code, "max_rss_mb": usage.ru_maxrss / 1024}).encode())
             return code & 0xFF
 
 
