@@ -132,6 +132,17 @@ def rows(out: Path) -> dict[str, dict]:
         return {row["student_id"]: row for row in csv.DictReader(f)}
 
 
+def running(text: str, grace: float = 15.0) -> list[str]:
+    """Processes whose command line holds ``text``, after ``grace`` s to finish exiting."""
+    deadline = time.monotonic() + grace
+    while True:
+        ps = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True).stdout
+        found = [line[:200] for line in ps.splitlines() if text in line]
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
 def sandbox_processes(grace: float = 10.0) -> list[str]:
     """Processes of sandbox uids (or the orphans' sleeps), after ``grace`` s to finish exiting."""
     deadline = time.monotonic() + grace
@@ -303,8 +314,9 @@ def test_a_run_killed_halfway_resumes_with_what_is_missing(tmp_path):
     deadline = time.monotonic() + 300
     while not list((out / "results").glob("*.json")) and time.monotonic() < deadline:
         time.sleep(0.2)
-    os.killpg(first.pid, signal.SIGKILL)
+    os.kill(first.pid, signal.SIGKILL)  # the coordinator alone: its pool and sandboxes must follow it
     first.wait()
+    assert sandbox_processes() == [] and running("g2c.grading.zygote") == []
     done = {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("*.json")}
     assert 1 <= len(done) < 3
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)

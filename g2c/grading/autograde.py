@@ -148,12 +148,28 @@ def _local_pool(workers: int, isolate: bool):
 
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"))
     for _ in range(workers):  # one each: no worker is idle yet, so each submit starts a process
-        pool.submit(_warm_up, isolate)
+        pool.submit(_warm_up, isolate, os.getpid())
     return pool
 
 
-def _warm_up(isolate: bool) -> None:
-    """Import what every job needs and start the zygote, once per worker, not once per submission."""
+def _warm_up(isolate: bool, coordinator: int) -> None:
+    """Import what every job needs and start the zygote, once per worker, not once per submission.
+
+    The worker also watches the coordinator: killed alone (kill -9), it would leave the pool
+    behind; the worker's exit closes its zygote, whose runs die with it.
+    """
+    import threading
+    import time
+
+    def exit_with_coordinator() -> None:
+        while True:
+            time.sleep(1)
+            try:
+                os.kill(coordinator, 0)
+            except ProcessLookupError:
+                os._exit(1)
+
+    threading.Thread(target=exit_with_coordinator, daemon=True).start()
     import nbconvert.exporters.html  # noqa: F401
     import nbgrader.apps  # noqa: F401
     import nbgrader.converters.autograde  # noqa: F401
