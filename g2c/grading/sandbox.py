@@ -5,13 +5,15 @@
     setpriv --pdeathsig SIGKILL -- unshare --net --mount --pid --fork --kill-child --mount-proc \
         python -m g2c.grading.sandbox ... -- command
 
-and ``python -m g2c.grading.sandbox`` is the namespace's init (PID 1, still root): it hides the
-course's secrets behind empty mounts, gives the job's folder to the job's uid, forks the command
-as that uid with resource limits and a clean environment, and waits. When the command ends, or
-when anything kills ``unshare`` (its ``--kill-child`` takes the init down; the grader's death
-does, through the parent-death signal), the PID namespace
-ends and the kernel kills every process the student started: orphans, daemons and code that
-ignores SIGTERM included. The new network namespace has no interface up, so no network at all;
+and ``python -m g2c.grading.sandbox`` is the namespace's init (PID 1, still root, ``init``): it
+gives the sandbox empty /tmp, /var/tmp and /dev/shm, binds back only the interpreter, the venv,
+g2c and the job's folder, hides the course's secrets behind empty mounts, gives the job's folder
+to the job's uid, forks the command as that uid with resource limits and a clean environment,
+and waits. (The grading zygote calls ``init`` itself, in namespaces it makes with unshare(2).)
+When the command ends, or when anything kills ``unshare`` (its ``--kill-child`` takes the init
+down; the grader's death does, through the parent-death signal), the PID namespace ends and the
+kernel kills every process the student started: orphans, daemons and code that ignores SIGTERM
+included. The new network namespace has no interface up, so no network at all;
 kernels talk to the grader over Unix sockets (``KernelManager.transport = "ipc"``).
 
 As root every job gets a uid of its own, so jobs cannot read one another's folders. Without
