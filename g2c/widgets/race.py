@@ -12,7 +12,7 @@ from g2c.data import Dataset
 from g2c.training import SGD, AdamW, History
 from g2c.widgets.diagnosis import diagnose
 from g2c.widgets.frames import SLIDER_STYLE, Panel, frame_switcher, guarded, png_image
-from g2c.widgets.render import error_html, fmt, message_html, new_figure, to_png
+from g2c.widgets.render import error_html, fmt, message_html, new_figure, png_with
 from g2c.widgets.runs import LR_GRID, ModelArg, OptimizerFactory, Runs, check_lr, finite_curve
 
 WD_GRID = (0.0, 1e-3, 1e-2, 1e-1)
@@ -30,21 +30,34 @@ def _nearest(grid: tuple[float, ...], value: float) -> int:
     return min(range(len(grid)), key=lambda i: abs(grid[i] - value) / max(grid[i], value))
 
 
-def draw(results: dict[str, tuple[float, float, History]]) -> bytes:
-    """Train (left) and validation (right) loss of every optimizer on shared axes."""
-    fig, (left, right) = new_figure(9.0, 3.2, ncols=2)
-    start = max(h.eval_train_loss[0] for _, _, h in results.values())
-    for (name, (lr, wd, h)), color in zip(results.items(), COLORS):
-        steps, train_loss, val_loss = finite_curve(h)
-        label = f"{name} (lr {fmt(lr)}, wd {fmt(wd)})" + (" NaN" if h.diverged else "")
-        left.plot(steps, train_loss, color=color, lw=2, label=label)
-        right.plot(steps, val_loss, color=color, lw=2, ls="--")
-    for ax, title in ((left, "train loss"), (right, "validation loss")):
-        ax.set_ylim(0, 1.3 * start)
-        ax.set_xlabel("step")
-        ax.set_title(title)
-    left.legend(loc="upper right", fontsize=8)
-    return to_png(fig)
+class RaceFigure:
+    """Train (left) and validation (right) loss of every optimizer on shared, fixed axes.
+
+    The axes are laid out once; ``png(results)`` adds one frame's curves and renders.
+    """
+
+    def __init__(self, steps: int):
+        self.fig, (self.left, self.right) = new_figure(9.0, 3.2, ncols=2)
+        for ax, title in ((self.left, "train loss"), (self.right, "validation loss")):
+            ax.set_xlim(0, steps)  # fixed, so frames compare at a glance
+            ax.set_xlabel("step")
+            ax.set_title(title)
+
+    def png(self, results: dict[str, tuple[float, float, History]]) -> bytes:
+        return png_with(self.fig, lambda: self._add_curves(results))
+
+    def _add_curves(self, results: dict[str, tuple[float, float, History]]) -> None:
+        top = max(h.eval_train_loss[0] for _, _, h in results.values())  # the start, or a higher end that is no NaN
+        for (name, (lr, wd, h)), color in zip(results.items(), COLORS):
+            steps, train_loss, val_loss = finite_curve(h)
+            label = f"{name} (lr {fmt(lr)}, wd {fmt(wd)})" + (" NaN" if h.diverged else "")
+            self.left.plot(steps, train_loss, color=color, lw=2, label=label)
+            self.right.plot(steps, val_loss, color=color, lw=2, ls="--")
+            if not h.diverged:
+                top = max([top, *train_loss[-1:], *val_loss[-1:]])
+        for ax in (self.left, self.right):
+            ax.set_ylim(0, 1.3 * top)
+        self.left.legend(loc="upper right", fontsize=8)
 
 
 def table(results: dict[str, tuple[float, float, History]]) -> str:
@@ -97,10 +110,11 @@ def optimizer_race(
 
     if static:
         grid = tuple(x for x in LR_GRID if 1e-3 <= x <= 1.0)
+        figure = RaceFigure(steps)
         frames, captions = [], []
         for x in grid:
             results = {name: (x, 0.0, run(name, x, 0.0)) for name in optimizers}
-            frames.append(draw(results))
+            frames.append(figure.png(results))
             captions.append(table(results))
         return frame_switcher(frames, [fmt(x) for x in grid], "lr (all optimizers)", captions=captions, index=_nearest(grid, 0.01))
 
@@ -115,6 +129,7 @@ def optimizer_race(
         rows.append(widgets.HBox([lr_slider, wd_slider]))
     image = png_image()
     readout = widgets.HTML()
+    figure = RaceFigure(steps)
 
     def show(_change: object = None) -> None:
         try:
@@ -123,7 +138,7 @@ def optimizer_race(
                 x = lr_grid[controls[f"{name} lr"].index]
                 wd = wd_grid[controls[f"{name} weight_decay"].index]
                 results[name] = (x, wd, run(name, x, wd))
-            image.value = draw(results)
+            image.value = figure.png(results)
             readout.value = table(results)
         except Exception as exc:  # noqa: BLE001 - shown in the widget
             readout.value = error_html(exc, what="optimizer_race")

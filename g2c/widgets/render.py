@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import io
+from collections.abc import Callable
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -32,6 +33,23 @@ def to_png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
     return buffer.getvalue()
+
+
+def png_with(fig: Figure, add: Callable[[], object]) -> bytes:
+    """Render ``fig`` with the artists ``add()`` puts on its axes, then take them off again.
+
+    A widget whose frames share axes, limits and most artists keeps one figure and lets each
+    frame add only what changes: the ticks, labels and fixed artists are laid out once, which
+    is most of a frame's cost (lr_sweep: 0.28 s a frame redrawn from scratch, ~0.1 s reused).
+    """
+    before = {ax: set(ax.get_children()) for ax in fig.axes}
+    add()
+    try:
+        return to_png(fig)
+    finally:
+        for ax, kept in before.items():
+            for artist in set(ax.get_children()) - kept:
+                artist.remove()
 
 
 def message_html(text: str, *, kind: str = "info") -> str:

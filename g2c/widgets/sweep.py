@@ -11,7 +11,7 @@ from g2c.data import Dataset
 from g2c.training import History
 from g2c.widgets.diagnosis import diagnose
 from g2c.widgets.frames import SLIDER_LAYOUT, SLIDER_STYLE, Panel, frame_switcher, guarded, png_image
-from g2c.widgets.render import TRAIN_COLOR, VAL_COLOR, error_html, fmt, message_html, new_figure, to_png
+from g2c.widgets.render import TRAIN_COLOR, VAL_COLOR, error_html, fmt, message_html, new_figure, png_with
 from g2c.widgets.runs import ModelArg, OptimizerFactory, Runs, check_lrs, finite_curve
 
 DEFAULT_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
@@ -35,47 +35,59 @@ def _end_loss(history: History) -> float:
     return finite[-1] if finite and not history.diverged else math.nan
 
 
-def draw(lrs: Sequence[float], runs: Sequence[History], selected: int) -> bytes:
-    """Left: train/val curves of the selected lr over faint other runs. Right: the sweep's marks."""
-    fig, (curves, sweep) = new_figure(9.0, 3.4, ncols=2)
-    start = runs[0].eval_train_loss[0]
-    for i, h in enumerate(runs):
-        steps, train_loss, _ = finite_curve(h)
-        if i != selected:
-            curves.plot(steps, train_loss, color="#cccccc", lw=1)
-    h = runs[selected]
-    steps, train_loss, val_loss = finite_curve(h)
-    curves.plot(steps, train_loss, color=TRAIN_COLOR, lw=2, label="train")
-    curves.plot(steps, val_loss, color=VAL_COLOR, lw=2, ls="--", label="validation")
-    if h.diverged:
-        curves.axvline(h.diverged_at, color="#d62728", ls=":", label=f"NaN at step {h.diverged_at}")
-    curves.set_ylim(0, 1.3 * start)
-    curves.set_xlim(0, max(1, max(x.eval_steps[-1] for x in runs)))
-    curves.set_xlabel("step")
-    curves.set_ylabel("loss")
-    diagnosis = diagnose(h)
-    curves.set_title(f"lr = {fmt(lrs[selected])}: {VERDICTS[diagnosis.label]} ({diagnosis.label})")
-    curves.legend(loc="upper right", fontsize=8)
+class SweepFigure:
+    """Left: train/val curves of the selected lr over faint other runs. Right: the sweep's marks.
 
-    best = best_smooth_lr(lrs, runs)
-    top = 1.3 * start
-    for lr, run in zip(lrs, runs):
-        mark = verdict(run)
+    Everything but the selected run is drawn once; ``png(i)`` adds run ``i`` and renders.
+    """
+
+    def __init__(self, lrs: Sequence[float], runs: Sequence[History]):
+        self.lrs, self.runs = lrs, runs
+        self.fig, (self.curves, self.sweep) = new_figure(9.0, 3.4, ncols=2)
+        start = runs[0].eval_train_loss[0]
+        self.top = 1.3 * start
+        curves, sweep = self.curves, self.sweep
+        for h in runs:  # the selected run's own faint curve lies under its bold one
+            steps, train_loss, _ = finite_curve(h)
+            curves.plot(steps, train_loss, color="#cccccc", lw=1)
+        curves.set_ylim(0, self.top)
+        curves.set_xlim(0, max(1, max(x.eval_steps[-1] for x in runs)))
+        curves.set_xlabel("step")
+        curves.set_ylabel("loss")
+
+        best = best_smooth_lr(lrs, runs)
+        for lr, run in zip(lrs, runs):
+            mark = verdict(run)
+            sweep.scatter([lr], [self._mark_height(run)], color=VERDICT_COLORS[mark], marker="x" if mark == "diverges" else "o", s=40, zorder=3)
+        for mark, color in VERDICT_COLORS.items():
+            sweep.scatter([], [], color=color, label="diverges / bounces" if mark == "diverges" else mark)
+        if best is not None:
+            sweep.axvline(best, color="#2ca02c", ls=":", label=f"largest smooth lr {fmt(best)}")
+        sweep.set_xscale("log")
+        sweep.set_ylim(0, 1.35 * start)
+        sweep.set_xlabel("learning rate (log)")
+        sweep.set_ylabel("final validation loss")
+        sweep.set_title("the sweep (x: diverged)")
+        sweep.legend(loc="upper left", fontsize=8)
+
+    def _mark_height(self, run: History) -> float:
         end = _end_loss(run)
-        y = min(end, top) if math.isfinite(end) else top
-        sweep.scatter([lr], [y], color=VERDICT_COLORS[mark], marker="x" if mark == "diverges" else "o", s=40, zorder=3)
-    for mark, color in VERDICT_COLORS.items():
-        sweep.scatter([], [], color=color, label="diverges / bounces" if mark == "diverges" else mark)
-    sweep.scatter([lrs[selected]], [min(_end_loss(h), top) if math.isfinite(_end_loss(h)) else top], s=160, facecolors="none", edgecolors="black", zorder=4)
-    if best is not None:
-        sweep.axvline(best, color="#2ca02c", ls=":", label=f"largest smooth lr {fmt(best)}")
-    sweep.set_xscale("log")
-    sweep.set_ylim(0, 1.35 * start)
-    sweep.set_xlabel("learning rate (log)")
-    sweep.set_ylabel("final validation loss")
-    sweep.set_title("the sweep (x: diverged)")
-    sweep.legend(loc="upper left", fontsize=8)
-    return to_png(fig)
+        return min(end, self.top) if math.isfinite(end) else self.top
+
+    def png(self, selected: int) -> bytes:
+        return png_with(self.fig, lambda: self._add_selected(selected))
+
+    def _add_selected(self, selected: int) -> None:
+        h, curves = self.runs[selected], self.curves
+        steps, train_loss, val_loss = finite_curve(h)
+        curves.plot(steps, train_loss, color=TRAIN_COLOR, lw=2, label="train")
+        curves.plot(steps, val_loss, color=VAL_COLOR, lw=2, ls="--", label="validation")
+        if h.diverged:
+            curves.axvline(h.diverged_at, color="#d62728", ls=":", label=f"NaN at step {h.diverged_at}")
+        diagnosis = diagnose(h)
+        curves.set_title(f"lr = {fmt(self.lrs[selected])}: {VERDICTS[diagnosis.label]} ({diagnosis.label})")
+        curves.legend(loc="upper right", fontsize=8)
+        self.sweep.scatter([self.lrs[selected]], [self._mark_height(h)], s=160, facecolors="none", edgecolors="black", zorder=4)
 
 
 def caption(lrs: Sequence[float], runs: Sequence[History], selected: int) -> str:
@@ -111,20 +123,22 @@ def lr_sweep(
     start = min(range(len(lrs)), key=lambda i: abs(math.log(lrs[i]) - math.log(lr))) if lr > 0 else 0
     labels = [fmt(x) for x in lrs]
     if static:
-        frames = [draw(lrs, runs, i) for i in range(len(lrs))]
+        figure = SweepFigure(lrs, runs)
+        frames = [figure.png(i) for i in range(len(lrs))]
         captions = [caption(lrs, runs, i) for i in range(len(lrs))]
         return frame_switcher(frames, labels, "learning rate", captions=captions, index=start)
 
     slider = widgets.SelectionSlider(options=labels, index=start, description="learning rate", continuous_update=False, layout=SLIDER_LAYOUT, style=SLIDER_STYLE)
     image = png_image()
     readout = widgets.HTML()
+    figure = SweepFigure(lrs, runs)
     frames: dict[int, bytes] = {}
 
     def show(_change: object = None) -> None:
         i = slider.index
         try:
             if i not in frames:
-                frames[i] = draw(lrs, runs, i)
+                frames[i] = figure.png(i)
             image.value = frames[i]
             readout.value = caption(lrs, runs, i)
         except Exception as exc:  # noqa: BLE001 - shown in the widget
