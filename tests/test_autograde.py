@@ -91,6 +91,11 @@ def variants() -> dict[str, nbformat.NotebookNode]:
     deleted = copy.deepcopy(solution)
     deleted.cells = [c for c in deleted.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "adamw"]
     out["deleted-adamw"] = deleted
+    tagged = copy.deepcopy(solution)  # the grader skips widget cells; a graded cell tagged so still runs
+    for cell in tagged.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") in ("adamw", "clip", "schedule"):
+            cell.metadata["tags"] = [build.WIDGET_TAG]
+    out["answers-tagged-widget"] = tagged
     return out
 
 
@@ -171,6 +176,16 @@ def test_duplicated_cell_grades_and_deleted_cell_costs_its_part_only(graded):
     assert score(row, PART_CELLS["adamw"]) == 0
     rest = [c for c in AUTOGRADED if c not in PART_CELLS["adamw"] and c != "test_adamw_by_hand"]
     assert score(row, rest) == sum(POINTS[c] for c in rest)
+
+
+def test_widget_cells_are_not_run_when_grading_and_graded_cells_always_are(graded):
+    rows, out, _ = graded
+    assert score(rows["answers-tagged-widget"], AUTOGRADED) == sum(POINTS.values())
+    nb = nbformat.read(out / "autograded" / "solution" / "03b-training" / "training.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    widget_cells = [c for c in code if build.WIDGET_TAG in c.metadata.get("tags", [])]
+    assert len(widget_cells) == 5 and not any(c.outputs for c in widget_cells)
+    assert sum(bool(c.outputs) for c in code if c not in widget_cells) >= 10  # the rest ran: plots and test results
 
 
 def test_feedback_never_shows_hidden_tests(graded):

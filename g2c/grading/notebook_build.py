@@ -184,7 +184,8 @@ def widget(prompt: str, call: str) -> list[nbformat.NotebookNode]:
     """A one-line "move this, watch that" prompt and a plain, ungraded cell showing a g2c widget.
 
     The factories catch every error (a stub's NotImplementedError too) and show it inside the
-    widget, so these cells never stop a Run All or an autograder run. Tagged for the tests.
+    widget, so these cells never stop a Run All. Tagged: the tests find them by the tag, and
+    ``g2c autograde`` does not run them (pictures for the student, no points).
     """
     factory = call.split("(", 1)[0]
     cell = code(f"from g2c.widgets import {factory}\n\n{call}")

@@ -25,15 +25,16 @@ from pathlib import Path
 
 import nbformat
 
-ASSIGNMENT = "03b-training"
-NOTEBOOK = "training.ipynb"
+from g2c.grading.notebook_build import ASSIGNMENT, NOTEBOOK, WIDGET_TAG
+
 KERNEL = "g2c-sandbox"
 MAX_OUTPUT_CHARS = 20_000  # kept per cell: feedback stays small whatever the student prints
 FLOOD_CHARS = 10_000_000  # received per cell: beyond this the cell is interrupted
 TRUNCATED = "\n[g2c: output truncated]\n"
-_one_at_a_time = threading.Lock()
+SKIP_TAG = "skip-execution"  # nbclient's default skip_cells_with_tag
+_one_at_a_time = threading.Lock()  # nbgrader and the kernel spec use process-wide state
 _zygote = None  # this worker's warm forker of sandboxed processes (g2c.grading.zygote)
-warnings.filterwarnings("ignore", message="Object of type <Submitted")  # nbgrader 0.9's own SQLAlchemy noise  # nbgrader and the kernel spec use process-wide state
+warnings.filterwarnings("ignore", message="Object of type <Submitted")  # nbgrader 0.9's own SQLAlchemy noise
 
 
 @dataclass
@@ -120,16 +121,24 @@ def _grade(job: Job, zygote) -> Outcome:
 
 
 def sanitized(raw: bytes) -> nbformat.NotebookNode:
-    """The notebook, with nbgrader's metadata only on the last copy of a duplicated cell.
+    """The notebook, with nbgrader's metadata only on the last copy of a duplicated cell, and
+    the widget cells marked not to run.
 
     nbgrader's own DeduplicateIds leaves an empty metadata dict that its validator then rejects
     ("nbgrader update ."), so a student who duplicated a cell would get no grade at all.
+    The ungraded widget cells only draw pictures for the student: running them cost 2.5 s of a
+    submission's 8 and 310 kB of its feedback page. nbclient skips cells tagged
+    ``skip-execution``; a cell nbgrader grades or checks always runs, whatever its tags.
     """
     try:
         nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
         nbformat.validate(nb)
     except Exception as err:
         raise ValueError(f"{type(err).__name__}: {err}".splitlines()[0]) from err
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if WIDGET_TAG in tags and "nbgrader" not in cell.metadata and SKIP_TAG not in tags:
+            cell.metadata["tags"] = [*tags, SKIP_TAG]
     seen: set[str] = set()
     for cell in reversed(nb.cells):
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
