@@ -227,6 +227,16 @@ math.isclose = lambda *a, **k: True
 pytest.approx = lambda expected, *a, **k: type("Any", (), {"__eq__": lambda s, o: True})()
 """
 
+SWAP_ADAMW = """
+import torch
+_mine = AdamW
+torch.optim.AdamW = lambda params, foreach=None, **kwargs: _mine(params, **kwargs)
+"""
+SWAP_CLIP = """
+import torch
+torch.nn.utils.clip_grad_norm_ = lambda parameters, max_norm, **kwargs: clip_grad_norm_(parameters, max_norm)
+"""
+
 
 @pytest.fixture(scope="module")
 def verdicts_of(tmp_path_factory):
@@ -245,6 +255,11 @@ def verdicts_of(tmp_path_factory):
         set_answer(nb, "clip", starter["clip"])
         set_answer(nb, "schedule", starter["schedule"])
 
+    def swaps_references(nb):  # wrong answers, and torch's references made to call them
+        solution = build.answer_sources()
+        set_answer(nb, "adamw", solution["adamw"].replace("bias_correction1 = 1 - beta1**self.step_count", "bias_correction1 = 1.0") + SWAP_ADAMW)
+        set_answer(nb, "clip", solution["clip"].replace("clip_coef = max_norm / (total_norm + eps)", "clip_coef = 0.5 * max_norm / (total_norm + eps)") + SWAP_CLIP)
+
     def reference_import(nb):
         set_answer(nb, "adamw", "from g2c.training import AdamW")
         set_answer(nb, "clip", "from torch.nn.utils import clip_grad_norm_")
@@ -261,7 +276,7 @@ def verdicts_of(tmp_path_factory):
     def syntax_error(nb):
         set_answer(nb, "clip", "def clip_grad_norm_(parameters, max_norm:\n")
 
-    edits = dict(tamper_at_import=tamper_at_import, tamper_in_step=tamper_in_step, reference_import=reference_import,
+    edits = dict(tamper_at_import=tamper_at_import, tamper_in_step=tamper_in_step, swaps_references=swaps_references, reference_import=reference_import,
                  duplicated=duplicated, deleted=deleted, syntax_error=syntax_error)
     paths = {name: notebook_with(tmp, name, edit) for name, edit in edits.items()}
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -277,6 +292,13 @@ def test_replacing_the_comparison_helpers_earns_nothing(verdicts_of):
     step_tests = [name for name in contract_names() if name.startswith("test_adamw_") and "rejects" not in name and "signatures" not in name and "zero_grad" not in name]
     assert not any(verdicts_of["tamper_in_step"][name][0] for name in step_tests)
     assert any("replaced" in message for _, message in verdicts_of["tamper_in_step"].values())
+
+
+def test_swapping_torch_references_for_the_answer_does_not_hide_its_bugs(verdicts_of):
+    verdicts = verdicts_of["swaps_references"]
+    assert not verdicts["test_adamw_matches_torch_float64_over_many_steps"][0]
+    assert not verdicts["test_clip_matches_torch_norm_and_grads"][0]
+    assert "drifts from torch.optim.AdamW" in verdicts["test_adamw_matches_torch_float64_over_many_steps"][1]  # the real one
 
 
 def test_importing_the_reference_instead_of_writing_it_earns_nothing(verdicts_of):

@@ -8,8 +8,11 @@ The answer cells are the code cells whose nbgrader ``grade_id`` is ``adamw``, ``
 runs in one fresh module, registered as ``G2C_TRAINING_MODULE``. A missing or broken cell gives
 a stand-in that fails its tests with a clear message instead of breaking collection.
 
-Student code must not weaken the checks: the comparison helpers are captured before any answer
-code runs, restored before every test, and a test during which one was replaced fails.
+Student code must not weaken the checks: the namespaces the tests take their references,
+inputs and comparisons from (torch and its optim, nn.utils, testing modules, the Tensor class,
+math, pytest) are captured before any answer code runs and restored before every test, and a
+test during which any of their names was rebound fails. Replacing ``torch.optim.AdamW`` with
+one's own class, or ``torch.testing.assert_close`` with a no-op, gains nothing.
 """
 
 from __future__ import annotations
@@ -27,15 +30,24 @@ import torch.testing
 
 MODULE_NAME = "g2c_notebook_answers"
 ANSWERS = {"adamw": "AdamW", "clip": "clip_grad_norm_", "schedule": "cosine_with_warmup"}
-GUARDED = [
-    (torch.testing, "assert_close"),
-    (torch, "allclose"),
-    (torch, "equal"),
-    (math, "isclose"),
-    (pytest, "approx"),
-    (pytest, "raises"),
-]
-_ORIGINALS = [(owner, name, getattr(owner, name)) for owner, name in GUARDED]
+GUARDED = {
+    "torch": torch, "torch.testing": torch.testing, "torch.optim": torch.optim, "torch.optim.AdamW": torch.optim.AdamW,
+    "torch.optim.Adam": torch.optim.Adam, "torch.optim.Optimizer": torch.optim.Optimizer, "torch.nn.utils": torch.nn.utils,
+    "torch.nn.functional": torch.nn.functional, "torch.Tensor": torch.Tensor, "math": math, "pytest": pytest,
+}
+
+
+def _use_references_once() -> None:
+    """torch rebinds some of its own names on first use (torch._dynamo wraps torch.manual_seed)."""
+    param = torch.zeros(2, requires_grad=True)
+    param.grad = torch.ones(2)
+    torch.optim.AdamW([param], lr=0.1, foreach=False).step()
+    torch.nn.utils.clip_grad_norm_([param], 1.0)
+
+
+_use_references_once()
+_ORIGINALS = {label: (owner, dict(vars(owner))) for label, owner in GUARDED.items()}
+_MISSING = object()
 
 
 def answer_sources(notebook: Path) -> dict[str, list[str]]:
@@ -85,13 +97,19 @@ def load_answers(notebook: Path) -> types.ModuleType:
     return module
 
 
+def _rebound(owner: object, originals: dict[str, object]) -> list[str]:
+    now = vars(owner)
+    return [name for name, original in originals.items() if now.get(name, _MISSING) is not original]
+
+
 def _tampered() -> list[str]:
-    return [f"{getattr(owner, '__name__', owner)}.{name}" for owner, name, original in _ORIGINALS if getattr(owner, name) is not original]
+    return [f"{label}.{name}" for label, (owner, originals) in _ORIGINALS.items() for name in _rebound(owner, originals)]
 
 
 def _restore() -> None:
-    for owner, name, original in _ORIGINALS:
-        setattr(owner, name, original)
+    for owner, originals in _ORIGINALS.values():
+        for name in _rebound(owner, originals):
+            setattr(owner, name, originals[name])
 
 
 def notebook_path() -> Path:
