@@ -188,6 +188,21 @@ def test_widget_cells_are_not_run_when_grading_and_graded_cells_always_are(grade
     assert sum(bool(c.outputs) for c in code if c not in widget_cells) >= 10  # the rest ran: plots and test results
 
 
+def test_a_rerun_regrades_new_notebooks_and_results_a_changed_limit_decided():
+    from g2c.grading.autograde import _needs_grading
+    from g2c.grading.worker import Job
+
+    job = Job("s", b"notebook", b"", {}, timeout=60, memory_mb=4096)
+    result = {"digest": job.digest, "limits": {"timeout": 30, "memory_mb": 2048}}
+    assert _needs_grading(None, job)
+    assert _needs_grading({**result, "status": "graded", "digest": "another notebook"}, job)
+    assert not _needs_grading({**result, "status": "graded"}, job)
+    assert not _needs_grading({**result, "status": "crashed"}, job)
+    assert _needs_grading({**result, "status": "timeout"}, job) and _needs_grading({**result, "status": "memory"}, job)
+    assert not _needs_grading({**result, "status": "timeout", "limits": {"timeout": 60, "memory_mb": 2048}}, job)
+    assert not _needs_grading({**result, "status": "memory", "limits": {"timeout": 30, "memory_mb": 4096}}, job)
+
+
 def test_feedback_never_shows_hidden_tests(graded):
     rows, out, _ = graded
     values = build.by_hand_values()

@@ -303,6 +303,16 @@ def test_a_second_run_grades_nothing_again(batch):
     assert rows(out) == graded
 
 
+def test_a_run_with_another_memory_limit_regrades_only_what_the_memory_limit_stopped(batch):
+    graded, out, _, _, _, submitted = batch
+    before = {p.stem: p.stat().st_mtime_ns for p in (out / "results").iterdir()}
+    again = grade_batch(ROOT, submitted, out, "--memory", "6100")
+    assert again.returncode == 0, again.stderr[-2000:]
+    changed = {p.stem for p in (out / "results").iterdir() if p.stat().st_mtime_ns != before[p.stem]}
+    assert changed == {"memory-bomb"}  # the timeouts keep theirs: their limit did not change
+    assert rows(out)["memory-bomb"]["status"] == "memory"
+
+
 def test_a_run_killed_halfway_resumes_with_what_is_missing(tmp_path):
     submitted, out = tmp_path / "submitted", tmp_path / "out"
     honest = SOURCE.read_bytes()

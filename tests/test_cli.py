@@ -42,3 +42,12 @@ def test_reset_archives_then_restores(course):
 def test_missing_kit_is_a_clear_message(tmp_path):
     with pytest.raises(SystemExit, match="make release"):
         reset_notebook(tmp_path)
+
+
+def test_autograde_with_a_folder_that_is_not_the_course_is_a_clear_message(tmp_path):
+    from g2c.grading.autograde import autograde
+
+    (tmp_path / "submitted" / "alice" / "03b-training").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="not the course repository .*pass --course"):
+        autograde(tmp_path, tmp_path / "submitted", tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # nothing written before the check

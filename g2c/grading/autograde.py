@@ -5,8 +5,9 @@ submission to a local process pool (or a Dask cluster with ``scheduler``), and a
 ``Outcome`` arrives writes, in this order, the student's rows in ``OUT/gradebook.db``, their
 autograded notebook and feedback page, and ``OUT/results/<student>.json`` (every file written
 atomically). A run killed halfway and started again grades only submissions without a result
-for the same notebook bytes; ``force`` regrades everyone. ``OUT/grades.csv`` is rewritten at the
-end from the results: one row per submission, with its status.
+for the same notebook bytes, and those stopped by a limit (timeout, memory) that has changed
+since; ``force`` regrades everyone. ``OUT/grades.csv`` is rewritten at the end from the
+results: one row per submission, with its status.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ def autograde(course: Path, submitted: Path, out: Path, *, jobs: int | None = No
               scheduler: str | None = None, force: bool = False, isolate: bool = True, progress: bool = True) -> list[Outcome]:
     """Grade every ``submitted/<student>/`` and write gradebook, feedback and grades.csv under ``out``."""
     course, submitted, out = course.resolve(), submitted.resolve(), out.resolve()
+    if not (course / "source_notebooks" / ASSIGNMENT / NOTEBOOK).is_file():
+        raise SystemExit(f"g2c autograde: {course} is not the course repository (no source_notebooks/{ASSIGNMENT}/{NOTEBOOK}); "
+                         "pass --course with the folder of nbgrader_config.py")
     os.environ["PATH"] = path_with_this_environment()  # nbgrader runs `alembic` from PATH
     students = sorted(p.name for p in submitted.iterdir() if p.is_dir() and not p.name.startswith(".")) if submitted.is_dir() else []
     if not students:
@@ -56,7 +60,7 @@ def autograde(course: Path, submitted: Path, out: Path, *, jobs: int | None = No
         todo = []
         for student in students:
             job = Job(student, read_submission(submitted / student), template, checks, timeout, memory_mb, hide, isolate)
-            if student not in done or done[student].get("digest") != job.digest:
+            if _needs_grading(done.get(student), job):
                 todo.append(job)
         max_score = grade_cells(out)[1]
         for outcome in _with_progress(_run(todo, pool, scheduler), len(todo), progress):
@@ -69,6 +73,17 @@ def autograde(course: Path, submitted: Path, out: Path, *, jobs: int | None = No
             write_grades(out, students)
     results = load_results(out)
     return [Outcome(**{k: v for k, v in results[s].items() if k in Outcome.__dataclass_fields__}) for s in students if s in results]
+
+
+LIMIT_BEHIND = {"timeout": "timeout", "memory": "memory_mb"}  # status -> the limit that decided it
+
+
+def _needs_grading(result: dict | None, job: Job) -> bool:
+    """No result for these notebook bytes yet, or one decided by a limit that has changed since."""
+    if result is None or result.get("digest") != job.digest:
+        return True
+    limit = LIMIT_BEHIND.get(result.get("status"))
+    return limit is not None and result.get("limits", {}).get(limit) != job.limits[limit]
 
 
 def read_submission(folder: Path) -> bytes | None:

@@ -52,6 +52,10 @@ class Job:
     def digest(self) -> str:
         return hashlib.sha256(self.notebook or b"").hexdigest()
 
+    @property
+    def limits(self) -> dict[str, float | None]:
+        return {"timeout": self.timeout, "memory_mb": self.memory_mb}
+
 
 @dataclass
 class Outcome:
@@ -68,6 +72,7 @@ class Outcome:
     feedback: str | None = None  # the feedback page (HTML)
     seconds: float = 0.0
     leftovers: int = 0  # processes of the student's still alive after grading (killed)
+    limits: dict[str, float | None] = field(default_factory=dict)  # the Job's timeout and memory limit
 
 
 def grade(job: Job) -> Outcome:
@@ -79,7 +84,7 @@ def grade(job: Job) -> Outcome:
             outcome = _grade(job, warm_zygote() if job.isolate else None)
         except Exception as err:  # a grader bug must not cost the batch
             outcome = Outcome(job.student, "grading failed", detail=f"{type(err).__name__}: {err}"[:300])
-    outcome.digest, outcome.seconds = job.digest, time.perf_counter() - start
+    outcome.digest, outcome.seconds, outcome.limits = job.digest, time.perf_counter() - start, job.limits
     return outcome
 
 
@@ -196,7 +201,8 @@ def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode, zygote) -> Outcom
         log = f"{result.get('error') or ''}\n{result.get('log') or ''}"
         died = "Kernel died" in log or "DeadKernel" in log
         status = "memory" if "MemoryError" in log or (died and _near_memory_limit(kernel_report, job.memory_mb)) else "crashed" if died else "grading failed"
-        return Outcome(job.student, status, detail=_reason(log), leftovers=leftovers)
+        detail = _reason(log) + (f" (memory limit {job.memory_mb} MB: --memory)" if status == "memory" else "")
+        return Outcome(job.student, status, detail=detail, leftovers=leftovers)
     graded = nbformat.read(autograded, as_version=4)
     outcome = _scores(private / "gradebook.db", job, verdicts)
     outcome.leftovers = leftovers
