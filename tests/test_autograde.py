@@ -198,6 +198,7 @@ def test_a_rerun_regrades_new_notebooks_and_results_a_changed_limit_decided():
     assert _needs_grading({**result, "status": "graded", "digest": "another notebook"}, job)
     assert not _needs_grading({**result, "status": "graded"}, job)
     assert not _needs_grading({**result, "status": "crashed"}, job)
+    assert _needs_grading({**result, "status": "grading failed"}, job)  # the grader's failure, not the student's
     assert _needs_grading({**result, "status": "timeout"}, job) and _needs_grading({**result, "status": "memory"}, job)
     assert not _needs_grading({**result, "status": "timeout", "limits": {"timeout": 60, "memory_mb": 2048}}, job)
     assert not _needs_grading({**result, "status": "memory", "limits": {"timeout": 30, "memory_mb": 4096}}, job)

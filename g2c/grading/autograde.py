@@ -5,8 +5,8 @@ submission to a local process pool (or a Dask cluster with ``scheduler``), and a
 ``Outcome`` arrives writes, in this order, the student's rows in ``OUT/gradebook.db``, their
 autograded notebook and feedback page, and ``OUT/results/<student>.json`` (every file written
 atomically). A run killed halfway and started again grades only submissions without a result
-for the same notebook bytes, and those stopped by a limit (timeout, memory) that has changed
-since; ``force`` regrades everyone. ``OUT/grades.csv`` is rewritten at the end from the
+for the same notebook bytes, those the grader failed, and those stopped by a limit (timeout,
+memory) that has changed since; ``force`` regrades everyone. ``OUT/grades.csv`` is rewritten at the end from the
 results: one row per submission, with its status.
 """
 
@@ -29,6 +29,7 @@ from g2c.grading import path_with_this_environment
 from g2c.grading.worker import ASSIGNMENT, NOTEBOOK, Job, Outcome, grade
 
 NAME = NOTEBOOK.removesuffix(".ipynb")
+LIMIT_BEHIND = {"timeout": "timeout", "memory": "memory_mb"}  # status -> the limit that decided it
 warnings.filterwarnings("ignore", message="Object of type <Submitted")  # nbgrader 0.9's own SQLAlchemy noise
 
 
@@ -75,12 +76,10 @@ def autograde(course: Path, submitted: Path, out: Path, *, jobs: int | None = No
     return [Outcome(**{k: v for k, v in results[s].items() if k in Outcome.__dataclass_fields__}) for s in students if s in results]
 
 
-LIMIT_BEHIND = {"timeout": "timeout", "memory": "memory_mb"}  # status -> the limit that decided it
-
-
 def _needs_grading(result: dict | None, job: Job) -> bool:
-    """No result for these notebook bytes yet, or one decided by a limit that has changed since."""
-    if result is None or result.get("digest") != job.digest:
+    """No result for these notebook bytes yet, a grader failure, or a result decided by a limit
+    that has changed since."""
+    if result is None or result.get("digest") != job.digest or result.get("status") == "grading failed":
         return True
     limit = LIMIT_BEHIND.get(result.get("status"))
     return limit is not None and result.get("limits", {}).get(limit) != job.limits[limit]
