@@ -6,8 +6,8 @@ submission to a local process pool (or a Dask cluster with ``scheduler``), and a
 autograded notebook and feedback page, and ``OUT/results/<student>.json`` (every file written
 atomically). A run killed halfway and started again grades only submissions without a result
 for the same notebook bytes, those the grader failed, and those stopped by a limit (timeout,
-memory) that has changed since; ``force`` regrades everyone. ``OUT/grades.csv`` is rewritten at the end from the
-results: one row per submission, with its status.
+memory) that has changed since; ``force`` regrades everyone. ``OUT/grades.csv`` is rewritten
+at the end from the results: one row per submission, with its status.
 """
 
 from __future__ import annotations
