@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--jobs", type=_positive_int, default=None, help="submissions graded at once (default: all cores)")
     grade.add_argument("--scheduler", default=None, help="address of a Dask scheduler (tcp://host:8786) to grade on its workers")
     grade.add_argument("--timeout", type=_positive_float, default=120, help="seconds allowed per submission (default 120)")
+    grade.add_argument("--cell-timeout", type=_positive_float, default=30, help="seconds allowed per notebook cell; later cells still run (default 30)")
     grade.add_argument("--memory", type=_positive_int, default=4096, help="memory limit in MB for student code (default 4096)")
     grade.add_argument("--force", action="store_true", help="regrade everyone, not only submissions without a result")
     grade.add_argument("--no-sandbox", action="store_true", help="run student code without isolation (trusted code only)")
@@ -97,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
 
         out = args.out or root / "grades"
         results = autograde(root, args.submitted or root / "submitted", out, jobs=args.jobs, timeout=args.timeout, memory_mb=args.memory,
-                            scheduler=args.scheduler, force=args.force, isolate=not args.no_sandbox)
+                            scheduler=args.scheduler, force=args.force, isolate=not args.no_sandbox,
+                            cell_timeout=args.cell_timeout)
         for r in results:
             detail = f"  ({r.detail})" if r.detail and r.status != "graded" else ""
             print(f"{r.student_id}: {r.score:g}/{r.max_score:g} {r.status} in {r.seconds:.1f} s{detail}")

@@ -17,7 +17,6 @@ import pytest
 
 from g2c.grading import notebook_build as build
 from g2c.grading.regions import solution_lines, strip_solutions
-from g2c.grading.verdict import contract_names, plain_message, run_contract
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "source_notebooks" / "03b-training" / "training.ipynb"
@@ -55,7 +54,7 @@ def test_the_seven_exercises_come_in_order_with_graded_cells():
     headings = [c.source.splitlines()[0] for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## ")]
     assert [h.split(".")[0] for h in headings[:7]] == [f"## {i}" for i in range(1, 8)]
     graded = {c.metadata.nbgrader["grade_id"]: c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
-    expected = {g for cells in build.TEST_CELLS.values() for g, _, _ in cells} | set(build.AUTOGRADED_EXERCISES) | set(build.MANUAL_CELLS)
+    expected = set(build.autograded_points()) | set(build.MANUAL_CELLS)
     assert set(graded) == expected
     for grade_id in set(graded) - set(build.MANUAL_CELLS):
         cell = graded[grade_id]
@@ -65,9 +64,15 @@ def test_the_seven_exercises_come_in_order_with_graded_cells():
     assert "ipytest.autoconfig(raise_on_error=True" in nb.cells[1].source
 
 
-def test_every_pitfall_test_of_the_contract_is_graded_once():
-    graded = [t for cells in build.TEST_CELLS.values() for _, _, tests in cells for t in tests]
-    assert len(graded) == len(set(graded)) == len(contract_names()) - GIVEN
+def test_every_pitfall_test_of_the_contract_is_shown_once_and_every_probe_decides_one_cell():
+    from g2c.grading.autograde import hidden_checks
+    from g2c.grading.probe import SCENARIOS
+
+    shown = [t for cells in build.TEST_CELLS.values() for _, _, tests, _ in cells for t in tests]
+    assert len(shown) == len(set(shown)) == len(build.contract_names()) - GIVEN
+    probed = [s for scenarios in build.scenarios_of().values() for s in scenarios]
+    assert sorted(probed) == sorted(set(probed)) == sorted(SCENARIOS)
+    assert hidden_checks(SOURCE) == build.scenarios_of()  # what the grader reads from the source notebook
 
 
 def test_visible_checks_are_cut_from_the_contract_file():
@@ -95,7 +100,7 @@ def test_release_kit_has_its_files_and_no_solution_line():
                 lines |= {line.strip() for cell in json.loads(text)["cells"] for line in "".join(cell["source"]).splitlines()}
             leaked = sorted(line for line in lines & secrets if not re.fullmatch(r"\w+:?", line))  # not `continue`
             assert not leaked, f"{path.relative_to(ROOT)} publishes solution lines: {leaked[:3]}"
-            assert "BEGIN HIDDEN TESTS" not in text and "verdict import check" not in text
+            assert "BEGIN HIDDEN TESTS" not in text and "graded outside your notebook" not in text
 
 
 def run_kit(kit: Path) -> tuple[int, int]:
@@ -199,127 +204,3 @@ def test_release_widget_cells_never_raise_and_the_stub_is_named_inside_the_widge
             assert ERROR_BOX in shown and "NotImplementedError" in shown, factory
         else:
             assert ERROR_BOX not in shown, factory
-
-
-# ---------------------------------------------------------------- the harness cannot be gamed
-
-
-def notebook_with(tmp_path: Path, name: str, edit) -> Path:
-    nb = nbformat.read(SOURCE, as_version=4)
-    edit(nb)
-    path = tmp_path / f"{name}.ipynb"
-    nbformat.write(nb, path)
-    return path
-
-
-def set_answer(nb, grade_id: str, source: str) -> None:
-    for cell in cells_by_id(nb)[grade_id]:
-        cell.source = source
-
-
-STARTER = {gid: strip_solutions(src) for gid, src in build.answer_sources().items()}
-TAMPER = """
-import math, torch, pytest
-torch.testing.assert_close = lambda *a, **k: None
-torch.allclose = lambda *a, **k: True
-torch.equal = lambda *a, **k: True
-math.isclose = lambda *a, **k: True
-pytest.approx = lambda expected, *a, **k: type("Any", (), {"__eq__": lambda s, o: True})()
-"""
-
-SWAP_ADAMW = """
-import torch
-_mine = AdamW
-torch.optim.AdamW = lambda params, foreach=None, **kwargs: _mine(params, **kwargs)
-"""
-SWAP_CLIP = """
-import torch
-torch.nn.utils.clip_grad_norm_ = lambda parameters, max_norm, **kwargs: clip_grad_norm_(parameters, max_norm)
-"""
-
-
-@pytest.fixture(scope="module")
-def verdicts_of(tmp_path_factory):
-    """Contract verdicts for several crafted notebooks, computed in parallel (each its own process)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    tmp = tmp_path_factory.mktemp("crafted")
-    starter = {gid: src for gid, src in STARTER.items()}
-
-    def tamper_at_import(nb):
-        for gid, src in starter.items():
-            set_answer(nb, gid, src + "\n" + TAMPER)
-
-    def tamper_in_step(nb):  # a no-op step that disables the checks when called
-        set_answer(nb, "adamw", starter["adamw"].replace("# YOUR CODE HERE\n        raise NotImplementedError()", TAMPER.strip().replace("\n", "\n        ")))
-        set_answer(nb, "clip", starter["clip"])
-        set_answer(nb, "schedule", starter["schedule"])
-
-    def swaps_references(nb):  # wrong answers, and torch's references made to call them
-        solution = build.answer_sources()
-        set_answer(nb, "adamw", solution["adamw"].replace("bias_correction1 = 1 - beta1**self.step_count", "bias_correction1 = 1.0") + SWAP_ADAMW)
-        set_answer(nb, "clip", solution["clip"].replace("clip_coef = max_norm / (total_norm + eps)", "clip_coef = 0.5 * max_norm / (total_norm + eps)") + SWAP_CLIP)
-
-    def reference_import(nb):
-        set_answer(nb, "adamw", "from g2c.training import AdamW")
-        set_answer(nb, "clip", "from torch.nn.utils import clip_grad_norm_")
-
-    def duplicated(nb):
-        cell = cells_by_id(nb)["adamw"][0]
-        twin = copy.deepcopy(cell)
-        twin.id = "adamw-copy"  # Jupyter gives a pasted cell a new id; nbgrader metadata comes along
-        nb.cells.insert(nb.cells.index(cell), twin)
-
-    def deleted(nb):
-        nb.cells.remove(cells_by_id(nb)["adamw"][0])
-
-    def syntax_error(nb):
-        set_answer(nb, "clip", "def clip_grad_norm_(parameters, max_norm:\n")
-
-    edits = dict(tamper_at_import=tamper_at_import, tamper_in_step=tamper_in_step, swaps_references=swaps_references, reference_import=reference_import,
-                 duplicated=duplicated, deleted=deleted, syntax_error=syntax_error)
-    paths = {name: notebook_with(tmp, name, edit) for name, edit in edits.items()}
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(paths, pool.map(run_contract, paths.values())))
-
-
-def passed(verdicts, prefix: str = "") -> int:
-    return sum(ok for name, (ok, _) in verdicts.items() if name.startswith(prefix))
-
-
-def test_replacing_the_comparison_helpers_earns_nothing(verdicts_of):
-    assert passed(verdicts_of["tamper_at_import"]) <= GIVEN
-    step_tests = [name for name in contract_names() if name.startswith("test_adamw_") and "rejects" not in name and "signatures" not in name and "zero_grad" not in name]
-    assert not any(verdicts_of["tamper_in_step"][name][0] for name in step_tests)
-    assert any("replaced" in message for _, message in verdicts_of["tamper_in_step"].values())
-
-
-def test_swapping_torch_references_for_the_answer_does_not_hide_its_bugs(verdicts_of):
-    verdicts = verdicts_of["swaps_references"]
-    assert not verdicts["test_adamw_matches_torch_float64_over_many_steps"][0]
-    assert not verdicts["test_clip_matches_torch_norm_and_grads"][0]
-    assert "drifts from torch.optim.AdamW" in verdicts["test_adamw_matches_torch_float64_over_many_steps"][1]  # the real one
-
-
-def test_importing_the_reference_instead_of_writing_it_earns_nothing(verdicts_of):
-    verdicts = verdicts_of["reference_import"]
-    assert passed(verdicts, "test_adamw_") == 0 and passed(verdicts, "test_clip_") == 0
-    assert "imports AdamW instead of writing it" in verdicts["test_adamw_matches_torch_float64_over_many_steps"][1]
-
-
-def test_a_duplicated_answer_cell_still_grades(verdicts_of):
-    assert passed(verdicts_of["duplicated"]) == len(contract_names())
-
-
-def test_a_deleted_or_broken_answer_cell_costs_only_its_part(verdicts_of):
-    verdicts = verdicts_of["deleted"]
-    assert passed(verdicts, "test_adamw_") == 0 and "missing" in verdicts["test_adamw_weight_decay_is_decoupled"][1]
-    assert all(ok for name, (ok, _) in verdicts.items() if name.startswith(("test_clip_", "test_schedule_")))
-    broken = verdicts_of["syntax_error"]
-    assert passed(broken, "test_clip_") == 0 and "SyntaxError" in broken["test_clip_is_global_not_per_parameter"][1]
-    assert all(ok for name, (ok, _) in broken.items() if name.startswith(("test_adamw_", "test_schedule_")))
-
-
-def test_failure_messages_are_plain_words():
-    assert plain_message("AssertionError: clip globally\nassert 0.5 > 0.999") == "clip globally"
-    assert "NotImplementedError" in plain_message("NotImplementedError")

@@ -29,10 +29,10 @@ pitfalls = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(pitfalls)
 
 MODULE_OF = {"optim": "adamw", "clip": "clip", "schedule": "schedule"}
-PART_CELLS = {part: [gid for gid, _, _ in cells] for part, cells in build.TEST_CELLS.items()}
-AUTOGRADED = [gid for cells in PART_CELLS.values() for gid in cells] + list(build.AUTOGRADED_EXERCISES)
-POINTS = {gid: pts for cells in build.TEST_CELLS.values() for gid, pts, _ in cells} | build.AUTOGRADED_EXERCISES
-CELL_OF_TEST = {test: gid for cells in build.TEST_CELLS.values() for gid, _, tests in cells for test in tests}
+PART_CELLS = {part: [gid for gid, _, _, _ in cells] for part, cells in build.TEST_CELLS.items()}
+POINTS = build.autograded_points()
+AUTOGRADED = list(POINTS)
+CELL_OF_TEST = {test: gid for cells in build.TEST_CELLS.values() for gid, _, tests, _ in cells for test in tests}
 PITFALL_WORDS = {  # what the feedback must say, in plain words
     "adam_l2_instead_of_decoupled_decay": "Adam + L2",
     "step_counter_per_parameter": "once per optimizer step",
@@ -192,7 +192,7 @@ def test_a_rerun_regrades_new_notebooks_and_results_a_changed_limit_decided():
     from g2c.grading.autograde import _needs_grading
     from g2c.grading.worker import Job
 
-    job = Job("s", b"notebook", b"", {}, timeout=60, memory_mb=4096)
+    job = Job("s", b"notebook", b"", {}, {}, timeout=60, memory_mb=4096)
     result = {"digest": job.digest, "limits": {"timeout": 30, "memory_mb": 2048}}
     assert _needs_grading(None, job)
     assert _needs_grading({**result, "status": "graded", "digest": "another notebook"}, job)
@@ -207,7 +207,7 @@ def test_a_rerun_regrades_new_notebooks_and_results_a_changed_limit_decided():
 def test_feedback_never_shows_hidden_tests(graded):
     rows, out, _ = graded
     values = build.by_hand_values()
-    leaks = ["BEGIN HIDDEN TESTS", "_hidden", "verdict", "check(", "test_p1_value", "test_diagnosis_matches_the_curves",
+    leaks = ["BEGIN HIDDEN TESTS", "graded outside your notebook", "_hidden", "verdict", "check(", "test_p1_value",
              repr(values["right"]), repr(values["adam_l2"]), "regularize or stop early&#x27;, &#x27;C"]
     for student in rows:
         html = feedback(out, student)

@@ -14,7 +14,7 @@ from g2c.grading.sandbox import isolation_available
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = {"solution": ROOT / "source_notebooks" / "03b-training" / "training.ipynb",
              "starter": ROOT / "release" / "03b-training" / "training.ipynb"}
-FULL = sum(pts for cells in build.TEST_CELLS.values() for _, pts, _ in cells) + sum(build.AUTOGRADED_EXERCISES.values())
+FULL = sum(build.autograded_points().values())
 
 
 @pytest.mark.skipif(isolation_available() is not None, reason="no sandbox here")

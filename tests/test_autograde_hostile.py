@@ -1,21 +1,34 @@
 """A hostile class, graded in one batch beside honest students: every submission gets its row.
 
-Each hostile notebook is the solution with one cell of mischief added (or a broken file), so
-anything beyond its own status and lost part would show up as lost marks. The batch runs in the
-sandbox (root in CI): the hostile cells report what they managed to read, write or reach, and
-the tests check they managed nothing.
+Every attack is the solution notebook with a WRONG implementation (AdamW.step does nothing,
+clip_grad_norm_ returns 0, the schedule returns 0, p1 = 0, a wrong diagnosis: the student
+``wrong``, graded plainly in the same batch) plus one attack, in an answer cell (which runs in
+the probe and in the kernel) and/or in an ordinary cell (which runs only in the kernel). Each
+must score no more than ``wrong`` on every autograded cell. Attacks that ride on an honest
+notebook (a hang, a memory bomb, a crash or a flood in an ordinary cell, tampered metadata)
+must keep full marks and no more. Around the batch: the course repository's tracked files and
+the other students' submitted files are unchanged, the host's /tmp and /dev/shm gain nothing
+named g2c-*, System V IPC is unchanged, no process of a sandbox uid survives, every status is
+a clear one and never ``grading failed``.
+
+The longer attack sources live in tests/hostile/ (see its README).
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import csv
+import hashlib
 import json
 import os
+import re
+import secrets
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -27,70 +40,76 @@ from g2c.grading import notebook_build as build
 from g2c.grading.sandbox import UID_BASE, isolation_available
 
 ROOT = Path(__file__).resolve().parents[1]
+HOSTILE = Path(__file__).resolve().parent / "hostile"
 SOURCE = ROOT / "source_notebooks" / "03b-training" / "training.ipynb"
 RELEASED = ROOT / "release" / "03b-training" / "training.ipynb"
-AUTOGRADED = [gid for cells in build.TEST_CELLS.values() for gid, _, _ in cells] + list(build.AUTOGRADED_EXERCISES)
-FULL = sum(pts for cells in build.TEST_CELLS.values() for _, pts, _ in cells) + sum(build.AUTOGRADED_EXERCISES.values())
-TIMEOUT = 60
+POINTS = build.autograded_points()
+AUTOGRADED = list(POINTS)
+FULL = sum(POINTS.values())
+PART_CELLS = {part: [gid for gid, _, _, _ in cells] for part, cells in build.TEST_CELLS.items()}
+TIMEOUT, CELL_TIMEOUT, MEMORY = 60, 20, 4096
+TOKEN = f"g2c-hostile-{secrets.token_hex(4)}"  # in every sandboxed process's environment: finds leftovers
+CLEAR = {"graded", "timeout", "memory", "crashed", "unreadable notebook", "missing notebook"}
+IPC_KEYS = (0x67326301, 0x67326302, 0x67326303)
 
 pytestmark = pytest.mark.skipif(isolation_available() is not None, reason=f"no sandbox here: {isolation_available()}")
 
+# ---------------------------------------------------------------- building submissions
 
-def probe(paths: dict[str, Path], write: bool = False) -> str:
-    """Cell source that tries each path and prints OPENED or BLOCKED (never raises)."""
-    mode, action = ("ab", "f.write(b'x')") if write else ("rb", "f.read(64)")
-    lines = []
-    for label, path in paths.items():
-        lines.append(
-            f"try:\n    with open({str(path)!r}, {mode!r}) as f:\n        {action}\n"
-            f"    print('OPENED {label}')\nexcept Exception as e:\n    print('BLOCKED {label}', type(e).__name__)")
-    return "\n".join(lines)
-
-
-def mischief(course: Path, out: Path, submitted: Path, port: int) -> dict[str, str]:
-    """student -> the cell of mischief added after the setup cell."""
-    return {
-        "infinite-loop": "while True:\n    pass",
-        "ignores-sigterm": "import signal\nfor s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):\n    signal.signal(s, signal.SIG_IGN)\nwhile True:\n    pass",
-        "memory-bomb": "hog = []\nwhile True:\n    hog.append(bytearray(2**28))",
-        "kernel-crash": "import os\nos.abort()",
-        "gigabyte-of-output": "import sys\nchunk = 'x' * 2**20\nfor _ in range(1024):\n    sys.stdout.write(chunk)",
-        "orphans": "import os, subprocess\nopen('/tmp/g2c-hostile-marker', 'w').write('left behind')\n"
-                   "subprocess.Popen(['sleep', '987654'], start_new_session=True)\n"
-                   "if os.fork() == 0:\n    os.setsid()\n    os.execvp('sleep', ['sleep', '987655'])",
-        "network": f"import socket, urllib.request\nfor target in [('127.0.0.1', {port}), ('pypi.org', 443)]:\n    try:\n"
-                   f"        socket.create_connection(target, timeout=3).close()\n        print('OPENED', target)\n"
-                   f"    except Exception as e:\n        print('BLOCKED', target, type(e).__name__)",
-        "reads-secrets": "import os\ndef leaks(path):\n    try:\n        return b'g2c-secret-token' in open(path, 'rb').read()\n    except OSError:\n        return False\n"
-                         "found = [p for p in ('/proc/self/environ', '/proc/1/environ') if leaks(p)]\n"
-                         "print('OPENED instructor environment' if found or 'g2c-secret-token' in str(os.environ) else 'BLOCKED instructor environment')\n"
-                         + probe({"source notebook": course / "source_notebooks" / "03b-training" / "training.ipynb",
-                                "gradebook": out / "gradebook.db", "other student": submitted / "honest" / "03b-training" / "training.ipynb",
-                                "course git": course / ".git" / "HEAD", "root home": Path("/root/.bashrc")}),
-        "writes-grades": probe({"gradebook": out / "gradebook.db", "grades file": out / "grades.csv",
-                                "other feedback": out / "feedback" / "honest" / "03b-training" / "training.html"}, write=True),
-        "fakes-verdicts": "import json, os\nimport g2c.grading.verdict as v\nv.check = lambda *names: None\n"
-                          "try:\n    open(os.environ['G2C_VERDICTS_FILE'], 'w').write('{}')\n    print('OPENED verdicts')\n"
-                          "except Exception as e:\n    print('BLOCKED verdicts', type(e).__name__)",
-    }
+WRONG_BODIES = {  # grade_id -> what replaces its ### BEGIN/END SOLUTION region
+    "adamw": "pass  # does nothing",
+    "clip": "return torch.tensor(0.0)",
+    "schedule": "return 0.0",
+    "adamw_by_hand_answer": "p1 = 0.0",
+    "diagnosis_answer": "diagnosis = {'A': 'train longer', 'B': 'train longer', 'C': 'train longer', 'D': 'train longer'}",
+}
+SOLUTION_REGION = re.compile(r"^([ \t]*)### BEGIN SOLUTION.*?### END SOLUTION[ \t]*$", re.S | re.M)
 
 
-GAMING = """import math, torch, pytest
-from IPython import get_ipython
-get_ipython().showtraceback = lambda *args, **kwargs: None  # silenced tracebacks
-torch.testing.assert_close = lambda *a, **k: None
-torch.allclose = lambda *a, **k: True
-math.isclose = lambda *a, **k: True
-pytest.approx = lambda expected, *a, **k: expected"""
+def hostile(*names: str) -> str:
+    return "\n\n".join((HOSTILE / name).read_text() for name in names)
+
+
+def encoded(source: str) -> str:
+    """``source`` run through exec from base64: no name of it is visible in the cell."""
+    return f"exec(__import__('base64').b64decode({base64.b64encode(source.encode()).decode()!r}).decode())"
 
 
 def grade_id(cell) -> str | None:
-    return cell.metadata.get("nbgrader", {}).get("grade_id")
+    meta = cell.metadata.get("nbgrader")
+    return meta.get("grade_id") if isinstance(meta, dict) else None
 
 
-def with_cell(nb, source: str):
+def solution():
+    return nbformat.read(SOURCE, as_version=4)
+
+
+def wrong():
+    nb = solution()
+    for cell in nb.cells:
+        if (gid := grade_id(cell)) in WRONG_BODIES:
+            cell.source = SOLUTION_REGION.sub(lambda m: m.group(1) + WRONG_BODIES[gid], cell.source)
+            assert "SOLUTION" not in cell.source, gid
+    return nb
+
+
+def cell_of(nb, gid: str):
+    return next(c for c in nb.cells if grade_id(c) == gid)
+
+
+def appended(nb, gid: str, source: str):
+    """``nb`` with ``source`` added at the end of the cell ``gid`` (an answer cell: probe and kernel)."""
     nb = copy.deepcopy(nb)
-    nb.cells.insert(2, nbformat.v4.new_code_cell(source))
+    cell = cell_of(nb, gid)
+    cell.source = cell.source.rstrip() + "\n\n\n" + source
+    return nb
+
+
+def inserted(nb, source: str, *, at_end: bool = False):
+    """``nb`` with a new ordinary cell (kernel only) after the setup cell, or at the end."""
+    nb = copy.deepcopy(nb)
+    new = nbformat.v4.new_code_cell(source)
+    nb.cells.insert(len(nb.cells) if at_end else 2, new)
     return nb
 
 
@@ -99,6 +118,413 @@ def write(submitted: Path, student: str, data: bytes | None) -> None:
     folder.mkdir(parents=True)
     if data is not None:
         (folder / "training.ipynb").write_bytes(data)
+
+
+def as_bytes(nb) -> bytes:
+    return nbformat.writes(nb).encode()
+
+
+def probe_paths(paths: dict[str, Path], write_: bool = False) -> str:
+    """Cell source that tries each path and prints OPENED or BLOCKED (never raises)."""
+    mode, action = ("ab", "f.write(b'x')") if write_ else ("rb", "f.read(64)")
+    return "\n".join(
+        f"try:\n    with open({str(path)!r}, {mode!r}) as f:\n        {action}\n"
+        f"    print('OPENED {label}')\nexcept Exception as e:\n    print('BLOCKED {label}', type(e).__name__)"
+        for label, path in paths.items())
+
+
+DELEGATION = hostile("torch_adamw.py", "torch_clip.py", "torch_schedule.py")
+PLAIN_BINDINGS = {
+    "adamw": "AdamW = _delegated_adamw(torch.optim.AdamW)",
+    "clip": "clip_grad_norm_ = _delegated_clip(torch.nn.utils)",
+    "schedule": "cosine_with_warmup = _delegated_schedule(torch.optim.lr_scheduler)",
+}
+HIDDEN_BINDINGS = {  # the same, every name of torch's built from strings at run time
+    "adamw": "import importlib\nAdamW = _delegated_adamw(getattr(importlib.import_module('tor' + 'ch.o' + 'ptim'), 'Ad' + 'amW'))",
+    "clip": "import importlib\nclip_grad_norm_ = _delegated_clip(importlib.import_module('.'.join(['torch', 'nn', 'utils'])))",
+    "schedule": "import importlib\ncosine_with_warmup = _delegated_schedule(importlib.import_module('torch.optim.' + 'lr_' + 'scheduler'))",
+}
+SUBSTITUTES = hostile("torch_adamw.py", "torch_clip.py", "torch_schedule.py", "context.py", "substitutes.py")
+GAMING = """import math, torch, pytest, ipytest, builtins
+from IPython import get_ipython
+get_ipython().showtraceback = lambda *args, **kwargs: None  # silenced tracebacks
+torch.testing.assert_close = lambda *a, **k: None
+torch.allclose = lambda *a, **k: True
+math.isclose = lambda *a, **k: True
+pytest.approx = lambda expected, *a, **k: expected
+import _pytest.reports
+_pytest.reports.TestReport.passed = property(lambda self: True)
+_pytest.reports.TestReport.failed = property(lambda self: False)
+ipytest.run = lambda *a, **k: 0"""
+LYING_BUILTINS = """import builtins, sys
+_real = {name: getattr(builtins, name) for name in ('float', 'bool', 'isinstance', 'len', 'abs', 'str', 'sorted')}
+def _from_harness():
+    f = sys._getframe(2)
+    return f is not None and f.f_code.co_filename.endswith(('probe.py', 'compare.py', 'worker.py'))
+class _LyingFloat(float):
+    def __new__(cls, x=0.0):
+        return _real['float'](0.89 if _from_harness() and not isinstance(x, _real['str']) else x)
+builtins.float = _LyingFloat
+builtins.bool = lambda x=False: True if _from_harness() else _real['bool'](x)
+builtins.abs = lambda x: 0.0 if _from_harness() else _real['abs'](x)
+builtins.isinstance = lambda o, t: True if _from_harness() else _real['isinstance'](o, t)"""
+TORCH_INTERNALS = """import ctypes, gc, torch
+import torch.optim.adamw, torch.optim.adam, torch.nn.utils.clip_grad
+_d = gc.get_referents(torch._C.TensorBase.__dict__)[0]  # the C tensor type's real dict, through its mappingproxy
+_d['tolist'] = lambda self: [0.0] * self.numel()
+_d['item'] = lambda self: 0.0
+ctypes.pythonapi.PyType_Modified(ctypes.py_object(torch._C.TensorBase))
+torch.optim.adamw.adamw = lambda *a, **k: None
+torch.nn.utils.clip_grad.clip_grad_norm_ = lambda *a, **k: torch.tensor(0.0)
+torch.nn.utils.clip_grad_norm_ = torch.nn.utils.clip_grad.clip_grad_norm_
+torch.testing.assert_close = lambda *a, **k: None"""
+IMPORT_HOOKS = """import sys, types, importlib.abc, importlib.machinery
+class _Fake(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith(('g2c.grading.compare', 'g2c.grading.worker', 'g2c.grading.verdict', 'pytest', 'nbgrader')):
+            return importlib.machinery.ModuleSpec(name, self)
+    def create_module(self, spec):
+        module = types.ModuleType(spec.name)
+        module.__getattr__ = lambda attr: (lambda *a, **k: True)
+        return module
+    def exec_module(self, module):
+        pass
+sys.meta_path.insert(0, _Fake())
+for _name in [n for n in sys.modules if n.startswith(('g2c.grading.compare', 'pytest', '_pytest', 'ipytest'))]:
+    del sys.modules[_name]
+class _Proxy(types.ModuleType):
+    def __init__(self, real):
+        super().__init__(real.__name__)
+        self.__dict__['_real'] = real
+    def __getattr__(self, name):
+        if name in ('randn', 'rand'):
+            return lambda *a, **k: self._real.zeros(*[x for x in a if not isinstance(x, self._real.Generator)],
+                                                     **{k_: v for k_, v in k.items() if k_ != 'generator'})
+        return getattr(self._real, name)
+import torch as _real_torch
+sys.modules['torch'] = _Proxy(_real_torch)
+_P = sys.modules.get('g2c.grading.probe')
+if _P is not None:
+    _P.torch = sys.modules['torch']
+sys.modules['torch'] = _real_torch"""
+EARLY_DONE_THEN_HANG = hostile("context.py") + """
+import os, signal
+if _CTX is not None:
+    os.write(_CTX['out'], b'{"done": true}\\n')
+signal.signal(signal.SIGALRM, signal.SIG_IGN)  # the per-scenario alarm: ignored, cancelled, blocked
+signal.setitimer(signal.ITIMER_REAL, 0)
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+def _forever(self):
+    while True:
+        pass
+AdamW.step = _forever"""
+EXIT_PATHS = """import atexit, os, sys, threading, time
+atexit.register(lambda: os.write(1, b'{"done": true}\\n'))
+sys.exitfunc = lambda: None
+threading.Thread(target=lambda: (time.sleep(1), os._exit(0)), daemon=True).start()
+raise SystemExit(0)"""
+SIGNALS = """import signal, os
+for s in (signal.SIGALRM, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGXCPU):
+    signal.signal(s, signal.SIG_IGN)
+signal.setitimer(signal.ITIMER_REAL, 0)
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+def _slow(self):
+    while True:
+        pass
+AdamW.step = _slow"""
+IPC_CREATE = f"""import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+made = [libc.shmget({IPC_KEYS[0]}, 4096, 0o1000 | 0o666), libc.semget({IPC_KEYS[1]}, 1, 0o1000 | 0o666),
+        libc.msgget({IPC_KEYS[2]}, 0o1000 | 0o666)]
+print('IPC made', made)"""
+IPC_READ = f"""import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+found = [libc.shmget({IPC_KEYS[0]}, 0, 0), libc.semget({IPC_KEYS[1]}, 0, 0), libc.msgget({IPC_KEYS[2]}, 0)]
+print('IPC FOUND' if any(x >= 0 for x in found) else 'IPC GONE', found)"""
+DAEMONS = f"""import os, subprocess, time
+open('/tmp/{TOKEN}-marker', 'w').write('left behind')
+subprocess.Popen(['sleep', '987654'], start_new_session=True)
+if os.fork() == 0:  # double fork, setsid: a daemon
+    os.setsid()
+    if os.fork() == 0:
+        for fd in range(3, 1024):  # the daemon keeps writing into whatever it inherited
+            try:
+                os.write(fd, b'{{"done": true}}\\n')
+            except OSError:
+                pass
+        os.execvp('sleep', ['sleep', '987655'])
+    os._exit(0)
+time.sleep(0.5)"""
+FORK_BOMB = """import os, time
+children = 0
+try:
+    for _ in range(5000):
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(10**6)
+            os._exit(0)
+        children += 1
+except OSError as e:
+    print('fork bomb stopped after', children, type(e).__name__)"""
+FILL_DISKS = """import os
+written = {}
+for folder in (os.environ.get('HOME', '/tmp'), '/tmp', '/var/tmp', '/dev/shm'):
+    written[folder] = 0
+    for i in range(64):
+        try:
+            with open(os.path.join(folder, f'g2c-fill-{i}'), 'wb') as f:
+                for _ in range(32):
+                    f.write(b'x' * 2**20)
+                    written[folder] += 1
+        except OSError:
+            break
+print('MB written', written)"""
+MEMORY_BOMB = """hog = []
+try:
+    while True:
+        hog.append(bytearray(2**28))
+finally:
+    del hog  # the host is shared: give it back once the limit is hit"""
+HUGE_OUTPUT = """import sys
+chunk = 'x' * 2**20
+for _ in range(200):
+    sys.stdout.write(chunk)"""
+FLOOD_RECORD = hostile("context.py") + """
+import os
+if _CTX is not None:
+    for _ in range(9):
+        os.write(_CTX['out'], (' ' * (2**20 - 1) + '\\n').encode())"""
+PLANT_SYMLINKS = """import os
+home = os.getcwd()
+for name, target in TARGETS.items():
+    for where in (home, '/tmp', '/dev/shm'):
+        try:
+            os.symlink(target, os.path.join(where, name))
+            print('planted', where, name)
+        except OSError as e:
+            print('BLOCKED plant', where, name, type(e).__name__)
+try:  # the working folder itself replaced by a link to another student's work, then the root
+    os.chdir('/')
+    os.rename(home, home + '.moved')
+    os.symlink(TARGETS['other-submitted'], home)
+    print('replaced the working folder by a symlink')
+except OSError as e:
+    print('BLOCKED replacing the working folder', type(e).__name__)"""
+NETWORK = """import socket
+for target in [('127.0.0.1', PORT), ('1.1.1.1', 53), ('pypi.org', 443)]:
+    try:
+        socket.create_connection(target, timeout=3).close()
+        print('OPENED', target)
+    except Exception as e:
+        print('BLOCKED', target, type(e).__name__)
+for family in (socket.AF_INET, socket.AF_INET6):
+    try:
+        s = socket.socket(family, socket.SOCK_DGRAM)
+        s.sendto(b'x', ('1.1.1.1', 53) if family == socket.AF_INET else ('2606:4700:4700::1111', 53))
+        print('SENT udp', family)
+    except Exception as e:
+        print('BLOCKED udp', family, type(e).__name__)"""
+
+
+def set_nbgrader(cell, meta) -> None:
+    cell.metadata["nbgrader"] = meta
+
+
+def tampered_points(nb):
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader")
+        if isinstance(meta, dict) and meta.get("grade_id"):
+            meta.update(grade=True, points=100)
+    return nb
+
+
+def tampered_cells(nb):
+    """Test cells switched to markdown, an answer cell to raw, the setup cell to markdown."""
+    nb = copy.deepcopy(nb)
+    for i, cell in enumerate(nb.cells):
+        gid = grade_id(cell)
+        if gid and gid.startswith("test_"):
+            nb.cells[i] = nbformat.v4.new_markdown_cell(cell.source, metadata=cell.metadata)
+        elif gid == "clip":
+            nb.cells[i] = nbformat.v4.new_raw_cell(cell.source, metadata=cell.metadata)
+        elif gid == "setup":
+            nb.cells[i] = nbformat.v4.new_markdown_cell(cell.source, metadata=cell.metadata)
+    return nb
+
+
+def duplicated_and_deleted(nb):
+    """Every test cell twice, the AdamW tests deleted, each answer cell twice (one copy empty)."""
+    nb = copy.deepcopy(nb)
+    out = []
+    for cell in nb.cells:
+        gid = grade_id(cell)
+        if gid in PART_CELLS["adamw"]:
+            continue
+        out.append(cell)
+        if gid and (gid.startswith("test_") or gid in WRONG_BODIES):
+            twin = copy.deepcopy(cell)
+            twin.id = f"twin-{gid}"[:64].replace("_", "-")
+            if gid in WRONG_BODIES:
+                twin.source = "pass"
+            out.append(twin)
+    nb.cells = out
+    return nb
+
+
+def extra_grade_cells(nb):
+    nb = copy.deepcopy(nb)
+    extras = [
+        nbformat.v4.new_markdown_cell("bogus", metadata={"nbgrader": {"grade": True, "grade_id": "bogus", "locked": False, "points": 100,
+                                                                       "schema_version": 3, "solution": True, "task": False}}),
+        nbformat.v4.new_markdown_cell("I answer twice", metadata={"nbgrader": dict(cell_of(nb, "lr_choice").metadata["nbgrader"])}),
+        nbformat.v4.new_markdown_cell("a markdown test", metadata={"nbgrader": dict(cell_of(nb, "test_adamw_matches_torch").metadata["nbgrader"])}),
+        nbformat.v4.new_code_cell("x = 1", metadata={"nbgrader": {"grade": True, "grade_id": "test_adamw_extra", "locked": True, "points": 50,
+                                                                   "schema_version": 3, "solution": False, "task": False}}),
+        nbformat.v4.new_markdown_cell("a task", metadata={"nbgrader": {"grade": False, "grade_id": "task_bogus", "locked": True, "points": 5,
+                                                                        "schema_version": 3, "solution": False, "task": True}}),
+    ]
+    for k, cell in enumerate(extras):
+        nb.cells.insert(5 + 3 * k, cell)
+    return nb
+
+
+def nbgrader_not_a_dict(nb):
+    nb = copy.deepcopy(nb)
+    set_nbgrader(nb.cells[0], "x")
+    set_nbgrader(nb.cells[2], None)
+    set_nbgrader(nb.cells[4], ["grade_id", "adamw"])
+    nb.cells.insert(6, nbformat.v4.new_code_cell("y = 2", metadata={"nbgrader": {"grade_id": ["adamw"], "grade": True, "points": 5}}))
+    nb.cells.insert(6, nbformat.v4.new_code_cell("z = 3", metadata={"nbgrader": {"grade_id": {"a": 1}, "solution": True}}))
+    return nb
+
+
+def stripped_metadata(nb):
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        cell.metadata.pop("nbgrader", None)
+    return nb
+
+
+def games_the_checks(nb):
+    nb = inserted(nb, GAMING)
+    for cell in nb.cells:
+        if (gid := grade_id(cell)) and gid.startswith("test_"):
+            cell.source = "%%ipytest -qq\ndef test_nothing():\n    pass"  # visible tests "edited"
+    return nb
+
+
+def peek_cell(course: Path, out: Path, submitted: Path) -> str:
+    reads = {"source notebook": SOURCE, "release notebook": RELEASED, "course git": course / ".git" / "HEAD",
+             "reference optim": course / "g2c" / "grading" / "notebook_build.py", "gradebook": out / "gradebook.db",
+             "grades file": out / "grades.csv", "other student": submitted / "honest" / "03b-training" / "training.ipynb",
+             "root home": Path("/root/.bashrc"), "shadow": Path("/etc/shadow"), "shared notes": Path("/work/shared/notes/trusted-verdict.md"),
+             "host tmp": Path(tempfile.gettempdir()) / "pytest-of-root"}
+    writes = {"gradebook": out / "gradebook.db", "grades file": out / "grades.csv", "source notebook": SOURCE,
+              "other student": submitted / "honest" / "03b-training" / "training.ipynb",
+              "other feedback": out / "feedback" / "honest" / "03b-training" / "training.html",
+              "kit": course / "g2c" / "training" / "optim.py", "venv": Path(sys.prefix) / "pyvenv.cfg"}
+    return f"READ = {json.dumps({k: str(v) for k, v in reads.items()})}\nWRITE = {json.dumps({k: str(v) for k, v in writes.items()})}\n" + hostile("peek.py")
+
+
+def submissions(course: Path, out: Path, submitted: Path, port: int) -> dict[str, object]:
+    """student -> notebook (or raw bytes). Baselines first, then one attack each."""
+    W, S = wrong(), solution()
+    forged = {mode: SUBSTITUTES + f"\nMODE = {mode!r}\n" + hostile("forge.py") for mode in ("first", "report", "table", "code")}
+    targets = {"other-submitted": str(submitted / "honest"), "out": str(out), "course": str(course), "root": "/",
+               "init-root": "/proc/1/root", "kernel.json": str(out / "gradebook.db")}
+    return {
+        # baselines
+        "honest": S, "honest-2": S, "wrong": W,
+        # delegation to torch, each tuned to the contract (the grader must give 0 for that part)
+        "delegates-plainly": appended(appended(appended(W, "adamw", DELEGATION + "\n" + PLAIN_BINDINGS["adamw"]),
+                                               "clip", DELEGATION + "\n" + PLAIN_BINDINGS["clip"]),
+                                      "schedule", DELEGATION + "\n" + PLAIN_BINDINGS["schedule"]),
+        "delegates-by-getattr": appended(appended(appended(W, "adamw", DELEGATION + "\n" + HIDDEN_BINDINGS["adamw"]),
+                                                  "clip", DELEGATION + "\n" + HIDDEN_BINDINGS["clip"]),
+                                         "schedule", DELEGATION + "\n" + HIDDEN_BINDINGS["schedule"]),
+        "delegates-encoded": appended(appended(appended(W, "adamw", encoded(DELEGATION + "\n" + HIDDEN_BINDINGS["adamw"])),
+                                               "clip", encoded(DELEGATION + "\n" + HIDDEN_BINDINGS["clip"])),
+                                      "schedule", encoded(DELEGATION + "\n" + HIDDEN_BINDINGS["schedule"])),
+        "delegates-from-another-cell": appended(W, "diagnosis_answer", DELEGATION + "\n" + "\n".join(PLAIN_BINDINGS.values())),
+        "delegates-functional": appended(W, "adamw", hostile("functional_adamw.py")
+                                         + "\nimport torch.optim.adamw\nAdamW = _functional_adamw(_python_kernel(torch.optim.adamw.adamw))"),
+        "delegates-fused-kernel": appended(W, "adamw", hostile("functional_adamw.py")
+                                           + "\nAdamW = _functional_adamw(_fused_kernel(getattr(torch.ops.aten, '_fused_' + 'adamw_')))"),
+        # forging the probe's record (the answer cells stay wrong)
+        "forges-record-first": appended(W, "diagnosis_answer", encoded(forged["first"])),
+        "forges-record-through-report": appended(W, "diagnosis_answer", encoded(forged["report"])),
+        "patches-harness-table": appended(W, "adamw_by_hand_answer", encoded(forged["table"])),
+        "swaps-harness-code": appended(W, "adamw_by_hand_answer", forged["code"]),
+        "writes-malformed-record": appended(W, "adamw", hostile("malformed.py")),
+        "floods-the-record": appended(W, "adamw", FLOOD_RECORD),
+        "early-done-then-hangs": appended(W, "adamw", EARLY_DONE_THEN_HANG),
+        "exits-early": appended(W, "clip", EXIT_PATHS),
+        "defeats-the-alarm": appended(W, "adamw", SIGNALS),
+        # patching what runs the checks
+        "games-the-checks": games_the_checks(W),
+        "games-the-checks-in-answers": appended(W, "adamw", GAMING.replace("get_ipython().showtraceback", "(get_ipython() or __import__('types').SimpleNamespace()).showtraceback")),
+        "lying-builtins": appended(W, "diagnosis_answer", LYING_BUILTINS),
+        "patches-torch-internals": appended(W, "adamw", TORCH_INTERNALS),
+        "import-hooks": appended(W, "adamw", IMPORT_HOOKS),
+        # looking for the reference, the keys, the hidden tests
+        "steals-the-reference": appended(W, "diagnosis_answer", hostile("loot.py")),
+        "peeks-from-the-kernel": inserted(W, peek_cell(course, out, submitted), at_end=True),
+        # the sandbox's walls
+        "leaves-daemons": appended(W, "adamw", DAEMONS),
+        "leaves-ipc": appended(W, "adamw", IPC_CREATE),
+        "reads-ipc": inserted(W, IPC_READ, at_end=True),
+        "network": appended(W, "adamw", NETWORK.replace("PORT", str(port))),
+        "fork-bomb": appended(W, "clip", FORK_BOMB),
+        "fills-the-disks": appended(W, "clip", FILL_DISKS),
+        "plants-symlinks": inserted(W, f"TARGETS = {json.dumps(targets)}\n" + PLANT_SYMLINKS),
+        "huge-output-in-answer": appended(W, "schedule", HUGE_OUTPUT),
+        "answer-hangs": appended(W, "adamw", "while True:\n    pass"),
+        "answer-memory-bomb": appended(W, "adamw", MEMORY_BOMB),
+        "answer-aborts": appended(W, "adamw", "import os\nos.abort()"),
+        # honest answers, trouble in an ordinary cell: costs nothing
+        "honest-ordinary-hang": inserted(S, "while True:\n    pass"),
+        "honest-ordinary-memory-bomb": inserted(S, MEMORY_BOMB),
+        "honest-ordinary-abort": inserted(S, "import os\nos.abort()"),
+        "honest-huge-output": inserted(S, HUGE_OUTPUT),
+        "honest-ignores-signals": inserted(S, "import signal\nfor s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):\n"
+                                              "    signal.signal(s, signal.SIG_IGN)\nwhile True:\n    pass"),
+        # nbgrader metadata tampering
+        "meta-points-100": tampered_points(W),
+        "meta-honest-points-100": tampered_points(S),
+        "meta-cell-types-switched": tampered_cells(W),
+        "meta-duplicated-and-deleted": duplicated_and_deleted(W),
+        "meta-extra-grade-cells": extra_grade_cells(W),
+        "meta-honest-extra-grade-cells": extra_grade_cells(S),
+        "meta-nbgrader-not-a-dict": nbgrader_not_a_dict(W),
+        "meta-stripped": stripped_metadata(W),
+        # broken files
+        "truncated-json": as_bytes(S)[: len(as_bytes(S)) // 2],
+        "not-utf8": b"\xff\xfe" + as_bytes(S)[:1000],
+        "no-notebook": None,
+    }
+
+
+SYMLINKED = {  # student -> (what is a symlink, its target relative to the student's folder or absolute)
+    "symlink-to-honest": ("notebook", "../../honest/03b-training/training.ipynb"),
+    "symlink-to-solution": ("notebook", str(SOURCE)),
+    "symlinked-folder": ("folder", "honest"),
+}
+STATUS = {  # student -> allowed statuses; every other student: graded
+    "answer-hangs": {"timeout"}, "early-done-then-hangs": {"timeout"}, "defeats-the-alarm": {"timeout"},
+    "answer-memory-bomb": {"memory", "graded", "crashed"}, "answer-aborts": {"crashed"}, "exits-early": {"crashed", "graded"},
+    "floods-the-record": {"crashed", "graded"}, "truncated-json": {"unreadable notebook"}, "not-utf8": {"unreadable notebook"},
+    "no-notebook": {"missing notebook"}, "symlink-to-honest": {"unreadable notebook", "missing notebook", "graded"},
+    "symlink-to-solution": {"unreadable notebook", "missing notebook", "graded"},
+    "symlinked-folder": {"unreadable notebook", "missing notebook", "graded"},
+}
+HONEST = {"honest", "honest-2", "honest-ordinary-hang", "honest-ordinary-memory-bomb", "honest-ordinary-abort", "honest-huge-output",
+          "honest-ignores-signals", "meta-honest-points-100", "meta-honest-extra-grade-cells"}
+DELEGATED = {"delegates-plainly": ["adamw", "clip", "schedule"], "delegates-by-getattr": ["adamw", "clip", "schedule"],
+             "delegates-encoded": ["adamw", "clip", "schedule"], "delegates-from-another-cell": ["adamw", "clip", "schedule"],
+             "delegates-functional": ["adamw"], "delegates-fused-kernel": ["adamw"]}
+
+# ---------------------------------------------------------------- the host around the batch
 
 
 class Listener:
@@ -120,20 +546,65 @@ class Listener:
             conn.close()
 
 
-def grade_batch(course: Path, submitted: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "g2c.cli", "autograde", "03b-training", "--course", str(course), "--submitted", str(submitted),
-               "--out", str(out), "--jobs", "2", "--timeout", str(TIMEOUT), "--memory", "6000", *extra]
-    env = {**os.environ, "G2C_INSTRUCTOR_TOKEN": "g2c-secret-token"}  # must not reach student code
-    return subprocess.run(command, capture_output=True, text=True, timeout=1200, env=env)
+def tracked_files(course: Path) -> dict[str, str]:
+    """path -> sha256 of every file git tracks in the course repository (as it is on disk)."""
+    names = subprocess.run(["git", "-C", str(course), "ls-files", "-z"], capture_output=True, check=True).stdout.split(b"\0")
+    out = {}
+    for name in filter(None, names):
+        path = course / name.decode()
+        try:
+            out[name.decode()] = "link:" + os.readlink(path) if path.is_symlink() else hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError as err:
+            out[name.decode()] = f"missing: {err.errno}"
+    return out
 
 
-def rows(out: Path) -> dict[str, dict]:
-    with (out / "grades.csv").open() as f:
-        return {row["student_id"]: row for row in csv.DictReader(f)}
+def files_under(folder: Path) -> dict[str, str]:
+    out = {}
+    for top, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = Path(top) / name
+            rel = str(path.relative_to(folder))
+            if path.is_symlink():
+                out[rel] = "link:" + os.readlink(path)
+            elif path.is_file():
+                out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def g2c_entries() -> set[str]:
+    return {f"{folder}/{name}" for folder in ("/tmp", "/dev/shm") for name in os.listdir(folder) if name.startswith("g2c-")}
+
+
+def ipcs() -> str:
+    return subprocess.run(["ipcs"], capture_output=True, text=True).stdout
+
+
+def our_leftovers(grace: float = 15.0) -> list[str]:
+    """Processes of a sandbox uid started by this batch (TOKEN in their environment or command line)."""
+    deadline = time.monotonic() + grace
+    while True:
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                uid = os.stat(f"/proc/{pid}").st_uid
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+                environ = Path(f"/proc/{pid}/environ").read_bytes()
+            except OSError:
+                continue
+            if (uid >= UID_BASE and TOKEN.encode() in environ) or b"sleep 98765" in cmdline or TOKEN.encode() in cmdline:
+                found.append(f"{pid} uid={uid} {cmdline[:150].decode(errors='replace')}")
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def sandbox_uid_processes() -> list[str]:
+    ps = subprocess.run(["ps", "-eo", "uid=,pid=,args="], capture_output=True, text=True).stdout
+    return [line[:200] for line in ps.splitlines() if line.split() and int(line.split()[0]) >= UID_BASE]
 
 
 def running(text: str, grace: float = 15.0) -> list[str]:
-    """Processes whose command line holds ``text``, after ``grace`` s to finish exiting."""
     deadline = time.monotonic() + grace
     while True:
         ps = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True).stdout
@@ -143,15 +614,18 @@ def running(text: str, grace: float = 15.0) -> list[str]:
         time.sleep(0.5)
 
 
-def sandbox_processes(grace: float = 10.0) -> list[str]:
-    """Processes of sandbox uids (or the orphans' sleeps), after ``grace`` s to finish exiting."""
-    deadline = time.monotonic() + grace
-    while True:
-        ps = subprocess.run(["ps", "-eo", "uid=,stat=,args="], capture_output=True, text=True).stdout
-        found = [line[:300] for line in ps.splitlines() if int(line.split()[0]) >= UID_BASE or "sleep 98765" in line]
-        if not found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.5)
+def grade_batch(course: Path, submitted: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "g2c.cli", "autograde", "03b-training", "--course", str(course), "--submitted", str(submitted),
+               "--out", str(out), "--jobs", "2", "--timeout", str(TIMEOUT), "--cell-timeout", str(CELL_TIMEOUT),
+               "--memory", str(MEMORY), *extra]
+    # The token must not reach student code; PYDEVD_DISABLE_FILE_VALIDATION is kept in sandboxes: it marks our processes.
+    env = {**os.environ, "G2C_INSTRUCTOR_TOKEN": "g2c-secret-token", "PYDEVD_DISABLE_FILE_VALIDATION": TOKEN}
+    return subprocess.run(command, capture_output=True, text=True, timeout=1800, env=env)
+
+
+def rows(out: Path) -> dict[str, dict]:
+    with (out / "grades.csv").open() as f:
+        return {row["student_id"]: row for row in csv.DictReader(f)}
 
 
 @pytest.fixture(scope="module")
@@ -159,158 +633,197 @@ def batch(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hostile")
     submitted, out = tmp / "submitted", tmp / "out"
     listener = Listener()
-    solution = nbformat.read(SOURCE, as_version=4)
-    honest = nbformat.writes(solution).encode()
-    write(submitted, "honest", honest)
-    write(submitted, "honest-2", honest)
-    for student, cell in mischief(ROOT, out, submitted, listener.port).items():
-        write(submitted, student, nbformat.writes(with_cell(solution, cell)).encode())
-    broken = copy.deepcopy(solution)
-    clip = next(c for c in broken.cells if grade_id(c) == "clip")
-    clip.source = clip.source.replace("def clip_grad_norm_(", "def clip_grad_norm_((", 1)
-    write(submitted, "syntax-error", nbformat.writes(broken).encode())
-    cut = copy.deepcopy(solution)  # AdamW's answer cell deleted, clip's duplicated
-    index = next(i for i, c in enumerate(cut.cells) if grade_id(c) == "clip")
-    twin = copy.deepcopy(cut.cells[index])
-    twin.id = "clip-twin"
-    cut.cells.insert(index, twin)
-    cut.cells = [c for c in cut.cells if grade_id(c) != "adamw"]
-    write(submitted, "deleted-and-duplicated-cells", nbformat.writes(cut).encode())
-    gamer = with_cell(nbformat.read(RELEASED, as_version=4), GAMING)  # the untouched kit, checks gamed
-    for cell in gamer.cells:
-        if cell.metadata.get("nbgrader", {}).get("grade") and cell.cell_type == "code":
-            cell.source = "%%ipytest -qq\ndef test_nothing():\n    pass"  # visible tests "edited"
-    write(submitted, "games-the-checks", nbformat.writes(gamer).encode())
-    write(submitted, "truncated-json", honest[: len(honest) // 2])
-    write(submitted, "no-notebook", None)
+    for student, nb in submissions(ROOT, out, submitted, listener.port).items():
+        write(submitted, student, nb if isinstance(nb, bytes) or nb is None else as_bytes(nb))
+    for student, (kind, target) in SYMLINKED.items():
+        if kind == "notebook":
+            write(submitted, student, None)
+            (submitted / student / "03b-training" / "training.ipynb").symlink_to(target)
+        else:
+            (submitted / student).symlink_to(target)
+    before = {"tracked": tracked_files(ROOT), "submitted": files_under(submitted), "g2c": g2c_entries(), "ipcs": ipcs()}
     start = time.perf_counter()
     run = grade_batch(ROOT, submitted, out)
-    assert run.returncode == 0, run.stderr[-3000:]
     seconds = time.perf_counter() - start
-    return rows(out), out, listener, run, seconds, submitted
+    after = {"tracked": tracked_files(ROOT), "submitted": files_under(submitted), "g2c": g2c_entries(), "ipcs": ipcs()}
+    print(f"\nhostile batch: {len(list(submitted.iterdir()))} submissions in {seconds:.0f} s (exit {run.returncode})")
+    print(run.stderr[-3000:])
+    return {"run": run, "rows": rows(out) if (out / "grades.csv").exists() else {}, "out": out, "submitted": submitted,
+            "listener": listener, "seconds": seconds, "before": before, "after": after}
+
+
+def autograded(row) -> dict[str, float]:
+    return {c: float(row[c] or 0) for c in AUTOGRADED}
+
+
+def result(out: Path, student: str) -> dict:
+    return json.loads((out / "results" / f"{student}.json").read_text())
+
+
+def printed(out: Path, student: str) -> str:
+    """Everything the student's cells printed in the notebook run, from the autograded notebook."""
+    nb = nbformat.read(out / "autograded" / student / "03b-training" / "training.ipynb", as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
 
 
 def feedback(out: Path, student: str) -> str:
     return (out / "feedback" / student / "03b-training" / "training.html").read_text()
 
 
-def printed(out: Path, student: str) -> str:
-    """What the cell of mischief printed, from the autograded notebook the gradebook keeps."""
-    nb = nbformat.read(out / "autograded" / student / "03b-training" / "training.ipynb", as_version=4)
-    return "".join(o.get("text", "") for o in nb.cells[2].outputs)
+# ---------------------------------------------------------------- verdicts
 
 
-def autograded_score(row) -> float:
-    return sum(float(row[c]) for c in AUTOGRADED)
+def test_the_batch_finishes_and_every_submission_gets_one_row_with_a_clear_status(batch):
+    assert batch["run"].returncode == 0, batch["run"].stderr[-3000:]
+    graded = batch["rows"]
+    assert set(graded) == {p.name for p in batch["submitted"].iterdir()}
+    for student, row in sorted(graded.items()):
+        print(f"  {student:32s} {row['status']:20s} {row['score']:>5s}/{row['max_score']}")
+    failed = {s: result(batch["out"], s).get("detail") for s, r in graded.items() if r["status"] not in CLEAR}
+    assert failed == {}, f"statuses that are not clear (detail): {failed}"
+    wrong_status = {s: r["status"] for s, r in graded.items() if r["status"] not in STATUS.get(s, {"graded"})}
+    assert wrong_status == {}
 
 
-def test_every_submission_gets_exactly_one_row_with_a_clear_status(batch):
-    graded, _, _, run, seconds, submitted = batch
-    expected = {
-        "honest": "graded", "honest-2": "graded", "infinite-loop": "timeout", "ignores-sigterm": "timeout", "memory-bomb": "memory",
-        "kernel-crash": "crashed", "gigabyte-of-output": "graded", "orphans": "graded", "network": "graded", "reads-secrets": "graded",
-        "writes-grades": "graded", "fakes-verdicts": "graded", "syntax-error": "graded", "truncated-json": "unreadable notebook",
-        "no-notebook": "missing notebook", "deleted-and-duplicated-cells": "graded", "games-the-checks": "graded",
-    }
-    assert {s: r["status"] for s, r in graded.items()} == expected
-    print(f"\nhostile batch of {len(graded)} graded in {seconds:.0f} s")
+def test_honest_students_keep_full_marks_and_no_more(batch):
+    graded = batch["rows"]
+    assert graded["wrong"]["max_score"] == graded["honest"]["max_score"]
+    lost = {s: {c: v for c, v in autograded(graded[s]).items() if v != POINTS[c]} for s in HONEST}
+    assert {s: cells for s, cells in lost.items() if cells} == {}
+    assert {s: graded[s]["max_score"] for s in HONEST} == {s: graded["honest"]["max_score"] for s in HONEST}
+
+
+def test_the_plain_wrong_implementation_scores_nothing(batch):
+    assert autograded(batch["rows"]["wrong"]) == {c: 0.0 for c in AUTOGRADED}
+
+
+def test_no_attack_scores_more_than_its_plain_wrong_implementation(batch):
+    graded = batch["rows"]
+    base = autograded(graded["wrong"])
+    gains = {}
     for student, row in graded.items():
-        print(f"  {student:20s} {row['status']:20s} {row['score']}/{row['max_score']}")
+        if student in HONEST or student == "wrong":
+            continue
+        more = {c: v for c, v in autograded(row).items() if v > base[c]}
+        if more:
+            gains[student] = f"{sum(autograded(row).values()):g} of {FULL}: " + ", ".join(sorted(more))
+    assert gains == {}, "attacks that beat the plain wrong implementation:\n" + "\n".join(f"  {s}: {g}" for s, g in sorted(gains.items()))
 
 
-def test_honest_and_harmless_mischief_keep_full_marks(batch):
-    graded = batch[0]
-    for student in ("honest", "honest-2", "gigabyte-of-output", "orphans", "network", "reads-secrets", "writes-grades"):
-        assert autograded_score(graded[student]) == FULL, student
+def test_delegating_to_torch_gets_nothing_for_that_part_and_says_why(batch):
+    graded, out = batch["rows"], batch["out"]
+    paid = {s: [p for p in parts if any(float(graded[s][c] or 0) for c in PART_CELLS[p])] for s, parts in DELEGATED.items()}
+    assert {s: p for s, p in paid.items() if p} == {}
+    for student, parts in DELEGATED.items():
+        reasons = result(out, student).get("reasons", {})
+        for part in parts:
+            assert any("torch" in r for c in PART_CELLS[part] for r in reasons.get(c, [])), (student, part, reasons)
 
 
-def test_code_that_fails_or_is_stopped_scores_zero(batch):
-    graded = batch[0]
-    for student in ("infinite-loop", "ignores-sigterm", "kernel-crash", "truncated-json", "no-notebook"):
-        assert float(graded[student]["score"]) == 0, student
-
-
-def test_a_syntax_error_costs_its_own_part_only(batch):
-    row = batch[0]["syntax-error"]
-    clip = [gid for gid, _, _ in build.TEST_CELLS["clip"]]
-    assert sum(float(row[c]) for c in clip) == 0
-    assert autograded_score(row) == FULL - sum(pts for _, pts, _ in build.TEST_CELLS["clip"])
-
-
-def test_deleted_cell_costs_its_part_only_and_duplicated_cell_still_grades(batch):
-    row = batch[0]["deleted-and-duplicated-cells"]
-    adamw = [gid for gid, _, _ in build.TEST_CELLS["adamw"]]
-    assert sum(float(row[c]) for c in adamw) == 0
-    assert autograded_score(row) == FULL - sum(pts for _, pts, _ in build.TEST_CELLS["adamw"])
-
-
-def test_gamed_checks_edited_tests_and_silenced_tracebacks_earn_nothing(batch):
-    row = batch[0]["games-the-checks"]
-    assert autograded_score(row) == 0
-
-
-def test_faking_the_verdicts_in_the_kernel_earns_nothing(batch):
-    graded, out = batch[0], batch[1]
-    assert autograded_score(graded["fakes-verdicts"]) == autograded_score(graded["honest"])  # honest answers, no gain
-    assert "BLOCKED verdicts" in printed(out, "fakes-verdicts")
-
-
-def test_student_code_reads_and_writes_nothing_it_should_not(batch):
-    _, out, _, _, _, _ = batch
-    reads, writes = printed(out, "reads-secrets"), printed(out, "writes-grades")
-    for label in ("instructor environment", "source notebook", "gradebook", "other student", "course git", "root home"):
-        assert f"BLOCKED {label}" in reads and f"OPENED {label}" not in reads, label
-    for label in ("gradebook", "grades file", "other feedback"):
-        assert f"BLOCKED {label}" in writes and f"OPENED {label}" not in writes, label
-
-
-def test_no_network(batch):
-    _, out, listener, _, _, _ = batch
-    page = printed(out, "network")
-    assert "OPENED" not in page and page.count("BLOCKED") == 2
-    assert listener.connections == 0
-
-
-def test_huge_output_is_truncated_and_feedback_stays_small(batch):
-    _, out, _, _, _, _ = batch
-    page = feedback(out, "gigabyte-of-output")
-    assert "output truncated" in page
-    assert len(page) < 2_000_000
-    assert (out / "autograded" / "gigabyte-of-output" / "03b-training" / "training.ipynb").stat().st_size < 2_000_000
-
-
-def test_nothing_the_students_started_is_still_running_or_left_in_tmp(batch):
-    assert sandbox_processes() == []
-    assert not Path("/tmp/g2c-hostile-marker").exists()  # each sandbox has a /tmp of its own
-
-
-def test_gradebook_has_one_submission_per_student_and_matches_grades_csv(batch):
+def test_the_grades_csv_the_results_and_the_gradebook_agree(batch):
     from nbgrader.api import Gradebook
 
-    graded, out = batch[0], batch[1]
+    graded, out = batch["rows"], batch["out"]
     with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
         scores = {s.student.id: s.score for s in gb.assignment_submissions("03b-training")}
     assert set(scores) == set(graded)
-    assert all(abs(scores[s] - float(r["score"])) < 1e-9 for s, r in graded.items())
+    mismatched = {s: (scores[s], r["score"], r["status"]) for s, r in graded.items() if abs(scores[s] - float(r["score"])) > 1e-9}
+    assert mismatched == {}, "gradebook score, grades.csv score, status"
+
+
+def test_nothing_outside_the_job_changed(batch):
+    before, after = batch["before"], batch["after"]
+    changed = {p for p in before["tracked"].keys() | after["tracked"].keys() if before["tracked"].get(p) != after["tracked"].get(p)}
+    assert changed == set(), "course files changed by the batch"
+    assert after["submitted"] == before["submitted"], "submitted files changed by the batch"
+    assert after["g2c"] - before["g2c"] == set(), "g2c-* left in the host's /tmp or /dev/shm"
+    assert not Path(f"/tmp/{TOKEN}-marker").exists()
+    assert not any(Path(folder, f"g2c-fill-{i}").exists() for folder in ("/tmp", "/var/tmp", "/dev/shm") for i in range(2))
+
+
+def test_system_v_ipc_dies_with_each_sandbox(batch):
+    before, after, out = batch["before"], batch["after"], batch["out"]
+    assert after["ipcs"] == before["ipcs"]
+    assert not any(f"0x{key:08x}" in after["ipcs"] for key in IPC_KEYS)
+    assert "IPC made" in printed(out, "leaves-ipc")
+    assert "IPC GONE" in printed(out, "reads-ipc") and "IPC FOUND" not in printed(out, "reads-ipc")
+
+
+def test_nothing_the_students_started_is_still_running(batch):
+    assert our_leftovers() == []
+    left = sandbox_uid_processes()
+    if left:  # not ours (no TOKEN): another batch on this machine; shown, not failed
+        print("processes of sandbox uids from elsewhere:", *left, sep="\n  ")
+
+
+def test_no_network(batch):
+    page = printed(batch["out"], "network")
+    assert "OPENED" not in page and "SENT" not in page and page.count("BLOCKED") >= 3
+    assert batch["listener"].connections == 0
+
+
+def test_the_kernel_reads_writes_and_captures_nothing_it_should_not(batch):
+    page = printed(batch["out"], "peeks-from-the-kernel")
+    assert "BLOCKED instructor environment" in page and "OPENED instructor environment" not in page
+    opened = [line for line in page.splitlines() if line.startswith(("OPENED", "FOUND")) or " FOUND" in line]
+    assert opened == [], "\n".join(opened)
+    for label in ("source notebook", "course git", "gradebook", "other student", "shadow", "shared notes"):
+        assert f"BLOCKED read {label}" in page, label
+    for label in ("gradebook", "grades file", "source notebook", "other student", "kit", "venv"):
+        assert f"BLOCKED write {label}" in page, label
+
+
+def test_the_reference_and_the_keys_are_nowhere_to_be_found(batch):
+    page = printed(batch["out"], "steals-the-reference")
+    assert "LOOT []" in page, page[-3000:]
+    assert "FOUND" not in page, page[-3000:]
+
+
+def test_forged_kernel_outputs_change_no_point_and_no_verdict_shown(batch):
+    out = batch["out"]
+    page = feedback(out, "peeks-from-the-kernel")
+    assert autograded(batch["rows"]["peeks-from-the-kernel"]) == autograded(batch["rows"]["wrong"])
+    summary = page.split("why points were lost", 1)[1][:20000]
+    assert "passed: 3 of 3" not in summary
+
+
+def test_hidden_parts_never_reach_the_kernel_or_the_feedback(batch):
+    out = batch["out"]
+    for student in ("honest", "wrong", "peeks-from-the-kernel"):
+        page = feedback(out, student)
+        assert "BEGIN HIDDEN TESTS" not in page and "graded outside your notebook" not in page, student
+
+
+def test_huge_output_is_truncated_and_feedback_stays_small(batch):
+    out = batch["out"]
+    for student in ("honest-huge-output", "huge-output-in-answer"):
+        page = feedback(out, student)
+        assert "output truncated" in page, student
+        assert len(page) < 2_000_000, student
+        assert (out / "autograded" / student / "03b-training" / "training.ipynb").stat().st_size < 2_000_000
+
+
+def test_fork_bombs_and_full_disks_stay_inside(batch):
+    out = batch["out"]
+    assert "fork bomb stopped after" in printed(out, "fork-bomb")
+    assert "MB written" in printed(out, "fills-the-disks")
+
+
+def test_trouble_in_an_ordinary_cell_is_reported_but_costs_nothing(batch):
+    out = batch["out"]
+    for student in ("honest-ordinary-hang", "honest-ignores-signals"):
+        nb = nbformat.read(out / "autograded" / student / "03b-training" / "training.ipynb", as_version=4)
+        assert "CellTimeoutError" in json.dumps(nb.cells[2].outputs), student
+    assert "kernel died" in result(out, "honest-ordinary-abort").get("detail", "")
 
 
 def test_a_second_run_grades_nothing_again(batch):
-    graded, out, _, _, _, submitted = batch
+    out, submitted = batch["out"], batch["submitted"]
     before = {p.name: p.stat().st_mtime_ns for p in (out / "results").iterdir()}
     again = grade_batch(ROOT, submitted, out)
     assert again.returncode == 0, again.stderr[-2000:]
     assert {p.name: p.stat().st_mtime_ns for p in (out / "results").iterdir()} == before
-    assert rows(out) == graded
-
-
-def test_a_run_with_another_memory_limit_regrades_only_what_the_memory_limit_stopped(batch):
-    graded, out, _, _, _, submitted = batch
-    before = {p.stem: p.stat().st_mtime_ns for p in (out / "results").iterdir()}
-    again = grade_batch(ROOT, submitted, out, "--memory", "6100")
-    assert again.returncode == 0, again.stderr[-2000:]
-    changed = {p.stem for p in (out / "results").iterdir() if p.stat().st_mtime_ns != before[p.stem]}
-    assert changed == {"memory-bomb"}  # the timeouts keep theirs: their limit did not change
-    assert rows(out)["memory-bomb"]["status"] == "memory"
+    assert rows(out) == batch["rows"]
 
 
 def test_a_run_killed_halfway_resumes_with_what_is_missing(tmp_path):
@@ -319,24 +832,23 @@ def test_a_run_killed_halfway_resumes_with_what_is_missing(tmp_path):
     for student in ("a", "b", "c"):
         write(submitted, student, honest)
     command = [sys.executable, "-m", "g2c.cli", "autograde", "03b-training", "--course", str(ROOT), "--submitted", str(submitted),
-               "--out", str(out), "--jobs", "1", "--timeout", str(TIMEOUT), "--memory", "6000"]
-    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+               "--out", str(out), "--jobs", "1", "--timeout", str(TIMEOUT), "--cell-timeout", str(CELL_TIMEOUT), "--memory", str(MEMORY)]
+    env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": TOKEN}
+    before_g2c = g2c_entries()
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
     deadline = time.monotonic() + 300
     while not list((out / "results").glob("*.json")) and time.monotonic() < deadline:
         time.sleep(0.2)
     os.kill(first.pid, signal.SIGKILL)  # the coordinator alone: its pool and sandboxes must follow it
     first.wait()
-    assert sandbox_processes() == [] and running("g2c.grading.zygote") == []
+    assert our_leftovers() == []
+    assert g2c_entries() - before_g2c == set()
     done = {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("*.json")}
     assert 1 <= len(done) < 3
-    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert all((out / "results" / name).stat().st_mtime_ns == mtime for name, mtime in done.items())
     assert {s: r["status"] for s, r in rows(out).items()} == {"a": "graded", "b": "graded", "c": "graded"}
     assert all(json.loads((out / "results" / f"{s}.json").read_text())["score"] == FULL for s in "abc")
     assert not list(out.rglob("*.partial"))
-    assert sandbox_processes() == []  # the killed run's kernels died with it
-    before = {p.name: p.stat().st_mtime_ns for p in (out / "results").iterdir()}
-    forced = subprocess.run([*command, "--force"], capture_output=True, text=True, timeout=600)
-    assert forced.returncode == 0, forced.stderr[-2000:]
-    assert all(p.stat().st_mtime_ns != before[p.name] for p in (out / "results").iterdir())
+    assert our_leftovers() == []

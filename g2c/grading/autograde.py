@@ -12,10 +12,10 @@ at the end from the results: one row per submission, with its status.
 
 from __future__ import annotations
 
-import ast
 import csv
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -34,7 +34,8 @@ warnings.filterwarnings("ignore", message="Object of type <Submitted")  # nbgrad
 
 
 def autograde(course: Path, submitted: Path, out: Path, *, jobs: int | None = None, timeout: float = 120, memory_mb: int | None = None,
-              scheduler: str | None = None, force: bool = False, isolate: bool = True, progress: bool = True) -> list[Outcome]:
+              scheduler: str | None = None, force: bool = False, isolate: bool = True, progress: bool = True,
+              cell_timeout: float = 30) -> list[Outcome]:
     """Grade every ``submitted/<student>/`` and write gradebook, feedback and grades.csv under ``out``."""
     course, submitted, out = course.resolve(), submitted.resolve(), out.resolve()
     if not (course / "source_notebooks" / ASSIGNMENT / NOTEBOOK).is_file():
@@ -54,13 +55,12 @@ def autograde(course: Path, submitted: Path, out: Path, *, jobs: int | None = No
     pool = None if scheduler else _local_pool(max(1, min(jobs or os.cpu_count() or 1, len(students))), isolate)
     try:
         template = register_assignment(course, out)
-        checks = hidden_checks(course / "source_notebooks" / ASSIGNMENT / NOTEBOOK)
-        hide = [str(p) for p in (course / "source_notebooks", course / ".git", course / "gradebook.db", course / "submitted",
-                                 course / "autograded", course / "feedback", out, submitted)]
+        source = course / "source_notebooks" / ASSIGNMENT / NOTEBOOK
+        checks, source_cells = hidden_checks(source), graded_cells(source)
         done = {} if force else load_results(out)
         todo = []
         for student in students:
-            job = Job(student, read_submission(submitted / student), template, checks, timeout, memory_mb, hide, isolate)
+            job = Job(student, read_submission(submitted / student), template, checks, source_cells, timeout, memory_mb, cell_timeout, isolate)
             if _needs_grading(done.get(student), job):
                 todo.append(job)
         max_score = grade_cells(out)[1]
@@ -117,7 +117,7 @@ def register_assignment(course: Path, out: Path) -> bytes:
 
 
 def hidden_checks(source: Path) -> dict[str, list[str]]:
-    """grade_id -> the contract tests its hidden part runs through ``check(...)``."""
+    """grade_id -> the probe scenarios that decide it, as the source notebook's hidden parts name them."""
     import nbformat
 
     from g2c.grading.feedback import HIDDEN
@@ -126,10 +126,17 @@ def hidden_checks(source: Path) -> dict[str, list[str]]:
     for cell in nbformat.read(source, as_version=4).cells:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
         for hidden in HIDDEN.findall(cell.source):
-            for node in ast.walk(ast.parse(hidden.replace("### ", "# "))):
-                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "check":
-                    checks.setdefault(grade_id, []).extend(arg.value for arg in node.args if isinstance(arg, ast.Constant))
+            if match := re.search(r"graded outside your notebook by g2c autograde: (.+)$", hidden, re.M):
+                checks[grade_id] = [name.strip() for name in match.group(1).split(",")]
     return checks
+
+
+def graded_cells(source: Path) -> dict[str, dict]:
+    """grade_id -> type, source and nbgrader metadata of every cell nbgrader tracks in the source."""
+    import nbformat
+
+    return {cell.metadata["nbgrader"]["grade_id"]: {"cell_type": cell.cell_type, "source": cell.source, "nbgrader": dict(cell.metadata["nbgrader"])}
+            for cell in nbformat.read(source, as_version=4).cells if cell.metadata.get("nbgrader", {}).get("grade_id")}
 
 
 def _run(todo: list[Job], pool, scheduler: str | None) -> Iterator[Outcome]:
@@ -175,6 +182,11 @@ def _warm_up(isolate: bool, coordinator: int) -> None:
     import threading
     import time
 
+    from g2c.grading import worker
+
+    if isolate:
+        worker.private_scratch()  # before any thread: unshare(2) refuses a threaded process
+
     def exit_with_coordinator() -> None:
         while True:
             time.sleep(1)
@@ -187,8 +199,6 @@ def _warm_up(isolate: bool, coordinator: int) -> None:
     import nbconvert.exporters.html  # noqa: F401
     import nbgrader.apps  # noqa: F401
     import nbgrader.converters.autograde  # noqa: F401
-
-    from g2c.grading import worker
 
     if isolate:
         worker.warm_zygote()

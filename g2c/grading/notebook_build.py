@@ -17,6 +17,7 @@ import argparse
 import ast
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,29 +33,67 @@ NOTEBOOK = "training.ipynb"
 TRAINING = ROOT / "g2c" / "training"
 CONTRACT = ROOT / "tests" / "test_training.py"
 
-# (grade_id, points, contract tests it grades); every pitfall test has a cell of its own.
+# (grade_id, points, visible contract tests, probe scenarios that decide it); every pitfall has a cell.
 TEST_CELLS = {
     "adamw": [
-        ("test_adamw_bias_correction", 1, ["test_adamw_first_step_by_hand"]),
-        ("test_adamw_matches_torch", 3, ["test_adamw_matches_torch_float64_over_many_steps", "test_adamw_matches_torch_float32_over_many_steps"]),
-        ("test_adamw_decoupled_decay", 1, ["test_adamw_weight_decay_is_decoupled"]),
-        ("test_adamw_step_counter", 1, ["test_adamw_step_counter_advances_once_per_step"]),
-        ("test_adamw_no_autograd", 1, ["test_adamw_update_is_not_recorded_by_autograd"]),
-        ("test_adamw_frozen_params", 1, ["test_adamw_leaves_parameters_without_grad_untouched"]),
+        ("test_adamw_bias_correction", 1, ["test_adamw_first_step_by_hand"], ["adamw_first_step"]),
+        ("test_adamw_matches_torch", 3, ["test_adamw_matches_torch_float64_over_many_steps", "test_adamw_matches_torch_float32_over_many_steps"],
+         ["adamw_trajectory_float64", "adamw_trajectory_float32"]),
+        ("test_adamw_decoupled_decay", 1, ["test_adamw_weight_decay_is_decoupled"], ["adamw_decoupled_decay"]),
+        ("test_adamw_step_counter", 1, ["test_adamw_step_counter_advances_once_per_step"], ["adamw_step_counter"]),
+        ("test_adamw_no_autograd", 1, ["test_adamw_update_is_not_recorded_by_autograd"], ["adamw_no_autograd"]),
+        ("test_adamw_frozen_params", 1, ["test_adamw_leaves_parameters_without_grad_untouched"], ["adamw_frozen"]),
     ],
     "clip": [
-        ("test_clip_matches_torch", 2, ["test_clip_matches_torch_norm_and_grads"]),
-        ("test_clip_global", 1, ["test_clip_is_global_not_per_parameter"]),
-        ("test_clip_small_untouched", 1, ["test_clip_leaves_small_gradients_untouched"]),
-        ("test_clip_skips_none_and_eps", 1, ["test_clip_skips_params_without_grad_and_uses_eps"]),
+        ("test_clip_matches_torch", 2, ["test_clip_matches_torch_norm_and_grads"], ["clip_matches"]),
+        ("test_clip_global", 1, ["test_clip_is_global_not_per_parameter"], ["clip_global"]),
+        ("test_clip_small_untouched", 1, ["test_clip_leaves_small_gradients_untouched"], ["clip_small_untouched"]),
+        ("test_clip_skips_none_and_eps", 1, ["test_clip_skips_params_without_grad_and_uses_eps"], ["clip_none_and_eps"]),
     ],
     "schedule": [
-        ("test_schedule_warmup", 1, ["test_schedule_warmup_is_linear_from_zero"]),
-        ("test_schedule_cosine", 1, ["test_schedule_cosine_matches_closed_form"]),
-        ("test_schedule_floor", 1, ["test_schedule_holds_min_lr_after_max_steps"]),
+        ("test_schedule_warmup", 1, ["test_schedule_warmup_is_linear_from_zero"], ["schedule_warmup"]),
+        ("test_schedule_cosine", 1, ["test_schedule_cosine_matches_closed_form"], ["schedule_cosine"]),
+        ("test_schedule_floor", 1, ["test_schedule_holds_min_lr_after_max_steps"], ["schedule_floor"]),
     ],
 }
-AUTOGRADED_EXERCISES = {"test_adamw_by_hand": 1, "test_diagnosis": 2}
+# grade_id -> (points, probe scenarios) of the exercises whose answer is a value
+AUTOGRADED_EXERCISES = {"test_adamw_by_hand": (1, ["by_hand_p1"]), "test_diagnosis": (2, ["diagnosis"])}
+SETUP_CELL = "setup"
+# The cells the probe runs on their own, after the setup cell, in this order.
+PROBED_CELLS = ["adamw", "clip", "schedule", "adamw_by_hand_answer", "diagnosis_answer"]
+
+
+def autograded_points() -> dict[str, int]:
+    """grade_id -> points of every autograded cell, in notebook order."""
+    tests = {grade_id: points for cells in TEST_CELLS.values() for grade_id, points, _, _ in cells}
+    return tests | {grade_id: points for grade_id, (points, _) in AUTOGRADED_EXERCISES.items()}
+
+
+def scenarios_of() -> dict[str, list[str]]:
+    """grade_id -> the probe scenarios that decide it."""
+    tests = {grade_id: scenarios for cells in TEST_CELLS.values() for grade_id, _, _, scenarios in cells}
+    return tests | {grade_id: scenarios for grade_id, (_, scenarios) in AUTOGRADED_EXERCISES.items()}
+
+
+def contract_names() -> list[str]:
+    """The contract's test functions, in file order."""
+    return re.findall(r"^def (test_\w+)", CONTRACT.read_text(), re.M)
+
+
+def answer_of(scenarios: list[str]) -> str | None:
+    """The answer cell (adamw, clip, schedule) whose code the scenarios exercise, if any."""
+    return next((answer for answer in TEST_CELLS if scenarios and scenarios[0].startswith(answer + "_")), None)
+
+
+def hidden_part(scenarios: list[str]) -> str:
+    """A test cell's hidden part: inert text naming the probes that decide its points.
+
+    Nothing of it runs in the student's kernel (the grader strips it before the notebook runs);
+    ``g2c autograde`` reads the names from the source notebook.
+    """
+    return f"### BEGIN HIDDEN TESTS\n# graded outside your notebook by g2c autograde: {', '.join(scenarios)}\n### END HIDDEN TESTS"
+
+
 MANUAL_CELLS = {"lr_choice": 1, "schedule_phases": 1, "why_adamw": 2}
 
 # Exercise 2: one scalar AdamW step.
@@ -193,11 +232,9 @@ def widget(prompt: str, call: str) -> list[nbformat.NotebookNode]:
     return [md(prompt), cell]
 
 
-def test_cell(grade_id: str, points: int, tests: list[str]) -> nbformat.NotebookNode:
+def test_cell(grade_id: str, points: int, tests: list[str], scenarios: list[str]) -> nbformat.NotebookNode:
     visible = contract_code(tests)
-    names = ", ".join(repr(t) for t in tests)
-    hidden = f"def test_{grade_id.removeprefix('test_')}_hidden():\n    from g2c.grading.verdict import check\n\n    check({names})"
-    source = f"%%ipytest -qq\n# Visible checks (from tests/test_training.py); hidden ones run too when graded.\n{visible}\n\n### BEGIN HIDDEN TESTS\n{hidden}\n### END HIDDEN TESTS"
+    source = f"%%ipytest -qq\n# Visible checks (from tests/test_training.py); hidden ones run when graded.\n{visible}\n\n{hidden_part(scenarios)}"
     return code(source, grade_id, grade=True, locked=True, points=points)
 
 
@@ -207,7 +244,6 @@ def solution(text: str) -> str:
 
 def cells() -> list[nbformat.NotebookNode]:
     answers = answer_sources()
-    values = by_hand_values()
     h = BY_HAND
     out = [
         md(f"""
@@ -216,12 +252,14 @@ def cells() -> list[nbformat.NotebookNode]:
 Seven exercises on the training recipe. Write your code where it says `YOUR CODE HERE`
 (delete the `raise NotImplementedError()`), and your answers where it says `YOUR ANSWER HERE`.
 
-- The three answer cells (`AdamW`, `clip_grad_norm_`, `cosine_with_warmup`) must stay
-  **self-contained**: keep their imports; they are graded on their own, outside this notebook.
+- The three answer cells (`AdamW`, `clip_grad_norm_`, `cosine_with_warmup`) and the cells that
+  set `p1` and `diagnosis` must stay **self-contained**: keep their imports; they are graded on
+  their own (after the setup cell), outside this notebook.
 - Check them any time from your kit folder: `pytest tests/test_training.py` (untouched kit:
   7 passed, 14 failed). Every failure message names the pitfall it caught.
-- When graded, each test cell also runs hidden tests: comparisons with `torch.optim.AdamW`,
-  `torch.nn.utils.clip_grad_norm_` and the closed-form schedule over many steps and settings.
+- When graded, hidden checks run your answers on inputs drawn at grading time and compare what
+  they do with the reference over many steps and settings. Write the algorithms yourself: an
+  answer that calls `torch.optim` or torch's clipping utilities gets no points for that part.
 - Run the whole notebook top to bottom (Kernel → Restart & Run All) before you submit.
 """),
         code(f"""
@@ -293,14 +331,8 @@ p1 = {h['p']} * (1 - 0.1 * 0.1) - 0.1 * m_hat / (math.sqrt(v_hat) + 1e-8)
 def test_p1_is_a_number():
     assert isinstance(p1, (int, float)) and math.isfinite(p1), "set p1 to a finite number"
 
-### BEGIN HIDDEN TESTS
-def test_p1_value():
-    got = float(p1)
-    assert not -1e-6 <= got - {values['adam_l2']!r} <= 1e-6, "PITFALL: weight decay is folded into the gradient (Adam + L2); AdamW shrinks the parameter directly"
-    assert not -1e-6 <= got - {values['no_bias_correction']!r} <= 1e-6, "PITFALL: bias correction is missing: divide m by 1 - beta1**t and v by 1 - beta2**t"
-    assert -1e-6 <= got - {values['right']!r} <= 1e-6, "PITFALL: p1 is not the first AdamW update: recompute m, v, their bias correction and the decoupled decay"
-### END HIDDEN TESTS
-""", "test_adamw_by_hand", grade=True, locked=True, points=AUTOGRADED_EXERCISES["test_adamw_by_hand"]),
+{hidden_part(AUTOGRADED_EXERCISES["test_adamw_by_hand"][1])}
+""", "test_adamw_by_hand", grade=True, locked=True, points=AUTOGRADED_EXERCISES["test_adamw_by_hand"][0]),
         md("""
 ## 3. Implement AdamW
 
@@ -310,7 +342,7 @@ gradient: decoupled weight decay, the two moments, bias correction, the update, 
 """),
         code(answers["adamw"], "adamw", solution=True),
     ]
-    out += [test_cell(grade_id, points, tests) for grade_id, points, tests in TEST_CELLS["adamw"]]
+    out += [test_cell(*cell) for cell in TEST_CELLS["adamw"]]
     out += [
         md("""
 ## 4. SGD vs AdamW
@@ -344,7 +376,7 @@ Write `clip_grad_norm_`: one global L2 norm over all gradients, one shared scale
 """),
         code(answers["clip"], "clip", solution=True),
     ]
-    out += [test_cell(grade_id, points, tests) for grade_id, points, tests in TEST_CELLS["clip"]]
+    out += [test_cell(*cell) for cell in TEST_CELLS["clip"]]
     out += [
         md("Demonstrate it: two parameters with gradients (3, 4) and (12,) have a global norm of 13. Clip to 1 and print both gradients before and after; check the direction did not change."),
         code(solution("""
@@ -371,7 +403,7 @@ then `min_lr`), plot it for `warmup_steps=100, max_steps=1000, max_lr=3e-4, min_
 """),
         code(answers["schedule"], "schedule", solution=True),
     ]
-    out += [test_cell(grade_id, points, tests) for grade_id, points, tests in TEST_CELLS["schedule"]]
+    out += [test_cell(*cell) for cell in TEST_CELLS["schedule"]]
     out += [
         code(solution("""
 steps = range(1200)
@@ -430,13 +462,8 @@ def test_diagnosis_uses_the_actions():
     assert sorted(diagnosis) == ["A", "B", "C", "D"], "diagnosis needs the keys A, B, C and D"
     assert all(action in ACTIONS for action in diagnosis.values()), f"every action must be one of {{ACTIONS}}"
 
-### BEGIN HIDDEN TESTS
-def test_diagnosis_matches_the_curves():
-    key = {DIAGNOSIS!r}
-    wrong = [curve for curve in key if str(diagnosis.get(curve)) != key[curve]]
-    assert not wrong, f"PITFALL: curves {{wrong}} are misread: falling together means train longer, a rising validation loss overfitting, a crawl a too-small lr, a blow-up a too-large lr"
-### END HIDDEN TESTS
-""", "test_diagnosis", grade=True, locked=True, points=AUTOGRADED_EXERCISES["test_diagnosis"]),
+{hidden_part(AUTOGRADED_EXERCISES["test_diagnosis"][1])}
+""", "test_diagnosis", grade=True, locked=True, points=AUTOGRADED_EXERCISES["test_diagnosis"][0]),
         md("""
 ## Checklist: written answer
 

@@ -1,28 +1,29 @@
-"""Run student code walled off: own network, mount and PID namespaces, its own unprivileged uid.
+"""Run student code walled off: a root file system of its own, its own namespaces and uid.
 
-``sandboxed(command, box)`` wraps a command (a Jupyter kernel, the contract's pytest run) as
+The grading zygote (``g2c.grading.zygote``) forks a child per run that enters new mount, PID,
+network, IPC and UTS namespaces and calls :func:`init` as PID 1. ``init`` builds a new root
+from an allow-list and pivots into it:
 
-    setpriv --pdeathsig SIGKILL -- unshare --net --mount --pid --fork --kill-child --mount-proc \
-        python -m g2c.grading.sandbox ... -- command
+- read-only: the system folders (/usr, /etc and the merged-/usr links), the Python base
+  installation, the virtual environment, and the student's *kit* build of ``g2c`` (solution
+  regions replaced by stubs, no ``g2c.grading``) mounted where ``g2c`` lives;
+- fresh and empty: /tmp (the run's working folder ``HOME`` lives there), /var/tmp, /dev/shm,
+  a /dev with only null, zero, full, random and urandom, and /proc of the new PID namespace.
 
-and ``python -m g2c.grading.sandbox`` is the namespace's init (PID 1, still root, ``init``): it
-gives the sandbox empty /tmp, /var/tmp and /dev/shm, binds back only the interpreter, the venv,
-g2c and the job's folder, hides the course's secrets behind empty mounts, gives the job's folder
-to the job's uid, forks the command as that uid with resource limits and a clean environment,
-and waits. (The grading zygote calls ``init`` itself, in namespaces it makes with unshare(2).)
-When the command ends, or when anything kills ``unshare`` (its ``--kill-child`` takes the init
-down; the grader's death does, through the parent-death signal), the PID namespace ends and the
-kernel kills every process the student started: orphans, daemons and code that ignores SIGTERM
-included. The new network namespace has no interface up, so no network at all;
-kernels talk to the grader over Unix sockets (``KernelManager.transport = "ipc"``).
+Nothing else of the host exists inside: no course repository, no other copy of it, no other
+job's folders, no gradebook. The run's working folder lives in the sandbox's own /tmp, which
+vanishes with the mount namespace, so root never opens, walks or removes a path the student
+could have written. What the run produces leaves through a descriptor opened before any student
+code ran (``output``), and the init, which no student code can touch, writes ``report``.
 
-As root every job gets a uid of its own, so jobs cannot read one another's folders. Without
-root, ``unshare --user --map-root-user`` gives the same namespaces but no uid change.
+``init`` then forks the command as the job's unprivileged uid (no capabilities, no new
+privileges, resource limits) and reaps. When the command ends, PID 1 returns and the kernel
+kills whatever the student started. The network namespace has no interface up; IPC objects
+(System V shared memory, semaphores, message queues) die with the IPC namespace.
 """
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import json
 import os
@@ -32,194 +33,191 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 UID_BASE = 200_000  # far above any login account; never in /etc/passwd
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_BIND, MS_REC = 1, 2, 4, 4096, 16384
-PRIVATE = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))  # fresh and empty in every sandbox
+HOME = Path("/tmp/work")  # inside the sandbox: the run's cwd, HOME and TMPDIR
+SYSTEM = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
+DEVICES = ("null", "zero", "full", "random", "urandom")
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 << 18
+MNT_DETACH, PR_SET_NO_NEW_PRIVS = 2, 38
 KEPT_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MPLBACKEND",
                     "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTEST_ADDOPTS", "PYDEVD_DISABLE_FILE_VALIDATION")
 
 
 @dataclass
 class Box:
-    """What one sandboxed command may see and use."""
+    """What one sandboxed run may see and use."""
 
-    uid: int  # the unprivileged uid the command runs as (ignored without root)
-    home: Path  # the only folder it owns: cwd, HOME and TMPDIR live here
-    hide: list[Path] = field(default_factory=list)  # folders and files replaced by empty ones
-    memory_mb: int | None = None  # address-space limit
-    env: dict[str, str] = field(default_factory=dict)  # extra variables (G2C_VERDICTS_FILE, ...)
-    quiet: bool = False  # send the command's own stdout and stderr to /dev/null (a kernel's banner)
-    report: Path | None = None  # where the init writes the command's exit and peak memory (root only)
-    see: list[Path] = field(default_factory=list)  # more folders it may read (under /tmp, say)
+    uid: int  # the unprivileged uid the run has (ignored without root)
+    kit: Path  # the student's build of the g2c package, mounted where g2c lives
+    memory_mb: int | None = None  # address-space limit of each process
+    env: dict[str, str] = field(default_factory=dict)  # extra environment variables
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "kit": str(self.kit)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Box:
+        return cls(int(data["uid"]), Path(data["kit"]), data.get("memory_mb"), dict(data.get("env", {})))
 
 
 def job_uids(slot: int) -> tuple[int, int]:
-    """Two uids per grading process: one for the kernel, one for the contract run."""
+    """Two uids per grading process: one for the notebook run, one for the probe."""
     base = UID_BASE + 2 * (slot % 400_000)
     return base, base + 1
 
 
 def isolation_available() -> str | None:
-    """None when sandboxing works here, else why not (checked by running ``true`` in one)."""
-    if shutil.which("unshare") is None or shutil.which("setpriv") is None:
-        return "the `unshare` and `setpriv` commands (util-linux) are missing"
-    probe = subprocess.run([*_unshare(), "true"], capture_output=True, text=True)
+    """None when sandboxing works here, else why not."""
+    if os.geteuid() != 0:
+        return "grading in a sandbox needs root (each run gets a uid and namespaces of its own)"
+    if shutil.which("unshare") is None:
+        return "the `unshare` command (util-linux) is missing"
+    probe = subprocess.run(["unshare", "--net", "--mount", "--pid", "--ipc", "--uts", "--fork", "true"], capture_output=True, text=True)
     return None if probe.returncode == 0 else f"`unshare` failed: {probe.stderr.strip()[:200]}"
-
-
-def _unshare() -> list[str]:
-    """unshare, killed with the grader (setpriv's parent-death signal), taking the sandbox along."""
-    user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
-    return ["setpriv", "--pdeathsig", "SIGKILL", "--", "unshare", *user, "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"]
-
-
-def sandboxed(command: list[str], box: Box) -> list[str]:
-    """``command`` wrapped so that it runs inside ``box``."""
-    init = [sys.executable, "-m", "g2c.grading.sandbox", "--uid", str(box.uid), "--home", str(box.home)]
-    if box.memory_mb:
-        init += ["--memory", str(int(box.memory_mb))]
-    for path in box.hide:
-        init += ["--hide", str(path)]
-    for name, value in box.env.items():
-        init += ["--env", f"{name}={value}"]
-    if box.quiet:
-        init.append("--quiet")
-    if box.report:
-        init += ["--report", str(box.report)]
-    for path in box.see:
-        init += ["--see", str(path)]
-    return [*_unshare(), *init, "--", *command]
-
-
-def kill_uid(uid: int) -> int:
-    """SIGKILL every process of ``uid`` on this machine; how many were found."""
-    found = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            real_uid = int((entry / "status").read_text().split("\nUid:", 1)[1].split()[0])
-            if real_uid == uid:
-                found += 1
-                os.kill(int(entry.name), signal.SIGKILL)
-        except (OSError, IndexError, ValueError):
-            pass  # gone meanwhile
-    return found
 
 
 # ---------------------------------------------------------------- inside the namespaces (PID 1)
 
-
-def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags, data.encode() if data else None) != 0:
-        raise OSError(ctypes.get_errno(), f"mount {source} on {target}: {os.strerror(ctypes.get_errno())}")
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _hide(path: Path) -> None:
-    if path.is_dir():
-        _mount("tmpfs", str(path), "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=0755")
-    elif path.exists():
-        _mount("/dev/null", str(path), None, MS_BIND)
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
 
 
-def _closed_ancestor(path: Path) -> Path | None:
-    """The highest folder above ``path`` that other users cannot enter (e.g. /root, mode 0700)."""
-    for folder in reversed(path.parents):
-        if not folder.stat().st_mode & 0o001:
-            return folder
-    return None
+def mount(source: str, target: str | Path, fstype: str | None = None, flags: int = 0, data: str | None = None) -> None:
+    encode = lambda s: None if s is None else str(s).encode()  # noqa: E731
+    _check(_libc.mount(encode(source), encode(target), encode(fstype), flags, encode(data)), f"mount {source} on {target}")
 
 
-def _expose(paths: list[Path]) -> None:
-    """Give the sandbox empty /tmp, /var/tmp and /dev/shm, and empty closed folders, with only
-    ``paths`` bound back in.
-
-    So student code leaves no file behind and meets no other job's files, and the job's uid can
-    reach the interpreter, the venv and g2c under, say, /root (mode 0700) and nothing else there.
-    Binds are recursive, so a hidden folder inside a bound path stays hidden.
-    """
-    fds = {p: os.open(p, os.O_PATH) for p in paths if p.exists()}  # before anything covers them
-    covers = set(PRIVATE)
-    if os.geteuid() == 0:
-        covers |= {a for p in fds if (a := _closed_ancestor(p)) is not None}
-    for folder in sorted(covers, key=lambda f: len(f.parts)):
-        folder.mkdir(parents=True, exist_ok=True)
-        _mount("tmpfs", str(folder), "tmpfs", MS_NOSUID | MS_NODEV, "size=128m,mode=1777" if folder in PRIVATE else "size=64k,mode=0755")
-    for path, fd in sorted(fds.items(), key=lambda item: len(item[0].parts)):
-        if any(c == path or c in path.parents for c in covers):
-            path.mkdir(parents=True, exist_ok=True)
-            _mount(f"/proc/self/fd/{fd}", str(path), None, MS_BIND | MS_REC)
-        os.close(fd)
+def _bind_read_only(source: str, target: Path) -> None:
+    """Bind ``source`` (a path or /proc/self/fd/N) at ``target``, read-only, with no setuid."""
+    if os.path.isdir(source):
+        target.mkdir(parents=True, exist_ok=True)
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.touch()
+    mount(source, target, None, MS_BIND | MS_REC)
+    mount("none", target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
 
 
-def _needed_paths() -> list[Path]:
-    """What a Python child needs: the base interpreter, this venv and the g2c package."""
+def _python_paths() -> list[Path]:
+    """The base interpreter's installation and this virtual environment."""
+    return sorted({Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()})
+
+
+def _package_path() -> Path:
+    """Where ``g2c`` is imported from (an editable install: the repository's folder)."""
     import g2c
 
-    return [Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), Path(g2c.__file__).resolve().parent]
+    return Path(g2c.__file__).resolve().parent
 
 
-def _own(folder: Path, uid: int) -> None:
-    for root, dirs, files in os.walk(folder):
-        for name in (root, *(os.path.join(root, n) for n in dirs + files)):
-            os.lchown(name, uid, uid)
+def build_root(box: Box) -> None:
+    """Make the allow-listed root described in the module docstring and pivot into it."""
+    # Descriptors first: the venv or the kit may live under /tmp, which is about to be covered.
+    sources = {path: os.open(path, os.O_PATH | os.O_DIRECTORY) for path in _python_paths()}
+    sources[_package_path()] = os.open(box.kit, os.O_PATH | os.O_DIRECTORY)
+    new = Path("/tmp")  # our mount namespace's view only: the host's /tmp is untouched
+    mount("tmpfs", new, "tmpfs", MS_NOSUID, "size=16m,mode=0755")
+    for name in SYSTEM:
+        if os.path.islink(name):
+            os.symlink(os.readlink(name), new / name.lstrip("/"))
+        elif os.path.isdir(name):
+            _bind_read_only(name, new / name.lstrip("/"))
+    for path, fd in sorted(sources.items()):  # the package after the venv that may hold it
+        _bind_read_only(f"/proc/self/fd/{fd}", new / str(path).lstrip("/"))
+        os.close(fd)
+    dev = new / "dev"
+    dev.mkdir()
+    mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755")
+    for name in DEVICES:
+        (dev / name).touch()
+        mount(f"/dev/{name}", dev / name, None, MS_BIND)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, dev / name)
+    for folder, size in ((dev / "shm", "64m"), (new / "tmp", "256m"), (new / "var" / "tmp", "64m")):
+        folder.mkdir(parents=True)
+        mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
+    (new / "proc").mkdir()
+    mount("proc", new / "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    os.chdir(new)
+    _check(_libc.pivot_root(b".", b"."), "pivot_root")  # the old root now sits under the new one
+    _check(_libc.umount2(b".", MNT_DETACH), "detach the old root")
+    os.chdir("/")
+    mount("none", "/", None, MS_REMOUNT | MS_NOSUID | MS_RDONLY)  # only the tmpfs mounts stay writable
+    HOME.mkdir(mode=0o700)
+    if os.geteuid() == 0:
+        os.chown(HOME, box.uid, box.uid)
 
 
 def _become(uid: int, memory_mb: int | None) -> None:
-    """In the child: resource limits, then drop root for good."""
-    limits = {resource.RLIMIT_CORE: 0, resource.RLIMIT_FSIZE: 512 * 2**20, resource.RLIMIT_NOFILE: 1024}
+    """In the child: resource limits, no new privileges, then drop root for good."""
+    limits = {resource.RLIMIT_CORE: 0, resource.RLIMIT_FSIZE: 64 * 2**20, resource.RLIMIT_NOFILE: 1024}
     if memory_mb:
         limits[resource.RLIMIT_AS] = memory_mb * 2**20
     if os.geteuid() == 0:
         limits[resource.RLIMIT_NPROC] = 256  # counted per uid: a fork bomb stops here
     for kind, value in limits.items():
         resource.setrlimit(kind, (value, value))
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     if os.geteuid() == 0:
         os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
 
 
-def init(box: Box, run: Callable[[dict[str, str]], None], cwd: Path | None = None) -> int:
-    """Be the sandbox's PID 1: wall off, then ``run(env)`` in a child as the box's uid; reap.
+def _other_processes() -> int:
+    """Processes in this PID namespace besides its init: what the student left running."""
+    alive = 0
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and entry != "1" and Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                alive += 1
+        except (OSError, IndexError):
+            pass  # gone meanwhile
+    return alive
 
-    ``run`` replaces the child (exec) or runs in it and returns; either way the child ends there.
+
+def init(box: Box, run: Callable[[], None], output: int, report: int) -> int:
+    """Be the sandbox's PID 1: build the root, then ``run()`` in a child as the box's uid; reap.
+
+    ``output`` becomes the child's stdout (its only way out); ``report`` stays the init's: it
+    receives the child's exit code, its peak memory and how many processes it left behind.
     """
-    cwd = cwd or Path.cwd()  # as a path: the folder itself is about to be covered and bound back
-    report = os.open(box.report, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600) if box.report else None  # out of sight soon
-    _expose([*_needed_paths(), box.home, *box.see])
-    for path in box.hide:
-        _hide(path)
-    (box.home / "tmp").mkdir(exist_ok=True)
-    if os.geteuid() == 0:
-        _own(box.home, box.uid)
+    build_root(box)
     env = {name: os.environ[name] for name in KEPT_ENVIRONMENT if name in os.environ}
-    env.update(HOME=str(box.home), TMPDIR=str(box.home / "tmp"), MPLCONFIGDIR=str(box.home / ".mpl"), IPYTHONDIR=str(box.home / ".ipython"))
-    env.update(box.env)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # an interrupt reaches the kernel through its process group
+    env.update(HOME=str(HOME), TMPDIR=str(HOME), MPLCONFIGDIR=str(HOME / ".mpl"), IPYTHONDIR=str(HOME / ".ipython"), **box.env)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     pid = os.fork()
     if pid == 0:
         code = 127
         try:
-            if report is not None:
-                os.close(report)  # the init's alone
+            os.close(report)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            os.dup2(devnull, 0)
+            os.dup2(output, 1)
+            os.dup2(devnull, 2)
+            os.closerange(3, 65536)
             _become(box.uid, box.memory_mb)
-            os.chdir(cwd)
-            if box.quiet:
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, 1)
-                os.dup2(devnull, 2)
+            os.chdir(HOME)
+            os.environ.clear()
+            os.environ.update(env)
             signal.signal(signal.SIGINT, signal.default_int_handler)
-            run(env)
+            run()
             code = 0
         except SystemExit as stop:
             code = stop.code if isinstance(stop.code, int) else 1
+        except BaseException:
+            code = 1
         finally:
             os._exit(code)
+    os.close(output)
     signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGKILL))
     while True:  # reap orphans until the command itself ends
         try:
@@ -228,27 +226,6 @@ def init(box: Box, run: Callable[[dict[str, str]], None], cwd: Path | None = Non
             return 1
         if done == pid:
             code = os.waitstatus_to_exitcode(status)
-            if report is not None:  # a kernel that died at its memory limit is told apart from a crash
-                os.write(report, json.dumps({"exit": code, "max_rss_mb": usage.ru_maxrss / 1024}).encode())
+            facts = {"exit": code, "max_rss_mb": usage.ru_maxrss / 1024, "leftovers": _other_processes()}
+            os.write(report, json.dumps(facts).encode())
             return code & 0xFF
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="init of a grading sandbox (run through unshare)")
-    parser.add_argument("--uid", type=int, required=True)
-    parser.add_argument("--home", type=Path, required=True)
-    parser.add_argument("--memory", type=int, default=None)
-    parser.add_argument("--hide", type=Path, action="append", default=[])
-    parser.add_argument("--env", action="append", default=[])
-    parser.add_argument("--quiet", action="store_true")
-    parser.add_argument("--report", type=Path, default=None)
-    parser.add_argument("--see", type=Path, action="append", default=[])
-    parser.add_argument("command", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    box = Box(args.uid, args.home, args.hide, args.memory, dict(item.split("=", 1) for item in args.env), args.quiet, args.report, args.see)
-    return init(box, lambda env: os.execvpe(command[0], command, env))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

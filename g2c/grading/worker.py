@@ -1,11 +1,20 @@
-"""Grade one submission, walled off: the unit of work of ``g2c autograde`` (local pool or Dask).
+"""Grade one submission: record in the sandbox, compare outside. The unit of work of ``g2c autograde``.
 
-A ``Job`` carries everything as bytes (the notebook, a gradebook holding only the assignment), so
-a worker on another machine needs no shared folder. ``grade`` builds a private course for the
-job, computes the contract verdicts in one sandbox and runs nbgrader's autograde with the kernel
-in another (see ``g2c.grading.sandbox``), both forked with torch already imported by the
-worker's zygote (``g2c.grading.zygote``), under a wall-clock limit that kills both. It writes no
-shared state: the ``Outcome`` goes back to the one process that writes the gradebook.
+A ``Job`` carries everything as bytes or plain data (the notebook, a gradebook holding only the
+assignment, the source notebook's graded cells), so a worker on another machine needs no shared
+folder. ``grade`` runs two sandboxed processes at once, both forked by the worker's zygote
+(``g2c.grading.zygote``) in sandboxes of their own (``g2c.grading.sandbox``):
+
+- the **probe** (``g2c.grading.probe``) runs the setup cell and the answer cells on their own and
+  records plain data about the student's objects on inputs drawn from a seed chosen now;
+- the **notebook run** (``g2c.grading.runner``) executes the whole notebook, hidden tests
+  removed, in a real kernel, for the outputs the instructor and the student see.
+
+Both send their data out through files that root created before any student code ran. Then, in
+this process, which never imports or runs student code, ``g2c.grading.compare`` decides every
+autograded point from the probe's data, and nbgrader's autograde files the notebook and its
+outputs in the job's private gradebook (its kernel step replaced by the recorded outputs). The
+``Outcome`` goes back to the one process that writes the course's gradebook.
 """
 
 from __future__ import annotations
@@ -14,8 +23,8 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -25,15 +34,18 @@ from pathlib import Path
 
 import nbformat
 
-from g2c.grading.notebook_build import ASSIGNMENT, NOTEBOOK, WIDGET_TAG
+from g2c.grading.feedback import HIDDEN
+from g2c.grading.notebook_build import ASSIGNMENT, NOTEBOOK, PROBED_CELLS, SETUP_CELL, WIDGET_TAG
 
-KERNEL = "g2c-sandbox"
-MAX_OUTPUT_CHARS = 20_000  # kept per cell: feedback stays small whatever the student prints
-FLOOD_CHARS = 10_000_000  # received per cell: beyond this the cell is interrupted
+MAX_RECORD = 8 * 2**20  # bytes of probe data read
+MAX_NOTEBOOK_RUN = 64 * 2**20  # bytes of executed cells read
+MAX_TEXT = 20_000  # characters of text output kept per cell
+MAX_IMAGES = 2_000_000  # characters of base64 images kept per cell
 TRUNCATED = "\n[g2c: output truncated]\n"
 SKIP_TAG = "skip-execution"  # nbclient's default skip_cells_with_tag
-_one_at_a_time = threading.Lock()  # nbgrader and the kernel spec use process-wide state
-_zygote = None  # this worker's warm forker of sandboxed processes (g2c.grading.zygote)
+_one_at_a_time = threading.Lock()  # nbgrader uses process-wide state
+_zygote = None  # this worker's warm forker of sandboxed processes
+_kit: Path | None = None  # this worker's build of the student's g2c package
 warnings.filterwarnings("ignore", message="Object of type <Submitted")  # nbgrader 0.9's own SQLAlchemy noise
 
 
@@ -42,10 +54,11 @@ class Job:
     student: str
     notebook: bytes | None  # None: nothing submitted
     gradebook: bytes  # a gradebook with the assignment and no students
-    checks: dict[str, list[str]]  # test cell grade_id -> contract tests of its hidden part
-    timeout: float = 120.0  # seconds for the whole submission
+    checks: dict[str, list[str]]  # test cell grade_id -> probe scenarios that decide it
+    source_cells: dict[str, dict]  # grade_id -> {"cell_type", "source", "nbgrader"} of the source notebook
+    timeout: float = 120.0  # seconds for each of the two runs
     memory_mb: int | None = None
-    hide: list[str] = field(default_factory=list)  # course paths student code must not see
+    cell_timeout: float = 30.0  # seconds per notebook cell (nbgrader's default)
     isolate: bool = True
 
     @property
@@ -66,12 +79,14 @@ class Outcome:
     max_score: float = 0.0
     cells: dict[str, float | None] = field(default_factory=dict)  # grade_id -> score (None: to grade by hand)
     auto_scores: dict[str, float | None] = field(default_factory=dict)  # what goes in the gradebook
+    reasons: dict[str, list[str]] = field(default_factory=dict)  # grade_id -> why points were lost
     comments: dict[str, str | None] = field(default_factory=dict)  # solution grade_id -> auto comment
     detail: str = ""
     notebook: str | None = None  # the autograded notebook (JSON), for the gradebook's formgrader
     feedback: str | None = None  # the feedback page (HTML)
     seconds: float = 0.0
-    leftovers: int = 0  # processes of the student's still alive after grading (killed)
+    leftovers: int = 0  # processes the student's code left running (killed with its sandbox)
+    seed: int = 0  # the probe's inputs were drawn from this
     limits: dict[str, float | None] = field(default_factory=dict)  # the Job's timeout and memory limit
 
 
@@ -81,7 +96,9 @@ def grade(job: Job) -> Outcome:
     with _one_at_a_time:
         try:
             _grading_environment()
-            outcome = _grade(job, warm_zygote() if job.isolate else None)
+            if job.isolate:
+                warm_zygote()
+            outcome = _grade(job)
         except Exception as err:  # a grader bug must not cost the batch
             outcome = Outcome(job.student, "grading failed", detail=f"{type(err).__name__}: {err}"[:300])
     outcome.digest, outcome.seconds, outcome.limits = job.digest, time.perf_counter() - start, job.limits
@@ -89,267 +106,351 @@ def grade(job: Job) -> Outcome:
 
 
 def _grading_environment() -> None:
-    """What kernels and contract runs inherit (through the sandbox's KEPT_ENVIRONMENT).
+    """What sandboxed runs inherit (through the sandbox's KEPT_ENVIRONMENT).
 
     One thread each: jobs share the cores, and OpenMP threads spinning against each other made
-    two jobs on two cores 2.5x slower than one. pytest without installed plugins and without its
-    unraisable-exception hooks, whose two full garbage collections per run cost a visible-test
-    cell 0.25 s in a kernel holding torch: 4 s a notebook. Neither changes any test's outcome.
+    two jobs on two cores 2.5x slower than one. pytest (the visible checks) without installed
+    plugins and without its unraisable-exception hooks, whose two full garbage collections per
+    run cost a visible-test cell 0.25 s in a kernel holding torch.
     """
     os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",
                       PYTEST_ADDOPTS="-p no:unraisableexception -p no:threadexception")
 
 
+def private_scratch() -> bool:
+    """Give this process a temp folder no one else sees, that vanishes with it, however it ends.
+
+    In a mount namespace of its own, a fresh tmpfs covers /dev/shm and becomes the temp folder:
+    every job's files, the kit and the zygote's runs live there, and when the worker and its
+    children are gone (finished, crashed or killed with SIGKILL) the kernel frees it; nothing is
+    ever left in the host's temp folder. Needs root and a single-threaded process (a local pool
+    worker); elsewhere (Dask workers) the folders are removed as each job ends.
+    """
+    from g2c.grading.sandbox import MS_NODEV, MS_NOSUID, MS_PRIVATE, MS_REC, _libc, mount
+    from g2c.grading.zygote import CLONE_NEWNS
+
+    if os.geteuid() != 0 or _libc.unshare(CLONE_NEWNS) != 0:
+        return False
+    mount("none", "/", None, MS_REC | MS_PRIVATE)
+    mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=2g,mode=0711")
+    tempfile.tempdir = "/dev/shm"
+    return True
+
+
 def warm_zygote():
-    """Start this worker's zygote once (again if it died): later jobs fork from it."""
-    global _zygote
+    """Start this worker's zygote and build its kit package once (again if the zygote died)."""
+    global _zygote, _kit
     _grading_environment()
+    if _kit is None:
+        from g2c.grading.kit import build_kit_package
+
+        folder = Path(tempfile.mkdtemp(prefix="g2c-kit-"))
+        folder.chmod(0o755)
+        _kit = build_kit_package(folder / "g2c")
+        import atexit
+
+        atexit.register(shutil.rmtree, folder, True)
     if _zygote is None or not _zygote.alive():
         from g2c.grading.zygote import Zygote
 
-        _zygote = Zygote(Path(tempfile.mkdtemp(prefix="g2c-zygote-")))
+        _zygote = Zygote()
     return _zygote
 
 
-def _grade(job: Job, zygote) -> Outcome:
+def _grade(job: Job) -> Outcome:
     if job.notebook is None:
         return Outcome(job.student, "missing notebook", detail=f"no {ASSIGNMENT}/{NOTEBOOK} was submitted")
     try:
-        nb = sanitized(job.notebook)
+        nb = sanitized(job.notebook, job.source_cells)
     except ValueError as err:
         return Outcome(job.student, "unreadable notebook", detail=str(err)[:300])
-    work = Path(tempfile.mkdtemp(prefix="g2c-grade-"))
+    work = Path(tempfile.mkdtemp(prefix="g2c-grade-"))  # 0700, root's: no sandbox ever sees it
     try:
-        return _grade_in(work, job, nb, zygote)
+        return _grade_in(work, job, nb)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def sanitized(raw: bytes) -> nbformat.NotebookNode:
-    """The notebook, with nbgrader's metadata only on the last copy of a duplicated cell, and
-    the widget cells marked not to run.
+def sanitized(raw: bytes, source_cells: dict[str, dict]) -> nbformat.NotebookNode:
+    """The notebook with nbgrader's metadata taken from the source notebook, not from the student.
 
-    nbgrader's own DeduplicateIds leaves an empty metadata dict that its validator then rejects
-    ("nbgrader update ."), so a student who duplicated a cell would get no grade at all.
-    The ungraded widget cells only draw pictures for the student: running them cost 2.5 s of a
-    submission's 8 and 310 kB of its feedback page. nbclient skips cells tagged
-    ``skip-execution``; a cell nbgrader grades or checks always runs, whatever its tags.
+    A cell keeps grading metadata only if the source has a cell of that grade_id and type, and
+    only its last copy (nbgrader's DeduplicateIds leaves metadata its own validator rejects);
+    points, locks and flags are the source's. Widget cells are tagged not to run when grading.
     """
     try:
         nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
         nbformat.validate(nb)
     except Exception as err:
         raise ValueError(f"{type(err).__name__}: {err}".splitlines()[0]) from err
+    seen: set[str] = set()
+    for cell in reversed(nb.cells):
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        source = source_cells.get(grade_id)
+        if "nbgrader" in cell.metadata:
+            del cell.metadata["nbgrader"]
+        if source and grade_id not in seen and source["cell_type"] == cell.cell_type:
+            cell.metadata["nbgrader"] = json.loads(json.dumps(source["nbgrader"]))
+            seen.add(grade_id)
     for cell in nb.cells:
         tags = cell.metadata.get("tags", [])
         if WIDGET_TAG in tags and "nbgrader" not in cell.metadata and SKIP_TAG not in tags:
             cell.metadata["tags"] = [*tags, SKIP_TAG]
-    seen: set[str] = set()
-    for cell in reversed(nb.cells):
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if grade_id in seen:
-            del cell.metadata["nbgrader"]
-        elif grade_id:
-            seen.add(grade_id)
     return nb
 
 
-def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode, zygote) -> Outcome:
-    from g2c.grading.sandbox import Box, job_uids, kill_uid
-    from g2c.grading.verdict import store_verdicts
+def as_released(nb: nbformat.NotebookNode, source_cells: dict[str, dict]) -> nbformat.NotebookNode:
+    """What the kernel runs: locked cells as the student received them (hidden tests removed)."""
+    released = json.loads(json.dumps(nb))
+    for cell in released["cells"]:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("locked"):
+            cell["source"] = HIDDEN.sub("", source_cells[meta["grade_id"]]["source"])
+        cell["outputs"] = [] if cell["cell_type"] == "code" else cell.get("outputs")
+        if cell["cell_type"] != "code":
+            cell.pop("outputs", None)
+    return nbformat.from_dict(released)
 
-    work.chmod(0o711)  # the sandboxed uids may pass through, never list
-    private, home, tests_home, shared = work / "private", work / "kernel", work / "contract", work / "verdicts"
-    for folder, mode in ((private, 0o700), (home, 0o700), (tests_home, 0o700), (shared, 0o755)):
-        folder.mkdir(mode=mode)
-    (private / "gradebook.db").write_bytes(job.gradebook)
-    submission = private / "submitted" / job.student / ASSIGNMENT / NOTEBOOK
-    submission.parent.mkdir(parents=True)
-    nbformat.write(nb, submission)
-    verdicts_file = shared / "verdicts.json"
-    kernel_uid, tests_uid = job_uids(os.getpid())
-    hide = [Path(p) for p in job.hide]
 
-    # The contract run and the kernel start together; the first hidden cell waits for the verdicts.
-    verdicts: dict = {}
-    tests_box = Box(tests_uid, tests_home, hide) if job.isolate else None
-    contract = threading.Thread(target=lambda: verdicts.update(store_verdicts(submission, verdicts_file, job.timeout, job.memory_mb, tests_box, zygote)))
-    contract.start()
-    kernel_env = {"G2C_VERDICTS_FILE": str(verdicts_file), "G2C_VERDICTS_WAIT": str(job.timeout)}
-    kernel_report = private / "kernel-exit.json"
-    kernel_box = Box(kernel_uid, home, hide, job.memory_mb, kernel_env, quiet=True, report=kernel_report, see=[shared]) if job.isolate else None
-    timed_out = threading.Event()
+def probed_sources(nb: nbformat.NotebookNode) -> dict[str, str]:
+    """grade_id -> source of the cells the probe runs (answers, p1, diagnosis), as submitted."""
+    return {cell.metadata["nbgrader"]["grade_id"]: cell.source for cell in nb.cells
+            if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade_id") in PROBED_CELLS}
 
-    def stop() -> None:
-        timed_out.set()
-        kill_uid(kernel_uid)
-        kill_uid(tests_uid)
 
-    watchdog = threading.Timer(job.timeout, stop)
-    watchdog.start()
-    try:
-        result = _nbgrader_autograde(private, home, job, kernel_box, kernel_env, zygote)
-    finally:
-        watchdog.cancel()
-        contract.join()
-    leftovers = kill_uid(kernel_uid) + kill_uid(tests_uid) if job.isolate else 0
+def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode) -> Outcome:
+    from g2c.grading import compare
+    from g2c.grading.probe import SCENARIOS
 
-    autograded = home / "autograded" / job.student / ASSIGNMENT / NOTEBOOK
-    if timed_out.is_set():
-        return Outcome(job.student, "timeout", detail=f"still running after {job.timeout:g} s: stopped", leftovers=leftovers)
+    seed = secrets.randbits(31)
+    sources = probed_sources(nb)
+    cells = [[grade_id, sources[grade_id]] for grade_id in PROBED_CELLS if grade_id in sources]
+    probe = {"seed": seed, "setup": job.source_cells[SETUP_CELL]["source"], "cells": cells, "scenarios": list(SCENARIOS)}
+    notebook = {"notebook": nbformat.writes(as_released(nb, job.source_cells)), "cell_timeout": job.cell_timeout}
+    runs = {"probe": _Run(work, "probe", probe), "notebook": _Run(work, "notebook", notebook)}
+    kernel_uid, probe_uid = _uids()
+    threads = [threading.Thread(target=runs["probe"].start, args=(job, probe_uid)),
+               threading.Thread(target=runs["notebook"].start, args=(job, kernel_uid))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    record = compare.parse_record(runs["probe"].read(MAX_RECORD), MAX_RECORD)
+    checks = compare.decide(record, seed, sources)
+    outputs = executed_outputs(runs["notebook"].read(MAX_NOTEBOOK_RUN))
+    outcome = Outcome(job.student, "graded", seed=seed, leftovers=sum(run.leftovers for run in runs.values()))
+    outcome.status, outcome.detail = _status(runs["probe"], record, job)
+    result = _nbgrader_autograde(work, job, nb, outputs)
+    autograded = work / "autograded" / job.student / ASSIGNMENT / NOTEBOOK
     if not result["success"] or not autograded.exists():
-        log = f"{result.get('error') or ''}\n{result.get('log') or ''}"
-        died = "Kernel died" in log or "DeadKernel" in log
-        status = "memory" if "MemoryError" in log or (died and _near_memory_limit(kernel_report, job.memory_mb)) else "crashed" if died else "grading failed"
-        detail = _reason(log) + (f" (memory limit {job.memory_mb} MB: --memory)" if status == "memory" else "")
-        return Outcome(job.student, status, detail=detail, leftovers=leftovers)
+        raise RuntimeError(f"nbgrader autograde failed: {_reason(result.get('error') or '')} {_reason(result.get('log') or '')}")
+    _scores(work / "gradebook.db", job, checks, sources, outcome)
     graded = nbformat.read(autograded, as_version=4)
-    outcome = _scores(private / "gradebook.db", job, verdicts)
-    outcome.leftovers = leftovers
-    if _hit_memory_limit(graded):
-        outcome.status, outcome.detail = "memory", f"student code hit the {job.memory_mb} MB memory limit"
+    if notes := _notebook_run_notes(runs["notebook"], outputs, job):
+        outcome.detail = "; ".join(filter(None, [outcome.detail, notes]))
     from g2c.grading.feedback import feedback_html
 
     outcome.notebook = nbformat.writes(graded)
-    outcome.feedback = feedback_html(graded, outcome.cells)
+    outcome.feedback = feedback_html(graded, outcome.cells, outcome.reasons)
     return outcome
 
 
-def _nbgrader_autograde(private: Path, home: Path, job: Job, box, env: dict[str, str], zygote) -> dict:
-    """nbgrader's autograde over the job's private course; the kernel runs inside ``box``."""
+def _uids() -> tuple[int, int]:
+    from g2c.grading.sandbox import job_uids
+
+    return job_uids(os.getpid())
+
+
+class _Run:
+    """One sandboxed run: its payload goes in as a file, its data comes out as one."""
+
+    def __init__(self, work: Path, kind: str, payload: dict) -> None:
+        self.kind, self.payload = kind, work / f"{kind}.json"
+        self.output, self.report = work / f"{kind}.out", work / f"{kind}.report"
+        self.payload.write_text(json.dumps(payload))
+        self.exit: int | None = None
+        self.finished = False
+
+    def start(self, job: Job, uid: int) -> None:
+        if job.isolate:
+            from g2c.grading.sandbox import Box
+
+            assert _kit is not None and _zygote is not None
+            self.exit = _zygote.run(self.kind, Box(uid, _kit, job.memory_mb), self.payload, self.output, self.report, job.timeout)
+        else:
+            self.exit = _run_unsandboxed(self.kind, self.payload, self.output, job.timeout)
+        self.finished = self.exit is not None
+
+    def read(self, limit: int) -> bytes:
+        """At most ``limit`` bytes of the run's output (root created the file; the run only wrote it)."""
+        try:
+            with open(self.output, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW)) as f:
+                return f.read(limit)
+        except OSError:
+            return b""
+
+    @property
+    def facts(self) -> dict:
+        try:
+            return json.loads(self.report.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    @property
+    def leftovers(self) -> int:
+        return int(self.facts.get("leftovers", 0))
+
+
+def _run_unsandboxed(kind: str, payload: Path, output: Path, timeout: float) -> int | None:
+    """--no-sandbox: the same run in a plain child process (trusted code only)."""
+    import subprocess
+    import sys
+
+    code = f"import json,sys; from g2c.grading import {'probe' if kind == 'probe' else 'runner'} as m; m.run(json.load(open(sys.argv[1])))"
+    with open(output, "wb") as out:
+        try:
+            return subprocess.run([sys.executable, "-c", code, str(payload)], stdout=out, stderr=subprocess.DEVNULL,
+                                  timeout=timeout, check=False, cwd=tempfile.gettempdir()).returncode
+        except subprocess.TimeoutExpired:
+            return None
+
+
+def _status(probe: _Run, record: dict, job: Job) -> tuple[str, str]:
+    """The submission's status from the probe's run: its answers decide the points."""
+    if record.get("done"):
+        return "graded", ""
+    if not probe.finished:
+        return "timeout", f"the answer cells were still running after {job.timeout:g} s: stopped"
+    facts = probe.facts
+    if job.memory_mb and facts.get("max_rss_mb", 0) >= min(0.9 * job.memory_mb, job.memory_mb - 1536):
+        return "memory", f"the answer cells hit the {job.memory_mb} MB memory limit (--memory)"
+    return "crashed", f"the process running the answer cells ended early (exit code {probe.exit})"
+
+
+def _notebook_run_notes(run: _Run, outputs: dict[int, dict], job: Job) -> str:
+    """What went wrong in the notebook run itself (its outputs are shown; it decides no point)."""
+    if not run.finished:
+        return f"the notebook run was stopped after {job.timeout:g} s; cells after the last one shown did not run"
+    if not outputs.get("done"):
+        return "the notebook's kernel died before the end (see the last cell with output)"
+    return ""
+
+
+def executed_outputs(raw: bytes) -> dict:
+    """cell index -> {"execution_count", "outputs"} from the notebook run's lines, validated and capped."""
+    found: dict = {}
+    for line in raw.splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        if item == {"done": True}:
+            found["done"] = True
+            continue
+        if not isinstance(item, dict) or not isinstance(item.get("cell"), int) or not isinstance(item.get("outputs"), list):
+            continue
+        outputs = [_valid_output(o) for o in item["outputs"][:200]]
+        count = item.get("execution_count")
+        found[item["cell"]] = {"execution_count": count if isinstance(count, int) else None, "outputs": _capped([o for o in outputs if o])}
+    return found
+
+
+def _valid_output(output) -> nbformat.NotebookNode | None:
+    try:
+        node = nbformat.from_dict(output)
+        nbformat.validator.validate(node, ref="output")  # a well-formed output of a known type, nothing else
+        return node
+    except Exception:
+        return None
+
+
+def _capped(outputs: list) -> list:
+    """At most MAX_TEXT characters of text and MAX_IMAGES of images per cell, counted apart."""
+    kept, text, images, cut = [], 0, 0, False
+    for output in outputs:
+        data = output.get("data", {})
+        size_images = sum(len(str(v)) for k, v in data.items() if k.startswith("image/"))
+        size_text = len(json.dumps(output)) - size_images
+        if text + size_text > MAX_TEXT or images + size_images > MAX_IMAGES:
+            cut = True
+            continue
+        text, images = text + size_text, images + size_images
+        kept.append(output)
+    if cut:
+        kept.append(nbformat.v4.new_output("stream", name="stdout", text=TRUNCATED))
+    return kept
+
+
+def _nbgrader_autograde(work: Path, job: Job, nb: nbformat.NotebookNode, outputs: dict) -> dict:
+    """nbgrader's autograde over the job's private course, its kernel step replaced by ``outputs``."""
     from nbgrader.apps import NbGraderAPI
     from traitlets.config import Config
 
-    runtime = home / "runtime"
-    runtime.mkdir()
-    spec = private / "jupyter" / "kernels" / KERNEL
-    spec.mkdir(parents=True)
-    kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    spec.joinpath("kernel.json").write_text(json.dumps({
-        "argv": zygote.kernel_argv(box) if box else kernel, "display_name": "Python 3 (g2c grading sandbox)", "language": "python",
-        "env": {} if box else env,  # a sandbox passes its own clean environment
-    }))
+    (work / "gradebook.db").write_bytes(job.gradebook)
+    submission = work / "submitted" / job.student / ASSIGNMENT / NOTEBOOK
+    submission.parent.mkdir(parents=True)
+    nbformat.write(nb, submission)
     config = Config()
-    config.CourseDirectory.root = str(private)
+    config.CourseDirectory.root = str(work)
     config.CourseDirectory.source_directory = "source"
-    config.CourseDirectory.submitted_directory = str(private / "submitted")
-    config.CourseDirectory.autograded_directory = str(home / "autograded")
-    config.CourseDirectory.db_url = f"sqlite:///{private / 'gradebook.db'}"
-    config.Execute.timeout = int(job.timeout)
-    config.Execute.iopub_timeout = int(job.timeout)  # a flood of output drains; the watchdog bounds it
-    config.Execute.kernel_name = KERNEL
-    config.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:"]
-    config.LimitOutput.max_lines = 200
-    config.KernelManager.transport = "ipc"  # Unix sockets: the kernel has no network at all
-    config.KernelManager.connection_file = str(runtime / "kernel.json")
-    config.KernelManager.ip = str(runtime / "ipc")
-    config.Autograde.autograde_preprocessors = _preprocessors()
-    os.environ.update(JUPYTER_PATH=str(private / "jupyter"), JUPYTER_RUNTIME_DIR=str(runtime))
+    config.CourseDirectory.submitted_directory = str(work / "submitted")
+    config.CourseDirectory.autograded_directory = str(work / "autograded")
+    config.CourseDirectory.db_url = f"sqlite:///{work / 'gradebook.db'}"
+    config.Autograde.autograde_preprocessors = _preprocessors(outputs)
     return NbGraderAPI(config=config).autograde(ASSIGNMENT, job.student, force=True, create=True)
 
 
-def _preprocessors() -> list:
-    """nbgrader's autograde steps, with an Execute that keeps at most MAX_OUTPUT_CHARS per cell.
-
-    A cell that floods its output (over FLOOD_CHARS) is interrupted, as a student would with the
-    stop button: the flood ends, and the cells after it still run and score.
-    """
-    import asyncio
-
+def _preprocessors(outputs: dict) -> list:
+    """nbgrader's autograde steps, with its Execute replaced by the outputs the sandbox recorded."""
     from nbgrader.converters.autograde import Autograde
-    from nbgrader.preprocessors import Execute
+    from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 
-    class CappedExecute(Execute):
-        def output(self, outs, msg, display_id, cell_index):
-            size = len(str(msg.get("content", {}).get("text", ""))) + len(json.dumps(msg.get("content", {}).get("data", {})))
-            seen = self._received.get(cell_index, 0) + size
-            self._received[cell_index] = seen
-            if seen <= MAX_OUTPUT_CHARS:
-                return super().output(outs, msg, display_id, cell_index)
-            if not any(o.get("text") == TRUNCATED for o in outs):
-                outs.append(nbformat.v4.new_output("stream", name="stdout", text=TRUNCATED))
-            if seen > FLOOD_CHARS and cell_index not in self._interrupted:
-                self._interrupted.add(cell_index)
-                asyncio.ensure_future(self.km.interrupt_kernel())
-            return None
+    class RecordedOutputs(NbGraderPreprocessor):
+        """Put each cell's recorded outputs back (nbgrader cleared them): nothing runs here."""
 
-        def preprocess(self, nb, resources=None, km=None):
-            self._received: dict[int, int] = {}
-            self._interrupted: set[int] = set()
-            try:
-                return super().preprocess(nb, resources, km)
-            finally:  # nbgrader (root) writes here next: take the folder back from the student
-                reclaim(Path(resources["metadata"]["path"]))
+        def preprocess(self, nb, resources):
+            for index, cell in enumerate(nb.cells):
+                if cell.cell_type == "code" and index in outputs:
+                    cell.outputs = outputs[index]["outputs"]
+                    cell.execution_count = outputs[index]["execution_count"]
+            return nb, resources
 
     steps = Autograde.class_traits()["autograde_preprocessors"].default()
-    return [CappedExecute if step is Execute else step for step in steps]
+    return [RecordedOutputs if step is Execute else step for step in steps]
 
 
-def reclaim(folder: Path) -> None:
-    """Give ``folder`` back to root, minus any link or special file student code left in it.
-
-    Without this, a symlink planted at the autograded notebook's path would make nbgrader write
-    through it as root.
-    """
-    for root, dirs, files in os.walk(folder):
-        for name in dirs + files:
-            path = os.path.join(root, name)
-            if os.path.islink(path) or not (os.path.isfile(path) or os.path.isdir(path)):
-                os.unlink(path)
-            else:
-                os.lchown(path, 0, 0)
-    os.lchown(folder, 0, 0)
-
-
-def _scores(db: Path, job: Job, verdicts: dict) -> Outcome:
-    """Scores from the job's gradebook; a hidden part whose contract tests failed scores 0.
-
-    The contract verdicts come from their own sandbox, so a kernel that fakes its checks gains
-    nothing.
-    """
+def _scores(db: Path, job: Job, checks: dict, sources: dict[str, str], outcome: Outcome) -> None:
+    """Every autograded point from the comparator's checks; written answers stay for hand grading."""
     from nbgrader.api import Gradebook
 
+    from g2c.grading import compare
+    from g2c.grading.notebook_build import answer_of
+
+    delegated = {answer: compare.delegation(answer, source) for answer, source in sources.items()}
     name = NOTEBOOK.removesuffix(".ipynb")
     with Gradebook(f"sqlite:///{db}") as gb:
         submitted = gb.find_submission_notebook(name, ASSIGNMENT, job.student)
         order = {cell.name: i for i, cell in enumerate(gb.find_notebook(name, ASSIGNMENT).grade_cells)}
-        outcome = Outcome(job.student, "graded", max_score=float(submitted.max_score))
+        outcome.max_score = float(submitted.max_score)
         for grade in sorted(submitted.grades, key=lambda g: (order.get(g.name, 1e9), g.name)):
-            auto = grade.auto_score
-            failed = [t for t in job.checks.get(grade.name, []) if not verdicts.get(t, (False, ""))[0]]
-            if failed and auto:
-                auto = 0.0
-            outcome.auto_scores[grade.name] = auto
-            outcome.cells[grade.name] = None if auto is None else float(auto)
+            if grade.name not in job.checks:  # a written answer: graded by hand
+                outcome.auto_scores[grade.name] = outcome.cells[grade.name] = None
+                continue
+            scenarios = job.checks[grade.name]
+            reasons = [checks[s].message for s in scenarios if s in checks and not checks[s].passed]
+            reasons += [f"no data for {s}" for s in scenarios if s not in checks]
+            if sentence := delegated.get(answer_of(scenarios)):
+                reasons = [sentence]
+            score = 0.0 if reasons else float(grade.max_score)
+            outcome.auto_scores[grade.name] = outcome.cells[grade.name] = score
+            if reasons:
+                outcome.reasons[grade.name] = list(dict.fromkeys(reasons))
         outcome.comments = {c.name: c.auto_comment for c in submitted.comments}
     outcome.score = sum(v for v in outcome.cells.values() if v is not None)
-    return outcome
-
-
-def _near_memory_limit(report: Path, memory_mb: int | None) -> bool:
-    """Did the kernel die with its resident peak near the address-space limit?
-
-    A torch kernel maps about 1.3 GB it never touches, so a memory bomb dies (failed allocations,
-    often an abort) with its resident peak up to that far below the limit; an honest notebook
-    peaks near 0.5 GB.
-    """
-    try:
-        peak = json.loads(report.read_text())["max_rss_mb"]
-    except (OSError, ValueError, KeyError):
-        return False
-    return bool(memory_mb) and peak >= min(0.9 * memory_mb, memory_mb - 1536)
-
-
-def _hit_memory_limit(nb: nbformat.NotebookNode) -> bool:
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            text = output.get("ename", "") + output.get("evalue", "") + str(output.get("text", ""))
-            if "MemoryError" in text or "can't allocate memory" in text:
-                return True
-    return False
 
 
 def _reason(log: str) -> str:
     """The last exception nbgrader logged, e.g. "DeadKernelError: Kernel died"."""
     errors = re.findall(r"^\s*(?:[\w.]+\.)?(\w+(?:Error|Exception): .*)$", log, re.M)
-    return errors[-1][:300] if errors else "unknown error (see nbgrader's log)"
+    return errors[-1][:300] if errors else log.strip().splitlines()[-1][:300] if log.strip() else ""

@@ -1,22 +1,21 @@
-"""A warm process that forks sandboxed kernels and contract runs with torch already imported.
+"""A warm process that forks sandboxed runs with torch, IPython and nbclient already imported.
 
-Each grading worker starts one (``Zygote``). It imports what every submission needs (torch,
-matplotlib, IPython, ipykernel, pytest, ipytest, g2c) once, then serves requests on a Unix
-socket: for each it forks a child that enters new mount, network and PID namespaces and becomes
-the sandbox's init (``sandbox.init``), which forks the student's process as the job's uid. That
-process runs the kernel or the contract's pytest in place, with every import already done:
-a fork instead of a new interpreter importing torch for every submission.
+Each grading worker starts one (``Zygote``): a fresh interpreter that imports what every run
+needs once, and nothing of the grader's (no reference solutions, no answer keys, no other
+student's data: it never reads a request's payload). The worker talks to it over a socket pair;
+for each run it passes a new connection (SCM_RIGHTS) carrying one request line, and the zygote
+forks C1, which reads the payload and opens the output files (root, before any student code),
+enters new mount, PID, network, IPC and UTS namespaces and forks the sandbox's init::
 
-    zygote ─ fork ─ C1 (setsid; unshare; waits) ─ fork ─ init, PID 1 ─ fork ─ kernel / pytest
+    zygote ─ fork ─ C1 (setsid; unshare; waits) ─ fork ─ init, PID 1 ─ fork ─ run (the student's uid)
 
 The requester holds the connection for the life of the run and gets ``{"exit": code}`` at its
-end; closing the connection kills the run (C1, and with it the PID namespace). jupyter_client
-launches ``client.py`` as "the kernel": it asks the zygote for a kernel and stays its stand-in.
+end; closing the connection kills the run (C1, and with it the PID namespace). The zygote has no
+socket on the file system and no folder: nothing of it outlives its worker.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import selectors
@@ -26,52 +25,50 @@ import subprocess
 import sys
 from pathlib import Path
 
-from g2c.grading.sandbox import KEPT_ENVIRONMENT, Box
+from g2c.grading.sandbox import KEPT_ENVIRONMENT, Box, _check, _libc, init, mount
+from g2c.grading.sandbox import MS_PRIVATE, MS_REC
 
-CLIENT = Path(__file__).with_name("zygote_client.py")
-CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x20000000, 0x40000000
-MS_REC, MS_PRIVATE, MS_NOSUID, MS_NODEV, MS_NOEXEC = 16384, 1 << 18, 2, 4, 8
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x04000000, 0x08000000, 0x20000000, 0x40000000
 PR_SET_PDEATHSIG = 1
 WARM = ["torch", "numpy", "matplotlib.pyplot", "matplotlib_inline.backend_inline", "IPython", "ipykernel.kernelapp",
-        "ipykernel.ipkernel", "ipytest", "pytest", "_pytest.junitxml", "ipywidgets", "g2c.training", "g2c.nn", "g2c.data", "g2c.widgets"]
-
-
-def box_json(box: Box) -> str:
-    return json.dumps({"uid": box.uid, "home": str(box.home), "hide": [str(p) for p in box.hide], "memory_mb": box.memory_mb,
-                       "env": box.env, "quiet": box.quiet, "report": str(box.report) if box.report else None, "see": [str(p) for p in box.see]})
-
-
-def box_from(data: dict) -> Box:
-    report = Path(data["report"]) if data.get("report") else None
-    return Box(data["uid"], Path(data["home"]), [Path(p) for p in data["hide"]], data["memory_mb"], data["env"], data["quiet"], report, [Path(p) for p in data["see"]])
+        "ipykernel.ipkernel", "ipytest", "pytest", "ipywidgets", "nbformat", "nbclient", "jupyter_client",
+        "g2c.grading.probe", "g2c.grading.runner"]
 
 
 class Zygote:
     """The worker's handle: start the warm process once, then ask it for sandboxed runs."""
 
-    def __init__(self, folder: Path) -> None:
-        self.socket = folder / "zygote.sock"
-        # stdin stays open for the zygote's life: when this process dies, the zygote sees EOF and ends.
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # Only the kept variables: student code forked from it can read its /proc/self/environ.
         env = {name: os.environ[name] for name in (*KEPT_ENVIRONMENT, "HOME") if name in os.environ}
-        self.process = subprocess.Popen([sys.executable, "-m", "g2c.grading.zygote", str(self.socket)],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=folder, env=env)
+        self.process = subprocess.Popen([sys.executable, "-m", "g2c.grading.zygote", str(theirs.fileno())],
+                                        pass_fds=[theirs.fileno()], stdout=subprocess.PIPE, cwd="/", env=env)
+        theirs.close()
+        self.control = ours
         if self.process.stdout.readline().strip() != b"ready":
             raise RuntimeError("the grading zygote did not start")
 
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def run(self, kind: str, args: list[str], box: Box, cwd: Path, timeout: float) -> int | None:
-        """Run ``kind`` (pytest) in ``box``; its exit code, or None when stopped after ``timeout`` s."""
-        with socket.socket(socket.AF_UNIX) as conn:
-            conn.connect(str(self.socket))
-            conn.sendall(json.dumps({"kind": kind, "args": args, "box": json.loads(box_json(box)), "cwd": str(cwd)}).encode() + b"\n")
-            conn.settimeout(timeout)
+    def run(self, kind: str, box: Box, payload: Path, output: Path, report: Path, timeout: float) -> int | None:
+        """Run ``kind`` (``notebook`` or ``probe``) on ``payload`` in ``box``.
+
+        ``output`` and ``report`` are created by C1 as root (they must not exist yet); the run's
+        exit code, or None when it was stopped after ``timeout`` s.
+        """
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with ours:
+            socket.send_fds(self.control, [b"r"], [theirs.fileno()])
+            theirs.close()
+            request = {"kind": kind, "box": box.to_json(), "payload": str(payload), "output": str(output), "report": str(report)}
+            ours.sendall(json.dumps(request).encode() + b"\n")
+            ours.settimeout(timeout)
             reply = b""
             try:
-                while not reply.endswith(b"\n") or b'"exit"' not in reply:
-                    chunk = conn.recv(4096)
+                while b'"exit"' not in reply:
+                    chunk = ours.recv(4096)
                     if not chunk:
                         return None
                     reply += chunk
@@ -79,55 +76,28 @@ class Zygote:
                 return None  # closing the connection kills the run
             return json.loads(reply.splitlines()[-1])["exit"]
 
-    def kernel_argv(self, box: Box) -> list[str]:
-        """What jupyter_client launches as the kernel: a stand-in that asks the zygote for one."""
-        return [sys.executable, "-I", "-S", str(CLIENT), str(self.socket), box_json(box), "{connection_file}"]
-
-    def close(self) -> None:
-        self.process.stdin.close()
-        self.process.wait(timeout=10)
-
 
 # ---------------------------------------------------------------- the zygote process
 
 
-def _libc():
-    return ctypes.CDLL(None, use_errno=True)
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        raise OSError(ctypes.get_errno(), f"{what}: {os.strerror(ctypes.get_errno())}")
-
-
-def _target(kind: str, args: list[str]):
+def _target(kind: str, payload: dict):
     """What the student's process runs, in place, with the zygote's imports."""
+    if kind == "probe":
+        from g2c.grading import probe
 
-    def kernel(env: dict[str, str]) -> None:
-        os.environ.clear()
-        os.environ.update(env)
-        from ipykernel import kernelapp
+        return lambda: probe.run(payload)
+    from g2c.grading import runner
 
-        sys.argv = ["ipykernel_launcher", *args]
-        kernelapp.launch_new_instance()
+    return lambda: runner.run(payload)
 
-    def pytest_run(env: dict[str, str]) -> None:
-        os.environ.clear()
-        os.environ.update(env)
-        import pytest
 
-        sys.dont_write_bytecode = True
-        sys.path[:0] = [os.getcwd()]
-        sys.stdout.flush()
-        raise SystemExit(int(pytest.main(args)))
-
-    return {"kernel": kernel, "pytest": pytest_run}[kind]
+def _create(path: str) -> int:
+    """A new file only root can reach, in the grader's private folder; never through a link."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
 
 
 def _spawn(request: dict) -> int:
     """Fork C1, which walls itself off and runs the request; C1's pid."""
-    from g2c.grading.sandbox import init
-
     pid = os.fork()
     if pid:
         return pid
@@ -137,39 +107,40 @@ def _spawn(request: dict) -> int:
         os.dup2(devnull, 0)
         os.dup2(devnull, 1)
         os.closerange(3, 65536)  # no socket of the zygote's reaches student code
-        libc = _libc()
+        with open(request["payload"], "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW)) as f:
+            payload = json.loads(f.read())
+        output, report = _create(request["output"]), _create(request["report"])
+        os.set_inheritable(output, True)
         os.setsid()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the zygote gone, C1 goes
-        _check(libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET), "unshare")
-        _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make mounts private")
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the zygote gone, C1 goes
+        _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+        mount("none", "/", None, MS_REC | MS_PRIVATE)
         child = os.fork()
         if child == 0:  # PID 1 of the new namespace
             code = 1
             try:
-                libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # C1 gone, the whole namespace goes
-                _check(libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None), "mount /proc")
-                code = init(box_from(request["box"]), _target(request["kind"], request["args"]), Path(request["cwd"]))
+                _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # C1 gone, the whole namespace goes
+                code = init(Box.from_json(request["box"]), _target(request["kind"], payload), output, report)
             finally:
                 os._exit(code)
+        os.close(output)
+        os.close(report)
+        del payload
         _, status = os.waitpid(child, 0)
         code = os.waitstatus_to_exitcode(status) & 0xFF
     finally:
         os._exit(code)
 
 
-def serve(path: str) -> None:
-    """Accept requests until stdin closes; each connection owns one run."""
+def serve(control_fd: int) -> None:
+    """Accept requests until the worker's end of the control socket closes; each connection owns one run."""
     os.environ.setdefault("MPLBACKEND", "Agg")
     for name in WARM:
         __import__(name)
-    server = socket.socket(socket.AF_UNIX)
-    server.bind(path)
-    os.chmod(path, 0o600)
-    server.listen(64)
+    control = socket.socket(fileno=control_fd)
     selector = selectors.DefaultSelector()
-    selector.register(server, selectors.EVENT_READ, "accept")
-    selector.register(sys.stdin, selectors.EVENT_READ, "parent")
+    selector.register(control, selectors.EVENT_READ, "control")
     runs: dict[socket.socket, int] = {}  # connection -> C1 pid
     stopped: set[int] = set()  # C1s killed after their requester left, to reap
     pending: dict[socket.socket, bytes] = {}
@@ -177,13 +148,13 @@ def serve(path: str) -> None:
     sys.stdout.flush()
     while True:
         for key, _ in selector.select(timeout=0.05):
-            if key.data == "parent":
-                if not os.read(sys.stdin.fileno(), 1):  # the worker is gone: so is everything
+            if key.data == "control":
+                _, fds, _, _ = socket.recv_fds(control, 1, 1)
+                if not fds:  # the worker is gone: so is everything
                     for pid in runs.values():
                         os.kill(pid, signal.SIGKILL)
                     return
-            elif key.data == "accept":
-                conn, _ = server.accept()
+                conn = socket.socket(fileno=fds[0])
                 pending[conn] = b""
                 selector.register(conn, selectors.EVENT_READ, "conn")
             else:
@@ -192,9 +163,7 @@ def serve(path: str) -> None:
                 if conn in pending and chunk:
                     pending[conn] += chunk
                     if pending[conn].endswith(b"\n"):
-                        request = json.loads(pending.pop(conn))
-                        runs[conn] = _spawn(request)
-                        conn.sendall(json.dumps({"pid": runs[conn]}).encode() + b"\n")
+                        runs[conn] = _spawn(json.loads(pending.pop(conn)))
                 elif not chunk:  # the requester left: stop its run
                     selector.unregister(conn)
                     pending.pop(conn, None)
@@ -217,4 +186,4 @@ def serve(path: str) -> None:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    serve(int(sys.argv[1]))
