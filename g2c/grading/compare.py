@@ -212,7 +212,7 @@ def _how_far(got: list[float], want: list[float]) -> str:
         return "contains NaN"
     if any(math.isinf(g) for g in got):
         return "contains an infinity"
-    rel = max(abs(g - w) / max(abs(w), 1e-300) for g, w in zip(got, want))
+    rel = max(abs(g - w) for g, w in zip(got, want)) / max(max(abs(w) for w in want), 1e-300)
     return f"differs by about {rel:.0e} relative" if rel < 1e3 else "is far off"
 
 
@@ -355,8 +355,10 @@ def _error_words(diff: Diff, scenario: str, record: dict) -> str:
     answer = answer_of(scenario)
     cell_error = record.get("cells", {}).get(ANSWER_CELL.get(answer, ""))
     if kind == "NameError" and _is_error(cell_error):
-        return (f"your answer cell raised {cell_error['error']}: {cell_error['message']}, so {OBJECT[answer]} "
-                "was never defined")
+        if cell_error["error"] == "NotImplementedError":
+            return "not written yet: the answer cell still raises NotImplementedError"
+        return (f"your answer cell raised {cell_error['error']}: {' '.join(cell_error['message'].split())[:300]}, "
+                f"so {OBJECT[answer]} was never defined")
     where = ", ".join(diff.path)
     message = " ".join(err.get("message", "").split())[:300]
     return f"raised {kind}: {message}" + (f" ({where})" if where else "")
@@ -376,9 +378,9 @@ def _decide_one(scenario: str, got: Any, seed: int, record: dict, evidence: dict
     singles = [(p.name,) for p in pitfalls.of(answer)]
     matched = _matches(seed, scenario, got, singles)
     if not matched:
-        # two mistakes: pairs of pitfalls that each change this scenario's data
+        # two mistakes: pairs of pitfalls of which one at least changes this scenario's data
         moving = {c[0] for c in singles if differ(want, mutant_data(seed, scenario, c), scenario) is not None}
-        pairs = [(a.name, b.name) for a, b in pitfalls.pairs(answer) if a.name in moving and b.name in moving]
+        pairs = [(a.name, b.name) for a, b in pitfalls.pairs(answer) if a.name in moving or b.name in moving]
         matched = _matches(seed, scenario, got, pairs)
     evidence[answer].update(matched)
     free = [m for m in matched if not _charged(m, scenario)]
@@ -412,9 +414,14 @@ def _by_hand() -> dict[str, float]:
     return by_hand_values()
 
 
-def _decide_by_hand(got: Any) -> Check:
+def _unreadable(scenario: str, got: dict, record: dict) -> Check:
+    """p1 or diagnosis raised when read: usually its cell never defined it."""
+    return Check(False, _error_words(Diff((), "", got), scenario, record))
+
+
+def _decide_by_hand(got: Any, record: dict) -> Check:
     if _is_error(got):
-        return Check(False, f"p1 could not be read as a number: {got['error']}: {got['message'][:200]}")
+        return _unreadable("by_hand_p1", got, record)
     value = _number(got.get("p1")) if isinstance(got, dict) else None
     if value is None or not math.isfinite(value):
         return Check(False, "set p1 to a finite number")
@@ -428,11 +435,11 @@ def _decide_by_hand(got: Any) -> Check:
     return Check(False, "p1 is not the first AdamW update: recompute m, v, their bias correction and the decoupled decay")
 
 
-def _decide_diagnosis(got: Any) -> Check:
+def _decide_diagnosis(got: Any, record: dict) -> Check:
     from g2c.grading.notebook_build import DIAGNOSIS
 
     if _is_error(got):
-        return Check(False, f"diagnosis could not be read: {got['error']}: {got['message'][:200]}")
+        return _unreadable("diagnosis", got, record)
     given = got.get("diagnosis") if isinstance(got, dict) else None
     if not isinstance(given, dict) or sorted(given) != sorted(DIAGNOSIS):
         return Check(False, f"diagnosis needs exactly the keys {', '.join(sorted(DIAGNOSIS))}")
@@ -467,9 +474,9 @@ def decide(record: dict, seed: int, sources: dict[str, str]) -> dict[str, Check]
             checks[scenario] = Check(False, "missing: the grader received no data" + ("" if record.get("done") else
                                      " (the run stopped before this check)"))
         elif scenario == "by_hand_p1":
-            checks[scenario] = _decide_by_hand(got)
+            checks[scenario] = _decide_by_hand(got, record)
         elif scenario == "diagnosis":
-            checks[scenario] = _decide_diagnosis(got)
+            checks[scenario] = _decide_diagnosis(got, record)
         else:
             checks[scenario] = _decide_one(scenario, got, seed, record, evidence)
     return {scenario: checks[scenario] for scenario in SCENARIOS}

@@ -531,6 +531,9 @@ def _exec_cell(namespace: dict, grade_id: str, source: str) -> None:
 def run(payload: dict) -> None:
     """Exec the notebook's setup and answer cells into one namespace, then record every scenario.
 
+    ``payload``: {"seed": int, "setup": source, "cells": [[grade_id, source], ...], "scenarios": [names]},
+    optionally "scenario_seconds" and "cell_seconds" (time limits, defaults above).
+
     Student code runs with fds 1 and 2 on /dev/null; the record goes to the fd that was stdout
     before, one JSON line per scenario as soon as it is done, then {"done": true}. Never raises.
     """
@@ -571,14 +574,16 @@ def run(payload: dict) -> None:
 
 def _run(payload: dict, out: int, timers: bool) -> None:
     seed = int(payload.get("seed", 0))
+    scenario_seconds = float(payload.get("scenario_seconds", SCENARIO_SECONDS))
+    cell_seconds = float(payload.get("cell_seconds", CELL_SECONDS))
     namespace: dict[str, Any] = {"__name__": "__main__"}
     setup = [("setup", payload.get("setup") or "")] if payload.get("setup") else []
     for grade_id, source in setup + [tuple(cell) for cell in payload.get("cells", [])]:
-        error = _bounded(lambda: _exec_cell(namespace, str(grade_id), str(source)), CELL_SECONDS, timers)
+        error = _bounded(lambda: _exec_cell(namespace, str(grade_id), str(source)), cell_seconds, timers)
         if error is not None:
             _write(out, {"cell": str(grade_id), "error": error})
     for name in payload.get("scenarios", list(SCENARIOS)):
         if name in SCENARIOS:
-            data = _bounded(lambda: SCENARIOS[name](namespace, seed), SCENARIO_SECONDS, timers)
+            data = _bounded(lambda: SCENARIOS[name](namespace, seed), scenario_seconds, timers)
             _write(out, {"scenario": name, "data": data})
     _write(out, {"done": True})
