@@ -121,6 +121,9 @@ def test_two_pitfalls_of_one_answer_cost_only_their_own_cells():
     for name in pitfalls.CATCH_ALL["adamw"]:
         assert pitfalls.BY_NAME["no_bias_correction"].message in checks[name].message
         assert pitfalls.BY_NAME["adam_l2"].message in checks[name].message
+    # neither changes clip_none_and_eps' unclipped norm alone, together they do: still not that cell's fault
+    both = student() | pitfalls.namespace("clip", ("clip_always_scales", "clip_returns_clipped_norm"))
+    assert failed(verdicts(both)) == {"clip_small_untouched", "clip_matches"}
 
 
 def test_different_correct_implementations_pass_everything():

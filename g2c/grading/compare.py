@@ -13,12 +13,14 @@ reference. Messages say what differed in words and never show an expected number
 
 from __future__ import annotations
 
+import array
 import ast
 import base64
 import binascii
 import functools
 import json
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,11 +69,9 @@ def _decode_tensor(obj: dict) -> Array | _Missing:
         return MISSING
     if len(raw) != 8 * count:
         return MISSING
-    import array
-
     values = array.array("d")
     values.frombytes(raw)
-    if array.array("d", [1.0]).tobytes() != b"\x00\x00\x00\x00\x00\x00\xf0?":
+    if sys.byteorder == "big":
         values.byteswap()  # the record is little-endian
     return Array(dtype, tuple(shape), tuple(values))
 
@@ -377,11 +377,8 @@ def _decide_one(scenario: str, got: Any, seed: int, record: dict, evidence: dict
         return _decide_catch_all(scenario, got, seed, record, diff, evidence[answer])
     singles = [(p.name,) for p in pitfalls.of(answer)]
     matched = _matches(seed, scenario, got, singles)
-    if not matched:
-        # two mistakes: pairs of pitfalls of which one at least changes this scenario's data
-        moving = {c[0] for c in singles if differ(want, mutant_data(seed, scenario, c), scenario) is not None}
-        pairs = [(a.name, b.name) for a, b in pitfalls.pairs(answer) if a.name in moving or b.name in moving]
-        matched = _matches(seed, scenario, got, pairs)
+    if not matched:  # two mistakes (two that leave this scenario alone each may still change it together)
+        matched = _matches(seed, scenario, got, [(a.name, b.name) for a, b in pitfalls.pairs(answer)])
     evidence[answer].update(matched)
     free = [m for m in matched if not _charged(m, scenario)]
     if free:

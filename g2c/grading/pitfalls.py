@@ -43,6 +43,7 @@ DECAY = "p.mul_(1 - self.lr * self.weight_decay)"
 BC1 = "bias_correction1 = 1 - beta1**self.step_count"
 BC2 = "bias_correction2_sqrt = math.sqrt(1 - beta2**self.step_count)"
 STEP_SIZE = "step_size = self.lr / bias_correction1"
+DENOM = "denom = (v.sqrt() / bias_correction2_sqrt).add_(self.eps)"
 
 CATALOGUE: tuple[Pitfall, ...] = (
     # ---------------------------------------------------------------- AdamW.step
@@ -69,6 +70,16 @@ CATALOGUE: tuple[Pitfall, ...] = (
         "advance the counter before you use it",
         edits=((BC1, ("bias_correction1 = 1 - beta1**(self.step_count + 1)",)),
                (BC2, ("bias_correction2_sqrt = math.sqrt(1 - beta2**(self.step_count + 1))",))),
+    ),
+    Pitfall(
+        "eps_before_bias_correction", "adamw", ("adamw_first_step",),
+        "your eps is added before the bias correction: divide sqrt(v) by sqrt(1 - beta2**t) first, then add eps",
+        edits=((DENOM, ("denom = v.sqrt().add_(self.eps) / bias_correction2_sqrt",)),),
+    ),
+    Pitfall(
+        "eps_inside_sqrt", "adamw", ("adamw_first_step",),
+        "your eps is inside the square root: the denominator is sqrt(v_hat) + eps",
+        edits=((DENOM, ("denom = (v / bias_correction2_sqrt**2).add_(self.eps).sqrt()",)),),
     ),
     Pitfall(
         "adam_l2", "adamw", ("adamw_decoupled_decay",),

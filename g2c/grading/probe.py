@@ -563,6 +563,11 @@ def run(payload: dict) -> None:
     except BaseException:
         pass
     finally:
+        for stream in (sys.stdout, sys.stderr):  # the student's buffered output goes to /dev/null, not the record
+            try:
+                stream.flush()
+            except BaseException:
+                pass
         for fd, target in ((saved_out, 1), (saved_err, 2)):
             try:
                 if fd >= 0:
@@ -577,8 +582,9 @@ def _run(payload: dict, out: int, timers: bool) -> None:
     scenario_seconds = float(payload.get("scenario_seconds", SCENARIO_SECONDS))
     cell_seconds = float(payload.get("cell_seconds", CELL_SECONDS))
     namespace: dict[str, Any] = {"__name__": "__main__"}
-    setup = [("setup", payload.get("setup") or "")] if payload.get("setup") else []
-    for grade_id, source in setup + [tuple(cell) for cell in payload.get("cells", [])]:
+    cells = [("setup", payload.get("setup") or "")] + [cell for cell in payload.get("cells", [])
+                                                         if isinstance(cell, (list, tuple)) and len(cell) == 2]
+    for grade_id, source in cells:
         error = _bounded(lambda: _exec_cell(namespace, str(grade_id), str(source)), cell_seconds, timers)
         if error is not None:
             _write(out, {"cell": str(grade_id), "error": error})
