@@ -1,0 +1,571 @@
+"""The comparator: decides every point from the probe's record, outside the sandbox.
+
+It never imports or runs student code. The record is parsed as data only (strict JSON, capped,
+anything malformed counts as missing); the expected data is made here, by running the probe's
+own scenario functions on ``g2c.training`` with the same seed, and on the pitfall mutants of
+``g2c.grading.pitfalls`` to name a mistake and to charge it only to the cells it belongs to.
+
+A scenario passes when the student's data equals the reference's (within its tolerance), or
+equals a mutant's (one pitfall, or two of the same answer) none of whose pitfalls is charged to
+it: one mistake costs its own cell and the catch-all trajectory cells, which pass only on the
+reference. Messages say what differed in words and never show an expected number.
+"""
+
+from __future__ import annotations
+
+import array
+import ast
+import base64
+import binascii
+import functools
+import json
+import math
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from g2c.grading import pitfalls, probe
+from g2c.grading.probe import SCENARIOS
+
+# ---------------------------------------------------------------- the record, as data
+
+
+class _Missing:
+    """Where the record has nothing usable: absent, malformed or too deep."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING = _Missing()
+MAX_DEPTH = 12
+MAX_ITEMS = 4096
+MAX_ELEMENTS = 2**20
+MAX_STRING = 1000
+
+
+@dataclass(frozen=True)
+class Array:
+    """A decoded tensor: its original dtype, shape and values (float64)."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    values: tuple[float, ...]
+
+
+def _decode_tensor(obj: dict) -> Array | _Missing:
+    """{dtype, shape, b64} -> Array, or MISSING when anything about it is off."""
+    dtype, shape, b64 = obj.get("dtype"), obj.get("shape"), obj.get("b64")
+    if set(obj) != {"dtype", "shape", "b64"} or not isinstance(dtype, str) or len(dtype) > 40 or not isinstance(b64, str):
+        return MISSING
+    if not isinstance(shape, list) or len(shape) > 8 or not all(type(n) is int and 0 <= n <= MAX_ELEMENTS for n in shape):
+        return MISSING
+    count = math.prod(shape)
+    if count > MAX_ELEMENTS or len(b64) != 4 * math.ceil(8 * count / 3):
+        return MISSING
+    try:
+        raw = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        return MISSING
+    if len(raw) != 8 * count:
+        return MISSING
+    values = array.array("d")
+    values.frombytes(raw)
+    if sys.byteorder == "big":
+        values.byteswap()  # the record is little-endian
+    return Array(dtype, tuple(shape), tuple(values))
+
+
+def clean(value: Any, depth: int = 0) -> Any:
+    """JSON from the sandbox -> plain data the comparator trusts the *shape* of (never its truth)."""
+    if depth > MAX_DEPTH:
+        return MISSING
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return float(value) if abs(value) < 2**1000 else MISSING
+    if isinstance(value, float):
+        return value if math.isfinite(value) else MISSING
+    if isinstance(value, str):
+        return value[:MAX_STRING]
+    if isinstance(value, list):
+        return [clean(v, depth + 1) for v in value[:MAX_ITEMS]]
+    if isinstance(value, dict):
+        if "b64" in value or ("dtype" in value and "shape" in value):
+            return _decode_tensor(value)
+        return {str(k)[:200]: clean(v, depth + 1) for k, v in list(value.items())[:MAX_ITEMS]}
+    return MISSING
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _load(line: bytes) -> Any:
+    try:
+        return json.loads(line.decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, RecursionError, UnicodeDecodeError, MemoryError):
+        return None
+
+
+def parse_record(raw: bytes, limit: int = 8 * 2**20) -> dict:
+    """The probe's output -> {"scenarios": {name: data}, "cells": {grade_id: error}, "done": bool}.
+
+    Reads at most ``limit`` bytes (a cut last line is dropped), ignores every line that is not
+    one of the probe's three kinds or names an unknown scenario, keeps the first line of each
+    scenario, and never raises.
+    """
+    out: dict[str, Any] = {"scenarios": {}, "cells": {}, "done": False}
+    try:
+        data = bytes(raw[:limit]) if isinstance(raw, (bytes, bytearray, memoryview)) else b""
+        lines = data.split(b"\n")
+        if len(raw) > limit:
+            lines = lines[:-1]
+        for line in lines:
+            try:
+                _take(out, _load(line))
+            except Exception:  # a line that defeats the cleaning is ignored like any bad line
+                continue
+    except Exception:  # never raise: what was read so far stands
+        pass
+    return out
+
+
+def _take(out: dict, obj: Any) -> None:
+    """File one parsed line into ``out`` if it is a scenario, a cell error or the end mark."""
+    if not isinstance(obj, dict):
+        return
+    if obj == {"done": True}:
+        out["done"] = True
+    elif set(obj) == {"scenario", "data"} and isinstance(obj["scenario"], str) and obj["scenario"] in SCENARIOS:
+        out["scenarios"].setdefault(obj["scenario"], clean(obj["data"]))
+    elif set(obj) == {"cell", "error"} and isinstance(obj["cell"], str) and _is_error(clean(obj["error"])):
+        out["cells"].setdefault(obj["cell"][:200], clean(obj["error"]))
+
+
+def _is_error(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"error", "message"} and all(isinstance(v, str) for v in value.values())
+
+
+# ---------------------------------------------------------------- comparing two data
+
+
+@dataclass(frozen=True)
+class Diff:
+    """The first place where the student's data differs from the expected data, in words."""
+
+    path: tuple[str, ...]
+    what: str
+    error: dict | None = None
+
+    def words(self) -> str:
+        where = ", ".join(self.path)
+        return f"{where}: {self.what}" if where else self.what
+
+
+# scenario -> (rtol, atol); float64 AdamW over steps unless named
+TOLERANCE = {
+    "adamw_trajectory_float32": (1e-4, 1e-5),
+    "clip_matches": (1e-12, 1e-15),
+    "clip_global": (1e-5, 1e-15),  # eps (fixed, missing) moves it by ~1e-6: that is clip_none_and_eps' business
+    "clip_small_untouched": (1e-12, 1e-15),
+    "clip_none_and_eps": (1e-12, 1e-15),
+    "schedule_warmup": (1e-12, 1e-15),
+    "schedule_cosine": (1e-12, 1e-15),
+    "schedule_floor": (1e-12, 1e-15),
+}
+ADAMW_TOLERANCE = (1e-9, 1e-12)
+BY_HAND_TOLERANCE = 1e-6
+
+
+def tolerance(scenario: str, path: tuple[str, ...]) -> tuple[float, float] | None:
+    """(rtol, atol) for one value, or None where it must be bit-identical."""
+    if scenario == "adamw_frozen" and path[:1] == ("parameter without a gradient",):
+        return None
+    if scenario == "clip_small_untouched" and path[-1:] and path[-1].startswith("gradient"):
+        return None
+    return TOLERANCE.get(scenario, ADAMW_TOLERANCE)
+
+
+def _number(value: Any) -> float | None:
+    """A recorded number (or "nan"/"inf"/"-inf") as a float; None if it is not one."""
+    if isinstance(value, float):
+        return value
+    if isinstance(value, str) and value in ("nan", "inf", "-inf"):
+        return float(value)
+    return None
+
+
+def _close(got: float, want: float, tol: tuple[float, float] | None) -> bool:
+    if tol is None:
+        return got == want or (math.isnan(got) and math.isnan(want))
+    if math.isnan(want) or math.isnan(got):
+        return math.isnan(want) and math.isnan(got)
+    if math.isinf(want) or math.isinf(got):
+        return got == want
+    return abs(got - want) <= tol[1] + tol[0] * abs(want)
+
+
+def _how_far(got: list[float], want: list[float]) -> str:
+    """The size of a difference, as an order of magnitude only (no expected value)."""
+    if any(math.isnan(g) for g in got):
+        return "contains NaN"
+    if any(math.isinf(g) for g in got):
+        return "contains an infinity"
+    rel = max(abs(g - w) for g, w in zip(got, want)) / max(max(abs(w) for w in want), 1e-300)
+    return f"differs by about {rel:.0e} relative" if rel < 1e3 else "is far off"
+
+
+def differ(want: Any, got: Any, scenario: str, path: tuple[str, ...] = ()) -> Diff | None:
+    """None when ``got`` matches ``want`` (expected data) under ``scenario``'s tolerance, else the
+    first difference. Walks the expected data, so only its keys (never the student's) are read."""
+    if _is_error(want):
+        return None if _is_error(got) and got["error"] == want["error"] else Diff(path, "does not raise as expected")
+    if _is_error(got):
+        return Diff(path, f"raised {got['error']}", got)
+    if got is MISSING:
+        return Diff(path, "missing: the grader received no data")
+    if isinstance(want, dict):
+        if not isinstance(got, dict):
+            return Diff(path, "is not what the check records")
+        for key, value in want.items():
+            found = differ(value, got.get(key, MISSING), scenario, path + (key,))
+            if found:
+                return found
+        return None
+    if isinstance(want, list):
+        if not isinstance(got, list) or len(got) != len(want):
+            return Diff(path, "is not what the check records")
+        for i, (w, g) in enumerate(zip(want, got)):
+            found = differ(w, g, scenario, path + (f"item {i + 1}",))
+            if found:
+                return found
+        return None
+    if isinstance(want, Array):
+        return _differ_array(want, got, scenario, path)
+    if want is None:
+        return None if got is None else Diff(path, "is set: it should stay None")
+    if isinstance(want, bool):
+        return None if got is want else Diff(path, f"is {got!r}" if isinstance(got, bool) else "is not True or False")
+    if isinstance(want, float):
+        return _differ_float(want, got, scenario, path)
+    if isinstance(want, str):
+        return None if got == want else Diff(path, "is not what the check records")
+    return Diff(path, "is not what the check records")
+
+
+def _differ_array(want: Array, got: Any, scenario: str, path: tuple[str, ...]) -> Diff | None:
+    if got is None:
+        return Diff(path, "is None")
+    if not isinstance(got, Array):
+        return Diff(path, "is not a tensor")
+    if got.dtype != want.dtype:
+        return Diff(path, f"has dtype {got.dtype}, not {want.dtype}")
+    if got.shape != want.shape:
+        return Diff(path, f"has shape {list(got.shape)}, not {list(want.shape)}")
+    tol = tolerance(scenario, path)
+    if all(_close(g, w, tol) for g, w in zip(got.values, want.values)):
+        return None
+    return Diff(path, "changed" if tol is None and all(math.isfinite(g) for g in got.values) else _how_far(got.values, want.values))
+
+
+def _differ_float(want: float, got: Any, scenario: str, path: tuple[str, ...]) -> Diff | None:
+    value = _number(got)
+    if value is None:
+        if isinstance(got, str) and got.startswith("<"):
+            return Diff(path, f"is a {got.strip('<>')}, not a number")
+        return Diff(path, "is not a number")
+    if _close(value, want, tolerance(scenario, path)):
+        return None
+    return Diff(path, _how_far([value], [want]))
+
+
+# ---------------------------------------------------------------- expected data, cached per seed
+
+
+def answer_of(scenario: str) -> str:
+    """The answer a scenario grades: adamw, clip, schedule, p1 or diagnosis."""
+    if scenario == "by_hand_p1":
+        return "p1"
+    return scenario.split("_", 1)[0] if scenario != "diagnosis" else "diagnosis"
+
+
+# answer -> the grade id of the answer cell that defines it (notebook_build's)
+ANSWER_CELL = {"adamw": "adamw", "clip": "clip", "schedule": "schedule", "p1": "adamw_by_hand_answer", "diagnosis": "diagnosis_answer"}
+OBJECT = {"adamw": "AdamW", "clip": "clip_grad_norm_", "schedule": "cosine_with_warmup", "p1": "p1", "diagnosis": "diagnosis"}
+
+
+def _as_recorded(data: Any) -> Any:
+    """Our own scenario output through the same JSON and cleaning as the student's."""
+    return clean(json.loads(json.dumps(data, allow_nan=False)))
+
+
+@functools.lru_cache(maxsize=256)
+def reference_data(seed: int, scenario: str) -> Any:
+    """The scenario's data on ``g2c.training``."""
+    import g2c.training as reference
+
+    namespace = {"AdamW": reference.AdamW, "clip_grad_norm_": reference.clip_grad_norm_,
+                 "cosine_with_warmup": reference.cosine_with_warmup}
+    return _as_recorded(probe.record(scenario, namespace, seed))
+
+
+@functools.lru_cache(maxsize=8192)
+def mutant_data(seed: int, scenario: str, names: tuple[str, ...]) -> Any:
+    """The scenario's data on the reference with the named pitfalls."""
+    return _as_recorded(probe.record(scenario, pitfalls.namespace(answer_of(scenario), names), seed))
+
+
+# ---------------------------------------------------------------- deciding
+
+
+@dataclass
+class Check:
+    passed: bool
+    message: str
+
+
+PASS = Check(True, "")
+SILENT_ERRORS = {"NotImplementedError", "Timeout", "NameError"}  # no mutant raises these
+
+
+def _charged(names: tuple[str, ...], scenario: str) -> bool:
+    return any(scenario in pitfalls.BY_NAME[n].charged_to for n in names)
+
+
+def _messages(names: tuple[str, ...], scenario: str | None = None) -> str:
+    """The pitfalls' messages, those charged to ``scenario`` first."""
+    chosen = [pitfalls.BY_NAME[n] for n in names]
+    chosen.sort(key=lambda p: scenario not in p.charged_to)
+    return "; and ".join(p.message for p in chosen)
+
+
+def _matches(seed: int, scenario: str, got: Any, candidates: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    return [c for c in candidates if differ(mutant_data(seed, scenario, c), got, scenario) is None]
+
+
+def _error_words(diff: Diff, scenario: str, record: dict) -> str:
+    """What a raised exception means for the student, with the answer cell's own error if any."""
+    err = diff.error or {}
+    kind = err.get("error", "")
+    if kind == "NotImplementedError":
+        return "not written yet: still raises NotImplementedError"
+    if kind == "Timeout":
+        return "did not finish within the time limit"
+    answer = answer_of(scenario)
+    cell_error = record.get("cells", {}).get(ANSWER_CELL.get(answer, ""))
+    if kind == "NameError" and _is_error(cell_error):
+        if cell_error["error"] == "NotImplementedError":
+            return "not written yet: the answer cell still raises NotImplementedError"
+        return (f"your answer cell raised {cell_error['error']}: {' '.join(cell_error['message'].split())[:300]}, "
+                f"so {OBJECT[answer]} was never defined")
+    where = ", ".join(diff.path)
+    message = " ".join(err.get("message", "").split())[:300]
+    return f"raised {kind}: {message}" + (f" ({where})" if where else "")
+
+
+def _decide_one(scenario: str, got: Any, seed: int, record: dict, evidence: dict[str, set]) -> Check:
+    """One scenario's verdict (``evidence`` collects the mutants the student's data matched)."""
+    want = reference_data(seed, scenario)
+    diff = differ(want, got, scenario)
+    if diff is None:
+        return PASS
+    if diff.error and diff.error.get("error") in SILENT_ERRORS:
+        return Check(False, _error_words(diff, scenario, record))
+    answer = answer_of(scenario)
+    if scenario in pitfalls.CATCH_ALL[answer]:
+        return _decide_catch_all(scenario, got, seed, record, diff, evidence[answer])
+    singles = [(p.name,) for p in pitfalls.of(answer)]
+    matched = _matches(seed, scenario, got, singles)
+    if not matched:  # two mistakes (two that leave this scenario alone each may still change it together)
+        matched = _matches(seed, scenario, got, [(a.name, b.name) for a, b in pitfalls.pairs(answer)])
+    evidence[answer].update(matched)
+    free = [m for m in matched if not _charged(m, scenario)]
+    if free:
+        return PASS
+    if matched:
+        return Check(False, _messages(matched[0], scenario))
+    return Check(False, _error_words(diff, scenario, record) if diff.error else diff.words())
+
+
+def _decide_catch_all(scenario: str, got: Any, seed: int, record: dict, diff: Diff, evidence: set) -> Check:
+    """Fails (it passes only on the reference); names the pitfall if one the student showed elsewhere,
+    one charged to no other cell, or a pair of those, explains it."""
+    answer = answer_of(scenario)
+    seen = sorted({n for names in evidence for n in names})
+    extra = [p.name for p in pitfalls.of(answer) if set(p.charged_to) <= {scenario}]
+    singles = [(n,) for n in dict.fromkeys(seen + extra)]
+    pairs = [c for c in evidence if len(c) == 2]
+    pairs += [(a.name, b.name) for a, b in pitfalls.pairs(answer) if a.name in seen and b.name in seen]
+    for candidates in (singles, list(dict.fromkeys(pairs))):
+        matched = _matches(seed, scenario, got, candidates)
+        if matched:
+            return Check(False, _messages(matched[0]))
+    return Check(False, _error_words(diff, scenario, record) if diff.error else diff.words())
+
+
+@functools.cache
+def _by_hand() -> dict[str, float]:
+    from g2c.grading.notebook_build import by_hand_values
+
+    return by_hand_values()
+
+
+def _unreadable(scenario: str, got: dict, record: dict) -> Check:
+    """p1 or diagnosis raised when read: usually its cell never defined it."""
+    return Check(False, _error_words(Diff((), "", got), scenario, record))
+
+
+def _decide_by_hand(got: Any, record: dict) -> Check:
+    if _is_error(got):
+        return _unreadable("by_hand_p1", got, record)
+    value = _number(got.get("p1")) if isinstance(got, dict) else None
+    if value is None or not math.isfinite(value):
+        return Check(False, "set p1 to a finite number")
+    values = _by_hand()
+    if abs(value - values["right"]) <= BY_HAND_TOLERANCE:
+        return PASS
+    if abs(value - values["adam_l2"]) <= BY_HAND_TOLERANCE:
+        return Check(False, "weight decay is folded into the gradient (Adam + L2); AdamW shrinks the parameter directly")
+    if abs(value - values["no_bias_correction"]) <= BY_HAND_TOLERANCE:
+        return Check(False, "bias correction is missing: divide m by 1 - beta1**t and v by 1 - beta2**t")
+    return Check(False, "p1 is not the first AdamW update: recompute m, v, their bias correction and the decoupled decay")
+
+
+def _decide_diagnosis(got: Any, record: dict) -> Check:
+    from g2c.grading.notebook_build import DIAGNOSIS
+
+    if _is_error(got):
+        return _unreadable("diagnosis", got, record)
+    given = got.get("diagnosis") if isinstance(got, dict) else None
+    if not isinstance(given, dict) or sorted(given) != sorted(DIAGNOSIS):
+        return Check(False, f"diagnosis needs exactly the keys {', '.join(sorted(DIAGNOSIS))}")
+    wrong = [curve for curve in DIAGNOSIS if given.get(curve) != DIAGNOSIS[curve]]
+    if wrong:
+        return Check(False, f"curves {wrong} are misread: falling together means train longer, a rising validation "
+                            "loss overfitting, a crawl a too-small lr, a blow-up a too-large lr")
+    return PASS
+
+
+def decide(record: dict, seed: int, sources: dict[str, str]) -> dict[str, Check]:
+    """One Check per scenario of ``probe.SCENARIOS`` from a parsed record (see parse_record).
+
+    ``sources`` maps answer cells' grade ids to their source: an answer whose cell delegates to
+    torch (see :func:`delegation`) fails all its scenarios with that sentence.
+    """
+    scenarios = record.get("scenarios", {}) if isinstance(record, dict) else {}
+    record = record if isinstance(record, dict) else {}
+    sources = sources if isinstance(sources, dict) else {}
+    evidence: dict[str, set] = {answer: set() for answer in pitfalls.ANSWERS}
+    delegated = {answer: delegation(answer, sources[cell]) for answer, cell in ANSWER_CELL.items()
+                 if answer in pitfalls.ANSWERS and isinstance(sources.get(cell), str)}
+    checks: dict[str, Check] = {}
+    # isolating scenarios first: the catch-alls name the pitfalls the student showed there
+    order = sorted(SCENARIOS, key=lambda s: s in pitfalls.CATCH_ALL.get(answer_of(s), ()))
+    for scenario in order:
+        got = scenarios.get(scenario, MISSING)
+        answer = answer_of(scenario)
+        if delegated.get(answer):
+            checks[scenario] = Check(False, delegated[answer])
+        elif got is MISSING:
+            checks[scenario] = Check(False, "missing: the grader received no data" + ("" if record.get("done") else
+                                     " (the run stopped before this check)"))
+        elif scenario == "by_hand_p1":
+            checks[scenario] = _decide_by_hand(got, record)
+        elif scenario == "diagnosis":
+            checks[scenario] = _decide_diagnosis(got, record)
+        else:
+            checks[scenario] = _decide_one(scenario, got, seed, record, evidence)
+    return {scenario: checks[scenario] for scenario in SCENARIOS}
+
+
+# ---------------------------------------------------------------- delegation, read from the source
+
+
+WHAT = {"adamw": ("your AdamW", "the update"), "clip": ("your clip_grad_norm_", "the clipping"),
+        "schedule": ("your cosine_with_warmup", "the schedule")}
+TORCH_PARTS = {"optim", "lr_scheduler", "_functional", "_single_tensor_adamw", "_multi_tensor_adamw",
+               "_fused_adamw", "_fused_adamw_", "_fused_adam_", "clip_grad_norm_", "clip_grad_norm",
+               "clip_grad_value_", "clip_grads_with_norm_", "get_total_norm", "clip_grad"}
+ESCAPES = {"__import__", "importlib", "exec", "eval", "compile", "ctypes", "builtins", "__builtins__"}
+SCHEDULE_LIBRARIES = {"transformers", "timm", "optax", "lightning", "pytorch_lightning", "keras", "tensorflow",
+                      "diffusers", "deepspeed", "fairseq", "composer", "torchtune"}
+
+
+def delegation(answer: str, source: str) -> str | None:
+    """One sentence when an answer cell reaches for torch's own optimizer, clipping or scheduler,
+    or for a dynamic way around this check (parsed, never executed); None when clean or unparsable."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    found = _delegates_to(tree)
+    if found is None:
+        return None
+    subject, work = WHAT.get(answer, ("your answer", "it"))
+    if found in ESCAPES or found == "sys.modules":
+        return f"{subject} uses {found}: answer cells may not import or run code dynamically; write {work} yourself"
+    return f"{subject} calls {found}: the exercise is to write {work} yourself"
+
+
+def _delegates_to(tree: ast.AST) -> str | None:
+    """The first forbidden thing the tree names, as a dotted name, or None."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                hit = _forbidden_module(alias.name)
+                if hit:
+                    return hit
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            hit = _forbidden_module(module)
+            if hit:
+                return hit
+            for alias in node.names:
+                hit = _forbidden_module(f"{module}.{alias.name}") if module else _forbidden_name(alias.name)
+                if hit:
+                    return hit
+        elif isinstance(node, ast.Attribute):
+            dotted = _dotted(node)
+            if node.attr in TORCH_PARTS:
+                return f"torch.{dotted.split('.', 1)[1]}" if dotted.startswith("torch.") else dotted
+            if node.attr == "modules" and dotted == "sys.modules":
+                return "sys.modules"
+            if node.attr in ESCAPES:
+                return node.attr
+        elif isinstance(node, ast.Name) and node.id in ESCAPES:
+            return node.id
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _forbidden_text(node.value):
+            return _forbidden_text(node.value)
+    return None
+
+
+def _forbidden_module(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] == "torch" and any(part in TORCH_PARTS for part in parts[1:]):
+        return module
+    if parts[0] in ESCAPES or parts[0] in SCHEDULE_LIBRARIES:
+        return parts[0]
+    return None
+
+
+def _forbidden_name(name: str) -> str | None:
+    return name if name in ESCAPES or name in TORCH_PARTS else None
+
+
+def _forbidden_text(text: str) -> str | None:
+    """A string naming a forbidden module or attribute (``getattr(torch, "optim")``)."""
+    stripped = text.strip()
+    if stripped in TORCH_PARTS or stripped in ESCAPES or stripped.startswith(("torch.optim", "torch.nn.utils.clip")):
+        return stripped
+    return None
+
+
+def _dotted(node: ast.AST) -> str:
+    """``a.b.c`` for an attribute chain on a name; ``?.c`` when the base is an expression."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    parts.append(node.id if isinstance(node, ast.Name) else "?")
+    return ".".join(reversed(parts))

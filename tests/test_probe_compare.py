@@ -1,0 +1,417 @@
+"""Record, then compare: the probe's data and the comparator's verdicts tell right from wrong.
+
+The "students" here are ours (the reference, its pitfall mutants, correct implementations written
+differently, do-nothing and the untouched starter), so they run in this process; only one test
+runs ``probe.run`` in a child process, to check the record's channel, cell errors and timeouts.
+"""
+
+from __future__ import annotations
+
+import array
+import ast
+import base64
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from g2c.grading import compare, pitfalls, probe
+from g2c.grading.notebook_build import DIAGNOSIS, answer_sources, by_hand_values
+from g2c.grading.regions import strip_solutions
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = {name: (ROOT / "g2c" / "training" / f"{name}.py").read_text() for name in ("optim", "clip", "schedule")}
+OBJECTS = {"optim": "AdamW", "clip": "clip_grad_norm_", "schedule": "cosine_with_warmup"}
+SEED = 20261126
+ALL = set(probe.SCENARIOS)
+
+
+def _load_test_pitfalls():
+    """tests/test_pitfalls.py's correct-but-different implementations (ALT_*), without copying them."""
+    spec = importlib.util.spec_from_file_location("_g2c_test_pitfalls", ROOT / "tests" / "test_pitfalls.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TP = _load_test_pitfalls()
+
+
+def obj(module: str, text: str):
+    """The answer object of a module source of ours, exec'd on its own."""
+    namespace = {"__name__": f"student_{module}"}
+    exec(compile(text, f"<student {module}>", "exec"), namespace)
+    return namespace[OBJECTS[module]]
+
+
+def student(optim: str | None = None, clip: str | None = None, schedule: str | None = None, **extra) -> dict:
+    """A notebook namespace: the reference answers unless replaced, the right p1 and diagnosis."""
+    texts = {"optim": optim, "clip": clip, "schedule": schedule}
+    namespace = {OBJECTS[m]: obj(m, texts[m] or SOURCES[m]) for m in OBJECTS}
+    namespace |= {"p1": by_hand_values()["right"], "diagnosis": dict(DIAGNOSIS)}
+    return namespace | extra
+
+
+def lines_of(namespace: dict, seed: int, cells: dict | None = None) -> bytes:
+    """What probe.run writes for ``namespace``: one line per cell error and per scenario, then done."""
+    out = [{"cell": gid, "error": err} for gid, err in (cells or {}).items()]
+    out += [{"scenario": name, "data": probe.record(name, namespace, seed)} for name in probe.SCENARIOS]
+    out.append({"done": True})
+    return b"".join((json.dumps(o, allow_nan=False) + "\n").encode() for o in out)
+
+
+def verdicts(namespace: dict, seed: int = SEED, sources: dict | None = None, cells: dict | None = None) -> dict:
+    return compare.decide(compare.parse_record(lines_of(namespace, seed, cells)), seed, sources or {})
+
+
+def failed(checks: dict) -> set[str]:
+    return {name for name, check in checks.items() if not check.passed}
+
+
+# ---------------------------------------------------------------- right passes, wrong fails
+
+
+def test_reference_passes_every_scenario_with_no_message():
+    checks = verdicts(student())
+    assert set(checks) == ALL
+    assert failed(checks) == set()
+    assert all(check.message == "" for check in checks.values())
+
+
+def test_catalogue_rebuilt_without_pitfalls_is_the_reference():
+    # Otherwise a mutant could differ from the reference by more than its pitfall.
+    for answer in pitfalls.ANSWERS:
+        for name in ALL - {"by_hand_p1", "diagnosis"}:
+            if compare.answer_of(name) == answer:
+                assert compare.differ(compare.reference_data(SEED, name), compare.mutant_data(SEED, name, ()), name) is None
+
+
+@pytest.mark.parametrize("seed", [SEED, 7])
+@pytest.mark.parametrize("pitfall", [p.name for p in pitfalls.CATALOGUE])
+def test_each_pitfall_fails_exactly_its_cells_and_is_named(pitfall, seed):
+    p = pitfalls.BY_NAME[pitfall]
+    checks = verdicts(student() | pitfalls.namespace(p.answer, (p.name,)), seed)
+    assert failed(checks) == set(p.charged_to) | set(pitfalls.CATCH_ALL[p.answer])
+    for name in failed(checks):
+        named = [q for q in pitfalls.of(p.answer) if q.message in checks[name].message]
+        assert named, f"{pitfall}: the message of {name} names no pitfall: {checks[name].message}"
+        # mutants with the same data on a scenario may share it (the torch clip wrapper is a fixed eps)
+        assert any(compare.differ(compare.mutant_data(seed, name, (q.name,)), compare.mutant_data(seed, name, (p.name,)), name)
+                   is None for q in named)
+
+
+def test_every_charged_scenario_exists_and_every_pitfall_costs_something():
+    for p in pitfalls.CATALOGUE:
+        assert set(p.charged_to) <= ALL, p.name
+        assert p.answer in pitfalls.ANSWERS
+        assert p.charged_to or pitfalls.CATCH_ALL[p.answer], f"{p.name} would cost nothing"
+
+
+def test_two_pitfalls_of_one_answer_cost_only_their_own_cells():
+    both = student() | pitfalls.namespace("adamw", ("no_bias_correction", "adam_l2"))
+    checks = verdicts(both)
+    assert failed(checks) == {"adamw_first_step", "adamw_decoupled_decay", *pitfalls.CATCH_ALL["adamw"]}
+    assert pitfalls.BY_NAME["adam_l2"].message in checks["adamw_decoupled_decay"].message
+    for name in pitfalls.CATCH_ALL["adamw"]:
+        assert pitfalls.BY_NAME["no_bias_correction"].message in checks[name].message
+        assert pitfalls.BY_NAME["adam_l2"].message in checks[name].message
+    # neither changes clip_none_and_eps' unclipped norm alone, together they do: still not that cell's fault
+    both = student() | pitfalls.namespace("clip", ("clip_always_scales", "clip_returns_clipped_norm"))
+    assert failed(verdicts(both)) == {"clip_small_untouched", "clip_matches"}
+
+
+def test_different_correct_implementations_pass_everything():
+    alternative = student(
+        TP.replace_region(SOURCES["optim"], TP.ALT_ADAMW_STEP),
+        TP.replace_region(SOURCES["clip"], TP.ALT_CLIP),
+        TP.replace_region(SOURCES["schedule"], TP.ALT_SCHEDULE),
+    )
+    for seed in (SEED, 1, 2):
+        checks = verdicts(alternative, seed)
+        assert failed(checks) == set(), {n: checks[n].message for n in failed(checks)}
+
+
+def test_do_nothing_passes_nothing():
+    nothing = student(
+        TP.replace_region(SOURCES["optim"], "        pass\n"),
+        TP.replace_region(SOURCES["clip"], "    return torch.tensor(0.0)\n"),
+        TP.replace_region(SOURCES["schedule"], "    return 0.0\n"),
+        p1=0.0, diagnosis={},
+    )
+    assert failed(verdicts(nothing)) == ALL
+    leaves_all = student(clip=TP.replace_region(SOURCES["clip"], "    return None\n"))
+    assert {n for n in failed(verdicts(leaves_all)) if n.startswith("clip")} == {n for n in ALL if n.startswith("clip")}
+
+
+def test_untouched_starter_passes_nothing_and_says_not_written_yet():
+    starter = student(*(strip_solutions(SOURCES[m]) for m in ("optim", "clip", "schedule")))
+    del starter["p1"], starter["diagnosis"]
+    cells = {cell: {"error": "NotImplementedError", "message": ""} for cell in ("adamw_by_hand_answer", "diagnosis_answer")}
+    checks = verdicts(starter, cells=cells)
+    assert failed(checks) == ALL
+    assert all("not written yet" in check.message for check in checks.values()), {n: c.message for n, c in checks.items()}
+
+
+def test_a_wrong_update_is_described_without_expected_numbers():
+    wrong = student(SOURCES["optim"].replace("value=-step_size", "value=-1.5 * step_size"))
+    checks = verdicts(wrong)
+    assert "adamw_first_step" in failed(checks) and "adamw_trajectory_float64" in failed(checks)
+    message = checks["adamw_trajectory_float64"].message
+    assert "setting" in message and "step" in message and "parameter" in message and "relative" in message
+    for check in checks.values():
+        assert not re.search(r"\d\.\d{2,}", check.message), check.message  # an order of magnitude at most
+    p1 = by_hand_values()["right"] + 0.01
+    message = verdicts(student(p1=p1))["by_hand_p1"].message
+    assert message and not re.search(r"\d\.\d", message)
+
+
+# ---------------------------------------------------------------- delegation
+
+
+TORCH_ADAMW_SUBCLASS = '''
+import torch
+
+
+class AdamW(torch.optim.AdamW):
+    def __init__(self, params, lr, *, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(list(params), lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=False)
+'''
+TORCH_CLIP_WRAPPER = '''
+import torch
+
+
+def clip_grad_norm_(parameters, max_norm, *, eps=1e-6):
+    return torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+'''
+
+
+def test_torch_adamw_wrapper_fails_the_step_counter_and_is_flagged():
+    checks = verdicts(student() | {"AdamW": obj("optim", TORCH_ADAMW_SUBCLASS)})
+    assert "adamw_step_counter" in failed(checks)
+    assert failed(checks) <= {"adamw_step_counter", *pitfalls.CATCH_ALL["adamw"]}
+    sentence = compare.delegation("adamw", TORCH_ADAMW_SUBCLASS)
+    assert sentence and "torch.optim" in sentence and "yourself" in sentence
+    flagged = verdicts(student(), sources={"adamw": TORCH_ADAMW_SUBCLASS})
+    assert {n for n in failed(flagged)} == {n for n in ALL if n.startswith("adamw_")}
+
+
+def test_torch_clip_wrapper_fails_eps_and_is_flagged():
+    checks = verdicts(student() | {"clip_grad_norm_": obj("clip", TORCH_CLIP_WRAPPER)})
+    assert "clip_none_and_eps" in failed(checks)
+    assert "eps" in checks["clip_none_and_eps"].message
+    assert "clip_grad_norm_" in compare.delegation("clip", TORCH_CLIP_WRAPPER)
+
+
+@pytest.mark.parametrize("source", [
+    "from torch.optim import AdamW",
+    "import torch.optim as o",
+    "from torch import optim",
+    "import torch as T\nx = T.optim.AdamW",
+    "import torch\ns = torch.optim.lr_scheduler.CosineAnnealingLR",
+    "from torch.optim.adamw import _single_tensor_adamw",
+    "from torch.nn.utils import clip_grad_norm_ as c",
+    "import torch.nn as nn\nnn.utils.clip_grad_norm_([], 1.0)",
+    "x = __import__('torch')",
+    "import importlib",
+    "exec('pass')",
+    "eval('1')",
+    "c = compile('1', 'x', 'eval')",
+    "import sys\nsys.modules['torch']",
+    "import ctypes",
+    "import builtins",
+    "import torch\ngetattr(torch, 'optim')",
+    "from transformers import get_cosine_schedule_with_warmup",
+])
+def test_delegation_flags_every_route(source):
+    assert compare.delegation("schedule", source)
+
+
+def test_delegation_leaves_honest_answers_alone():
+    for grade_id, source in answer_sources().items():
+        assert compare.delegation(grade_id, source) is None, grade_id
+    alt = TP.replace_region(SOURCES["optim"], TP.ALT_ADAMW_STEP)  # torch._foreach_* is fine
+    assert compare.delegation("adamw", alt) is None
+    assert compare.delegation("adamw", "def broken(:\n") is None  # the probe reports the cell's SyntaxError
+
+
+# ---------------------------------------------------------------- the record is only data
+
+
+def test_seeds_change_every_input():
+    for name in ALL - {"by_hand_p1", "diagnosis"}:
+        assert compare.reference_data(1, name) != compare.reference_data(2, name), name
+        assert compare.reference_data(1, name) == compare.reference_data(1, name)
+    # a student cannot pass with numbers recorded for another seed
+    assert failed(compare.decide(compare.parse_record(lines_of(student(), 1)), 2, {})) == ALL - {"by_hand_p1", "diagnosis"}
+
+
+def test_parse_record_survives_junk():
+    good = json.dumps({"scenario": "schedule_warmup", "data": probe.record("schedule_warmup", student(), SEED)})
+    junk = b"\n".join([
+        b'{"scenario": "clip_global", "data": {"case 1": ',  # truncated
+        b"\xff\xfe not utf-8",
+        b'{"scenario": 5, "data": []}', b'{"scenario": "no_such_scenario", "data": {}}', b"[1, 2, 3]", b"null",
+        b'{"scenario": "clip_matches"}',  # no data
+        b'{"scenario": "adamw_frozen", "data": {"parameter without a gradient": {"dtype": "torch.float64", '
+        b'"shape": [2], "b64": "!!notbase64"}}}',
+        b'{"scenario": "adamw_first_step", "data": {"run 1": {"after step 1": {"parameter 1": '
+        b'{"dtype": "torch.float64", "shape": [1000], "b64": "AAAAAAAAAAA="}}}}}',  # wrong length
+        b'{"scenario": "schedule_floor", "data": {"setting 1": {"step 1": NaN}}}',  # not JSON
+        b'{"scenario": "schedule_cosine", "data": {"setting 1": "nan"}}',
+        b'{"scenario": "by_hand_p1", "data": {"p1": 1e999999}}',
+        b'{"scenario": "diagnosis", "data": {"diagnosis": {"A": 12345678901234567890123456789012345678901234567890' + b"0" * 400 + b"}}}",
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"cell": "adamw", "error": "not a dict"}',
+        good.encode(),
+        b'{"scenario": "schedule_warmup", "data": "a second line for a scenario is ignored"}',
+        b"x" * (3 * 2**20),  # a huge line
+    ])
+    record = compare.parse_record(junk, limit=8 * 2**20)
+    assert set(record) == {"scenarios", "cells", "done"} and record["done"] is False
+    assert set(record["scenarios"]) <= ALL and "no_such_scenario" not in record["scenarios"]
+    assert record["cells"] == {}
+    checks = compare.decide(record, SEED, {})
+    assert failed(checks) == ALL - {"schedule_warmup"}
+    assert "missing" in checks["clip_global"].message
+    assert "missing" in checks["adamw_frozen"].message  # a malformed tensor is missing data
+    assert compare.parse_record(b"") == {"scenarios": {}, "cells": {}, "done": False}
+    assert compare.parse_record("not bytes") == {"scenarios": {}, "cells": {}, "done": False}
+    # over the limit, the cut last line is dropped; what came before stands
+    cut = compare.parse_record(good.encode() + b"\n" + good.encode(), limit=len(good) + 10)
+    assert set(cut["scenarios"]) == {"schedule_warmup"}
+
+
+def test_forged_done_or_forged_numbers_pass_nothing():
+    checks = compare.decide(compare.parse_record(b'{"done": true}\n'), SEED, {})
+    assert failed(checks) == ALL and all("missing" in c.message for c in checks.values())
+    # the right structure with one number nudged by one part in a million
+    data = probe.record("adamw_first_step", student(), SEED)
+    tensor = data["run 1"]["after step 1"]["parameter 1"]
+    values = array.array("d", base64.b64decode(tensor["b64"]))  # little-endian on the machines we test on
+    values[0] *= 1 + 1e-6
+    tensor["b64"] = base64.b64encode(values.tobytes()).decode()
+    forged = json.dumps({"scenario": "adamw_first_step", "data": data}).encode()
+    check = compare.decide(compare.parse_record(forged), SEED, {})["adamw_first_step"]
+    assert not check.passed and "run 1" in check.message
+    # numbers as strings, NaN strings, wrong types in place of tensors
+    for fake in ("nan", "inf", 0, True, [], {"error": "X"}):
+        line = json.dumps({"scenario": "schedule_warmup", "data": {"setting 1": {"step 1": fake}}}).encode()
+        assert not compare.decide(compare.parse_record(line), SEED, {})["schedule_warmup"].passed
+
+
+def test_tolerances_hold_the_line():
+    # float32 may drift by 1e-5 relative but not 1e-3; clip's global check ignores 1e-6 (eps) but not 1e-3
+    for name, small, large in [("adamw_trajectory_float32", 1e-6, 1e-3), ("clip_global", 1e-7, 1e-3),
+                               ("adamw_trajectory_float64", 1e-12, 1e-7), ("schedule_cosine", 1e-14, 1e-9)]:
+        want = compare.reference_data(SEED, name)
+        assert compare.differ(want, _scaled(want, 1 + small), name) is None, name
+        assert compare.differ(want, _scaled(want, 1 + large), name) is not None, name
+    want = compare.reference_data(SEED, "adamw_frozen")  # the frozen parameter must be bit-identical
+    got = dict(want, **{"parameter without a gradient": _scaled(want["parameter without a gradient"], 1 + 1e-15)})
+    assert compare.differ(want, got, "adamw_frozen") is not None
+
+
+def _scaled(data, factor):
+    if isinstance(data, compare.Array):
+        return compare.Array(data.dtype, data.shape, tuple(v * factor for v in data.values))
+    if isinstance(data, dict) and not compare._is_error(data):
+        return {k: _scaled(v, factor) for k, v in data.items()}
+    return data * factor if isinstance(data, float) else data
+
+
+def test_by_hand_and_diagnosis():
+    values = by_hand_values()
+    assert verdicts(student(p1=values["right"] + 5e-7))["by_hand_p1"].passed
+    assert "Adam + L2" in verdicts(student(p1=values["adam_l2"]))["by_hand_p1"].message
+    assert "bias correction" in verdicts(student(p1=values["no_bias_correction"]))["by_hand_p1"].message
+    assert not verdicts(student(p1=float("nan")))["by_hand_p1"].passed
+    misread = dict(DIAGNOSIS, A="lower the learning rate")
+    check = verdicts(student(diagnosis=misread))["diagnosis"]
+    assert not check.passed and "['A']" in check.message and DIAGNOSIS["A"] not in check.message.split(":")[0]
+    assert not verdicts(student(diagnosis=dict(DIAGNOSIS, E="train longer")))["diagnosis"].passed
+    assert not verdicts(student(diagnosis=list(DIAGNOSIS)))["diagnosis"].passed
+
+
+def test_decide_is_fast():
+    nothing = student(TP.replace_region(SOURCES["optim"], "        pass\n"), TP.replace_region(SOURCES["clip"], "    return None\n"),
+                      TP.replace_region(SOURCES["schedule"], "    return 0.0\n"))
+    for namespace in (student(), nothing, student() | pitfalls.namespace("adamw", ("no_bias_correction", "adam_l2"))):
+        for seed in (11, 12):  # a fresh seed: nothing cached for it yet
+            record = compare.parse_record(lines_of(namespace, seed))
+            start = time.perf_counter()
+            compare.decide(record, seed, {})
+            assert time.perf_counter() - start < 1.5  # ~0.1-0.3 s on one core; loose for shared CI
+
+
+# ---------------------------------------------------------------- the probe itself
+
+
+def test_probe_imports_only_the_standard_library_and_torch():
+    tree = ast.parse((ROOT / "g2c" / "grading" / "probe.py").read_text())
+    modules = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    modules |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert modules - {"__future__", "torch"} <= set(sys.stdlib_module_names), modules
+
+
+SLOW_SCHEDULE = '''
+import math
+
+
+def cosine_with_warmup(step, *, warmup_steps, max_steps, max_lr, min_lr=0.0):
+    if step > 10**6:
+        while True:
+            try:
+                pass
+            except Exception:
+                pass
+    if step < warmup_steps:
+        return max_lr * step / warmup_steps
+    if step >= max_steps:
+        return min_lr
+    progress = (step - warmup_steps) / (max_steps - warmup_steps)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (max_lr - min_lr)
+'''
+
+
+def test_run_records_on_the_saved_stdout_only(tmp_path):
+    answers = answer_sources()
+    payload = {
+        "seed": SEED,
+        "setup": "%matplotlib inline\nimport math\nimport torch\nprint('setup output must not reach the record')",
+        "cells": [["adamw", answers["adamw"]], ["broken", "raise ValueError('boom')"], ["clip", answers["clip"]],
+                  ["schedule", SLOW_SCHEDULE], ["adamw_by_hand_answer", f"p1 = {by_hand_values()['right']!r}\n!ls\nprint(p1)"],
+                  ["diagnosis_answer", f"import os\nos.write(2, b'noise')\ndiagnosis = {DIAGNOSIS!r}"]],
+        "scenarios": list(probe.SCENARIOS),
+        "scenario_seconds": 1.0,
+    }
+    code = "import json, sys\nfrom g2c.grading import probe\nprobe.run(json.load(sys.stdin))\nprint('after run', flush=True)"
+    out = subprocess.run([sys.executable, "-c", code], input=json.dumps(payload).encode(), capture_output=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    lines = out.stdout.decode().splitlines()
+    assert lines[-1] == "after run" and json.loads(lines[-2]) == {"done": True}
+    assert all(line.startswith("{") for line in lines[:-1]), "student output leaked into the record"
+    record = compare.parse_record(out.stdout)
+    assert record["done"] and record["cells"] == {"broken": {"error": "ValueError", "message": "boom"}}
+    assert list(record["scenarios"]) == list(probe.SCENARIOS)  # one line each, in order, as they finished
+    checks = compare.decide(record, SEED, {n: s for n, s in payload["cells"]})
+    assert failed(checks) == {"schedule_floor"}
+    assert checks["schedule_floor"].message == "did not finish within the time limit"
+
+
+def test_run_never_raises_and_reports_undefined_answers(tmp_path):
+    payload = {"seed": 3, "setup": "", "cells": [["adamw", "class AdamW(:\n"]], "scenarios": ["adamw_first_step", "nope", "by_hand_p1"]}
+    code = "import json, sys\nfrom g2c.grading import probe\nprobe.run(json.load(sys.stdin))\nprobe.run(None)\nprint('ok')"
+    out = subprocess.run([sys.executable, "-c", code], input=json.dumps(payload).encode(), capture_output=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.decode().splitlines()[-1] == "ok", out.stderr.decode()[-2000:]
+    record = compare.parse_record(out.stdout)
+    assert record["cells"]["adamw"]["error"] == "SyntaxError"
+    checks = compare.decide(record, 3, {})
+    assert "SyntaxError" in checks["adamw_first_step"].message and "never defined" in checks["adamw_first_step"].message
+    assert "missing" in checks["clip_matches"].message
+    assert not checks["by_hand_p1"].passed
