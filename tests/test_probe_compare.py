@@ -344,9 +344,9 @@ def test_decide_is_fast():
     for namespace in (student(), nothing, student() | pitfalls.namespace("adamw", ("no_bias_correction", "adam_l2"))):
         for seed in (11, 12):  # a fresh seed: nothing cached for it yet
             record = compare.parse_record(lines_of(namespace, seed))
-            start = time.perf_counter()
+            start = time.process_time()  # CPU time: other jobs on a shared machine do not count
             compare.decide(record, seed, {})
-            assert time.perf_counter() - start < 1.5  # ~0.1-0.3 s on one core; loose for shared CI
+            assert time.process_time() - start < 1.5  # 0.05-0.4 s; loose for slow machines
 
 
 # ---------------------------------------------------------------- the probe itself

@@ -296,8 +296,9 @@ OBJECT = {"adamw": "AdamW", "clip": "clip_grad_norm_", "schedule": "cosine_with_
 
 
 def _as_recorded(data: Any) -> Any:
-    """Our own scenario output through the same JSON and cleaning as the student's."""
-    return clean(json.loads(json.dumps(data, allow_nan=False)))
+    """Our own scenario output, cleaned like the student's (the encoders already made it plain JSON
+    data: the round trip through json.dumps/loads would change nothing)."""
+    return clean(data)
 
 
 @functools.lru_cache(maxsize=256)
@@ -340,8 +341,15 @@ def _messages(names: tuple[str, ...], scenario: str | None = None) -> str:
     return "; and ".join(p.message for p in chosen)
 
 
-def _matches(seed: int, scenario: str, got: Any, candidates: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
-    return [c for c in candidates if differ(mutant_data(seed, scenario, c), got, scenario) is None]
+def _matches(seed: int, scenario: str, got: Any, candidates: list[tuple[str, ...]], first: bool = False) -> list[tuple[str, ...]]:
+    """The candidates whose data equals the student's (only the first one found if ``first``)."""
+    found = []
+    for names in candidates:
+        if differ(mutant_data(seed, scenario, names), got, scenario) is None:
+            found.append(names)
+            if first:
+                break
+    return found
 
 
 def _error_words(diff: Diff, scenario: str, record: dict) -> str:
@@ -378,7 +386,10 @@ def _decide_one(scenario: str, got: Any, seed: int, record: dict, evidence: dict
     singles = [(p.name,) for p in pitfalls.of(answer)]
     matched = _matches(seed, scenario, got, singles)
     if not matched:  # two mistakes (two that leave this scenario alone each may still change it together)
-        matched = _matches(seed, scenario, got, [(a.name, b.name) for a, b in pitfalls.pairs(answer)])
+        pairs = [(a.name, b.name) for a, b in pitfalls.pairs(answer)]
+        free_pairs = [c for c in pairs if not _charged(c, scenario)]
+        matched = _matches(seed, scenario, got, free_pairs, first=True)
+        matched = matched or _matches(seed, scenario, got, [c for c in pairs if _charged(c, scenario)], first=True)
     evidence[answer].update(matched)
     free = [m for m in matched if not _charged(m, scenario)]
     if free:
