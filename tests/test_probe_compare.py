@@ -238,6 +238,8 @@ def test_delegation_leaves_honest_answers_alone():
     alt = TP.replace_region(SOURCES["optim"], TP.ALT_ADAMW_STEP)  # torch._foreach_* is fine
     assert compare.delegation("adamw", alt) is None
     assert compare.delegation("adamw", "def broken(:\n") is None  # the probe reports the cell's SyntaxError
+    prose = 'import re\n\ndef f(model):\n    """Same as torch.optim.AdamW, written by hand."""\n    model.eval()\n    return re.compile("x")\n'
+    assert compare.delegation("adamw", prose) is None
 
 
 # ---------------------------------------------------------------- the record is only data
@@ -299,6 +301,10 @@ def test_forged_done_or_forged_numbers_pass_nothing():
     forged = json.dumps({"scenario": "adamw_first_step", "data": data}).encode()
     check = compare.decide(compare.parse_record(forged), SEED, {})["adamw_first_step"]
     assert not check.passed and "run 1" in check.message
+    # the right numbers for part of a scenario only: the comparator walks the expected data, not the record
+    data = probe.record("schedule_warmup", student(), SEED)
+    part = json.dumps({"scenario": "schedule_warmup", "data": {"setting 1": data["setting 1"]}}).encode()
+    assert not compare.decide(compare.parse_record(part), SEED, {})["schedule_warmup"].passed
     # numbers as strings, NaN strings, wrong types in place of tensors
     for fake in ("nan", "inf", 0, True, [], {"error": "X"}):
         line = json.dumps({"scenario": "schedule_warmup", "data": {"setting 1": {"step 1": fake}}}).encode()

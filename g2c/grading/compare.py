@@ -20,6 +20,7 @@ import binascii
 import functools
 import json
 import math
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -499,6 +500,8 @@ TORCH_PARTS = {"optim", "lr_scheduler", "_functional", "_single_tensor_adamw", "
                "_fused_adamw", "_fused_adamw_", "_fused_adam_", "clip_grad_norm_", "clip_grad_norm",
                "clip_grad_value_", "clip_grads_with_norm_", "get_total_norm", "clip_grad"}
 ESCAPES = {"__import__", "importlib", "exec", "eval", "compile", "ctypes", "builtins", "__builtins__"}
+# as attributes only the dunders: re.compile, model.eval and torch.compile are not ways around this check
+ATTRIBUTE_ESCAPES = {"__import__", "__builtins__", "__globals__", "__code__", "__subclasses__", "__loader__"}
 SCHEDULE_LIBRARIES = {"transformers", "timm", "optax", "lightning", "pytorch_lightning", "keras", "tensorflow",
                       "diffusers", "deepspeed", "fairseq", "composer", "torchtune"}
 
@@ -514,7 +517,7 @@ def delegation(answer: str, source: str) -> str | None:
     if found is None:
         return None
     subject, work = WHAT.get(answer, ("your answer", "it"))
-    if found in ESCAPES or found == "sys.modules":
+    if found in ESCAPES or found in ATTRIBUTE_ESCAPES or found == "sys.modules":
         return f"{subject} uses {found}: answer cells may not import or run code dynamically; write {work} yourself"
     return f"{subject} calls {found}: the exercise is to write {work} yourself"
 
@@ -542,7 +545,7 @@ def _delegates_to(tree: ast.AST) -> str | None:
                 return f"torch.{dotted.split('.', 1)[1]}" if dotted.startswith("torch.") else dotted
             if node.attr == "modules" and dotted == "sys.modules":
                 return "sys.modules"
-            if node.attr in ESCAPES:
+            if node.attr in ATTRIBUTE_ESCAPES:
                 return node.attr
         elif isinstance(node, ast.Name) and node.id in ESCAPES:
             return node.id
@@ -565,8 +568,11 @@ def _forbidden_name(name: str) -> str | None:
 
 
 def _forbidden_text(text: str) -> str | None:
-    """A string naming a forbidden module or attribute (``getattr(torch, "optim")``)."""
+    """A string naming a forbidden module or attribute (``getattr(torch, "optim")``); prose such as a
+    docstring that mentions torch.optim.AdamW is not one."""
     stripped = text.strip()
+    if not re.fullmatch(r"[\w.]+", stripped):
+        return None
     if stripped in TORCH_PARTS or stripped in ESCAPES or stripped.startswith(("torch.optim", "torch.nn.utils.clip")):
         return stripped
     return None
