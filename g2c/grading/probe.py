@@ -118,7 +118,7 @@ def random_shapes(rng: random.Random, count: int) -> list[tuple[int, ...]]:
     return (shapes + [(rng.randint(2, 6),) for _ in range(count)])[:count]
 
 
-def randn(shape: tuple[int, ...], gen: random.Random, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def noise(shape: tuple[int, ...], gen: random.Random, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Random values in [-2, 2) from Python's generator with IEEE arithmetic only: bit-identical on
     every machine, where torch's vectorised sampling or libm's log and cos may differ by an ulp
     between CPUs, and the checks on untouched values are exact. (The distribution does not matter.)"""
@@ -127,12 +127,12 @@ def randn(shape: tuple[int, ...], gen: random.Random, dtype: torch.dtype = torch
 
 
 def leaf(shape: tuple[int, ...], gen: random.Random, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    return randn(shape, gen, dtype).requires_grad_()
+    return noise(shape, gen, dtype).requires_grad_()
 
 
 def gradient(shape: tuple[int, ...], rng: random.Random, gen: random.Random, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """A random gradient at a random scale between 1e-3 and 1e2: AdamW must not care."""
-    return (10.0 ** rng.randint(-3, 2)) * randn(shape, gen, dtype)
+    return (10.0 ** rng.randint(-3, 2)) * noise(shape, gen, dtype)
 
 
 # ---------------------------------------------------------------- AdamW
@@ -213,7 +213,7 @@ def adamw_first_step(namespace: dict, seed: int) -> dict[str, Any]:
                         eps=log_uniform(rng, 1e-8, 1e-6), weight_decay=0.0)
         p = leaf(shape, gen)
         scales = torch.tensor([10.0 ** gen.randint(-3, 1) for _ in range(shape[0])], dtype=torch.float64)
-        g = randn(shape, gen) * scales  # mixed magnitudes within one parameter
+        g = noise(shape, gen) * scales  # mixed magnitudes within one parameter
         out[f"run {k}"] = attempt(lambda: train(AdamW, [p], [[g]], settings, record_at={1}))
     return out
 
@@ -252,7 +252,7 @@ def adamw_no_autograd(namespace: dict, seed: int) -> dict[str, Any]:
     rng, gen = rngs("adamw_no_autograd", seed)
     shapes = random_shapes(rng, 3)
     params = [leaf(s, gen) for s in shapes]
-    weights = [randn(s, gen).abs() + 0.5 for s in shapes]
+    weights = [noise(s, gen).abs() + 0.5 for s in shapes]
     lr = log_uniform(rng, 1e-3, 1e-1)
     out: dict[str, Any] = {}
 
@@ -295,10 +295,10 @@ def adamw_frozen(namespace: dict, seed: int) -> dict[str, Any]:
 
 
 def with_grads(shapes: list[tuple[int, ...]], scales: list[float | None], gen: random.Random) -> list[torch.Tensor]:
-    """Parameters whose gradient is scale * randn, or None where the scale is None."""
+    """Parameters whose gradient is scale * noise, or None where the scale is None."""
     params = [leaf(s, gen) for s in shapes]
     for p, scale in zip(params, scales):
-        p.grad = None if scale is None else scale * randn(tuple(p.shape), gen, p.dtype)
+        p.grad = None if scale is None else scale * noise(tuple(p.shape), gen, p.dtype)
     return params
 
 
