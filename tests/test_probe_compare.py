@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from g2c.grading import compare, pitfalls, probe
 from g2c.grading.notebook_build import DIAGNOSIS, answer_sources, by_hand_values

@@ -9,6 +9,11 @@ A scenario passes when the student's data equals the reference's (within its tol
 equals a mutant's (one pitfall, or two of the same answer) none of whose pitfalls is charged to
 it: one mistake costs its own cell and the catch-all trajectory cells, which pass only on the
 reference. Messages say what differed in words and never show an expected number.
+
+Wiring: ``checks = decide(parse_record(raw_bytes_from_the_probe), seed, {grade_id: source})``
+with the seed the probe ran with; ``checks[scenario].passed`` gives the points of the grade cell
+mapped to that scenario, ``.message`` its feedback. Expected data is cached per (seed, scenario):
+grading a batch with one seed computes the reference once.
 """
 
 from __future__ import annotations
