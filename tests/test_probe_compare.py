@@ -393,7 +393,7 @@ def test_run_records_on_the_saved_stdout_only(tmp_path):
                   ["schedule", SLOW_SCHEDULE], ["adamw_by_hand_answer", f"p1 = {by_hand_values()['right']!r}\n!ls\nprint(p1)"],
                   ["diagnosis_answer", f"import os\nos.write(2, b'noise')\ndiagnosis = {DIAGNOSIS!r}"]],
         "scenarios": list(probe.SCENARIOS),
-        "scenario_seconds": 1.0,
+        "scenario_seconds": 2.0,  # generous: a loaded machine must not time out the others
     }
     code = "import json, sys\nfrom g2c.grading import probe\nprobe.run(json.load(sys.stdin))\nprint('after run', flush=True)"
     out = subprocess.run([sys.executable, "-c", code], input=json.dumps(payload).encode(), capture_output=True, timeout=120, cwd=tmp_path)
