@@ -281,6 +281,8 @@ def test_parse_record_survives_junk():
     assert failed(checks) == ALL - {"schedule_warmup"}
     assert "missing" in checks["clip_global"].message
     assert "missing" in checks["adamw_frozen"].message  # a malformed tensor is missing data
+    for odd in (None, [], {"scenarios": [], "cells": 5}, {"scenarios": {"clip_global": 5}, "done": "yes"}):
+        assert failed(compare.decide(odd, SEED, {"adamw": 5})) == ALL  # never raises, passes nothing
     assert compare.parse_record(b"") == {"scenarios": {}, "cells": {}, "done": False}
     assert compare.parse_record("not bytes") == {"scenarios": {}, "cells": {}, "done": False}
     # over the limit, the cut last line is dropped; what came before stands

@@ -470,8 +470,9 @@ def decide(record: dict, seed: int, sources: dict[str, str]) -> dict[str, Check]
     ``sources`` maps answer cells' grade ids to their source: an answer whose cell delegates to
     torch (see :func:`delegation`) fails all its scenarios with that sentence.
     """
-    scenarios = record.get("scenarios", {}) if isinstance(record, dict) else {}
     record = record if isinstance(record, dict) else {}
+    scenarios = record.get("scenarios") if isinstance(record.get("scenarios"), dict) else {}
+    record = {"cells": record.get("cells") if isinstance(record.get("cells"), dict) else {}, "done": record.get("done") is True}
     sources = sources if isinstance(sources, dict) else {}
     evidence: dict[str, set] = {answer: set() for answer in pitfalls.ANSWERS}
     delegated = {answer: delegation(answer, sources[cell]) for answer, cell in ANSWER_CELL.items()
