@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from g2c.grading import compare, pitfalls, probe
 from g2c.grading.notebook_build import DIAGNOSIS, answer_sources, by_hand_values
@@ -92,10 +91,10 @@ def test_catalogue_rebuilt_without_pitfalls_is_the_reference():
                 assert compare.differ(compare.reference_data(SEED, name), compare.mutant_data(SEED, name, ()), name) is None
 
 
-@pytest.mark.parametrize("seed", [SEED, 7])
 @pytest.mark.parametrize("pitfall", [p.name for p in pitfalls.CATALOGUE])
-def test_each_pitfall_fails_exactly_its_cells_and_is_named(pitfall, seed):
+def test_each_pitfall_fails_exactly_its_cells_and_is_named(pitfall):
     p = pitfalls.BY_NAME[pitfall]
+    seed = SEED + pitfalls.CATALOGUE.index(p) % 3  # three seeds across the catalogue
     checks = verdicts(student() | pitfalls.namespace(p.answer, (p.name,)), seed)
     assert failed(checks) == set(p.charged_to) | set(pitfalls.CATCH_ALL[p.answer])
     for name in failed(checks):
@@ -238,6 +237,8 @@ def test_delegation_leaves_honest_answers_alone():
     alt = TP.replace_region(SOURCES["optim"], TP.ALT_ADAMW_STEP)  # torch._foreach_* is fine
     assert compare.delegation("adamw", alt) is None
     assert compare.delegation("adamw", "def broken(:\n") is None  # the probe reports the cell's SyntaxError
+    prose = 'import re\n\ndef f(model):\n    """Same as torch.optim.AdamW, written by hand."""\n    model.eval()\n    return re.compile("x")\n'
+    assert compare.delegation("adamw", prose) is None
 
 
 # ---------------------------------------------------------------- the record is only data
@@ -280,6 +281,8 @@ def test_parse_record_survives_junk():
     assert failed(checks) == ALL - {"schedule_warmup"}
     assert "missing" in checks["clip_global"].message
     assert "missing" in checks["adamw_frozen"].message  # a malformed tensor is missing data
+    for odd in (None, [], {"scenarios": [], "cells": 5}, {"scenarios": {"clip_global": 5}, "done": "yes"}):
+        assert failed(compare.decide(odd, SEED, {"adamw": 5})) == ALL  # never raises, passes nothing
     assert compare.parse_record(b"") == {"scenarios": {}, "cells": {}, "done": False}
     assert compare.parse_record("not bytes") == {"scenarios": {}, "cells": {}, "done": False}
     # over the limit, the cut last line is dropped; what came before stands
@@ -299,6 +302,10 @@ def test_forged_done_or_forged_numbers_pass_nothing():
     forged = json.dumps({"scenario": "adamw_first_step", "data": data}).encode()
     check = compare.decide(compare.parse_record(forged), SEED, {})["adamw_first_step"]
     assert not check.passed and "run 1" in check.message
+    # the right numbers for part of a scenario only: the comparator walks the expected data, not the record
+    data = probe.record("schedule_warmup", student(), SEED)
+    part = json.dumps({"scenario": "schedule_warmup", "data": {"setting 1": data["setting 1"]}}).encode()
+    assert not compare.decide(compare.parse_record(part), SEED, {})["schedule_warmup"].passed
     # numbers as strings, NaN strings, wrong types in place of tensors
     for fake in ("nan", "inf", 0, True, [], {"error": "X"}):
         line = json.dumps({"scenario": "schedule_warmup", "data": {"setting 1": {"step 1": fake}}}).encode()
@@ -344,9 +351,9 @@ def test_decide_is_fast():
     for namespace in (student(), nothing, student() | pitfalls.namespace("adamw", ("no_bias_correction", "adam_l2"))):
         for seed in (11, 12):  # a fresh seed: nothing cached for it yet
             record = compare.parse_record(lines_of(namespace, seed))
-            start = time.perf_counter()
+            start = time.process_time()  # CPU time: other jobs on a shared machine do not count
             compare.decide(record, seed, {})
-            assert time.perf_counter() - start < 1.5  # ~0.1-0.3 s on one core; loose for shared CI
+            assert time.process_time() - start < 1.5  # 0.05-0.4 s; loose for slow machines
 
 
 # ---------------------------------------------------------------- the probe itself
@@ -388,7 +395,7 @@ def test_run_records_on_the_saved_stdout_only(tmp_path):
                   ["schedule", SLOW_SCHEDULE], ["adamw_by_hand_answer", f"p1 = {by_hand_values()['right']!r}\n!ls\nprint(p1)"],
                   ["diagnosis_answer", f"import os\nos.write(2, b'noise')\ndiagnosis = {DIAGNOSIS!r}"]],
         "scenarios": list(probe.SCENARIOS),
-        "scenario_seconds": 1.0,
+        "scenario_seconds": 2.0,  # generous: a loaded machine must not time out the others
     }
     code = "import json, sys\nfrom g2c.grading import probe\nprobe.run(json.load(sys.stdin))\nprint('after run', flush=True)"
     out = subprocess.run([sys.executable, "-c", code], input=json.dumps(payload).encode(), capture_output=True, timeout=120, cwd=tmp_path)

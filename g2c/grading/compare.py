@@ -9,6 +9,11 @@ A scenario passes when the student's data equals the reference's (within its tol
 equals a mutant's (one pitfall, or two of the same answer) none of whose pitfalls is charged to
 it: one mistake costs its own cell and the catch-all trajectory cells, which pass only on the
 reference. Messages say what differed in words and never show an expected number.
+
+Wiring: ``checks = decide(parse_record(raw_bytes_from_the_probe), seed, {grade_id: source})``
+with the seed the probe ran with; ``checks[scenario].passed`` gives the points of the grade cell
+mapped to that scenario, ``.message`` its feedback. Expected data is cached per (seed, scenario):
+grading a batch with one seed computes the reference once.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import binascii
 import functools
 import json
 import math
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -296,8 +302,9 @@ OBJECT = {"adamw": "AdamW", "clip": "clip_grad_norm_", "schedule": "cosine_with_
 
 
 def _as_recorded(data: Any) -> Any:
-    """Our own scenario output through the same JSON and cleaning as the student's."""
-    return clean(json.loads(json.dumps(data, allow_nan=False)))
+    """Our own scenario output, cleaned like the student's (the encoders already made it plain JSON
+    data: the round trip through json.dumps/loads would change nothing)."""
+    return clean(data)
 
 
 @functools.lru_cache(maxsize=256)
@@ -340,8 +347,15 @@ def _messages(names: tuple[str, ...], scenario: str | None = None) -> str:
     return "; and ".join(p.message for p in chosen)
 
 
-def _matches(seed: int, scenario: str, got: Any, candidates: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
-    return [c for c in candidates if differ(mutant_data(seed, scenario, c), got, scenario) is None]
+def _matches(seed: int, scenario: str, got: Any, candidates: list[tuple[str, ...]], first: bool = False) -> list[tuple[str, ...]]:
+    """The candidates whose data equals the student's (only the first one found if ``first``)."""
+    found = []
+    for names in candidates:
+        if differ(mutant_data(seed, scenario, names), got, scenario) is None:
+            found.append(names)
+            if first:
+                break
+    return found
 
 
 def _error_words(diff: Diff, scenario: str, record: dict) -> str:
@@ -378,7 +392,10 @@ def _decide_one(scenario: str, got: Any, seed: int, record: dict, evidence: dict
     singles = [(p.name,) for p in pitfalls.of(answer)]
     matched = _matches(seed, scenario, got, singles)
     if not matched:  # two mistakes (two that leave this scenario alone each may still change it together)
-        matched = _matches(seed, scenario, got, [(a.name, b.name) for a, b in pitfalls.pairs(answer)])
+        pairs = [(a.name, b.name) for a, b in pitfalls.pairs(answer)]
+        free_pairs = [c for c in pairs if not _charged(c, scenario)]
+        matched = _matches(seed, scenario, got, free_pairs, first=True)
+        matched = matched or _matches(seed, scenario, got, [c for c in pairs if _charged(c, scenario)], first=True)
     evidence[answer].update(matched)
     free = [m for m in matched if not _charged(m, scenario)]
     if free:
@@ -453,8 +470,9 @@ def decide(record: dict, seed: int, sources: dict[str, str]) -> dict[str, Check]
     ``sources`` maps answer cells' grade ids to their source: an answer whose cell delegates to
     torch (see :func:`delegation`) fails all its scenarios with that sentence.
     """
-    scenarios = record.get("scenarios", {}) if isinstance(record, dict) else {}
     record = record if isinstance(record, dict) else {}
+    scenarios = record.get("scenarios") if isinstance(record.get("scenarios"), dict) else {}
+    record = {"cells": record.get("cells") if isinstance(record.get("cells"), dict) else {}, "done": record.get("done") is True}
     sources = sources if isinstance(sources, dict) else {}
     evidence: dict[str, set] = {answer: set() for answer in pitfalls.ANSWERS}
     delegated = {answer: delegation(answer, sources[cell]) for answer, cell in ANSWER_CELL.items()
@@ -488,6 +506,8 @@ TORCH_PARTS = {"optim", "lr_scheduler", "_functional", "_single_tensor_adamw", "
                "_fused_adamw", "_fused_adamw_", "_fused_adam_", "clip_grad_norm_", "clip_grad_norm",
                "clip_grad_value_", "clip_grads_with_norm_", "get_total_norm", "clip_grad"}
 ESCAPES = {"__import__", "importlib", "exec", "eval", "compile", "ctypes", "builtins", "__builtins__"}
+# as attributes only the dunders: re.compile, model.eval and torch.compile are not ways around this check
+ATTRIBUTE_ESCAPES = {"__import__", "__builtins__", "__globals__", "__code__", "__subclasses__", "__loader__"}
 SCHEDULE_LIBRARIES = {"transformers", "timm", "optax", "lightning", "pytorch_lightning", "keras", "tensorflow",
                       "diffusers", "deepspeed", "fairseq", "composer", "torchtune"}
 
@@ -503,7 +523,7 @@ def delegation(answer: str, source: str) -> str | None:
     if found is None:
         return None
     subject, work = WHAT.get(answer, ("your answer", "it"))
-    if found in ESCAPES or found == "sys.modules":
+    if found in ESCAPES or found in ATTRIBUTE_ESCAPES or found == "sys.modules":
         return f"{subject} uses {found}: answer cells may not import or run code dynamically; write {work} yourself"
     return f"{subject} calls {found}: the exercise is to write {work} yourself"
 
@@ -531,7 +551,7 @@ def _delegates_to(tree: ast.AST) -> str | None:
                 return f"torch.{dotted.split('.', 1)[1]}" if dotted.startswith("torch.") else dotted
             if node.attr == "modules" and dotted == "sys.modules":
                 return "sys.modules"
-            if node.attr in ESCAPES:
+            if node.attr in ATTRIBUTE_ESCAPES:
                 return node.attr
         elif isinstance(node, ast.Name) and node.id in ESCAPES:
             return node.id
@@ -554,8 +574,11 @@ def _forbidden_name(name: str) -> str | None:
 
 
 def _forbidden_text(text: str) -> str | None:
-    """A string naming a forbidden module or attribute (``getattr(torch, "optim")``)."""
+    """A string naming a forbidden module or attribute (``getattr(torch, "optim")``); prose such as a
+    docstring that mentions torch.optim.AdamW is not one."""
     stripped = text.strip()
+    if not re.fullmatch(r"[\w.]+", stripped):
+        return None
     if stripped in TORCH_PARTS or stripped in ESCAPES or stripped.startswith(("torch.optim", "torch.nn.utils.clip")):
         return stripped
     return None

@@ -234,9 +234,11 @@ def compatible(a: Pitfall, b: Pitfall) -> bool:
     return not {old for old, _ in a.edits} & {old for old, _ in b.edits}
 
 
-def pairs(answer: str) -> list[tuple[Pitfall, Pitfall]]:
+@functools.cache
+def pairs(answer: str) -> tuple[tuple[Pitfall, Pitfall], ...]:
     """Every combinable pair of one answer's pitfalls: a student may make two mistakes."""
-    return [(a, b) for a, b in itertools.combinations(of(answer), 2) if compatible(a, b) and _applies(answer, (a.name, b.name))]
+    return tuple((a, b) for a, b in itertools.combinations(of(answer), 2)
+                 if compatible(a, b) and _applies(answer, (a.name, b.name)))
 
 
 @functools.cache
@@ -264,7 +266,7 @@ def mutated_source(answer: str, names: tuple[str, ...]) -> str:
     found = regions._regions(source)
     if len(found) != 1:
         raise ValueError(f"{ANSWERS[answer][0]}.py has {len(found)} solution regions, expected one")
-    begin, end, indent = found[0]
+    begin, end, _ = found[0]
     lines = source.splitlines()
     region = lines[begin + 1 : end]
     chosen = [BY_NAME[n] for n in names]
@@ -276,12 +278,11 @@ def mutated_source(answer: str, names: tuple[str, ...]) -> str:
             region = pitfall.body.strip("\n").splitlines()  # written at the region's indentation
             continue
         for old, new in pitfall.edits:
-            at = [i for i, line in enumerate(region) if line is not None and line.strip() == old]
+            at = [i for i, line in enumerate(region) if line.strip() == old]
             if len(at) != 1:
                 raise ValueError(f"pitfall {pitfall.name}: {old!r} is {len(at)} times in the region of {ANSWERS[answer][0]}.py")
             pad = region[at[0]][: len(region[at[0]]) - len(region[at[0]].lstrip())]
-            region[at[0] : at[0] + 1] = [pad + line for line in new] or [None]  # None keeps later indices valid
-    region = [line for line in region if line is not None]
+            region[at[0] : at[0] + 1] = [pad + line for line in new]  # () deletes the line
     return "\n".join(lines[:begin] + region + lines[end + 1 :]) + "\n"
 
 

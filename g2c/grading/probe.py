@@ -102,10 +102,10 @@ def student(namespace: dict, name: str) -> Any:
 # ---------------------------------------------------------------- inputs from the seed
 
 
-def rngs(name: str, seed: int) -> tuple[random.Random, torch.Generator]:
+def rngs(name: str, seed: int) -> tuple[random.Random, random.Random]:
     """Two generators seeded from (scenario, seed): every scenario draws its own inputs."""
     key = zlib.crc32(f"{name}:{int(seed)}".encode())
-    return random.Random(key), torch.Generator().manual_seed(key)
+    return random.Random(key), random.Random(key ^ 0x5EED)
 
 
 def log_uniform(rng: random.Random, low: float, high: float) -> float:
@@ -118,13 +118,21 @@ def random_shapes(rng: random.Random, count: int) -> list[tuple[int, ...]]:
     return (shapes + [(rng.randint(2, 6),) for _ in range(count)])[:count]
 
 
-def leaf(shape: tuple[int, ...], gen: torch.Generator, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    return torch.randn(shape, generator=gen, dtype=dtype).requires_grad_()
+def noise(shape: tuple[int, ...], gen: random.Random, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Random values in [-2, 2) from Python's generator with IEEE arithmetic only: bit-identical on
+    every machine, where torch's vectorised sampling or libm's log and cos may differ by an ulp
+    between CPUs, and the checks on untouched values are exact. (The distribution does not matter.)"""
+    values = [4.0 * gen.random() - 2.0 for _ in range(math.prod(shape))]
+    return torch.tensor(values, dtype=torch.float64).reshape(shape).to(dtype)
 
 
-def gradient(shape: tuple[int, ...], rng: random.Random, gen: torch.Generator, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def leaf(shape: tuple[int, ...], gen: random.Random, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    return noise(shape, gen, dtype).requires_grad_()
+
+
+def gradient(shape: tuple[int, ...], rng: random.Random, gen: random.Random, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """A random gradient at a random scale between 1e-3 and 1e2: AdamW must not care."""
-    return (10.0 ** rng.randint(-3, 2)) * torch.randn(shape, generator=gen, dtype=dtype)
+    return (10.0 ** rng.randint(-3, 2)) * noise(shape, gen, dtype)
 
 
 # ---------------------------------------------------------------- AdamW
@@ -204,7 +212,8 @@ def adamw_first_step(namespace: dict, seed: int) -> dict[str, Any]:
         settings = dict(lr=log_uniform(rng, 1e-3, 1e-1), betas=(rng.uniform(0.5, 0.95), rng.uniform(0.9, 0.9999)),
                         eps=log_uniform(rng, 1e-8, 1e-6), weight_decay=0.0)
         p = leaf(shape, gen)
-        g = torch.randn(shape, generator=gen, dtype=torch.float64) * 10.0 ** torch.randint(-3, 2, shape, generator=gen).double()
+        scales = torch.tensor([10.0 ** gen.randint(-3, 1) for _ in range(shape[0])], dtype=torch.float64)
+        g = noise(shape, gen) * scales  # mixed magnitudes within one parameter
         out[f"run {k}"] = attempt(lambda: train(AdamW, [p], [[g]], settings, record_at={1}))
     return out
 
@@ -243,7 +252,7 @@ def adamw_no_autograd(namespace: dict, seed: int) -> dict[str, Any]:
     rng, gen = rngs("adamw_no_autograd", seed)
     shapes = random_shapes(rng, 3)
     params = [leaf(s, gen) for s in shapes]
-    weights = [torch.rand(s, generator=gen, dtype=torch.float64) + 0.5 for s in shapes]
+    weights = [noise(s, gen).abs() + 0.5 for s in shapes]
     lr = log_uniform(rng, 1e-3, 1e-1)
     out: dict[str, Any] = {}
 
@@ -285,11 +294,11 @@ def adamw_frozen(namespace: dict, seed: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- clip_grad_norm_
 
 
-def with_grads(shapes: list[tuple[int, ...]], scales: list[float | None], gen: torch.Generator) -> list[torch.Tensor]:
-    """Parameters whose gradient is scale * randn, or None where the scale is None."""
+def with_grads(shapes: list[tuple[int, ...]], scales: list[float | None], gen: random.Random) -> list[torch.Tensor]:
+    """Parameters whose gradient is scale * noise, or None where the scale is None."""
     params = [leaf(s, gen) for s in shapes]
     for p, scale in zip(params, scales):
-        p.grad = None if scale is None else scale * torch.randn(p.shape, generator=gen, dtype=p.dtype)
+        p.grad = None if scale is None else scale * noise(tuple(p.shape), gen, p.dtype)
     return params
 
 
