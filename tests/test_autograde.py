@@ -35,12 +35,12 @@ AUTOGRADED = list(POINTS)
 CELL_OF_TEST = {test: gid for cells in build.TEST_CELLS.values() for gid, _, tests, _ in cells for test in tests}
 PITFALL_WORDS = {  # what the feedback must say, in plain words
     "adam_l2_instead_of_decoupled_decay": "Adam + L2",
-    "step_counter_per_parameter": "once per optimizer step",
+    "step_counter_per_parameter": "per parameter",
     "no_bias_correction": "bias correction",
     "update_recorded_by_autograd": "torch.no_grad()",
     "clip_each_parameter_alone": "clip globally",
     "schedule_warmup_off_by_one": "off by one",
-    "schedule_decays_past_max_steps": "stay at min_lr",
+    "schedule_decays_past_max_steps": "after max_steps",
 }
 GAMING = """
 import math, torch, pytest

@@ -317,7 +317,13 @@ def _run_unsandboxed(kind: str, payload: Path, output: Path, timeout: float) -> 
 
 
 def _status(probe: _Run, record: dict, job: Job) -> tuple[str, str]:
-    """The submission's status from the probe's run: its answers decide the points."""
+    """The submission's status from the probe's run: its answers decide the points.
+
+    A MemoryError the answer cells caught themselves still says "memory", so that a rerun with
+    another ``--memory`` regrades it.
+    """
+    if any(error.get("error") == "MemoryError" for error in record.get("cells", {}).values()):
+        return "memory", f"an answer cell hit the {job.memory_mb} MB memory limit (--memory)"
     if record.get("done"):
         return "graded", ""
     if not probe.finished:
