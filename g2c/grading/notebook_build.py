@@ -80,11 +80,6 @@ def contract_names() -> list[str]:
     return re.findall(r"^def (test_\w+)", CONTRACT.read_text(), re.M)
 
 
-def answer_of(scenarios: list[str]) -> str | None:
-    """The answer cell (adamw, clip, schedule) whose code the scenarios exercise, if any."""
-    return next((answer for answer in TEST_CELLS if scenarios and scenarios[0].startswith(answer + "_")), None)
-
-
 def hidden_part(scenarios: list[str]) -> str:
     """A test cell's hidden part: inert text naming the probes that decide its points.
 

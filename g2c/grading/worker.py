@@ -206,9 +206,8 @@ def as_released(nb: nbformat.NotebookNode, source_cells: dict[str, dict]) -> nbf
         meta = cell.get("metadata", {}).get("nbgrader", {})
         if meta.get("locked"):
             cell["source"] = HIDDEN.sub("", source_cells[meta["grade_id"]]["source"])
-        cell["outputs"] = [] if cell["cell_type"] == "code" else cell.get("outputs")
-        if cell["cell_type"] != "code":
-            cell.pop("outputs", None)
+        if cell["cell_type"] == "code":
+            cell["outputs"] = []
     return nbformat.from_dict(released)
 
 
@@ -245,7 +244,7 @@ def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode) -> Outcome:
     autograded = work / "autograded" / job.student / ASSIGNMENT / NOTEBOOK
     if not result["success"] or not autograded.exists():
         raise RuntimeError(f"nbgrader autograde failed: {_reason(result.get('error') or '')} {_reason(result.get('log') or '')}")
-    _scores(work / "gradebook.db", job, checks, sources, outcome)
+    _scores(work / "gradebook.db", job, checks, outcome)
     graded = nbformat.read(autograded, as_version=4)
     if notes := _notebook_run_notes(runs["notebook"], outputs, job):
         outcome.detail = "; ".join(filter(None, [outcome.detail, notes]))
@@ -426,14 +425,10 @@ def _preprocessors(outputs: dict) -> list:
     return [RecordedOutputs if step is Execute else step for step in steps]
 
 
-def _scores(db: Path, job: Job, checks: dict, sources: dict[str, str], outcome: Outcome) -> None:
+def _scores(db: Path, job: Job, checks: dict, outcome: Outcome) -> None:
     """Every autograded point from the comparator's checks; written answers stay for hand grading."""
     from nbgrader.api import Gradebook
 
-    from g2c.grading import compare
-    from g2c.grading.notebook_build import answer_of
-
-    delegated = {answer: compare.delegation(answer, source) for answer, source in sources.items()}
     name = NOTEBOOK.removesuffix(".ipynb")
     with Gradebook(f"sqlite:///{db}") as gb:
         submitted = gb.find_submission_notebook(name, ASSIGNMENT, job.student)
@@ -446,8 +441,6 @@ def _scores(db: Path, job: Job, checks: dict, sources: dict[str, str], outcome: 
             scenarios = job.checks[grade.name]
             reasons = [checks[s].message for s in scenarios if s in checks and not checks[s].passed]
             reasons += [f"no data for {s}" for s in scenarios if s not in checks]
-            if sentence := delegated.get(answer_of(scenarios)):
-                reasons = [sentence]
             score = 0.0 if reasons else float(grade.max_score)
             outcome.auto_scores[grade.name] = outcome.cells[grade.name] = score
             if reasons:
