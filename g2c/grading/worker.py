@@ -224,7 +224,8 @@ def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode) -> Outcome:
     seed = secrets.randbits(31)
     sources = probed_sources(nb)
     cells = [[grade_id, sources[grade_id]] for grade_id in PROBED_CELLS if grade_id in sources]
-    probe = {"seed": seed, "setup": job.source_cells[SETUP_CELL]["source"], "cells": cells, "scenarios": list(SCENARIOS)}
+    probe = {"seed": seed, "setup": job.source_cells[SETUP_CELL]["source"], "cells": cells, "scenarios": list(SCENARIOS),
+             "cell_seconds": job.cell_timeout}  # an endless loop in one answer cell costs that answer only
     notebook = {"notebook": nbformat.writes(as_released(nb, job.source_cells)), "cell_timeout": job.cell_timeout}
     runs = {"probe": _Run(work, "probe", probe), "notebook": _Run(work, "notebook", notebook)}
     kernel_uid, probe_uid = _uids()
