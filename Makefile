@@ -55,7 +55,7 @@ test-book: book /usr/bin/chromium
 	apt-get update -qq && apt-get install -y -qq chromium >/dev/null
 
 # MathJax, require.js and the widget manager from the npm registry, served by the book itself.
-_build/vendor/.fetched: book/_vendor/fetch.sh book/_vendor/widgets-offline.js
+_build/vendor/.fetched: book/_vendor/fetch.sh $(wildcard book/_vendor/widgets-*.js)
 	bash book/_vendor/fetch.sh _build/vendor
 
 # The execution cache keys on the chapters' cells only: drop it when the code they run changes.

@@ -98,6 +98,68 @@ def test_page_is_self_contained_and_renders_math(browser, path: Path) -> None:
         visit.close()
 
 
+AXE = HTML.parent / "vendor" / ".axe" / "axe.min.js"  # vendored by book/_vendor/fetch.sh, never published
+WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+RUN_AXE = "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})"
+
+
+def axe_violations(page) -> list[str]:
+    """axe-core's WCAG 2.1 A/AA violations on the page as shown now: one line per element.
+
+    Each line names the rule, the element (CSS selector) and axe's summary of what fails, so a
+    failing test says what to fix and where.
+    """
+    assert AXE.exists(), f"{AXE} is missing: `make book` vendors axe-core"
+    page.add_script_tag(content=AXE.read_text(encoding="utf-8"))
+    result = page.evaluate(RUN_AXE, WCAG_AA)
+    return [
+        f"{v['id']} ({v['impact']}): {' '.join(map(str, node['target']))} {node['html'][:120]!r}: "
+        + " / ".join(line.strip() for line in node["failureSummary"].splitlines()[1:3])
+        for v in result["violations"] for node in v["nodes"]
+    ]
+
+
+def rendered(visit: Visit, path: Path) -> None:
+    """Wait until the page's math and widgets are drawn: axe must see what a reader gets."""
+    html = path.read_text(encoding="utf-8")
+    if MATH_IN_HTML.search(html):
+        visit.page.wait_for_selector("mjx-container", state="attached", timeout=15_000)
+    views = len(WIDGET_VIEW.findall(html))
+    if views:
+        visit.page.locator(".widget-subarea").nth(views - 1).locator(".noUi-handle").wait_for(state="visible", timeout=15_000)
+    visit.settle()
+
+
+@pytest.mark.parametrize("path", pages() if os.environ.get("G2C_TEST_BOOK") == "1" else [], ids=lambda p: str(p.relative_to(HTML)))
+def test_page_meets_wcag_21_aa(browser, path: Path) -> None:
+    """axe-core finds no WCAG 2.0/2.1 A or AA violation on the rendered page (math and widgets drawn)."""
+    visit = Visit(browser, path)
+    try:
+        rendered(visit, path)
+        found = axe_violations(visit.page)
+        assert found == [], f"{path.relative_to(HTML)}: {len(found)} WCAG violations:\n" + "\n".join(found)
+    finally:
+        visit.close()
+
+
+def test_axe_sees_missing_alt_text_labels_and_contrast(browser, tmp_path: Path) -> None:
+    """The audit above would catch the failures the book used to have."""
+    page = tmp_path / "bad.html"
+    page.write_text(
+        '<html lang="en"><head><title>bad</title></head><body><main><h1>bad</h1>'
+        '<img src="data:image/png;base64,iVBORw0KGgo="><input type="checkbox">'
+        '<div role="slider" tabindex="0" aria-valuenow="1" aria-valuemin="0" aria-valuemax="2"></div>'
+        '<p style="color:#999;background:#fff">faint</p></main></body></html>',
+        encoding="utf-8",
+    )
+    visit = Visit(browser, page)
+    try:
+        rules = {line.split(" ", 1)[0] for line in axe_violations(visit.page)}
+        assert rules == {"image-alt", "label", "aria-input-field-name", "color-contrast"}, rules
+    finally:
+        visit.close()
+
+
 def test_every_chapter_is_tested() -> None:
     """The parametrized test above really covers the book: every chapter page exists."""
     names = {p.name for p in pages()}
