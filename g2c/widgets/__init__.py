@@ -16,16 +16,18 @@ Five factories; each is callable with no arguments and returns an ``ipywidgets``
 also passes ``weight_decay=``), so ``g2c.training.AdamW``, ``torch.optim.AdamW`` or
 ``functools.partial(g2c.training.SGD, momentum=0.9)`` all work.
 
-Plots are PNGs drawn by matplotlib's Agg backend into an ``ipywidgets.Image``: no ``plt.show``,
-no ``Output`` widget, nothing that waits for a display, so the widgets run under nbgrader's
-autograder too. Bad arguments (a negative lr, ``max_norm <= 0``, ``warmup_steps > max_steps``)
+Plots are PNGs drawn by matplotlib's Agg backend into a ``Picture`` (an ``<img>`` with alt
+text in an ``ipywidgets.HTML``: ``ipywidgets.Image`` has no alt text): no ``plt.show``, no
+``Output`` widget, nothing that waits for a display, so the widgets run under nbgrader's
+autograder too. Every picture's alt text says what that frame shows (the run and its numbers)
+and changes with it; colour is never the only cue (line styles, markers, hatching, names). Bad arguments (a negative lr, ``max_norm <= 0``, ``warmup_steps > max_steps``)
 show a red message inside the widget instead of raising.
 
 Live mode (default): Python callbacks redraw; every answer costs at most one tiny training
 run plus one PNG (well under a second), and results are cached.
 
 Static mode, for the book (``static=True``): every frame is precomputed into an
-``ipywidgets.Stack`` of ``Image`` widgets and a ``SelectionSlider``'s ``index`` is ``jslink``-ed
+``ipywidgets.Stack`` of ``Picture`` widgets and a ``SelectionSlider``'s ``index`` is ``jslink``-ed
 to the Stack's ``selected_index`` (``frames.frame_switcher``), so the slider switches pictures
 in the browser with no kernel. One control per widget in static mode:
 
@@ -67,12 +69,12 @@ widget's slider through every position in Chromium and checks the frame shown.
 from g2c.widgets.clipping import clipping_demo
 from g2c.widgets.diagnosis import KINDS, Diagnosis, diagnose, example_curves
 from g2c.widgets.doctor import curve_doctor
-from g2c.widgets.frames import Panel, frame_switcher
+from g2c.widgets.frames import Panel, Picture, frame_switcher
 from g2c.widgets.race import optimizer_race
 from g2c.widgets.schedule import schedule_explorer
 from g2c.widgets.sweep import lr_sweep
 
 __all__ = [
-    "KINDS", "Diagnosis", "Panel", "clipping_demo", "curve_doctor", "diagnose", "example_curves",
+    "KINDS", "Diagnosis", "Panel", "Picture", "clipping_demo", "curve_doctor", "diagnose", "example_curves",
     "frame_switcher", "lr_sweep", "optimizer_race", "schedule_explorer",
 ]
