@@ -46,7 +46,7 @@ notebook: $(STAMP)
 reset-notebook: $(STAMP)
 	$(BIN)/g2c reset-notebook
 
-## test-book: build the book (-W), then check it in headless chromium and for published solutions
+## test-book: build the book (-W), then check it in headless chromium (offline, axe-core WCAG 2.1 AA, keyboard) and for published solutions
 test-book: book /usr/bin/chromium
 	G2C_TEST_BOOK=1 $(PY) -m pytest -q tests/test_book_browser.py tests/test_book_solutions.py tests/test_book_content.py
 

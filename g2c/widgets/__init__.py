@@ -64,6 +64,14 @@ icon loads font files from it (missing fonts only lose the icon), from the folde
 maps the ``@jupyter-widgets/...`` module ids to (the book's ``book/_vendor/widgets-offline.js``
 maps them all into its copy of ``dist/``). ``tests/test_book_browser.py`` moves every book
 widget's slider through every position in Chromium and checks the frame shown.
+
+Accessibility (WCAG 2.1 AA): the alt text is in each ``Picture``'s own HTML, so it is read out
+live and in the book alike. What ipywidgets' views cannot be told from Python is added in the
+book by ``book/_vendor/widgets-a11y.js``: the slider handle's accessible name (the slider's
+``description`` and its value, e.g. "learning rate 0.03": give every slider a description that
+says what it changes), a polite live region reading each new frame's caption, and keyboard
+buttons for Accordion headers. In a live Jupyter session the slider handles stay unnamed
+(noUiSlider takes ``handleAttributes`` but ipywidgets 8.1 passes none).
 """
 
 from g2c.widgets.clipping import clipping_demo
