@@ -319,6 +319,16 @@ def tab_to_slider(page, n: int, limit: int = 150) -> dict:
     raise AssertionError(f"{limit} presses of Tab never reached widget {n}'s slider")
 
 
+def focused_name(page, wanted: str, timeout: float = 5.0) -> str:
+    """The focused element's aria-label once it is ``wanted`` (or whatever it is at the timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        label = page.evaluate(FOCUSED)["label"]
+        if label == wanted or time.monotonic() > deadline:
+            return label
+        page.wait_for_timeout(50)
+
+
 def live_caption(area, wanted: list[str], timeout: float = 5.0) -> list[list[str]]:
     """The widget's polite live regions once one announces ``wanted`` words (or at the timeout)."""
     deadline = time.monotonic() + timeout
@@ -355,7 +365,7 @@ def test_every_static_widget_works_from_the_keyboard_and_says_what_it_shows(brow
                 shown, alt = wait_for_picture(area, frame.png)
                 assert shown == frame.png, f"widget {n} on {path.name}: {key} did not bring frame {i}"
                 assert alt == frame.alt != widget.frames[before].alt, f"widget {n} on {path.name}: frame {i} alt {alt!r}"
-                assert page.evaluate(FOCUSED)["label"] == f"{widget.description} {widget.options[i]}"
+                assert focused_name(page, f"{widget.description} {widget.options[i]}") == f"{widget.description} {widget.options[i]}"
                 regions = live_caption(area, frame.caption)
                 assert [words(text) for _, text in regions] == [frame.caption], f"frame {i} caption not announced: {regions}"
     finally:
@@ -381,7 +391,7 @@ def test_curve_doctor_verdict_opens_from_the_keyboard(browser) -> None:
         assert not verdict.is_visible()
         page.keyboard.press("Enter")
         verdict.get_by_text("Diagnosis:").wait_for(state="visible", timeout=5_000)
-        assert header.get_attribute("aria-expanded") == "true"
+        page.wait_for_selector('.widget-subarea .jupyter-widget-Collapse-header[aria-expanded="true"]', timeout=5_000)
     finally:
         visit.close()
 
