@@ -156,9 +156,9 @@ def clipping_figure(max_norm: float = 1.0) -> Figure:
     before = [float(p.grad) for p in params]
     total = float(clip_grad_norm_(params, max_norm))
     after = [float(p.grad) for p in params]
-    for vec, color, label in ((before, "0.6", f"before: norm {total:.2f}"), (after, "tab:red", f"after: norm {math.hypot(*after):.2f}")):
-        ax3.annotate("", xy=vec, xytext=(0, 0), arrowprops={"arrowstyle": "-|>", "lw": 2, "color": color})
-        ax3.plot([], [], color=color, lw=2, label=label)
+    for vec, color, ls, label in ((before, "0.6", "--", f"before: norm {total:.2f}"), (after, "tab:red", "-", f"after: norm {math.hypot(*after):.2f}")):
+        ax3.annotate("", xy=vec, xytext=(0, 0), arrowprops={"arrowstyle": "-|>", "lw": 2, "ls": ls, "color": color})
+        ax3.plot([], [], color=color, lw=2, ls=ls, label=label)
     circle = plt.Circle((0, 0), max_norm, fill=False, ls="--", color="tab:red", alpha=0.6)
     ax3.add_patch(circle)
     ax3.set_xlim(-0.3, 3.0)
