@@ -121,6 +121,9 @@ def axe_violations(page) -> list[str]:
     ]
 
 
+NEXT_FRAMES = "() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))"
+
+
 def rendered(visit: Visit, path: Path) -> None:
     """Wait until the page's math and widgets are drawn: axe must see what a reader gets."""
     html = path.read_text(encoding="utf-8")
@@ -130,6 +133,7 @@ def rendered(visit: Visit, path: Path) -> None:
     if views:
         visit.page.locator(".widget-subarea").nth(views - 1).locator(".noUi-handle").wait_for(state="visible", timeout=15_000)
     visit.settle()
+    visit.page.evaluate(NEXT_FRAMES)  # what scripts do after a render (widgets-a11y.js) is done by then
 
 
 @pytest.mark.parametrize("path", pages() if os.environ.get("G2C_TEST_BOOK") == "1" else [], ids=lambda p: str(p.relative_to(HTML)))
