@@ -377,7 +377,8 @@ def test_every_static_widget_works_from_the_keyboard_and_says_what_it_shows(brow
 
 
 def test_curve_doctor_verdict_opens_from_the_keyboard(browser) -> None:
-    """The hidden diagnosis is a button: Tab reaches it, Enter opens it, aria-expanded follows."""
+    """The hidden diagnosis is a button: Tab reaches it, Enter opens it, aria-expanded follows, and
+    the opened verdict passes the audit too."""
     visit = Visit(browser, HTML / "book" / "reading-curves.html")
     try:
         rendered(visit, HTML / "book" / "reading-curves.html")
@@ -396,6 +397,7 @@ def test_curve_doctor_verdict_opens_from_the_keyboard(browser) -> None:
         page.keyboard.press("Enter")
         verdict.get_by_text("Diagnosis:").wait_for(state="visible", timeout=5_000)
         page.wait_for_selector('.widget-subarea .jupyter-widget-Collapse-header[aria-expanded="true"]', timeout=5_000)
+        assert axe_violations(page) == [], "the opened verdict meets WCAG 2.1 AA too"
     finally:
         visit.close()
 
