@@ -46,7 +46,7 @@ notebook: $(STAMP)
 reset-notebook: $(STAMP)
 	$(BIN)/g2c reset-notebook
 
-## test-book: build the book (-W), then check it in headless chromium and for published solutions
+## test-book: build the book (-W), then check it in headless chromium (offline, axe-core WCAG 2.1 AA, keyboard) and for published solutions
 test-book: book /usr/bin/chromium
 	G2C_TEST_BOOK=1 $(PY) -m pytest -q tests/test_book_browser.py tests/test_book_solutions.py tests/test_book_content.py
 
@@ -55,7 +55,7 @@ test-book: book /usr/bin/chromium
 	apt-get update -qq && apt-get install -y -qq chromium >/dev/null
 
 # MathJax, require.js and the widget manager from the npm registry, served by the book itself.
-_build/vendor/.fetched: book/_vendor/fetch.sh book/_vendor/widgets-offline.js
+_build/vendor/.fetched: book/_vendor/fetch.sh $(wildcard book/_vendor/widgets-*.js)
 	bash book/_vendor/fetch.sh _build/vendor
 
 # The execution cache keys on the chapters' cells only: drop it when the code they run changes.

@@ -23,6 +23,7 @@ from g2c.nn import MLP, TinyLM, seeded
 from g2c.training import SGD, AdamW, History, clip_grad_norm_, cosine_with_warmup, train
 
 SWEEP_LRS = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
+MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*")  # one shape per curve, so colour is never the only cue
 SWEEP_STEPS = 200
 
 # Every run here is a tiny model: a second intra-op thread buys nothing and, on a busy 2-core
@@ -65,8 +66,9 @@ def lr_sweep_figure(lrs: tuple[float, ...] = SWEEP_LRS) -> Figure:
     runs = {lr: sgd_run(lr) for lr in lrs}
     fig, ax = plt.subplots(figsize=(7, 3.8))
     cmap = plt.get_cmap("viridis")
-    for i, (lr, history) in enumerate(runs.items()):
-        _plot_losses(ax, history, color=cmap(i / max(1, len(lrs) - 1)), lw=1.8, label=f"lr={lr:g}: {verdict(history)}")
+    for i, (lr, history) in enumerate(runs.items()):  # a marker per lr: colour is not the only cue
+        _plot_losses(ax, history, color=cmap(i / max(1, len(lrs) - 1)), lw=1.8, label=f"lr={lr:g}: {verdict(history)}",
+                     marker=MARKERS[i % len(MARKERS)], ms=5, markevery=max(1, len(history.train_loss) // 8))
     ax.set_yscale("log")
     ax.set_ylim(5e-3, 1e3)
     ax.set_xlabel("step")
@@ -95,14 +97,14 @@ def png_bytes(fig: Figure) -> bytes:
 def sgd_vs_adamw_figure(steps: int = 300) -> Figure:
     """SGD and AdamW from the same initial weights, same data, same steps, each at a few learning rates."""
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    for lr, color in ((0.01, "tab:blue"), (0.1, "tab:purple")):
+    for lr, color, marker in ((0.01, "tab:blue", "o"), (0.1, "tab:purple", "s")):
         model = mlp()
         history = train(model, regression(), SGD(model.parameters(), lr), steps=steps)
-        ax.plot(history.eval_steps, history.val_loss, color=color, ls="--", label=f"SGD lr={lr:g}")
-    for lr, color in ((1e-3, "tab:orange"), (1e-2, "tab:green")):
+        ax.plot(history.eval_steps, history.val_loss, color=color, ls="--", marker=marker, ms=5, markevery=3, label=f"SGD lr={lr:g}")
+    for lr, color, marker in ((1e-3, "tab:orange", "^"), (1e-2, "tab:green", "D")):
         model = mlp()
         history = train(model, regression(), AdamW(model.parameters(), lr), steps=steps)
-        ax.plot(history.eval_steps, history.val_loss, color=color, label=f"AdamW lr={lr:g}")
+        ax.plot(history.eval_steps, history.val_loss, color=color, marker=marker, ms=5, markevery=3, label=f"AdamW lr={lr:g}")
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("validation loss (MSE, log scale)")
@@ -154,9 +156,9 @@ def clipping_figure(max_norm: float = 1.0) -> Figure:
     before = [float(p.grad) for p in params]
     total = float(clip_grad_norm_(params, max_norm))
     after = [float(p.grad) for p in params]
-    for vec, color, label in ((before, "0.6", f"before: norm {total:.2f}"), (after, "tab:red", f"after: norm {math.hypot(*after):.2f}")):
-        ax3.annotate("", xy=vec, xytext=(0, 0), arrowprops={"arrowstyle": "-|>", "lw": 2, "color": color})
-        ax3.plot([], [], color=color, lw=2, label=label)
+    for vec, color, ls, label in ((before, "0.6", "--", f"before: norm {total:.2f}"), (after, "tab:red", "-", f"after: norm {math.hypot(*after):.2f}")):
+        ax3.annotate("", xy=vec, xytext=(0, 0), arrowprops={"arrowstyle": "-|>", "lw": 2, "ls": ls, "color": color})
+        ax3.plot([], [], color=color, lw=2, ls=ls, label=label)
     circle = plt.Circle((0, 0), max_norm, fill=False, ls="--", color="tab:red", alpha=0.6)
     ax3.add_patch(circle)
     ax3.set_xlim(-0.3, 3.0)
@@ -179,6 +181,8 @@ def schedule_figure(warmup_steps: int = 100, max_steps: int = 1000, max_lr: floa
     ax.axvspan(0, warmup_steps, color="tab:orange", alpha=0.12, label="linear warmup")
     ax.axvspan(warmup_steps, max_steps, color="tab:blue", alpha=0.06, label="cosine decay")
     ax.axvspan(max_steps, steps[-1], color="0.5", alpha=0.10, label="floor: min_lr")
+    for start, stop, name in ((0, warmup_steps, "warmup"), (warmup_steps, max_steps, "cosine decay"), (max_steps, steps[-1], "floor")):
+        ax.text((start + stop) / 2, 0.5 * max_lr, name, ha="center", rotation=90 if stop - start < 150 else 0, fontsize=9, color="0.25")
     ax.axhline(max_lr, color="0.6", ls=":", lw=1)
     ax.axhline(min_lr, color="0.6", ls=":", lw=1)
     ax.set_xticks([warmup_steps, max_steps], [f"warmup_steps\n= {warmup_steps}", f"max_steps\n= {max_steps}"])
@@ -230,7 +234,7 @@ def curve_shapes_figure() -> Figure:
                         textcoords="offset points", color="tab:red", va="center")
         else:
             ax.plot(history.eval_steps, history.eval_train_loss, color="tab:blue", lw=1.8, label="train")
-            ax.plot(history.eval_steps, history.val_loss, color="tab:orange", lw=1.8, label="validation")
+            ax.plot(history.eval_steps, history.val_loss, color="tab:orange", lw=1.8, ls="--", label="validation")
             ax.set_ylim(0, 2.8)
         ax.set_title(name, fontweight="bold")
         ax.set_xlabel("step\n" + CURVE_CAPTIONS[name], fontsize=9)

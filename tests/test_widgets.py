@@ -5,6 +5,8 @@ No timing here (see tests/benchmarks/bench_widgets.py). Widgets are built once p
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import re
 from collections import Counter
@@ -19,7 +21,7 @@ from g2c.data import regression
 from g2c.training import SGD, AdamW, train
 from g2c.nn import MLP, seeded
 from g2c.widgets import (
-    KINDS, Panel, clipping_demo, curve_doctor, diagnose, example_curves, frame_switcher,
+    KINDS, Panel, Picture, clipping_demo, curve_doctor, diagnose, example_curves, frame_switcher,
     lr_sweep, optimizer_race, schedule_explorer,
 )
 from g2c.widgets.clipping import clip_example
@@ -29,9 +31,18 @@ from g2c.widgets.sweep import best_smooth_lr, verdict
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def shown(image: ipywidgets.Image) -> bytes:
-    """The PNG an Image widget shows (its trait holds a memoryview)."""
-    return bytes(image.value)
+def shown(image: Picture) -> bytes:
+    """The PNG a Picture shows, read back from the HTML a browser gets (not from the ``png`` trait)."""
+    src = re.search(r'src="data:image/png;base64,([^"]+)"', image.value)
+    assert src, f"no PNG in {image.value[:80]!r}"
+    return base64.b64decode(src.group(1))
+
+
+def alt(image: Picture) -> str:
+    """The alt text a screen reader gets for a Picture, read from its HTML."""
+    found = re.search(r'<img [^>]*alt="([^"]*)"', image.value)
+    assert found, f"no alt attribute in {image.value[:80]!r}"
+    return html.unescape(found.group(1))
 FACTORIES = {"lr_sweep": lr_sweep, "optimizer_race": optimizer_race, "clipping_demo": clipping_demo, "schedule_explorer": schedule_explorer, "curve_doctor": curve_doctor}
 
 
@@ -86,10 +97,11 @@ def test_every_factory_builds_with_no_arguments(live):
 @pytest.mark.parametrize(("name", "control"), CONTROLS)
 def test_moving_a_control_changes_the_picture(live, name, control):
     panel = live[name]
-    before_image, before_text = shown(panel.image), panel.readout.value
+    before_image, before_alt, before_text = shown(panel.image), alt(panel.image), panel.readout.value
     move(panel.controls[control])
     assert shown(panel.image).startswith(PNG)
     assert shown(panel.image) != before_image, f"{name}: moving {control} left the picture unchanged"
+    assert alt(panel.image) != before_alt, f"{name}: moving {control} left the alt text unchanged: {before_alt!r}"
     assert "could not" not in panel.readout.value and panel.readout.value != "", panel.readout.value
     if name != "schedule_explorer":  # there the text can legitimately stay for some settings
         assert panel.readout.value != before_text or control.endswith("weight_decay")
@@ -214,9 +226,12 @@ def test_static_mode_links_the_slider_to_a_stack_of_distinct_frames(static, name
     assert link.source == (slider, "index") and link.target == (stack, "selected_index")
     assert len(slider.options) == len(stack.children) >= 5
     assert stack.selected_index == slider.index
-    frames = [shown(page.children[0] if isinstance(page, ipywidgets.Box) else page) for page in stack.children]
+    pictures = [page.children[0] if isinstance(page, ipywidgets.Box) else page for page in stack.children]
+    frames = [shown(picture) for picture in pictures]
     assert all(f.startswith(PNG) for f in frames)
     assert len(set(frames)) == len(frames), "every slider position shows its own picture"
+    alts = [alt(picture) for picture in pictures]
+    assert len(set(alts)) == len(alts), f"every frame's alt text says what that frame shows: {alts}"
     state = embed_data(views=[panel])["manager_state"]["state"]
     links = [s["state"] for s in state.values() if s["model_name"] == "LinkModel"]
     wanted = (f"IPY_MODEL_{slider.model_id}", "index", f"IPY_MODEL_{stack.model_id}", "selected_index")
@@ -233,9 +248,50 @@ def test_static_curve_doctor_hides_each_verdict_in_a_closed_accordion(static):
 
 def test_frame_switcher_rejects_mismatched_frames_and_labels():
     with pytest.raises(ValueError, match="one label per frame"):
-        frame_switcher([PNG, PNG], ["a"], "x")
+        frame_switcher([PNG, PNG], ["a"], "x", alts=["p", "q"])
     with pytest.raises(ValueError, match="distinct"):
-        frame_switcher([PNG, PNG], ["a", "a"], "x")
+        frame_switcher([PNG, PNG], ["a", "a"], "x", alts=["p", "q"])
+    with pytest.raises(ValueError, match="one alt text per frame"):
+        frame_switcher([PNG, PNG], ["a", "b"], "x", alts=["p"])
+    with pytest.raises(ValueError, match="needs alt text"):
+        frame_switcher([PNG, PNG], ["a", "b"], "x", alts=["p", " "])
+
+
+def test_picture_html_carries_its_png_and_escaped_alt_text():
+    picture = Picture()
+    picture.show(PNG + b"frame", 'loss "0.3" < 1 & falling')
+    assert shown(picture) == PNG + b"frame" == picture.png
+    assert alt(picture) == 'loss "0.3" < 1 & falling'
+    picture.show(PNG + b"next", "another frame")
+    assert shown(picture) == PNG + b"next" and alt(picture) == "another frame"
+
+
+def test_static_alt_texts_name_the_setting_and_the_numbers_of_each_frame(static):
+    """Each frame's alt text names the slider's value and gives numbers read off that frame."""
+    sweep = static["lr_sweep"]
+    slider = sweep.controls["learning rate"]
+    for label, page in zip(slider.options, sweep.stack.children):
+        text = alt(page.children[0])
+        assert f"learning rate {label}, which" in text and re.search(r"train loss \d", text), text
+    race = static["optimizer_race"]
+    for label, page in zip(race.controls["learning rate of every optimizer"].options, race.stack.children):
+        text = alt(page.children[0])
+        assert all(f"{name} at lr {label}," in text for name in ("SGD", "SGD momentum 0.9", "AdamW")), text
+    clipping = static["clipping_demo"]
+    for label, page in zip(clipping.controls["clipping threshold max_norm"].options, clipping.stack.children):
+        assert f"max_norm {label} " in alt(page.children[0]) and "% of steps" in alt(page.children[0])
+    schedule = static["schedule_explorer"]
+    for label, page in zip(schedule.controls["warmup steps"].options, schedule.stack.children):
+        text = alt(page.children[0])
+        assert f"warmup_steps {label}," in text and "highest 0.003 at step" in text, text
+
+
+def test_static_curve_doctor_alt_text_gives_the_numbers_but_not_the_verdict(static):
+    """A reader who hears the picture can guess too: the numbers are there, the answer is not."""
+    for page in static["curve_doctor"].stack.children:
+        text = alt(page.children[0])
+        assert re.search(r"Train [\d.e+-]+ at (step|evaluation) \d+", text) and re.search(r"; validation [\d.e+-]+ at", text), text
+        assert not any(kind in text for kind in KINDS), text
 
 
 # ---- optimizers and clipping --------------------------------------------------------------

@@ -16,16 +16,18 @@ Five factories; each is callable with no arguments and returns an ``ipywidgets``
 also passes ``weight_decay=``), so ``g2c.training.AdamW``, ``torch.optim.AdamW`` or
 ``functools.partial(g2c.training.SGD, momentum=0.9)`` all work.
 
-Plots are PNGs drawn by matplotlib's Agg backend into an ``ipywidgets.Image``: no ``plt.show``,
-no ``Output`` widget, nothing that waits for a display, so the widgets run under nbgrader's
-autograder too. Bad arguments (a negative lr, ``max_norm <= 0``, ``warmup_steps > max_steps``)
+Plots are PNGs drawn by matplotlib's Agg backend into a ``Picture`` (an ``<img>`` with alt
+text in an ``ipywidgets.HTML``: ``ipywidgets.Image`` has no alt text): no ``plt.show``, no
+``Output`` widget, nothing that waits for a display, so the widgets run under nbgrader's
+autograder too. Every picture's alt text says what that frame shows (the run and its numbers)
+and changes with it; colour is never the only cue (line styles, markers, hatching, names). Bad arguments (a negative lr, ``max_norm <= 0``, ``warmup_steps > max_steps``)
 show a red message inside the widget instead of raising.
 
 Live mode (default): Python callbacks redraw; every answer costs at most one tiny training
 run plus one PNG (well under a second), and results are cached.
 
 Static mode, for the book (``static=True``): every frame is precomputed into an
-``ipywidgets.Stack`` of ``Image`` widgets and a ``SelectionSlider``'s ``index`` is ``jslink``-ed
+``ipywidgets.Stack`` of ``Picture`` widgets and a ``SelectionSlider``'s ``index`` is ``jslink``-ed
 to the Stack's ``selected_index`` (``frames.frame_switcher``), so the slider switches pictures
 in the browser with no kernel. One control per widget in static mode:
 
@@ -62,17 +64,25 @@ icon loads font files from it (missing fonts only lose the icon), from the folde
 maps the ``@jupyter-widgets/...`` module ids to (the book's ``book/_vendor/widgets-offline.js``
 maps them all into its copy of ``dist/``). ``tests/test_book_browser.py`` moves every book
 widget's slider through every position in Chromium and checks the frame shown.
+
+Accessibility (WCAG 2.1 AA): the alt text is in each ``Picture``'s own HTML, so it is read out
+live and in the book alike. What ipywidgets' views cannot be told from Python is added in the
+book by ``book/_vendor/widgets-a11y.js``: the slider handle's accessible name (the slider's
+``description`` and its value, e.g. "learning rate 0.03": give every slider a description that
+says what it changes), a polite live region reading each new frame's caption, and keyboard
+buttons for Accordion headers. In a live Jupyter session the slider handles stay unnamed
+(noUiSlider takes ``handleAttributes`` but ipywidgets 8.1 passes none).
 """
 
 from g2c.widgets.clipping import clipping_demo
 from g2c.widgets.diagnosis import KINDS, Diagnosis, diagnose, example_curves
 from g2c.widgets.doctor import curve_doctor
-from g2c.widgets.frames import Panel, frame_switcher
+from g2c.widgets.frames import Panel, Picture, frame_switcher
 from g2c.widgets.race import optimizer_race
 from g2c.widgets.schedule import schedule_explorer
 from g2c.widgets.sweep import lr_sweep
 
 __all__ = [
-    "KINDS", "Diagnosis", "Panel", "clipping_demo", "curve_doctor", "diagnose", "example_curves",
+    "KINDS", "Diagnosis", "Panel", "Picture", "clipping_demo", "curve_doctor", "diagnose", "example_curves",
     "frame_switcher", "lr_sweep", "optimizer_race", "schedule_explorer",
 ]

@@ -13,7 +13,7 @@ import torch
 from g2c.data import Dataset
 from g2c.training import History, clip_grad_norm_
 from g2c.widgets.frames import SLIDER_STYLE, Panel, frame_switcher, guarded, png_image
-from g2c.widgets.render import error_html, fmt, message_html, new_figure, to_png
+from g2c.widgets.render import curve_words, error_html, fmt, message_html, new_figure, to_png
 from g2c.widgets.runs import ModelArg, OptimizerFactory, Runs, check_lr
 
 MAX_NORMS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -55,7 +55,7 @@ def draw(example: dict, history: History, max_norm: float, lr: float) -> bytes:
     width = 0.27
     bars.bar(x - width, example["flat"].numpy(), width, color="#aaaaaa", label="gradient")
     bars.bar(x, example["flat_global"].numpy(), width, color="#1f77b4", label=f"global clip (x{example['scale']:.2f})")
-    bars.bar(x + width, example["flat_per"].numpy(), width, color="#d62728", label="per-tensor clip (wrong)")
+    bars.bar(x + width, example["flat_per"].numpy(), width, color="#d62728", hatch="///", edgecolor="white", label="per-tensor clip (wrong)")
     edge = -0.5
     for size in example["sizes"][:-1]:
         edge += size
@@ -76,6 +76,22 @@ def draw(example: dict, history: History, max_norm: float, lr: float) -> bytes:
     run.set_xlabel("step")
     run.legend(fontsize=7, loc="upper right")
     return to_png(fig)
+
+
+def alt_text(example: dict, history: History, max_norm: float, lr: float) -> str:
+    """What a clipping frame shows: the example gradient clipped two ways, then the run's norms."""
+    note = f"; NaN from step {history.diverged_at}" if history.diverged else ""
+    steps = list(range(len(history.grad_norm)))
+    return (
+        f"Left: bars for the {len(example['flat'])} components of a gradient made of {len(example['sizes'])} tensors, "
+        f"before clipping, after global clipping to max_norm {fmt(max_norm)} (scaled by {example['scale']:.2f}) and after "
+        f"per-tensor clipping (hatched): the global norm goes from {example['before']:.2f} to {example['after']:.2f} "
+        f"and the direction is kept (cosine {example['cos_global']:.3f}); per-tensor clipping gives norm "
+        f"{example['per_tensor_after']:.2f} and cosine {example['cos_per_tensor']:.3f}. "
+        f"Right: global gradient norm (log scale) of a training run at lr {fmt(lr)}, "
+        f"{curve_words('norm', steps, history.grad_norm)}{note}; dashed line at max_norm {fmt(max_norm)}; "
+        f"clipping fired on {100 * history.clip_rate:.0f}% of steps (dots)."
+    )
 
 
 def readout_html(example: dict, history: History, max_norm: float) -> str:
@@ -130,14 +146,14 @@ def clipping_demo(
     lr_grid = tuple(sorted(set(check_lr(x, "every lr in lrs") for x in lrs) | {float(lr)}))
     runner = Runs(model, data, optimizer, steps=steps, seed=seed)
 
-    def frame(m: float, x: float) -> tuple[bytes, str]:
+    def frame(m: float, x: float) -> tuple[bytes, str, str]:
         example = clip_example(tensors, m, clip)
         history = runner.run(x, clip=m)
-        return draw(example, history, m, x), readout_html(example, history, m)
+        return draw(example, history, m, x), alt_text(example, history, m, x), readout_html(example, history, m)
 
     if static:
-        pairs = [frame(m, lr) for m in norm_grid]
-        return frame_switcher([p[0] for p in pairs], [fmt(m) for m in norm_grid], "max_norm", captions=[p[1] for p in pairs], index=norm_grid.index(max_norm))
+        png, alts, captions = zip(*(frame(m, lr) for m in norm_grid))
+        return frame_switcher(png, [fmt(m) for m in norm_grid], "clipping threshold max_norm", alts=alts, captions=captions, index=norm_grid.index(max_norm))
 
     norm_slider = widgets.SelectionSlider(options=[fmt(m) for m in norm_grid], index=norm_grid.index(max_norm), description="max_norm", continuous_update=False, style=SLIDER_STYLE)
     lr_slider = widgets.SelectionSlider(options=[fmt(x) for x in lr_grid], index=lr_grid.index(lr), description="lr of the run", continuous_update=False, style=SLIDER_STYLE)
@@ -146,7 +162,8 @@ def clipping_demo(
 
     def show(_change: object = None) -> None:
         try:
-            image.value, readout.value = frame(norm_grid[norm_slider.index], lr_grid[lr_slider.index])
+            png, alt, readout.value = frame(norm_grid[norm_slider.index], lr_grid[lr_slider.index])
+            image.show(png, alt)
         except Exception as exc:  # noqa: BLE001 - shown in the widget
             readout.value = error_html(exc, what="clipping_demo")
 

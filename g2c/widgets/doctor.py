@@ -12,7 +12,7 @@ from g2c.nn import TinyLM
 from g2c.training import SGD, AdamW, History
 from g2c.widgets.diagnosis import ACTIONS, KINDS, Diagnosis, diagnose, example_curves
 from g2c.widgets.frames import Panel, frame_switcher, guarded, png_image
-from g2c.widgets.render import TRAIN_COLOR, VAL_COLOR, error_html, message_html, new_figure, to_png
+from g2c.widgets.render import TRAIN_COLOR, VAL_COLOR, curve_words, error_html, message_html, new_figure, to_png
 from g2c.widgets.runs import Runs
 
 
@@ -39,6 +39,19 @@ def draw(source: History | tuple[Sequence[float], Sequence[float]], title: str) 
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="upper right")
     return to_png(fig)
+
+
+def alt_text(source: History | tuple[Sequence[float], Sequence[float]], title: str) -> str:
+    """What ``draw(source, title)`` shows, in numbers, and no verdict the title does not give.
+
+    The static doctor lets a reader guess before opening the diagnosis: a reader who hears the
+    picture gets its numbers, the same evidence a reader who sees it gets, and no more.
+    """
+    x, train, val = curves_of(source)
+    unit = "step" if isinstance(source, History) else "evaluation"
+    nan = f"; NaN at step {source.diverged_at}" if isinstance(source, History) and source.diverged else ""
+    return (f"{title}: train loss (solid) and validation loss (dashed) against {unit}. "
+            f"{curve_words('Train', x, train, unit=unit)}; {curve_words('validation', x, val, unit=unit)}{nan}.")
 
 
 def verdict_html(d: Diagnosis) -> str:
@@ -84,7 +97,8 @@ def curve_doctor(
         if not isinstance(history, History) and val is None:
             raise ValueError("pass validation losses too: curve_doctor(train_losses, val_losses)")
         d = diagnose(*([source] if isinstance(source, History) else source))
-        image = png_image(draw(source, f"diagnosis: {d.label}"))
+        title = f"diagnosis: {d.label}"
+        image = png_image(draw(source, title), alt_text(source, title))
         readout = widgets.HTML(verdict_html(d))
         return Panel([image, readout], image=image, readout=readout)
 
@@ -94,13 +108,14 @@ def curve_doctor(
     found = examples(seed)
     names = list(found)
     if static:
-        frames, captions = [], []
+        frames, captions, alts = [], [], []
         for name in names:
             d = diagnose(*([found[name]] if isinstance(found[name], History) else found[name]))
             frames.append(draw(found[name], name))
+            alts.append(alt_text(found[name], name))
             answer = widgets.Accordion(children=[widgets.HTML(verdict_html(d))], titles=("Diagnosis (open after you have guessed)",), selected_index=None)
             captions.append(answer)
-        return frame_switcher(frames, [f"{i + 1}" for i in range(len(names))], "curve", captions=captions)
+        return frame_switcher(frames, [f"{i + 1}" for i in range(len(names))], "example curve", alts=alts, captions=captions)
 
     menu = widgets.Dropdown(options=names, index=0, description="curve", layout={"width": "420px"})
     image = png_image()
@@ -113,7 +128,7 @@ def curve_doctor(
             d = diagnose(*([source] if isinstance(source, History) else source))
             if menu.value not in pictures:
                 pictures[menu.value] = draw(source, menu.value)
-            image.value = pictures[menu.value]
+            image.show(pictures[menu.value], alt_text(source, menu.value))
             readout.value = verdict_html(d)
         except Exception as exc:  # noqa: BLE001 - shown in the widget
             readout.value = error_html(exc, what="curve_doctor")
@@ -138,7 +153,8 @@ def _quiz(seed: int) -> Panel:
         state["kind"], state["curves"] = kind, curves
         found = diagnose(*curves)  # the truth is the shape drawn; the doctor's reason when it agrees
         state["diagnosis"] = Diagnosis(kind, ACTIONS[kind], found.reason if found.label == kind else f"drawn as {kind}")
-        image.value = draw(curves, f"curve {state.setdefault('count', 0) + 1}: what is wrong, if anything?")  # type: ignore[operator]
+        title = f"curve {state.setdefault('count', 0) + 1}: what is wrong, if anything?"  # type: ignore[operator]
+        image.show(draw(curves, title), alt_text(curves, title))
         state["count"] = int(state["count"]) + 1  # type: ignore[arg-type]
         answer.value = None
         readout.value = message_html("Pick a diagnosis, then press Check.")

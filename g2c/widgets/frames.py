@@ -1,11 +1,15 @@
-"""The widget container every factory returns, and the browser-only frame switcher of static mode."""
+"""The widget container every factory returns, the picture with alt text every widget shows,
+and the browser-only frame switcher of static mode."""
 
 from __future__ import annotations
 
+import base64
+import html
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import ipywidgets as widgets
+import traitlets
 
 from g2c.widgets.render import error_html
 
@@ -16,7 +20,7 @@ SLIDER_STYLE = {"description_width": "initial"}
 class Panel(widgets.VBox):
     """A ``VBox`` that also keeps handles on its parts, for notebooks and tests.
 
-    ``controls``: name -> control widget; ``image``: the ``Image`` that shows the current plot
+    ``controls``: name -> control widget; ``image``: the ``Picture`` that shows the current plot
     (live mode); ``readout``: the ``HTML`` with numbers, verdicts and error messages;
     ``stack`` and ``links``: the ``Stack`` of precomputed frames and its ``jslink`` (static mode).
     It serialises as a plain ``VBox``, so embedding needs nothing extra.
@@ -27,7 +31,7 @@ class Panel(widgets.VBox):
         children: Sequence[widgets.Widget],
         *,
         controls: dict[str, widgets.Widget] | None = None,
-        image: widgets.Image | None = None,
+        image: Picture | None = None,
         readout: widgets.HTML | None = None,
         stack: widgets.Stack | None = None,
         links: Sequence[Any] = (),
@@ -41,8 +45,37 @@ class Panel(widgets.VBox):
         self.links = list(links)
 
 
-def png_image(value: bytes = b"") -> widgets.Image:
-    return widgets.Image(value=value, format="png")
+class Picture(widgets.HTML):
+    """A PNG with alt text: an ``<img alt=...>`` inside an ``HTML`` widget.
+
+    ipywidgets' ``Image`` cannot carry alt text (its view sets only ``src``, ``width`` and
+    ``height``), so a screen reader met every frame as an unnamed image. An ``<img>`` in an
+    ``HTML`` widget has its alt text in the widget's own value: read out live in Jupyter and in
+    the static book, and replaced with the picture whenever a frame changes. ``png`` holds the
+    bytes shown (for tests and notebooks); set both at once with ``show(png, alt)``.
+    """
+
+    png = traitlets.Bytes(b"")
+    alt = traitlets.Unicode("")
+
+    def show(self, png: bytes, alt: str) -> None:
+        """Show ``png`` described by ``alt`` (one widget update, so picture and text never disagree)."""
+        if png and not alt.strip():
+            raise ValueError("every picture needs alt text that says what it shows")
+        self.png, self.alt = bytes(png), alt
+        self.value = picture_html(self.png, alt) if png else ""
+
+
+def picture_html(png: bytes, alt: str) -> str:
+    """The ``<img>`` of a PNG as a data URI (no file to serve), scaled down to fit its cell."""
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img class="g2c-frame" style="max-width:100%;height:auto" alt="{html.escape(alt, quote=True)}" src="data:image/png;base64,{data}">'
+
+
+def png_image(value: bytes = b"", alt: str = "") -> Picture:
+    picture = Picture()
+    picture.show(value, alt)
+    return picture
 
 
 def frame_switcher(
@@ -50,19 +83,23 @@ def frame_switcher(
     labels: Sequence[str],
     description: str,
     *,
+    alts: Sequence[str],
     captions: Sequence[str | widgets.Widget] | None = None,
     index: int = 0,
 ) -> Panel:
     """A slider over ``labels`` that shows ``frames[i]`` with no Python running.
 
-    The frames (PNG bytes) sit in an ``ipywidgets.Stack`` of ``Image`` widgets; the
-    ``SelectionSlider``'s ``index`` is ``jslink``-ed to the Stack's ``selected_index``, so the
-    browser switches pictures itself from embedded widget state (static book pages).
-    ``captions[i]`` (an HTML string or a widget, e.g. an ``Accordion`` hiding an answer) is
-    shown under frame ``i``.
+    The frames (PNG bytes, each described by ``alts[i]``) sit in an ``ipywidgets.Stack`` of
+    ``Picture`` widgets; the ``SelectionSlider``'s ``index`` is ``jslink``-ed to the Stack's
+    ``selected_index``, so the browser switches pictures itself from embedded widget state
+    (static book pages). ``captions[i]`` (an HTML string or a widget, e.g. an ``Accordion``
+    hiding an answer) is shown under frame ``i``. ``description`` names what the slider changes:
+    the book's ``widgets-a11y.js`` makes it, with the value, the slider's accessible name.
     """
     if len(frames) == 0 or len(frames) != len(labels):
         raise ValueError(f"need one label per frame, got {len(frames)} frames and {len(labels)} labels")
+    if len(alts) != len(frames):
+        raise ValueError(f"need one alt text per frame, got {len(alts)} for {len(frames)} frames")
     if captions is not None and len(captions) != len(frames):
         raise ValueError(f"need one caption per frame, got {len(captions)} for {len(frames)} frames")
     if len(set(labels)) != len(labels):
@@ -71,7 +108,7 @@ def frame_switcher(
         raise ValueError(f"index must be in [0, {len(frames)}), got {index!r}")
     pages: list[widgets.Widget] = []
     for i, frame in enumerate(frames):
-        picture = png_image(frame)
+        picture = png_image(frame, alts[i])
         if captions is None:
             pages.append(picture)
         else:

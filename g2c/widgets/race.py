@@ -12,11 +12,12 @@ from g2c.data import Dataset
 from g2c.training import SGD, AdamW, History
 from g2c.widgets.diagnosis import diagnose
 from g2c.widgets.frames import SLIDER_STYLE, Panel, frame_switcher, guarded, png_image
-from g2c.widgets.render import error_html, fmt, message_html, new_figure, png_with
+from g2c.widgets.render import curve_words, error_html, fmt, message_html, new_figure, png_with
 from g2c.widgets.runs import LR_GRID, ModelArg, OptimizerFactory, Runs, check_lr, finite_curve
 
 WD_GRID = (0.0, 1e-3, 1e-2, 1e-1)
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+MARKERS = ("o", "s", "^", "D", "v", "P")  # one shape per optimizer: colour is never the only cue
 
 
 def default_optimizers() -> dict[str, OptimizerFactory]:
@@ -48,16 +49,27 @@ class RaceFigure:
 
     def _add_curves(self, results: dict[str, tuple[float, float, History]]) -> None:
         top = max(h.eval_train_loss[0] for _, _, h in results.values())  # the start, or a higher end that is no NaN
-        for (name, (lr, wd, h)), color in zip(results.items(), COLORS):
+        for (name, (lr, wd, h)), color, marker in zip(results.items(), COLORS, MARKERS):
             steps, train_loss, val_loss = finite_curve(h)
             label = f"{name} (lr {fmt(lr)}, wd {fmt(wd)})" + (" NaN" if h.diverged else "")
-            self.left.plot(steps, train_loss, color=color, lw=2, label=label)
-            self.right.plot(steps, val_loss, color=color, lw=2, ls="--")
+            self.left.plot(steps, train_loss, color=color, lw=2, marker=marker, ms=5, markevery=4, label=label)
+            self.right.plot(steps, val_loss, color=color, lw=2, ls="--", marker=marker, ms=5, markevery=4)
             if not h.diverged:
                 top = max([top, *train_loss[-1:], *val_loss[-1:]])
         for ax in (self.left, self.right):
             ax.set_ylim(0, 1.3 * top)
         self.left.legend(loc="upper right", fontsize=8)
+
+
+def alt_text(results: dict[str, tuple[float, float, History]]) -> str:
+    """What a race frame shows: every optimizer's train and validation curve, in numbers."""
+    runs = []
+    for name, (lr, wd, h) in results.items():
+        steps, train_loss, val_loss = finite_curve(h)
+        nan = f", NaN from step {h.diverged_at}" if h.diverged else ""
+        runs.append(f"{name} at lr {fmt(lr)}, weight decay {fmt(wd)} ({diagnose(h).label}): "
+                    f"{curve_words('train', steps, train_loss)}; {curve_words('validation', steps, val_loss)}{nan}")
+    return f"Train loss (left) and validation loss (right) against step for {len(runs)} optimizers. " + ". ".join(runs) + "."
 
 
 def table(results: dict[str, tuple[float, float, History]]) -> str:
@@ -111,12 +123,13 @@ def optimizer_race(
     if static:
         grid = tuple(x for x in LR_GRID if 1e-3 <= x <= 1.0)
         figure = RaceFigure(steps)
-        frames, captions = [], []
+        frames, captions, alts = [], [], []
         for x in grid:
             results = {name: (x, 0.0, run(name, x, 0.0)) for name in optimizers}
             frames.append(figure.png(results))
             captions.append(table(results))
-        return frame_switcher(frames, [fmt(x) for x in grid], "lr (all optimizers)", captions=captions, index=_nearest(grid, 0.01))
+            alts.append(alt_text(results))
+        return frame_switcher(frames, [fmt(x) for x in grid], "learning rate of every optimizer", alts=alts, captions=captions, index=_nearest(grid, 0.01))
 
     lr_grid = tuple(sorted(set(LR_GRID) | set(lrs.values())))
     wd_grid = tuple(sorted(set(WD_GRID) | set(wds.values())))
@@ -138,7 +151,7 @@ def optimizer_race(
                 x = lr_grid[controls[f"{name} lr"].index]
                 wd = wd_grid[controls[f"{name} weight_decay"].index]
                 results[name] = (x, wd, run(name, x, wd))
-            image.value = figure.png(results)
+            image.show(figure.png(results), alt_text(results))
             readout.value = table(results)
         except Exception as exc:  # noqa: BLE001 - shown in the widget
             readout.value = error_html(exc, what="optimizer_race")

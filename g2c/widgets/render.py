@@ -1,7 +1,7 @@
 """Matplotlib (Agg, no pyplot) to PNG bytes, and the small HTML messages every widget shows.
 
 Figures are drawn with ``matplotlib.figure.Figure`` and its Agg canvas, never ``plt.show``:
-the picture travels inside an ``ipywidgets.Image``, so it works in a live kernel, under
+the picture travels inside a widget (``frames.Picture``), so it works in a live kernel, under
 nbgrader's autograder (no display, nothing to wait for) and in a static book page.
 """
 
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import html
 import io
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -75,3 +76,23 @@ def error_html(exc: BaseException, *, what: str) -> str:
 def fmt(x: float) -> str:
     """Compact number for labels: 0.001, 0.03, 3, 1e-05."""
     return f"{x:g}"
+
+
+def curve_words(name: str, steps: Sequence[float], values: Sequence[float], *, unit: str = "step") -> str:
+    """A curve in the numbers a reader takes from it: start, lowest point (if inside), end.
+
+    Alt text is built from these ("validation loss 2.5 at step 0, lowest 1.8 at step 120, 2.3
+    at step 300"), so a reader who cannot see the picture can still tell a dip from a rise.
+    Non-finite points are left out (the caller says where a run turned NaN).
+    """
+    points = [(s, float(v)) for s, v in zip(steps, values) if math.isfinite(v)]
+    if not points:
+        return f"{name}: no finite value"
+    first, last = points[0], points[-1]
+    low = min(points, key=lambda point: point[1])
+    words = [f"{name} {first[1]:.3g} at {unit} {first[0]:g}"]
+    if low not in (first, last):
+        words.append(f"lowest {low[1]:.3g} at {unit} {low[0]:g}")
+    if last is not first:
+        words.append(f"{last[1]:.3g} at {unit} {last[0]:g}")
+    return ", ".join(words)

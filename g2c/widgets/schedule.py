@@ -14,15 +14,24 @@ WARMUPS = (0, 25, 50, 100, 200, 400, 800)
 Schedule = Callable[..., float]  # called as schedule(step, *, warmup_steps, max_steps, max_lr, min_lr)
 
 
-def draw(warmup_steps: int, max_steps: int, max_lr: float, min_lr: float, schedule: Schedule = cosine_with_warmup) -> bytes:
-    """The curve of ``schedule`` (g2c's ``cosine_with_warmup`` by default; it raises on bad settings)."""
+def curve(warmup_steps: int, max_steps: int, max_lr: float, min_lr: float, schedule: Schedule = cosine_with_warmup) -> tuple[list[int], list[float]]:
+    """(steps, lrs) of ``schedule`` from step 0 to 20% past ``max_steps`` (it raises on bad settings)."""
     end = max(int(1.2 * max_steps), max_steps + 10)
     steps = list(range(end + 1))
-    lrs = [float(schedule(s, warmup_steps=warmup_steps, max_steps=max_steps, max_lr=max_lr, min_lr=min_lr)) for s in steps]
+    return steps, [float(schedule(s, warmup_steps=warmup_steps, max_steps=max_steps, max_lr=max_lr, min_lr=min_lr)) for s in steps]
+
+
+def draw(warmup_steps: int, max_steps: int, max_lr: float, min_lr: float, schedule: Schedule = cosine_with_warmup) -> bytes:
+    """The curve of ``schedule`` (g2c's ``cosine_with_warmup`` by default) over its three shaded, named phases."""
+    steps, lrs = curve(warmup_steps, max_steps, max_lr, min_lr, schedule)
+    end = steps[-1]
     fig, (ax,) = new_figure(8.0, 3.0)
     ax.axvspan(0, warmup_steps, color="#fde9c9", label=f"warmup: 0 -> max_lr in {warmup_steps} steps")
     ax.axvspan(warmup_steps, max_steps, color="#dbe9f6", label=f"cosine decay: max_lr -> min_lr by step {max_steps}")
     ax.axvspan(max_steps, end, color="#e6e6e6", label=f"floor: min_lr {fmt(min_lr)}")
+    for start, stop, name in ((0, warmup_steps, "warmup"), (warmup_steps, max_steps, "cosine decay"), (max_steps, end, "floor")):
+        if stop > start:  # named inside the phase too, so the shading's colour is not the only cue
+            ax.text((start + stop) / 2, 0.04 * max_lr, name, ha="center", fontsize=8, color="#333333")
     ax.plot(steps, lrs, color="black", lw=2)
     ax.axhline(max_lr, color="#d62728", ls=":", lw=1)
     ax.set_xlim(0, end)
@@ -32,6 +41,19 @@ def draw(warmup_steps: int, max_steps: int, max_lr: float, min_lr: float, schedu
     ax.set_title(f"cosine_with_warmup(step, warmup_steps={warmup_steps}, max_steps={max_steps}, max_lr={fmt(max_lr)}, min_lr={fmt(min_lr)})", fontsize=9)
     ax.legend(fontsize=8, loc="upper right")
     return to_png(fig)
+
+
+def alt_text(warmup_steps: int, max_steps: int, max_lr: float, min_lr: float, schedule: Schedule = cosine_with_warmup) -> str:
+    """What a schedule frame shows: the phases set, and the lr the drawn schedule really gives."""
+    steps, lrs = curve(warmup_steps, max_steps, max_lr, min_lr, schedule)
+    peak = max(range(len(lrs)), key=lrs.__getitem__)
+    mid = (warmup_steps + max_steps) // 2
+    return (
+        f"Learning rate against step for warmup_steps {warmup_steps}, max_steps {max_steps}, max_lr {fmt(max_lr)}, "
+        f"min_lr {fmt(min_lr)}, phases shaded and named (warmup to step {warmup_steps}, cosine decay to step {max_steps}, floor after): "
+        f"lr {lrs[0]:.3g} at step 0, highest {lrs[peak]:.3g} at step {peak}, {lrs[mid]:.3g} at step {mid}, "
+        f"{lrs[max_steps]:.3g} at step {max_steps}, {lrs[-1]:.3g} at step {steps[-1]}."
+    )
 
 
 def describe(warmup_steps: int, max_steps: int, max_lr: float, min_lr: float, schedule: Schedule = cosine_with_warmup) -> str:
@@ -63,7 +85,8 @@ def schedule_explorer(
         warmups = tuple(sorted({w for w in WARMUPS if w <= max_steps} | {int(warmup_steps)}))
         frames = [draw(w, max_steps, max_lr, min_lr, schedule) for w in warmups]
         captions = [describe(w, max_steps, max_lr, min_lr, schedule) for w in warmups]
-        return frame_switcher(frames, [str(w) for w in warmups], "warmup_steps", captions=captions, index=warmups.index(int(warmup_steps)))
+        alts = [alt_text(w, max_steps, max_lr, min_lr, schedule) for w in warmups]
+        return frame_switcher(frames, [str(w) for w in warmups], "warmup steps", alts=alts, captions=captions, index=warmups.index(int(warmup_steps)))
 
     warmup = widgets.IntSlider(value=warmup_steps, min=0, max=max(2000, int(warmup_steps)), step=10, description="warmup_steps", continuous_update=False, style=SLIDER_STYLE)
     total = widgets.IntSlider(value=max_steps, min=10, max=max(3000, int(max_steps)), step=10, description="max_steps", continuous_update=False, style=SLIDER_STYLE)
@@ -75,7 +98,7 @@ def schedule_explorer(
     def show(_change: object = None) -> None:
         settings = (warmup.value, total.value, peak.value, floor.value)
         try:
-            image.value = draw(*settings, schedule)  # the last good picture stays if this raises
+            image.show(draw(*settings, schedule), alt_text(*settings, schedule))  # the last good picture stays if this raises
             readout.value = describe(*settings, schedule)
         except Exception as exc:  # noqa: BLE001 - shown in the widget
             readout.value = error_html(exc, what="cosine_with_warmup")

@@ -11,12 +11,13 @@ from g2c.data import Dataset
 from g2c.training import History
 from g2c.widgets.diagnosis import diagnose
 from g2c.widgets.frames import SLIDER_LAYOUT, SLIDER_STYLE, Panel, frame_switcher, guarded, png_image
-from g2c.widgets.render import TRAIN_COLOR, VAL_COLOR, error_html, fmt, message_html, new_figure, png_with
+from g2c.widgets.render import TRAIN_COLOR, VAL_COLOR, curve_words, error_html, fmt, message_html, new_figure, png_with
 from g2c.widgets.runs import ModelArg, OptimizerFactory, Runs, check_lrs, finite_curve
 
 DEFAULT_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
 VERDICTS = {"healthy": "learns", "overfitting": "learns", "underfit": "crawls", "stalled": "crawls", "diverging": "diverges", "lr too high": "diverges"}
 VERDICT_COLORS = {"crawls": "#7f7f7f", "learns": "#2ca02c", "diverges": "#d62728"}
+VERDICT_MARKERS = {"crawls": "s", "learns": "o", "diverges": "x"}  # shape as well as colour tells the marks apart
 
 
 def verdict(history: History) -> str:
@@ -58,9 +59,9 @@ class SweepFigure:
         best = best_smooth_lr(lrs, runs)
         for lr, run in zip(lrs, runs):
             mark = verdict(run)
-            sweep.scatter([lr], [self._mark_height(run)], color=VERDICT_COLORS[mark], marker="x" if mark == "diverges" else "o", s=40, zorder=3)
+            sweep.scatter([lr], [self._mark_height(run)], color=VERDICT_COLORS[mark], marker=VERDICT_MARKERS[mark], s=40, zorder=3)
         for mark, color in VERDICT_COLORS.items():
-            sweep.scatter([], [], color=color, label="diverges / bounces" if mark == "diverges" else mark)
+            sweep.scatter([], [], color=color, marker=VERDICT_MARKERS[mark], label="diverges / bounces" if mark == "diverges" else mark)
         if best is not None:
             sweep.axvline(best, color="#2ca02c", ls=":", label=f"largest smooth lr {fmt(best)}")
         sweep.set_xscale("log")
@@ -88,6 +89,24 @@ class SweepFigure:
         curves.set_title(f"lr = {fmt(self.lrs[selected])}: {VERDICTS[diagnosis.label]} ({diagnosis.label})")
         curves.legend(loc="upper right", fontsize=8)
         self.sweep.scatter([self.lrs[selected]], [self._mark_height(h)], s=160, facecolors="none", edgecolors="black", zorder=4)
+
+
+def alt_text(lrs: Sequence[float], runs: Sequence[History], selected: int) -> str:
+    """What frame ``selected`` shows, in words and numbers: its run's curves, then the sweep's marks."""
+    h, lr = runs[selected], fmt(lrs[selected])
+    d = diagnose(h)
+    steps, train_loss, val_loss = finite_curve(h)
+    nan = f"; NaN from step {h.diverged_at}" if h.diverged else ""
+    groups = {mark: [fmt(x) for x, run in zip(lrs, runs) if verdict(run) == mark] for mark in VERDICT_COLORS}
+    marks = "; ".join(f"{mark} at {', '.join(found)}" for mark, found in groups.items() if found)
+    best = best_smooth_lr(lrs, runs)
+    pick = f"the largest lr that trains smoothly is {fmt(best)}" if best is not None else "no lr trains smoothly"
+    return (
+        f"Left: loss against step at learning rate {lr}, which {VERDICTS[d.label]} ({d.label}): "
+        f"{curve_words('train loss', steps, train_loss)}; {curve_words('validation loss', steps, val_loss)}{nan}. "
+        f"Right: final validation loss of the sweep's {len(lrs)} learning rates from {fmt(lrs[0])} to {fmt(lrs[-1])}, "
+        f"lr {lr} circled: {marks}; {pick}."
+    )
 
 
 def caption(lrs: Sequence[float], runs: Sequence[History], selected: int) -> str:
@@ -126,7 +145,8 @@ def lr_sweep(
         figure = SweepFigure(lrs, runs)
         frames = [figure.png(i) for i in range(len(lrs))]
         captions = [caption(lrs, runs, i) for i in range(len(lrs))]
-        return frame_switcher(frames, labels, "learning rate", captions=captions, index=start)
+        alts = [alt_text(lrs, runs, i) for i in range(len(lrs))]
+        return frame_switcher(frames, labels, "learning rate", alts=alts, captions=captions, index=start)
 
     slider = widgets.SelectionSlider(options=labels, index=start, description="learning rate", continuous_update=False, layout=SLIDER_LAYOUT, style=SLIDER_STYLE)
     image = png_image()
@@ -139,7 +159,7 @@ def lr_sweep(
         try:
             if i not in frames:
                 frames[i] = figure.png(i)
-            image.value = frames[i]
+            image.show(frames[i], alt_text(lrs, runs, i))
             readout.value = caption(lrs, runs, i)
         except Exception as exc:  # noqa: BLE001 - shown in the widget
             readout.value = error_html(exc, what=f"lr {labels[i]}")
