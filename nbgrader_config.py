@@ -1,13 +1,29 @@
-"""nbgrader configuration for the course at this repository's root."""
+"""nbgrader configuration for the course at this repository's root.
+
+`g2c autograde` and nbgrader's own tools (`nbgrader db`, formgrader, `export`,
+`generate_feedback`, `release_feedback`, `generate_assignment`) read the folders and the
+gradebook named here, so they see the same course.
+"""
 
 from pathlib import Path
 
 c = get_config()  # noqa: F821 (nbgrader injects get_config)
 
-c.CourseDirectory.root = str(Path(__file__).resolve().parent)  # nbgrader needs an absolute path
+ROOT = Path(__file__).resolve().parent
+c.CourseDirectory.root = str(ROOT)  # nbgrader needs an absolute path
 c.CourseDirectory.course_id = "g2c"
+c.CourseDirectory.db_url = f"sqlite:///{ROOT / 'gradebook.db'}"  # the course's one gradebook
 c.CourseDirectory.source_directory = "source_notebooks"
 c.CourseDirectory.release_directory = "release"
 c.CourseDirectory.submitted_directory = "submitted"
 c.CourseDirectory.autograded_directory = "autograded"
 c.CourseDirectory.feedback_directory = "feedback"
+# Feedback pages never show hidden tests: nbgrader's GetGrades, then g2c's redaction.
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "g2c.grading.nbgrader_feedback.RedactHiddenTests",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
+# Late submissions: set a due date (`g2c autograde --due DATE` or `nbgrader db assignment add
+# 03b-training --duedate DATE`) and a penalty, e.g.
+# c.LateSubmissionPlugin.penalty_method = "zero"   # nbgrader's default is "none"

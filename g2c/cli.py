@@ -82,8 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     grade = commands.add_parser("autograde", help="autograde every submission with nbgrader, in parallel sandboxes: grades.csv and redacted feedback")
     grade.add_argument("assignment", choices=[ASSIGNMENT])
     grade.add_argument("--course", type=Path, default=None, help="course root (default: this repository)")
-    grade.add_argument("--submitted", type=Path, default=None, help="DIR/<student>/03b-training/ (default: <course>/submitted)")
-    grade.add_argument("--out", type=Path, default=None, help="where grades.csv, feedback/ and the gradebook go (default: <course>/grades)")
+    grade.add_argument("--submitted", type=Path, default=None, help="DIR/<student>/03b-training/ (default: the course's, as nbgrader_config.py names it)")
+    grade.add_argument("--out", type=Path, default=None, help="grade a separate batch: its gradebook, autograded/, feedback/ and grades.csv "
+                       "all under OUT (default: the course's own gradebook and folders, as nbgrader_config.py names them)")
+    grade.add_argument("--due", default=None, help="the assignment's due date, e.g. '2026-12-01 17:00:00 UTC' (kept in the gradebook)")
     grade.add_argument("--jobs", type=_positive_int, default=None, help="submissions graded at once (default: all cores)")
     grade.add_argument("--scheduler", default=None, help="address of a Dask scheduler (tcp://host:8786) to grade on its workers")
     grade.add_argument("--timeout", type=_positive_float, default=120, help="seconds allowed per submission (default 120)")
@@ -96,14 +98,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "autograde":
         from g2c.grading.autograde import autograde
 
-        out = args.out or root / "grades"
-        results = autograde(root, args.submitted or root / "submitted", out, jobs=args.jobs, timeout=args.timeout, memory_mb=args.memory,
+        from g2c.grading.course import layout
+
+        results = autograde(root, args.submitted, args.out, jobs=args.jobs, timeout=args.timeout, memory_mb=args.memory,
                             scheduler=args.scheduler, force=args.force, isolate=not args.no_sandbox,
-                            cell_timeout=args.cell_timeout)
+                            cell_timeout=args.cell_timeout, due=args.due)
         for r in results:
             detail = f"  ({r.detail})" if r.detail and r.status != "graded" else ""
             print(f"{r.student_id}: {r.score:g}/{r.max_score:g} {r.status} in {r.seconds:.1f} s{detail}")
-        print(f"wrote {out / 'grades.csv'} and {out / 'feedback'}")
+        lay = layout(root, args.submitted, args.out)
+        print(f"wrote {lay.grades / 'grades.csv'}, {lay.folder('feedback', '*', ASSIGNMENT)} and the gradebook {lay.db_url}")
         return 0
     if args.command == "workspace":
         print(workspace(root))

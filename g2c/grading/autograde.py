@@ -1,13 +1,20 @@
 """``g2c autograde``: a class graded in parallel, each submission sandboxed, nothing ever lost.
 
+By default the batch is the course's own (``g2c.grading.course``): the gradebook, ``submitted/``,
+``autograded/`` and ``feedback/`` that ``nbgrader_config.py`` names, so nbgrader's tools see it;
+``out`` keeps a separate batch under one folder instead. grades.csv and ``results/`` go to the
+layout's ``grades`` folder.
+
 This process is the only writer: it registers the assignment, sends one ``worker.Job`` per
 submission to a local process pool (or a Dask cluster with ``scheduler``), and as each
-``Outcome`` arrives writes, in this order, the student's rows in ``OUT/gradebook.db``, their
-autograded notebook and feedback page, and ``OUT/results/<student>.json`` (every file written
+``Outcome`` arrives writes, in this order, the student's rows in the gradebook, their
+autograded notebook and feedback page, and ``results/<student>.json`` (every file written
 atomically). A run killed halfway and started again grades only submissions without a result
 for the same notebook bytes, those the grader failed, and those stopped by a limit (timeout,
-memory) that has changed since; ``force`` regrades everyone. ``OUT/grades.csv`` is rewritten
-at the end from the results: one row per submission, with its status.
+memory) that has changed since; ``force`` regrades everyone. At the end, with no regrade, the
+gradebook's latest facts reach every student: submission timestamps and late penalties (the
+course's LateSubmissionPlugin), hand grades entered in formgrader (feedback re-rendered when
+they changed), and grades.csv, one row per submission with its status.
 """
 
 from __future__ import annotations
@@ -26,18 +33,27 @@ from dataclasses import asdict
 from pathlib import Path
 
 from g2c.grading import path_with_this_environment
+from g2c.grading.course import Layout, layout
+from g2c.grading.feedback import REASONS_KEY, score_of
 from g2c.grading.worker import ASSIGNMENT, NOTEBOOK, Job, Outcome, grade
 
 NAME = NOTEBOOK.removesuffix(".ipynb")
+FEEDBACK = f"{NAME}.html"  # nbgrader's name for a notebook's feedback page
 LIMIT_BEHIND = {"timeout": "timeout", "memory": "memory_mb"}  # status -> the limit that decided it
 warnings.filterwarnings("ignore", message="Object of type <Submitted")  # nbgrader 0.9's own SQLAlchemy noise
 
 
-def autograde(course: Path, submitted: Path, out: Path, *, jobs: int | None = None, timeout: float = 120, memory_mb: int | None = None,
-              scheduler: str | None = None, force: bool = False, isolate: bool = True, progress: bool = True,
-              cell_timeout: float = 30) -> list[Outcome]:
-    """Grade every ``submitted/<student>/`` and write gradebook, feedback and grades.csv under ``out``."""
-    course, submitted, out = course.resolve(), submitted.resolve(), out.resolve()
+def autograde(course: Path, submitted: Path | None = None, out: Path | None = None, *, jobs: int | None = None, timeout: float = 120,
+              memory_mb: int | None = None, scheduler: str | None = None, force: bool = False, isolate: bool = True,
+              progress: bool = True, cell_timeout: float = 30, due: str | None = None) -> list[Outcome]:
+    """Grade every ``submitted/<student>/`` into the course's gradebook and folders (or under ``out``).
+
+    ``due`` (any date nbgrader parses; UTC unless it names a zone) sets the assignment's due date
+    in the gradebook, as ``nbgrader db assignment add --duedate`` would.
+    """
+    course = course.resolve()
+    lay = layout(course, submitted, out)
+    submitted = lay.submitted
     if not (course / "source_notebooks" / ASSIGNMENT / NOTEBOOK).is_file():
         raise SystemExit(f"g2c autograde: {course} is not the course repository (no source_notebooks/{ASSIGNMENT}/{NOTEBOOK}); "
                          "pass --course with the folder of nbgrader_config.py")
@@ -51,28 +67,30 @@ def autograde(course: Path, submitted: Path, out: Path, *, jobs: int | None = No
         if problem := isolation_available():
             raise SystemExit(f"g2c autograde: cannot sandbox student code here: {problem}. "
                              "Run as root (or with user namespaces), or pass --no-sandbox on a machine you can lose.")
-    out.mkdir(parents=True, exist_ok=True)
-    pool = None if scheduler else _local_pool(max(1, min(jobs or os.cpu_count() or 1, len(students))), isolate)
+    lay.grades.mkdir(parents=True, exist_ok=True)
+    source = course / "source_notebooks" / ASSIGNMENT / NOTEBOOK
+    checks, source_cells = hidden_checks(source), graded_cells(source)
+    done = {} if force else load_results(lay)
+    jobs_all = [Job(s, read_submission(submitted / s), b"", checks, source_cells, timeout, memory_mb, cell_timeout, isolate) for s in students]
+    todo = [job for job in jobs_all if _needs_grading(done.get(job.student), job)]
+    # workers warm up while the assignment is registered; none start when only hand grades changed
+    pool = None if scheduler or not todo else _local_pool(max(1, min(jobs or os.cpu_count() or 1, len(todo))), isolate)
     try:
-        template = register_assignment(course, out)
-        source = course / "source_notebooks" / ASSIGNMENT / NOTEBOOK
-        checks, source_cells = hidden_checks(source), graded_cells(source)
-        done = {} if force else load_results(out)
-        todo = []
-        for student in students:
-            job = Job(student, read_submission(submitted / student), template, checks, source_cells, timeout, memory_mb, cell_timeout, isolate)
-            if _needs_grading(done.get(student), job):
-                todo.append(job)
-        max_score = grade_cells(out)[1]
+        template = register_assignment(course, lay)
+        if due is not None:
+            set_due_date(lay, due)
+        for job in todo:
+            job.gradebook = template
+        max_score = grade_cells(lay)[1]
         for outcome in _with_progress(_run(todo, pool, scheduler), len(todo), progress):
             outcome.max_score = max_score
-            record(out, outcome)
+            record(lay, outcome)
     finally:  # even when interrupted: grades.csv reflects every result recorded so far
         if pool:
             pool.shutdown(wait=False, cancel_futures=True)
-        if (out / "gradebook.db").exists():
-            write_grades(out, students)
-    results = load_results(out)
+        if lay.db_exists:
+            refresh(lay, students)
+    results = load_results(lay)
     return [Outcome(**{k: v for k, v in results[s].items() if k in Outcome.__dataclass_fields__}) for s in students if s in results]
 
 
@@ -95,25 +113,57 @@ def read_submission(folder: Path) -> bytes | None:
         return f"not a notebook: {err}".encode()  # graded as an unreadable notebook
 
 
-def register_assignment(course: Path, out: Path) -> bytes:
-    """A gradebook holding the assignment and no student (each job's start), also OUT's if new."""
+def register_assignment(course: Path, lay: Layout) -> bytes:
+    """A gradebook holding the assignment and no student (each job's start).
+
+    The batch's gradebook gets the assignment too when it lacks it (a new course, or one that
+    ``nbgrader db`` created empty), so stock ``nbgrader autograde`` and formgrader find it.
+    """
+    with tempfile.TemporaryDirectory(prefix="g2c-register-") as tmp:
+        template = Path(tmp) / "gradebook.db"
+        _generate_assignment(course, f"sqlite:///{template}", Path(tmp) / "release")
+        if not _has_assignment(lay.db_url):
+            if lay.db_url.startswith("sqlite:///") and not lay.db_exists:
+                _atomic_write(Path(lay.db_url.removeprefix("sqlite:///")), template.read_bytes())
+            else:
+                _generate_assignment(course, lay.db_url, Path(tmp) / "release")
+        return template.read_bytes()
+
+
+def _generate_assignment(course: Path, db_url: str, release: Path) -> None:
+    """nbgrader's generate_assignment of the source notebook into ``db_url`` (release thrown away)."""
     from nbgrader.apps import NbGraderAPI
     from traitlets.config import Config
 
-    with tempfile.TemporaryDirectory(prefix="g2c-register-") as tmp:
-        config = Config()
-        config.CourseDirectory.root = str(course)
-        config.CourseDirectory.source_directory = "source_notebooks"
-        config.CourseDirectory.release_directory = str(Path(tmp) / "release")
-        config.CourseDirectory.db_url = f"sqlite:///{Path(tmp) / 'gradebook.db'}"
-        result = NbGraderAPI(config=config).generate_assignment(ASSIGNMENT, force=True)
-        if not result["success"]:
-            raise SystemExit(f"g2c autograde: nbgrader generate_assignment failed:\n{result['log']}\n{result.get('error', '')}")
-        template = (Path(tmp) / "gradebook.db").read_bytes()
-    master = out / "gradebook.db"
-    if not master.exists():
-        _atomic_write(master, template)
-    return template
+    config = Config()
+    config.CourseDirectory.root = str(course)
+    config.CourseDirectory.source_directory = "source_notebooks"
+    config.CourseDirectory.release_directory = str(release)
+    config.CourseDirectory.db_url = db_url
+    result = NbGraderAPI(config=config).generate_assignment(ASSIGNMENT, force=True)
+    if not result["success"]:
+        raise SystemExit(f"g2c autograde: nbgrader generate_assignment failed:\n{result['log']}\n{result.get('error', '')}")
+
+
+def _has_assignment(db_url: str) -> bool:
+    from nbgrader.api import Gradebook, MissingEntry
+
+    if db_url.startswith("sqlite:///") and not Path(db_url.removeprefix("sqlite:///")).exists():
+        return False
+    with Gradebook(db_url) as gb:
+        try:
+            return bool(gb.find_notebook(NAME, ASSIGNMENT).grade_cells)
+        except MissingEntry:
+            return False
+
+
+def set_due_date(lay: Layout, due: str) -> None:
+    """The assignment's due date, as ``nbgrader db assignment add --duedate`` stores it."""
+    from nbgrader.api import Gradebook
+    from nbgrader.utils import parse_utc
+
+    with Gradebook(lay.db_url) as gb:
+        gb.update_or_create_assignment(ASSIGNMENT, duedate=parse_utc(due))
 
 
 def hidden_checks(source: Path) -> dict[str, list[str]]:
@@ -220,28 +270,38 @@ def _with_progress(outcomes: Iterator[Outcome], total: int, show: bool) -> Itera
 # ---------------------------------------------------------------- the one writer
 
 
-def record(out: Path, outcome: Outcome) -> None:
+def record(lay: Layout, outcome: Outcome) -> None:
     """Save one outcome: gradebook first, the result file last (its presence means done)."""
-    save_to_gradebook(out / "gradebook.db", outcome)
+    save_to_gradebook(lay.db_url, outcome)
     student = outcome.student_id
     if outcome.notebook is not None:
-        _atomic_write(out / "autograded" / student / ASSIGNMENT / NOTEBOOK, outcome.notebook.encode())
+        notebook = with_reasons(outcome.notebook, outcome.reasons)
+        _atomic_write(lay.folder("autograded", student, ASSIGNMENT) / NOTEBOOK, notebook.encode())
     if outcome.feedback is not None:
-        _atomic_write(out / "feedback" / student / ASSIGNMENT / "training.html", outcome.feedback.encode())
+        _atomic_write(lay.folder("feedback", student, ASSIGNMENT) / FEEDBACK, outcome.feedback.encode())
     else:
-        shutil.rmtree(out / "feedback" / student, ignore_errors=True)  # no stale page from an earlier run
+        shutil.rmtree(lay.folder("feedback", student, ASSIGNMENT), ignore_errors=True)  # no stale page from an earlier run
     summary = {k: v for k, v in asdict(outcome).items() if k not in ("notebook", "feedback")}
-    _atomic_write(out / "results" / f"{student}.json", json.dumps(summary, indent=1).encode())
+    summary["feedback_for"] = _feedback_key(outcome.cells, 0.0)
+    _atomic_write(lay.grades / "results" / f"{student}.json", json.dumps(summary, indent=1).encode())
 
 
-def save_to_gradebook(db: Path, outcome: Outcome) -> None:
+def with_reasons(notebook: str, reasons: dict[str, list[str]]) -> str:
+    """The autograded notebook carrying the grader's reasons in its metadata, so that a page
+    rendered later from the gradebook alone (``nbgrader generate_feedback``) can still explain them."""
+    nb = json.loads(notebook)
+    nb.setdefault("metadata", {})[REASONS_KEY] = reasons
+    return json.dumps(nb, indent=1, ensure_ascii=False)
+
+
+def save_to_gradebook(db_url: str, outcome: Outcome) -> None:
     """The student's grades as nbgrader's SaveAutoGrades would store them; 0 when not graded.
 
     A manual score given earlier is kept, and flags the grade for review, as in nbgrader.
     """
     from nbgrader.api import Gradebook
 
-    with Gradebook(f"sqlite:///{db}") as gb:
+    with Gradebook(db_url) as gb:
         gb.update_or_create_student(outcome.student_id)
         submission = gb.update_or_create_submission(ASSIGNMENT, outcome.student_id)
         for notebook in submission.notebooks:
@@ -256,9 +316,9 @@ def save_to_gradebook(db: Path, outcome: Outcome) -> None:
         gb.db.commit()
 
 
-def load_results(out: Path) -> dict[str, dict]:
+def load_results(lay: Layout) -> dict[str, dict]:
     results = {}
-    for path in sorted((out / "results").glob("*.json")):
+    for path in sorted((lay.grades / "results").glob("*.json")):
         try:
             results[path.stem] = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -266,26 +326,126 @@ def load_results(out: Path) -> dict[str, dict]:
     return results
 
 
-def write_grades(out: Path, students: list[str]) -> None:
-    """grades.csv: one row per submission, graded or not; a cell left to grade by hand is empty."""
-    cell_ids, max_score = grade_cells(out)
-    results = load_results(out)
-    rows = [["student_id", "assignment", "score", "max_score", "status", *cell_ids]]
+# ---------------------------------------------------------------- what the gradebook knows now
+
+
+def refresh(lay: Layout, students: list[str]) -> None:
+    """Bring the gradebook's latest facts to every graded student, without regrading anyone.
+
+    Timestamps and late penalties are (re)computed, scores are read back from the gradebook
+    (a hand grade wins over the autograde, as in nbgrader), a feedback page whose scores or
+    penalty changed is rendered again, and grades.csv is rewritten.
+    """
+    results = load_results(lay)
+    graded = [s for s in students if s in results]
+    stamp_submissions(lay, graded)
+    standing = gradebook_standing(lay, graded)
+    for student in graded:
+        scores, penalty = standing[student]["cells"], standing[student]["late_penalty"]
+        if results[student].get("feedback_for") != _feedback_key(scores, penalty) and rerender_feedback(lay, student, scores, penalty, results[student]):
+            results[student]["feedback_for"] = _feedback_key(scores, penalty)
+            _atomic_write(lay.grades / "results" / f"{student}.json", json.dumps(results[student], indent=1).encode())
+    write_grades(lay, students, results, standing)
+
+
+def submission_time(lay: Layout, student: str):
+    """When the student submitted: nbgrader collect's timestamp.txt, else the notebook file's time (UTC)."""
+    from datetime import datetime, timezone
+
+    from nbgrader.coursedir import CourseDirectory
+
+    folder = lay.folder("submitted", student, ASSIGNMENT)
+    stamp = CourseDirectory(config=lay.config).get_existing_timestamp(str(folder))
+    if stamp is None and (folder / NOTEBOOK).exists():
+        stamp = datetime.fromtimestamp((folder / NOTEBOOK).stat().st_mtime, timezone.utc).replace(tzinfo=None)
+    return stamp
+
+
+def stamp_submissions(lay: Layout, students: list[str]) -> None:
+    """Timestamps in the gradebook, then each notebook's late penalty from the course's plugin,
+    as nbgrader's own AssignLatePenalties step computes it (on the score as it stands now)."""
+    from nbgrader.api import Gradebook
+    from nbgrader.preprocessors import AssignLatePenalties
+
+    penalties = AssignLatePenalties(config=lay.config)
+    penalties.init_plugin()
+    with Gradebook(lay.db_url) as gb:
+        for student in students:
+            stamp = submission_time(lay, student)
+            submission = gb.update_or_create_submission(ASSIGNMENT, student, **({"timestamp": stamp} if stamp else {}))
+            for notebook in submission.notebooks:
+                notebook.late_submission_penalty = None
+                if submission.total_seconds_late > 0:
+                    penalty = penalties.plugin_inst.late_submission_penalty(student, notebook.score, submission.total_seconds_late)
+                    if penalty is not None:
+                        notebook.late_submission_penalty = penalties._check_late_penalty(notebook, penalty)
+        gb.db.commit()
+
+
+def gradebook_standing(lay: Layout, students: list[str]) -> dict[str, dict]:
+    """student -> cell scores (a hand grade over the autograde; None: still to grade by hand),
+    late penalty and timestamp, as the gradebook holds them now."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    standing = {}
+    with Gradebook(lay.db_url) as gb:
+        for student in students:
+            try:
+                submission = gb.find_submission(ASSIGNMENT, student)
+            except MissingEntry:
+                continue
+            notebook = next(nb for nb in submission.notebooks if nb.name == NAME)
+            cells = {g.name: score_of(g) for g in notebook.grades}
+            standing[student] = {"cells": cells, "late_penalty": notebook.late_submission_penalty or 0.0,
+                                 "timestamp": submission.timestamp.isoformat(sep=" ") if submission.timestamp else ""}
+    return standing
+
+
+def _feedback_key(scores: dict[str, float | None], penalty: float) -> list:
+    """What a feedback page was rendered from, as stored in the results file (JSON)."""
+    return json.loads(json.dumps([sorted(scores.items()), float(penalty)]))
+
+
+def rerender_feedback(lay: Layout, student: str, scores: dict[str, float | None], penalty: float, result: dict) -> bool:
+    """The student's feedback page again, from their autograded notebook and the gradebook's scores."""
+    import nbformat
+
+    from g2c.grading.feedback import feedback_html
+
+    autograded = lay.folder("autograded", student, ASSIGNMENT) / NOTEBOOK
+    if result.get("status") not in ("graded", "memory") or not autograded.exists():
+        return False
+    nb = nbformat.read(autograded, as_version=4)
+    page = feedback_html(nb, scores, nb.metadata.get(REASONS_KEY, result.get("reasons", {})), late_penalty=penalty)
+    _atomic_write(lay.folder("feedback", student, ASSIGNMENT) / FEEDBACK, page.encode())
+    return True
+
+
+def write_grades(lay: Layout, students: list[str], results: dict[str, dict] | None = None, standing: dict[str, dict] | None = None) -> None:
+    """grades.csv: one row per submission, graded or not; a written answer not graded by hand yet
+    is empty. ``score`` is after the late penalty, as in ``nbgrader export``."""
+    cell_ids, max_score = grade_cells(lay)
+    results = load_results(lay) if results is None else results
+    standing = gradebook_standing(lay, list(results)) if standing is None else standing
+    rows = [["student_id", "assignment", "score", "max_score", "status", "timestamp", "late_penalty", *cell_ids]]
     for student in students:
         r = results.get(student, {"status": "not graded yet", "score": 0, "cells": {}})
-        scores = ["" if r["cells"].get(c) is None else f"{r['cells'][c]:g}" for c in cell_ids]
-        rows.append([student, ASSIGNMENT, f"{r['score']:g}", f"{max_score:g}", r["status"], *scores])
-    partial = out / "grades.csv.partial"
+        now = standing.get(student, {"cells": r["cells"], "late_penalty": 0.0, "timestamp": ""})
+        cells = {c: now["cells"].get(c) for c in cell_ids}
+        total = sum(v for v in cells.values() if v is not None) - now["late_penalty"]
+        scores = ["" if v is None else f"{v:g}" for v in cells.values()]
+        rows.append([student, ASSIGNMENT, f"{total:g}", f"{max_score:g}", r["status"], now["timestamp"], f"{now['late_penalty']:g}", *scores])
+    partial = lay.grades / "grades.csv.partial"
     with partial.open("w", newline="") as f:
         csv.writer(f).writerows(rows)
-    partial.replace(out / "grades.csv")
+    partial.replace(lay.grades / "grades.csv")
 
 
-def grade_cells(out: Path) -> tuple[list[str], float]:
+def grade_cells(lay: Layout) -> tuple[list[str], float]:
     """The assignment's graded cells, in notebook order, and their total points."""
     from nbgrader.api import Gradebook
 
-    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
+    with Gradebook(lay.db_url) as gb:
         cells = gb.find_notebook(NAME, ASSIGNMENT).grade_cells
         return [c.name for c in cells], float(sum(c.max_score for c in cells))
 

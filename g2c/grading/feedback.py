@@ -11,7 +11,7 @@ import re
 
 import nbformat
 
-
+REASONS_KEY = "g2c_reasons"  # autograded notebook metadata: grade_id -> why points were lost
 HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?", re.S | re.M)
 
 
@@ -24,37 +24,60 @@ def _points(score: float | None, points: float) -> str:
     return f"{score or 0:g} of {points:g} point{'s' if points != 1 else ''}"
 
 
-def redact(nb, scores: dict[str, float | None], reasons: dict[str, list[str]]):
+def _total(scores: dict[str, float | None], points: dict[str, float], late_penalty: float) -> str:
+    """The total so far and, while written answers wait for hand grading, what is still pending."""
+    pending = [grade_id for grade_id in points if scores.get(grade_id) is None]
+    total = sum(v for v in scores.values() if v is not None) - late_penalty
+    line = f"**Total: {total:g} of {sum(points.values()):g} points**"
+    if late_penalty:
+        line += f" (after a late-submission penalty of {late_penalty:g})"
+    if pending:
+        waiting = sum(points[g] for g in pending)
+        line += (f". Still to be graded by hand: {', '.join(f'`{g}`' for g in pending)} "
+                 f"({waiting:g} point{'s' if waiting != 1 else ''}).")
+    return line
+
+
+def redact(nb, scores: dict[str, float | None], reasons: dict[str, list[str]], late_penalty: float = 0.0):
     """Strip hidden tests and their outputs from every graded test cell; say why points were lost.
 
     The reasons come from the grader's comparison of the student's answers with the reference
-    (``g2c.grading.compare``), never from what ran in the student's kernel.
+    (``g2c.grading.compare``), never from what ran in the student's kernel. A score of None is
+    a written answer no one has graded yet.
     """
     summary = ["| part | points | why points were lost |", "| --- | --- | --- |"]
+    worth: dict[str, float] = {}  # grade_id -> points
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
-            grade_id, points = meta["grade_id"], meta.get("points", 0)
-            score = scores.get(grade_id)
+        if not meta.get("grade"):
+            continue
+        grade_id, points = meta["grade_id"], meta.get("points", 0)
+        score, worth[grade_id] = scores.get(grade_id), points
+        if cell.cell_type == "code" and not meta.get("solution"):
             lost = reasons.get(grade_id, []) if (score or 0) < points else []
             cell.source = HIDDEN.sub("", cell.source)
             text = f"{'passed' if not lost else 'points lost'}: {_points(score, points)}\n"
             text += "".join(f"- {reason}\n" for reason in lost)
             cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
             summary.append(f"| `{grade_id}` | {_points(score, points)} | {_markdown_text('; '.join(lost)) or 'none'} |")
-        elif meta.get("grade") and meta.get("solution"):
-            grade_id = meta["grade_id"]
-            score = scores.get(grade_id)
-            points = meta.get("points", 0)
+        elif meta.get("solution"):
             shown = "to be graded by hand" if score is None else _points(score, points)
             summary.append(f"| `{grade_id}` (written) | {shown} | |")
-    nb.cells.insert(0, nbformat.v4.new_markdown_cell("# Feedback: Module 03B — Training\n\n" + "\n".join(summary)))
+    head = f"# Feedback: Module 03B — Training\n\n{_total(scores, worth, late_penalty)}\n\n"
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell(head + "\n".join(summary)))
     return nb
 
 
-def feedback_html(autograded: nbformat.NotebookNode, scores: dict[str, float | None], reasons: dict[str, list[str]]) -> str:
+def feedback_html(autograded: nbformat.NotebookNode, scores: dict[str, float | None], reasons: dict[str, list[str]],
+                  late_penalty: float = 0.0) -> str:
     """The student's feedback page: their notebook, hidden tests cut, lost points explained."""
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(redact(autograded, scores, reasons))
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(redact(autograded, scores, reasons, late_penalty))
     return body
+
+
+def score_of(grade) -> float | None:
+    """nbgrader's rule, a hand grade wins over the autograde, except that a written answer no one
+    has graded yet is None (pending), where nbgrader's ``Grade.score`` says 0."""
+    return grade.manual_score if grade.manual_score is not None else grade.auto_score

@@ -38,13 +38,14 @@ def stock(course: Path, students: list[str]) -> tuple[float, dict[str, float]]:
 
 def ours(course: Path, out: Path) -> tuple[float, dict[str, float]]:
     from g2c.grading.autograde import load_results
+    from g2c.grading.course import layout
 
     command = [sys.executable, "-m", "g2c.cli", "autograde", "03b-training", "--course", str(ROOT),
                "--submitted", str(course / "submitted"), "--out", str(out), "--jobs", "2"]
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True)
     seconds = time.perf_counter() - start
-    return seconds, {s: r["score"] for s, r in load_results(out).items()}
+    return seconds, {s: r["score"] for s, r in load_results(layout(ROOT, None, out)).items()}
 
 
 def main() -> int:
