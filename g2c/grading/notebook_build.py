@@ -3,9 +3,11 @@
 - Answer cells ``adamw``, ``clip`` and ``schedule`` are cut from ``g2c/training`` with their
   ``### BEGIN SOLUTION`` regions intact (nbgrader strips them on release).
 - Visible test code is cut from ``tests/test_training.py`` (test functions and the helpers
-  they use); hidden tests call :func:`g2c.grading.verdict.check`, which runs that same file in
-  a fresh process on the answer cells.
-- ``release`` runs real ``nbgrader generate_assignment`` and adds the kit's pytest files.
+  they use); hidden parts only name the probe scenarios ``g2c autograde`` decides them by.
+- The kit's pytest files (``tests/test_training.py``, ``conftest.py``) are written beside the
+  source notebook, so that nbgrader itself copies them into ``release/``: ``make release``,
+  ``nbgrader generate_assignment --force`` and formgrader's Generate button give the same kit.
+- ``release`` runs real ``nbgrader generate_assignment`` with the course's configuration.
 
 ``python -m g2c.grading.notebook_build [--release]`` rewrites the files; CI regenerates and
 fails on any difference (``make check-release``).
@@ -495,27 +497,30 @@ def source_path(root: Path = ROOT) -> Path:
     return root / "source_notebooks" / ASSIGNMENT / NOTEBOOK
 
 
+# kit file (relative to the assignment folder) -> where it comes from
+KIT_FILES = {Path("tests") / "test_training.py": CONTRACT, Path("conftest.py"): Path(__file__).with_name("kit_conftest.py")}
+
+
 def write_source(root: Path = ROOT) -> Path:
+    """The source notebook and, beside it, the kit's pytest files nbgrader copies on release."""
     path = source_path(root)
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(build_notebook(), path)
+    for name, origin in KIT_FILES.items():
+        (path.parent / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(origin, path.parent / name)
     return path
 
 
 def release(root: Path = ROOT) -> Path:
-    """Regenerate the source notebook, run ``nbgrader generate_assignment``, add the kit's tests."""
+    """Regenerate the source folder and run nbgrader's own ``generate_assignment`` (course config:
+    its gradebook gets the assignment; the kit's files come along as in formgrader's Generate)."""
     write_source(root)
-    kit = root / "release" / ASSIGNMENT
-    db = f"sqlite:///{root / 'gradebook.db'}"
-    nbgrader = [sys.executable, "-m", "nbgrader"]
     subprocess.run(
-        [*nbgrader, "generate_assignment", ASSIGNMENT, "--force", "--log-level=WARN", f"--db={db}"],
+        [sys.executable, "-m", "nbgrader", "generate_assignment", ASSIGNMENT, "--force", "--log-level=WARN"],
         cwd=root, check=True, env={**os.environ, "PATH": path_with_this_environment()},
     )
-    (kit / "tests").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(CONTRACT, kit / "tests" / "test_training.py")
-    shutil.copyfile(Path(__file__).with_name("kit_conftest.py"), kit / "conftest.py")
-    return kit
+    return root / "release" / ASSIGNMENT
 
 
 def main(argv: list[str] | None = None) -> int:
