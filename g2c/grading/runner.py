@@ -41,7 +41,9 @@ def _start_kernel(connection_file: Path) -> int:
             from ipykernel.kernelapp import IPKernelApp
 
             app = IPKernelApp.instance()
-            app.initialize(["-f", str(connection_file), "--HistoryManager.hist_file=:memory:", "--IPKernelApp.parent_handle=0"])
+            # inline figures, as in the student's Jupyter (the zygote imported pyplot with Agg, where plt.show() shows nothing)
+            app.initialize(["-f", str(connection_file), "--HistoryManager.hist_file=:memory:", "--IPKernelApp.parent_handle=0",
+                            "--IPKernelApp.matplotlib=inline"])
             app.start()
             code = 0
         finally:
@@ -63,6 +65,8 @@ def _manager(pid: int, connection_file: Path):
                 return os.waitpid(pid, os.WNOHANG) == (0, 0)
             except ChildProcessError:
                 return False
+
+        _async_is_alive = is_alive  # what the kernel client asks after a cell times out (no provisioner here)
 
         async def interrupt_kernel(self) -> None:
             os.killpg(pid, signal.SIGINT)
@@ -108,8 +112,17 @@ def _client_class():
                 asyncio.ensure_future(self.km.interrupt_kernel())
             return None
 
+        async def _async_handle_timeout(self, timeout, cell=None):
+            self.timed_out = True
+            return await super()._async_handle_timeout(timeout, cell)
+
         async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+            self.timed_out = False
             cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+            if self.timed_out:  # say why it stopped, below the KeyboardInterrupt the interrupt printed
+                import nbformat
+
+                cell.outputs.append(nbformat.from_dict({"output_type": "error", **self.error_on_timeout}))
             if cell.cell_type == "code" and "execution_count" in cell:
                 line = {"cell": cell_index, "execution_count": cell.get("execution_count"), "outputs": cell.get("outputs", [])}
                 os.write(self.out, json.dumps(line).encode() + b"\n")

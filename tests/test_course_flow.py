@@ -1,0 +1,207 @@
+"""An instructor's whole nbgrader course with g2c, through nbgrader's real exchange.
+
+One temporary course (this repository's nbgrader_config.py and source folder, a temporary
+exchange, a late penalty of "zero"): formgrader's Generate (``nbgrader generate_assignment
+--force``), release, then three students fetch, work and submit (alice adds a plot, bob a demo
+cell that never ends, carol submits after the due date), collect, ``g2c autograde`` with no
+folder flags, hand grades written through nbgrader's API, ``g2c autograde`` again (no regrade),
+``nbgrader export``, ``generate_feedback`` and ``release_feedback``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from g2c.grading import notebook_build as build
+from g2c.grading import path_with_this_environment
+from g2c.grading.course import layout
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSIGNMENT, NOTEBOOK = build.ASSIGNMENT, build.NOTEBOOK
+STUDENTS = ["alice", "bob", "carol"]
+AUTOGRADED_POINTS = sum(build.autograded_points().values())
+WRITTEN = "why_adamw"  # the written answer graded by hand
+PLOT = "import matplotlib.pyplot as plt\nplt.plot([1e-4, 1e-3, 1e-2], [2.0, 0.7, 0.4])\nplt.title('my lr sweep')\nplt.show()"
+HANG = "import time\nwhile True:  # a demo that never ends\n    time.sleep(0.1)"
+AFTER_HANG = "print('this cell ran after the hang')"
+
+
+def nbgrader(*args: str, cwd: Path, user: str | None = None) -> str:
+    """Run nbgrader's own command line as the instructor (or as ``user``, a student)."""
+    env = {**os.environ, "PATH": path_with_this_environment()}
+    if user:
+        env.update(HOME=str(cwd))
+    run = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, f"nbgrader {' '.join(args)}:\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}"
+    return run.stdout + run.stderr
+
+
+def g2c_autograde(course: Path, *extra: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "g2c.cli", "autograde", ASSIGNMENT, "--jobs", "2", "--memory", "6000", *extra]
+    run = subprocess.run(command, cwd=course, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
+def make_course(tmp: Path) -> Path:
+    """This course's configuration and source folder, with a temporary exchange and a late penalty."""
+    course = tmp / "course"
+    shutil.copytree(ROOT / "source_notebooks", course / "source_notebooks")
+    exchange = tmp / "exchange"
+    exchange.mkdir(mode=0o777)
+    exchange.chmod(0o777)
+    config = (ROOT / "nbgrader_config.py").read_text()
+    config += f'\nc.Exchange.root = "{exchange}"\nc.LateSubmissionPlugin.penalty_method = "zero"\n'
+    (course / "nbgrader_config.py").write_text(config)
+    return course
+
+
+def work(fetched: Path, extra: list[str], at: int = 2) -> None:
+    """A student's work: the reference answers in the answer cells, plus cells of their own."""
+    source = {c.metadata["nbgrader"]["grade_id"]: c.source for c in nbformat.read(build.source_path(), as_version=4).cells
+              if c.metadata.get("nbgrader", {}).get("solution")}
+    nb = nbformat.read(fetched, as_version=4)
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in source and cell.cell_type == "code":
+            cell.source = source[grade_id]
+    nb.cells[at:at] = [nbformat.v4.new_code_cell(text) for text in extra]
+    nbformat.write(nb, fetched)
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("flow")
+    course = make_course(tmp)
+    timings = {}
+    start = time.perf_counter()
+    nbgrader("generate_assignment", ASSIGNMENT, "--force", cwd=course)  # formgrader's Generate button
+    nbgrader("release_assignment", ASSIGNMENT, cwd=course)
+    extras = {"alice": [PLOT], "bob": [HANG, AFTER_HANG], "carol": []}
+    due = None
+    for student in STUDENTS:
+        home = tmp / "students" / student
+        home.mkdir(parents=True)
+        if student == "carol":  # everyone before this instant is on time
+            time.sleep(1.1)
+            due = datetime.now(timezone.utc).isoformat(sep=" ")
+            time.sleep(1.1)
+        nbgrader("fetch_assignment", ASSIGNMENT, "--course", "g2c", f"--Exchange.root={tmp / 'exchange'}", cwd=home, user=student)
+        work(home / ASSIGNMENT / NOTEBOOK, extras[student])
+        nbgrader("submit", ASSIGNMENT, "--course", "g2c", f"--Exchange.root={tmp / 'exchange'}", f"--CourseDirectory.student_id={student}",
+                 cwd=home, user=student)  # one OS user plays the three students
+    nbgrader("collect", ASSIGNMENT, cwd=course)
+    timings["exchange"] = time.perf_counter() - start
+    start = time.perf_counter()
+    first = g2c_autograde(course, "--cell-timeout", "5", "--due", due)
+    timings["autograde"] = time.perf_counter() - start
+    lay = layout(course)
+    seeds = {s: json.loads((lay.grades / "results" / f"{s}.json").read_text())["seed"] for s in STUDENTS}
+    before = rows(lay.grades / "grades.csv")
+    from nbgrader.api import Gradebook
+
+    with Gradebook(lay.db_url) as gb:  # what formgrader does when the instructor grades a written answer
+        for student, points in {"alice": 2, "bob": 1.5}.items():
+            grade = gb.find_grade(WRITTEN, NOTEBOOK.removesuffix(".ipynb"), ASSIGNMENT, student)
+            grade.manual_score, grade.needs_manual_grade = points, False
+        gb.db.commit()
+    start = time.perf_counter()
+    g2c_autograde(course)
+    timings["hand grades"] = time.perf_counter() - start
+    print(f"\ntimings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+    return {"course": course, "lay": lay, "before": before, "after": rows(lay.grades / "grades.csv"), "seeds": seeds,
+            "stdout": first.stdout, "tmp": tmp}
+
+
+def rows(path: Path) -> dict[str, dict]:
+    with path.open() as f:
+        return {row["student_id"]: row for row in csv.DictReader(f)}
+
+
+def feedback(lay, student: str) -> str:
+    return (lay.folder("feedback", student, ASSIGNMENT) / NOTEBOOK.replace(".ipynb", ".html")).read_text()
+
+
+def test_release_from_nbgrader_itself_keeps_the_kit(course):
+    kit = course["course"] / "release" / ASSIGNMENT
+    for name in build.KIT_FILES:
+        assert (kit / name).read_text() == (ROOT / "release" / ASSIGNMENT / name).read_text()
+
+
+def test_one_gradebook_nbgrader_sees_every_student(course):
+    lay = course["lay"]
+    assert lay.db_url == f"sqlite:///{course['course'] / 'gradebook.db'}"
+    listed = nbgrader("db", "student", "list", cwd=course["course"])
+    assert all(student in listed for student in STUDENTS) and "There are 3 students" in listed
+    for student in STUDENTS:
+        assert (course["course"] / "autograded" / student / ASSIGNMENT / NOTEBOOK).exists()
+
+
+def test_hanging_demo_cell_is_stopped_and_every_point_is_kept(course):
+    bob = course["before"]["bob"]
+    assert bob["status"] == "graded" and float(bob["score"]) == AUTOGRADED_POINTS
+    graded = nbformat.read(course["lay"].folder("autograded", "bob", ASSIGNMENT) / NOTEBOOK, as_version=4)
+    after = next(c for c in graded.cells if c.source == AFTER_HANG)
+    assert "this cell ran after the hang" in json.dumps(after.outputs)
+
+
+def test_plots_are_kept_in_the_autograded_notebook_and_feedback(course):
+    lay = course["lay"]
+    graded = nbformat.read(lay.folder("autograded", "alice", ASSIGNMENT) / NOTEBOOK, as_version=4)
+    plot = next(c for c in graded.cells if c.source == PLOT)
+    assert any("image/png" in o.get("data", {}) for o in plot.outputs), plot.outputs
+    assert "[g2c: output truncated]" not in json.dumps(plot.outputs)
+    assert "data:image/png;base64," in feedback(lay, "alice")
+
+
+def test_late_submission_is_stamped_and_penalised(course):
+    before = course["before"]
+    for student in ("alice", "bob"):
+        assert before[student]["timestamp"] and float(before[student]["late_penalty"]) == 0
+    carol = before["carol"]
+    assert carol["status"] == "graded" and carol["timestamp"] > before["bob"]["timestamp"]
+    assert float(carol["late_penalty"]) == AUTOGRADED_POINTS and float(carol["score"]) == 0  # "zero": the score is the penalty
+    stamp = (course["course"] / "submitted" / "carol" / ASSIGNMENT / "timestamp.txt").read_text().strip()
+    assert carol["timestamp"][:19] == stamp[:19]  # collect's timestamp, not the time of grading
+
+
+def test_hand_grades_reach_grades_csv_and_feedback_without_a_regrade(course):
+    before, after, lay = course["before"], course["after"], course["lay"]
+    assert before["alice"][WRITTEN] == "" and after["alice"][WRITTEN] == "2" and after["bob"][WRITTEN] == "1.5"
+    assert float(after["alice"]["score"]) == AUTOGRADED_POINTS + 2
+    seeds = {s: json.loads((lay.grades / "results" / f"{s}.json").read_text())["seed"] for s in STUDENTS}
+    assert seeds == course["seeds"]  # nobody was regraded
+    page = feedback(lay, "alice")
+    assert f"Total: {AUTOGRADED_POINTS + 2:g} of {AUTOGRADED_POINTS + sum(build.MANUAL_CELLS.values()):g} points" in page
+    pending = [c for c in build.MANUAL_CELLS if c != WRITTEN]
+    assert "Still to be graded by hand" in page and all(f"<code>{c}</code>" in page for c in pending)
+    assert f"<code>{WRITTEN}</code> (written) | 2 of 2 points" in page or "2 of 2 points" in page
+
+
+def test_nbgrader_export_sees_hand_grades_and_penalty(course):
+    nbgrader("export", cwd=course["course"])
+    exported = rows(course["course"] / "grades.csv")
+    assert float(exported["alice"]["score"]) == AUTOGRADED_POINTS + 2
+    assert float(exported["carol"]["late_submission_penalty"]) == AUTOGRADED_POINTS and float(exported["carol"]["score"]) == 0
+
+
+def test_nbgrader_generate_and_release_feedback_give_g2cs_redacted_page(course):
+    root, lay = course["course"], course["lay"]
+    nbgrader("generate_feedback", ASSIGNMENT, "--force", cwd=root)
+    page = feedback(lay, "alice")
+    assert "BEGIN HIDDEN TESTS" not in page and "graded outside your notebook" not in page
+    assert f"Total: {AUTOGRADED_POINTS + 2:g} of" in page and "data:image/png;base64," in page
+    nbgrader("release_feedback", ASSIGNMENT, cwd=root)
+    released = list((course["tmp"] / "exchange" / "g2c" / "feedback").glob("*.html"))
+    assert len(released) == len(STUDENTS)
