@@ -24,6 +24,13 @@ def _points(score: float | None, points: float) -> str:
     return f"{score or 0:g} of {points:g} point{'s' if points != 1 else ''}"
 
 
+def verdict_output(score: float | None, points: float, reasons: list[str]) -> nbformat.NotebookNode:
+    """What a test cell shows once graded: the grader's verdict, never the student kernel's output."""
+    lost = reasons if (score or 0) < points else []
+    text = f"{'passed' if not lost else 'points lost'}: {_points(score, points)}\n" + "".join(f"- {reason}\n" for reason in lost)
+    return nbformat.v4.new_output("stream", name="stdout", text=text)
+
+
 def redact(nb, scores: dict[str, float | None], reasons: dict[str, list[str]]):
     """Strip hidden tests and their outputs from every graded test cell; say why points were lost.
 
@@ -38,9 +45,7 @@ def redact(nb, scores: dict[str, float | None], reasons: dict[str, list[str]]):
             score = scores.get(grade_id)
             lost = reasons.get(grade_id, []) if (score or 0) < points else []
             cell.source = HIDDEN.sub("", cell.source)
-            text = f"{'passed' if not lost else 'points lost'}: {_points(score, points)}\n"
-            text += "".join(f"- {reason}\n" for reason in lost)
-            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+            cell.outputs = [verdict_output(score, points, lost)]
             summary.append(f"| `{grade_id}` | {_points(score, points)} | {_markdown_text('; '.join(lost)) or 'none'} |")
         elif meta.get("grade") and meta.get("solution"):
             grade_id = meta["grade_id"]
@@ -56,5 +61,6 @@ def feedback_html(autograded: nbformat.NotebookNode, scores: dict[str, float | N
     """The student's feedback page: their notebook, hidden tests cut, lost points explained."""
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(redact(autograded, scores, reasons))
+    # sanitized: the outputs come from the student's kernel, and the page is opened by people
+    body, _ = HTMLExporter(template_name="lab", sanitize_html=True).from_notebook_node(redact(autograded, scores, reasons))
     return body
