@@ -542,7 +542,7 @@ SYMLINKED = {  # student -> (what is a symlink, its target relative to the stude
     "symlinked-folder": ("folder", "honest"),
 }
 STATUS = {  # student -> allowed statuses; every other student: graded
-    "answer-hangs": {"timeout"}, "honest-hangs-in-a-late-scenario": {"timeout"}, "early-done-then-hangs": {"timeout"}, "defeats-the-alarm": {"timeout"},
+    "answer-hangs": {"timeout", "graded"}, "honest-hangs-in-a-late-scenario": {"timeout"}, "early-done-then-hangs": {"timeout"}, "defeats-the-alarm": {"timeout"},
     "answer-memory-bomb": {"memory", "graded", "crashed"}, "answer-aborts": {"crashed"}, "exits-early": {"crashed", "graded"},
     "floods-the-record": {"crashed", "graded"}, "truncated-json": {"unreadable notebook"}, "not-utf8": {"unreadable notebook"},
     "no-notebook": {"missing notebook"}, "symlink-to-honest": {"unreadable notebook", "missing notebook", "graded"},
