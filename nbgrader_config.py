@@ -24,6 +24,7 @@ c.GenerateFeedback.preprocessors = [
     "g2c.grading.nbgrader_feedback.RedactHiddenTests",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
+c.HTMLExporter.sanitize_html = True  # the outputs on those pages come from students' kernels
 # Late submissions: set a due date (`g2c autograde --due DATE` or `nbgrader db assignment add
 # 03b-training --duedate DATE`) and a penalty, e.g.
 # c.LateSubmissionPlugin.penalty_method = "zero"   # nbgrader's default is "none"

@@ -105,6 +105,15 @@ def appended(nb, gid: str, source: str):
     return nb
 
 
+def prefixed(nb, line: str):
+    """``nb`` with ``line`` (an IPython magic: the probe drops it, a Python parser chokes on it) first in every answer cell."""
+    nb = copy.deepcopy(nb)
+    for gid in ("adamw", "clip", "schedule"):
+        cell = cell_of(nb, gid)
+        cell.source = line + cell.source
+    return nb
+
+
 def inserted(nb, source: str, *, at_end: bool = False):
     """``nb`` with a new ordinary cell (kernel only) after the setup cell, or at the end."""
     nb = copy.deepcopy(nb)
@@ -139,11 +148,19 @@ PLAIN_BINDINGS = {
     "clip": "clip_grad_norm_ = _delegated_clip(torch.nn.utils)",
     "schedule": "cosine_with_warmup = _delegated_schedule(torch.optim.lr_scheduler)",
 }
-HIDDEN_BINDINGS = {  # the same, every name of torch's built from strings at run time
+ENCODED_BINDINGS = {  # the same through importlib, to be run from base64 (exec)
     "adamw": "import importlib\nAdamW = _delegated_adamw(getattr(importlib.import_module('tor' + 'ch.o' + 'ptim'), 'Ad' + 'amW'))",
     "clip": "import importlib\nclip_grad_norm_ = _delegated_clip(importlib.import_module('.'.join(['torch', 'nn', 'utils'])))",
     "schedule": "import importlib\ncosine_with_warmup = _delegated_schedule(importlib.import_module('torch.optim.' + 'lr_' + 'scheduler'))",
 }
+GETATTR_BINDINGS = {  # no import, no exec: torch's names split in two strings
+    "adamw": "AdamW = _delegated_adamw(getattr(torch, 'opt' + 'im').AdamW)",
+    "clip": "clip_grad_norm_ = _delegated_clip(torch.nn.utils)",
+    "schedule": "cosine_with_warmup = _delegated_schedule(getattr(getattr(torch, 'opt' + 'im'), 'lr_' + 'scheduler'))",
+}
+DELEGATION_BY_GETATTR = DELEGATION.replace("utils.get_total_norm(", "getattr(utils, 'get_total' + '_norm')(").replace(
+    "utils.clip_grads_with_norm_(", "getattr(utils, 'clip_grads' + '_with_norm_')(").replace("_torch.optim.SGD", "getattr(_torch, 'opt' + 'im').SGD")
+assert DELEGATION_BY_GETATTR.count("getattr(utils") == 2
 SUBSTITUTES = hostile("torch_adamw.py", "torch_clip.py", "torch_schedule.py", "context.py", "substitutes.py")
 GAMING = """import math, torch, pytest, ipytest, builtins
 from IPython import get_ipython
@@ -163,7 +180,7 @@ def _from_harness():
     return f is not None and f.f_code.co_filename.endswith(('probe.py', 'compare.py', 'worker.py'))
 class _LyingFloat(float):
     def __new__(cls, x=0.0):
-        return _real['float'](0.89 if _from_harness() and not isinstance(x, _real['str']) else x)
+        return _real['float'](1.0 if _from_harness() and not isinstance(x, _real['str']) else x)  # no knowledge, only a lie
 builtins.float = _LyingFloat
 builtins.bool = lambda x=False: True if _from_harness() else _real['bool'](x)
 builtins.abs = lambda x: 0.0 if _from_harness() else _real['abs'](x)
@@ -218,6 +235,14 @@ def _forever(self):
     while True:
         pass
 AdamW.step = _forever"""
+LATE_HANG = """import signal
+_honest_schedule = cosine_with_warmup
+def cosine_with_warmup(step, **settings):  # right everywhere, but step 10**9 (the last check) never returns
+    if step >= 10**9:
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)
+        while True:
+            pass
+    return _honest_schedule(step, **settings)"""
 EXIT_PATHS = """import atexit, os, sys, threading, time
 atexit.register(lambda: os.write(1, b'{"done": true}\\n'))
 sys.exitfunc = lambda: None
@@ -440,12 +465,15 @@ def submissions(course: Path, out: Path, submitted: Path, port: int) -> dict[str
         "delegates-plainly": appended(appended(appended(W, "adamw", DELEGATION + "\n" + PLAIN_BINDINGS["adamw"]),
                                                "clip", DELEGATION + "\n" + PLAIN_BINDINGS["clip"]),
                                       "schedule", DELEGATION + "\n" + PLAIN_BINDINGS["schedule"]),
-        "delegates-by-getattr": appended(appended(appended(W, "adamw", DELEGATION + "\n" + HIDDEN_BINDINGS["adamw"]),
-                                                  "clip", DELEGATION + "\n" + HIDDEN_BINDINGS["clip"]),
-                                         "schedule", DELEGATION + "\n" + HIDDEN_BINDINGS["schedule"]),
-        "delegates-encoded": appended(appended(appended(W, "adamw", encoded(DELEGATION + "\n" + HIDDEN_BINDINGS["adamw"])),
-                                               "clip", encoded(DELEGATION + "\n" + HIDDEN_BINDINGS["clip"])),
-                                      "schedule", encoded(DELEGATION + "\n" + HIDDEN_BINDINGS["schedule"])),
+        "delegates-by-getattr": appended(appended(appended(W, "adamw", DELEGATION_BY_GETATTR + "\n" + GETATTR_BINDINGS["adamw"]),
+                                                  "clip", DELEGATION_BY_GETATTR + "\n" + GETATTR_BINDINGS["clip"]),
+                                         "schedule", DELEGATION_BY_GETATTR + "\n" + GETATTR_BINDINGS["schedule"]),
+        "delegates-encoded": appended(appended(appended(W, "adamw", encoded(DELEGATION + "\n" + ENCODED_BINDINGS["adamw"])),
+                                               "clip", encoded(DELEGATION + "\n" + ENCODED_BINDINGS["clip"])),
+                                      "schedule", encoded(DELEGATION + "\n" + ENCODED_BINDINGS["schedule"])),
+        "delegates-behind-a-magic": appended(appended(appended(prefixed(W, "%matplotlib inline\n"), "adamw", DELEGATION + "\n" + PLAIN_BINDINGS["adamw"]),
+                                                      "clip", DELEGATION + "\n" + PLAIN_BINDINGS["clip"]),
+                                             "schedule", DELEGATION + "\n" + PLAIN_BINDINGS["schedule"]),
         "delegates-from-another-cell": appended(W, "diagnosis_answer", DELEGATION + "\n" + "\n".join(PLAIN_BINDINGS.values())),
         "delegates-functional": appended(W, "adamw", hostile("functional_adamw.py")
                                          + "\nimport torch.optim.adamw\nAdamW = _functional_adamw(_python_kernel(torch.optim.adamw.adamw))"),
@@ -482,8 +510,11 @@ def submissions(course: Path, out: Path, submitted: Path, port: int) -> dict[str
         "answer-hangs": appended(W, "adamw", "while True:\n    pass"),
         "answer-memory-bomb": appended(W, "adamw", MEMORY_BOMB),
         "answer-aborts": appended(W, "adamw", "import os\nos.abort()"),
+        # honest answers under names a glob or a shell would misread
+        "glob[1]": S, "spaced name *": S,
         # honest answers, trouble in an ordinary cell: costs nothing
         "honest-ordinary-hang": inserted(S, "while True:\n    pass"),
+        "honest-hangs-in-a-late-scenario": appended(S, "schedule", LATE_HANG),
         "honest-ordinary-memory-bomb": inserted(S, MEMORY_BOMB),
         "honest-ordinary-abort": inserted(S, "import os\nos.abort()"),
         "honest-huge-output": inserted(S, HUGE_OUTPUT),
@@ -511,17 +542,18 @@ SYMLINKED = {  # student -> (what is a symlink, its target relative to the stude
     "symlinked-folder": ("folder", "honest"),
 }
 STATUS = {  # student -> allowed statuses; every other student: graded
-    "answer-hangs": {"timeout"}, "early-done-then-hangs": {"timeout"}, "defeats-the-alarm": {"timeout"},
+    "answer-hangs": {"timeout", "graded"}, "honest-hangs-in-a-late-scenario": {"timeout"}, "early-done-then-hangs": {"timeout"}, "defeats-the-alarm": {"timeout"},
     "answer-memory-bomb": {"memory", "graded", "crashed"}, "answer-aborts": {"crashed"}, "exits-early": {"crashed", "graded"},
     "floods-the-record": {"crashed", "graded"}, "truncated-json": {"unreadable notebook"}, "not-utf8": {"unreadable notebook"},
     "no-notebook": {"missing notebook"}, "symlink-to-honest": {"unreadable notebook", "missing notebook", "graded"},
     "symlink-to-solution": {"unreadable notebook", "missing notebook", "graded"},
     "symlinked-folder": {"unreadable notebook", "missing notebook", "graded"},
 }
-HONEST = {"honest", "honest-2", "honest-ordinary-hang", "honest-ordinary-memory-bomb", "honest-ordinary-abort", "honest-huge-output",
+HONEST = {"honest", "honest-2", "glob[1]", "spaced name *", "honest-ordinary-hang", "honest-ordinary-memory-bomb", "honest-ordinary-abort", "honest-huge-output",
           "honest-ignores-signals", "meta-honest-points-100", "meta-honest-extra-grade-cells"}
 DELEGATED = {"delegates-plainly": ["adamw", "clip", "schedule"], "delegates-by-getattr": ["adamw", "clip", "schedule"],
              "delegates-encoded": ["adamw", "clip", "schedule"], "delegates-from-another-cell": ["adamw", "clip", "schedule"],
+             "delegates-behind-a-magic": ["adamw", "clip", "schedule"],
              "delegates-functional": ["adamw"], "delegates-fused-kernel": ["adamw"]}
 
 # ---------------------------------------------------------------- the host around the batch
@@ -544,6 +576,30 @@ class Listener:
                 return
             self.connections += 1
             conn.close()
+
+
+def course_copy(dest: Path) -> Path:
+    """The course's files as they are on disk (tracked and untracked, not ignored), copied: the batch's --course.
+
+    Grading against a copy lets the test demand that not one of its files changes while other
+    engineers edit the working tree; the working tree itself is checked too (see ``wip``).
+    """
+    names = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           capture_output=True, check=True).stdout.split(b"\0")
+    for name in filter(None, names):
+        source, target = ROOT / name.decode(), dest / name.decode()
+        if source.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read_bytes())
+    (dest / ".git").mkdir()
+    (dest / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    return dest
+
+
+def wip() -> set[str]:
+    """Files of the working tree someone is editing (modified or untracked): left out of the check."""
+    status = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "-z"], capture_output=True, check=True).stdout
+    return {entry[3:].decode() for entry in status.split(b"\0") if len(entry) > 3}
 
 
 def tracked_files(course: Path) -> dict[str, str]:
@@ -572,8 +628,26 @@ def files_under(folder: Path) -> dict[str, str]:
     return out
 
 
+OURS = ("g2c-grade-", "g2c-kit-", "g2c-register-", "g2c-zygote-", "g2c-fill-", TOKEN)  # what this grader and corpus name
+
+
 def g2c_entries() -> set[str]:
-    return {f"{folder}/{name}" for folder in ("/tmp", "/dev/shm") for name in os.listdir(folder) if name.startswith("g2c-")}
+    """g2c-* in the host's /tmp and /dev/shm under a name this grader or this corpus makes (the machine
+    is shared: other engineers' runs of older code leave g2c-verdict-* and such meanwhile)."""
+    return {f"{folder}/{name}" for folder in ("/tmp", "/dev/shm") for name in os.listdir(folder)
+            if name.startswith(OURS) or (name.startswith("g2c-") and TOKEN in name)}
+
+
+def head() -> str:
+    return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+
+
+def moved(before: str, after: str) -> set[str]:
+    """Files a commit, merge or checkout by someone else changed between two HEADs."""
+    if before == after:
+        return set()
+    diff = subprocess.run(["git", "-C", str(ROOT), "diff", "--name-only", before, after], capture_output=True, text=True).stdout
+    return set(diff.split())
 
 
 def ipcs() -> str:
@@ -631,9 +705,9 @@ def rows(out: Path) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hostile")
-    submitted, out = tmp / "submitted", tmp / "out"
+    submitted, out, course = tmp / "submitted", tmp / "out", course_copy(tmp / "course")
     listener = Listener()
-    for student, nb in submissions(ROOT, out, submitted, listener.port).items():
+    for student, nb in submissions(course, out, submitted, listener.port).items():
         write(submitted, student, nb if isinstance(nb, bytes) or nb is None else as_bytes(nb))
     for student, (kind, target) in SYMLINKED.items():
         if kind == "notebook":
@@ -641,14 +715,18 @@ def batch(tmp_path_factory):
             (submitted / student / "03b-training" / "training.ipynb").symlink_to(target)
         else:
             (submitted / student).symlink_to(target)
-    before = {"tracked": tracked_files(ROOT), "submitted": files_under(submitted), "g2c": g2c_entries(), "ipcs": ipcs()}
+    def snapshot() -> dict:
+        return {"course": files_under(course), "tracked": tracked_files(ROOT), "wip": wip(), "head": head(), "submitted": files_under(submitted),
+                "g2c": g2c_entries(), "ipcs": ipcs()}
+
+    before = snapshot()
     start = time.perf_counter()
-    run = grade_batch(ROOT, submitted, out)
+    run = grade_batch(course, submitted, out)
     seconds = time.perf_counter() - start
-    after = {"tracked": tracked_files(ROOT), "submitted": files_under(submitted), "g2c": g2c_entries(), "ipcs": ipcs()}
+    after = snapshot()
     print(f"\nhostile batch: {len(list(submitted.iterdir()))} submissions in {seconds:.0f} s (exit {run.returncode})")
     print(run.stderr[-3000:])
-    return {"run": run, "rows": rows(out) if (out / "grades.csv").exists() else {}, "out": out, "submitted": submitted,
+    return {"run": run, "rows": rows(out) if (out / "grades.csv").exists() else {}, "out": out, "submitted": submitted, "course": course,
             "listener": listener, "seconds": seconds, "before": before, "after": after}
 
 
@@ -717,7 +795,7 @@ def test_delegating_to_torch_gets_nothing_for_that_part_and_says_why(batch):
     for student, parts in DELEGATED.items():
         reasons = result(out, student).get("reasons", {})
         for part in parts:
-            assert any("torch" in r for c in PART_CELLS[part] for r in reasons.get(c, [])), (student, part, reasons)
+            assert any("yourself" in r for c in PART_CELLS[part] for r in reasons.get(c, [])), (student, part, reasons)
 
 
 def test_the_grades_csv_the_results_and_the_gradebook_agree(batch):
@@ -733,8 +811,11 @@ def test_the_grades_csv_the_results_and_the_gradebook_agree(batch):
 
 def test_nothing_outside_the_job_changed(batch):
     before, after = batch["before"], batch["after"]
-    changed = {p for p in before["tracked"].keys() | after["tracked"].keys() if before["tracked"].get(p) != after["tracked"].get(p)}
-    assert changed == set(), "course files changed by the batch"
+    assert after["course"] == before["course"], "files of the graded course changed"
+    editing = before["wip"] | after["wip"] | moved(before["head"], after["head"])  # the working tree is shared
+    changed = {p for p in before["tracked"].keys() | after["tracked"].keys()
+               if before["tracked"].get(p) != after["tracked"].get(p) and p not in editing}
+    assert changed == set(), "files of the working tree changed by the batch"
     assert after["submitted"] == before["submitted"], "submitted files changed by the batch"
     assert after["g2c"] - before["g2c"] == set(), "g2c-* left in the host's /tmp or /dev/shm"
     assert not Path(f"/tmp/{TOKEN}-marker").exists()
@@ -820,10 +901,13 @@ def test_trouble_in_an_ordinary_cell_is_reported_but_costs_nothing(batch):
 def test_a_second_run_grades_nothing_again(batch):
     out, submitted = batch["out"], batch["submitted"]
     before = {p.name: p.stat().st_mtime_ns for p in (out / "results").iterdir()}
-    again = grade_batch(ROOT, submitted, out)
+    again = grade_batch(batch["course"], submitted, out)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert {p.name: p.stat().st_mtime_ns for p in (out / "results").iterdir()} == before
-    assert rows(out) == batch["rows"]
+    failed = {f"{s}.json" for s, r in batch["rows"].items() if r["status"] == "grading failed"}  # regraded by design
+    assert {n: t for n, t in ((p.name, p.stat().st_mtime_ns) for p in (out / "results").iterdir()) if n not in failed} == \
+        {n: t for n, t in before.items() if n not in failed}
+    assert {s: r for s, r in rows(out).items() if f"{s}.json" not in failed} == \
+        {s: r for s, r in batch["rows"].items() if f"{s}.json" not in failed}
 
 
 def test_a_run_killed_halfway_resumes_with_what_is_missing(tmp_path):

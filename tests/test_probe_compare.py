@@ -237,7 +237,7 @@ def test_delegation_leaves_honest_answers_alone():
     alt = TP.replace_region(SOURCES["optim"], TP.ALT_ADAMW_STEP)  # torch._foreach_* is fine
     assert compare.delegation("adamw", alt) is None
     assert compare.delegation("adamw", "def broken(:\n") is None  # the probe reports the cell's SyntaxError
-    prose = 'import re\n\ndef f(model):\n    """Same as torch.optim.AdamW, written by hand."""\n    model.eval()\n    return re.compile("x")\n'
+    prose = 'import math\n\ndef f(model):\n    """Same as torch.optim.AdamW, written by hand."""\n    model.eval()\n    return math.sqrt(2)\n'
     assert compare.delegation("adamw", prose) is None
 
 
@@ -391,9 +391,9 @@ def test_run_records_on_the_saved_stdout_only(tmp_path):
     payload = {
         "seed": SEED,
         "setup": "%matplotlib inline\nimport math\nimport torch\nprint('setup output must not reach the record')",
-        "cells": [["adamw", answers["adamw"]], ["broken", "raise ValueError('boom')"], ["clip", answers["clip"]],
+        "cells": [["adamw", answers["adamw"]], ["broken", "import os\nos.write(2, b'noise')\nraise ValueError('boom')"], ["clip", answers["clip"]],
                   ["schedule", SLOW_SCHEDULE], ["adamw_by_hand_answer", f"p1 = {by_hand_values()['right']!r}\n!ls\nprint(p1)"],
-                  ["diagnosis_answer", f"import os\nos.write(2, b'noise')\ndiagnosis = {DIAGNOSIS!r}"]],
+                  ["diagnosis_answer", f"print('noise')\ndiagnosis = {DIAGNOSIS!r}"]],
         "scenarios": list(probe.SCENARIOS),
         "scenario_seconds": 2.0,  # generous: a loaded machine must not time out the others
     }
@@ -422,3 +422,29 @@ def test_run_never_raises_and_reports_undefined_answers(tmp_path):
     assert "SyntaxError" in checks["adamw_first_step"].message and "never defined" in checks["adamw_first_step"].message
     assert "missing" in checks["clip_matches"].message
     assert not checks["by_hand_p1"].passed
+
+
+ROUTES_AROUND_THE_CHECK = {
+    "a magic line first": "%time 0\nimport torch\nAdamW = torch.optim.AdamW",
+    "a name built at run time": "import torch\nAdamW = getattr(torch, 'opt' + 'im').AdamW",
+    "torch's fused kernel": "import torch\nkernel = torch.ops.aten._fused_adamw_",
+    "a frame walk": "try:\n    1 / 0\nexcept ZeroDivisionError as e:\n    frame = e.__traceback__.tb_frame.f_back",
+    "encoded code": "import base64\nexec(base64.b64decode('cHJpbnQoMSk='))",
+    "the type system's back door": "hooks = ().__class__.__base__.__subclasses__()",
+    "another module": "import os\nos.write(1, b'{}')",
+}
+
+
+@pytest.mark.parametrize("route", sorted(ROUTES_AROUND_THE_CHECK))
+def test_every_probed_cell_is_held_to_tensor_operations_math_and_plain_python(route):
+    assert compare.delegation("p1", ROUTES_AROUND_THE_CHECK[route])
+
+
+def test_a_cell_that_is_not_an_answer_cannot_hand_in_the_answers():
+    """The diagnosis cell rebinding AdamW to torch's: every scenario fails, whatever the record says."""
+    record = compare.parse_record(lines_of(student(), SEED))
+    assert not failed(compare.decide(record, SEED, {}))
+    sources = {"diagnosis_answer": "import torch\nAdamW = torch.optim.AdamW\ndiagnosis = {}"}
+    checks = compare.decide(record, SEED, sources)
+    assert failed(checks) == set(probe.SCENARIOS)
+    assert "torch.optim" in checks["clip_matches"].message

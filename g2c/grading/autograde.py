@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
 import warnings
@@ -58,7 +59,7 @@ def autograde(course: Path, submitted: Path | None = None, out: Path | None = No
         raise SystemExit(f"g2c autograde: {course} is not the course repository (no source_notebooks/{ASSIGNMENT}/{NOTEBOOK}); "
                          "pass --course with the folder of nbgrader_config.py")
     os.environ["PATH"] = path_with_this_environment()  # nbgrader runs `alembic` from PATH
-    students = sorted(p.name for p in submitted.iterdir() if p.is_dir() and not p.name.startswith(".")) if submitted.is_dir() else []
+    students = sorted(p.name for p in submitted.iterdir() if not p.name.startswith(".") and (p.is_dir() or p.is_symlink())) if submitted.is_dir() else []
     if not students:
         raise SystemExit(f"g2c autograde: no submissions found as {submitted}/<student>/{ASSIGNMENT}/")
     if isolate:
@@ -103,14 +104,31 @@ def _needs_grading(result: dict | None, job: Job) -> bool:
     return limit is not None and result.get("limits", {}).get(limit) != job.limits[limit]
 
 
+MAX_NOTEBOOK_BYTES = 64 * 2**20
+
+
 def read_submission(folder: Path) -> bytes | None:
-    path = folder / ASSIGNMENT / NOTEBOOK
+    """``folder/03b-training/training.ipynb``, never through a link: a student's folder may hold
+    links to another student's notebook, the solution, a FIFO or /dev/zero. Each component is
+    opened with O_NOFOLLOW relative to the last, the file must be a regular one, and at most
+    MAX_NOTEBOOK_BYTES are read. Anything else is an unreadable notebook (None: nothing there)."""
+    fds: list[int] = []
     try:
-        return path.read_bytes()
+        fds.append(os.open(folder, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW))
+        fds.append(os.open(ASSIGNMENT, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fds[-1]))
+        fds.append(os.open(NOTEBOOK, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fds[-1]))
+        if not stat.S_ISREG(os.fstat(fds[-1]).st_mode):
+            return b"not a notebook: not a regular file"
+        with os.fdopen(fds.pop(), "rb") as f:
+            data = f.read(MAX_NOTEBOOK_BYTES + 1)
+        return data if len(data) <= MAX_NOTEBOOK_BYTES else b"not a notebook: larger than 64 MB"
     except FileNotFoundError:
         return None
-    except OSError as err:
-        return f"not a notebook: {err}".encode()  # graded as an unreadable notebook
+    except OSError as err:  # ELOOP / ENOTDIR: a link where a folder or the notebook should be
+        return f"not a notebook: {err.strerror} (links are not followed)".encode()
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def register_assignment(course: Path, lay: Layout) -> bytes:
@@ -295,7 +313,8 @@ def with_reasons(notebook: str, reasons: dict[str, list[str]]) -> str:
 
 
 def save_to_gradebook(db_url: str, outcome: Outcome) -> None:
-    """The student's grades as nbgrader's SaveAutoGrades would store them; 0 when not graded.
+    """The student's grades as nbgrader's SaveAutoGrades would store them, as grades.csv has them;
+    0 when nothing was graded.
 
     A manual score given earlier is kept, and flags the grade for review, as in nbgrader.
     """
@@ -306,7 +325,7 @@ def save_to_gradebook(db_url: str, outcome: Outcome) -> None:
         submission = gb.update_or_create_submission(ASSIGNMENT, outcome.student_id)
         for notebook in submission.notebooks:
             for grade in notebook.grades:
-                if outcome.status in ("graded", "memory"):
+                if outcome.auto_scores:  # graded, or stopped with what the probe recorded before
                     grade.auto_score = outcome.auto_scores.get(grade.name)
                 else:
                     grade.auto_score = None if grade.cell.cell_type == "markdown" else 0.0

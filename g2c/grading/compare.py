@@ -476,15 +476,17 @@ def decide(record: dict, seed: int, sources: dict[str, str]) -> dict[str, Check]
     sources = sources if isinstance(sources, dict) else {}
     evidence: dict[str, set] = {answer: set() for answer in pitfalls.ANSWERS}
     delegated = {answer: delegation(answer, sources[cell]) for answer, cell in ANSWER_CELL.items()
-                 if answer in pitfalls.ANSWERS and isinstance(sources.get(cell), str)}
+                 if isinstance(sources.get(cell), str)}
+    # a cell that is not an answer may rebind any answer's name: what it may not use costs them all
+    shared = next((delegated[a] for a in ANSWER_CELL if a not in pitfalls.ANSWERS and delegated.get(a)), None)
     checks: dict[str, Check] = {}
     # isolating scenarios first: the catch-alls name the pitfalls the student showed there
     order = sorted(SCENARIOS, key=lambda s: s in pitfalls.CATCH_ALL.get(answer_of(s), ()))
     for scenario in order:
         got = scenarios.get(scenario, MISSING)
         answer = answer_of(scenario)
-        if delegated.get(answer):
-            checks[scenario] = Check(False, delegated[answer])
+        if shared or delegated.get(answer):
+            checks[scenario] = Check(False, shared or delegated[answer])
         elif got is MISSING:
             checks[scenario] = Check(False, "missing: the grader received no data" + ("" if record.get("done") else
                                      " (the run stopped before this check)"))
@@ -497,85 +499,106 @@ def decide(record: dict, seed: int, sources: dict[str, str]) -> dict[str, Check]
     return {scenario: checks[scenario] for scenario in SCENARIOS}
 
 
-# ---------------------------------------------------------------- delegation, read from the source
-
+# ---------------------------------------------------------------- what the probed cells may use, read from the source
+#
+# Every cell the probe runs is read (parsed, never executed) before its data counts. torch itself
+# holds a correct AdamW, clipping and schedule, and a probed cell shares its process with the
+# probe harness, so a cell that can reach torch's optimizers or run code it builds at run time
+# could hand back correct numbers it did not compute. What a correct answer needs is small:
+# tensor operations, math, and plain Python. Anything else is refused with one sentence.
 
 WHAT = {"adamw": ("your AdamW", "the update"), "clip": ("your clip_grad_norm_", "the clipping"),
-        "schedule": ("your cosine_with_warmup", "the schedule")}
+        "schedule": ("your cosine_with_warmup", "the schedule"), "p1": ("the cell that sets p1", "the number"),
+        "diagnosis": ("the cell that sets diagnosis", "the answer")}
 TORCH_PARTS = {"optim", "lr_scheduler", "_functional", "_single_tensor_adamw", "_multi_tensor_adamw",
                "_fused_adamw", "_fused_adamw_", "_fused_adam_", "clip_grad_norm_", "clip_grad_norm",
                "clip_grad_value_", "clip_grads_with_norm_", "get_total_norm", "clip_grad"}
-ESCAPES = {"__import__", "importlib", "exec", "eval", "compile", "ctypes", "builtins", "__builtins__"}
-# as attributes only the dunders: re.compile, model.eval and torch.compile are not ways around this check
-ATTRIBUTE_ESCAPES = {"__import__", "__builtins__", "__globals__", "__code__", "__subclasses__", "__loader__"}
+# torch's doors to code that is not the cell's: its C++ operators, compilers, loaders and utilities
+TORCH_DOORS = {"ops", "_C", "_VF", "_ops", "jit", "hub", "library", "package", "utils", "compile", "_dynamo", "fx",
+               "load", "save", "serialization", "classes", "_refs", "_prims", "_decomp", "export"}
+ALLOWED_MODULES = {"torch", "math", "typing", "collections", "__future__", "dataclasses", "itertools", "numbers", "abc"}
+ESCAPES = {"__import__", "importlib", "exec", "eval", "compile", "ctypes", "builtins", "__builtins__", "globals",
+           "locals", "vars", "open", "breakpoint", "input", "memoryview", "__loader__", "__spec__", "getattr",
+           "setattr", "delattr"}
+FRAMES = {"tb_frame", "tb_next", "f_back", "f_globals", "f_locals", "f_builtins", "f_code", "gi_frame", "gi_code",
+          "cr_frame", "ag_frame", "co_code"}
+HARMLESS_DUNDERS = {"__init__", "__name__", "__qualname__", "__class__", "__doc__"}
+ATTRIBUTE_ESCAPES = FRAMES  # with every other dunder, and private names of anything but self (torch._foreach_* is fine)
 SCHEDULE_LIBRARIES = {"transformers", "timm", "optax", "lightning", "pytorch_lightning", "keras", "tensorflow",
                       "diffusers", "deepspeed", "fairseq", "composer", "torchtune"}
 
 
 def delegation(answer: str, source: str) -> str | None:
-    """One sentence when an answer cell reaches for torch's own optimizer, clipping or scheduler,
-    or for a dynamic way around this check (parsed, never executed); None when clean or unparsable."""
+    """One sentence when a probed cell reaches for torch's own optimizer, clipping or scheduler, or
+    for anything beyond tensor operations, math and plain Python (imports of other modules,
+    dynamic code, frames, dunders); None when clean or when the cell does not parse (the probe
+    reports that cell's SyntaxError)."""
+    from g2c.grading.probe import ipython_free
+
     try:
-        tree = ast.parse(source)
+        tree = ast.parse(ipython_free(source))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
     found = _delegates_to(tree)
     if found is None:
         return None
     subject, work = WHAT.get(answer, ("your answer", "it"))
-    if found in ESCAPES or found in ATTRIBUTE_ESCAPES or found == "sys.modules":
-        return f"{subject} uses {found}: answer cells may not import or run code dynamically; write {work} yourself"
-    return f"{subject} calls {found}: the exercise is to write {work} yourself"
+    if found.startswith("torch.") and any(part in TORCH_PARTS for part in found.split(".")):
+        return f"{subject} calls {found}: the exercise is to write {work} yourself"
+    return (f"{subject} uses {found}, which the grader cannot check: answer cells may use tensor operations, "
+            f"math and plain Python only (no other imports, no code built at run time); write {work} yourself")
 
 
 def _delegates_to(tree: ast.AST) -> str | None:
-    """The first forbidden thing the tree names, as a dotted name, or None."""
+    """The first thing the tree names that a probed cell may not use, as a dotted name, or None."""
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                hit = _forbidden_module(alias.name)
-                if hit:
+                if hit := _forbidden_module(alias.name):
                     return hit
         elif isinstance(node, ast.ImportFrom):
-            module = node.module or ""
-            hit = _forbidden_module(module)
-            if hit:
+            module = "." * node.level + (node.module or "")
+            if hit := _forbidden_module(module):
                 return hit
             for alias in node.names:
-                hit = _forbidden_module(f"{module}.{alias.name}") if module else _forbidden_name(alias.name)
-                if hit:
+                if hit := _forbidden_module(f"{module}.{alias.name}"):
                     return hit
-        elif isinstance(node, ast.Attribute):
-            dotted = _dotted(node)
-            if node.attr in TORCH_PARTS:
-                return f"torch.{dotted.split('.', 1)[1]}" if dotted.startswith("torch.") else dotted
-            if node.attr == "modules" and dotted == "sys.modules":
-                return "sys.modules"
-            if node.attr in ATTRIBUTE_ESCAPES:
-                return node.attr
+        elif isinstance(node, ast.Attribute) and (hit := _forbidden_attribute(node)):
+            return hit
         elif isinstance(node, ast.Name) and node.id in ESCAPES:
             return node.id
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _forbidden_text(node.value):
-            return _forbidden_text(node.value)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and (hit := _forbidden_text(node.value)):
+            return hit
+    return None
+
+
+def _forbidden_attribute(node: ast.Attribute) -> str | None:
+    dotted = _dotted(node)
+    name = node.attr
+    if name in HARMLESS_DUNDERS:
+        return None
+    if name in TORCH_PARTS or (dotted.startswith("torch.") and name in TORCH_DOORS):
+        return f"torch.{dotted.split('.', 1)[1]}" if dotted.startswith("torch.") else dotted
+    if name in FRAMES or (name.startswith("__") and name not in HARMLESS_DUNDERS):
+        return name
+    base = node.value.id if isinstance(node.value, ast.Name) else None
+    if name.startswith("_") and not name.startswith("_foreach_") and base not in ("self", "cls"):
+        return dotted
     return None
 
 
 def _forbidden_module(module: str) -> str | None:
     parts = module.split(".")
-    if parts[0] == "torch" and any(part in TORCH_PARTS for part in parts[1:]):
+    if parts[0] not in ALLOWED_MODULES:
+        return parts[0] or module
+    if parts[0] == "torch" and any(part in TORCH_PARTS or part in TORCH_DOORS or part.startswith("_") for part in parts[1:]):
         return module
-    if parts[0] in ESCAPES or parts[0] in SCHEDULE_LIBRARIES:
-        return parts[0]
     return None
 
 
-def _forbidden_name(name: str) -> str | None:
-    return name if name in ESCAPES or name in TORCH_PARTS else None
-
-
 def _forbidden_text(text: str) -> str | None:
-    """A string naming a forbidden module or attribute (``getattr(torch, "optim")``); prose such as a
-    docstring that mentions torch.optim.AdamW is not one."""
+    """A string naming a forbidden module or attribute; prose such as a docstring that mentions
+    torch.optim.AdamW is not one."""
     stripped = text.strip()
     if not re.fullmatch(r"[\w.]+", stripped):
         return None

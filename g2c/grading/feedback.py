@@ -38,6 +38,13 @@ def _total(scores: dict[str, float | None], points: dict[str, float], late_penal
     return line
 
 
+def verdict_output(score: float | None, points: float, reasons: list[str]) -> nbformat.NotebookNode:
+    """What a test cell shows once graded: the grader's verdict, never the student kernel's output."""
+    lost = reasons if (score or 0) < points else []
+    text = f"{'passed' if not lost else 'points lost'}: {_points(score, points)}\n" + "".join(f"- {reason}\n" for reason in lost)
+    return nbformat.v4.new_output("stream", name="stdout", text=text)
+
+
 def redact(nb, scores: dict[str, float | None], reasons: dict[str, list[str]], late_penalty: float = 0.0):
     """Strip hidden tests and their outputs from every graded test cell; say why points were lost.
 
@@ -56,9 +63,7 @@ def redact(nb, scores: dict[str, float | None], reasons: dict[str, list[str]], l
         if cell.cell_type == "code" and not meta.get("solution"):
             lost = reasons.get(grade_id, []) if (score or 0) < points else []
             cell.source = HIDDEN.sub("", cell.source)
-            text = f"{'passed' if not lost else 'points lost'}: {_points(score, points)}\n"
-            text += "".join(f"- {reason}\n" for reason in lost)
-            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+            cell.outputs = [verdict_output(score, points, lost)]
             summary.append(f"| `{grade_id}` | {_points(score, points)} | {_markdown_text('; '.join(lost)) or 'none'} |")
         elif meta.get("solution"):
             shown = "to be graded by hand" if score is None else _points(score, points)
@@ -73,7 +78,9 @@ def feedback_html(autograded: nbformat.NotebookNode, scores: dict[str, float | N
     """The student's feedback page: their notebook, hidden tests cut, lost points explained."""
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(redact(autograded, scores, reasons, late_penalty))
+    # sanitized: the outputs come from the student's kernel, and the page is opened by people
+    page = redact(autograded, scores, reasons, late_penalty)
+    body, _ = HTMLExporter(template_name="lab", sanitize_html=True).from_notebook_node(page)
     return body
 
 

@@ -60,8 +60,7 @@ TEST_CELLS = {
 }
 # grade_id -> (points, probe scenarios) of the exercises whose answer is a value
 AUTOGRADED_EXERCISES = {"test_adamw_by_hand": (1, ["by_hand_p1"]), "test_diagnosis": (2, ["diagnosis"])}
-SETUP_CELL = "setup"
-# The cells the probe runs on their own, after the setup cell, in this order.
+# The cells the probe runs on their own, after the preamble, in this order.
 PROBED_CELLS = ["adamw", "clip", "schedule", "adamw_by_hand_answer", "diagnosis_answer"]
 
 
@@ -98,6 +97,9 @@ BY_HAND = dict(p=1.0, g=0.5, lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8, weight_de
 # Exercise 7: curve -> next action.
 ACTIONS = ["train longer", "raise the learning rate", "lower the learning rate", "regularize or stop early"]
 DIAGNOSIS = {"A": "train longer", "B": "regularize or stop early", "C": "raise the learning rate", "D": "lower the learning rate"}
+# What the probe runs before the probed cells: only what an answer may use (not the setup cell:
+# its g2c names, train among them, would reach torch's clipping).
+PROBE_PREAMBLE = f"import math\n\nimport torch\n\nACTIONS = {ACTIONS!r}\n"
 
 
 # ---------------------------------------------------------------- cutting code out of modules
@@ -250,8 +252,9 @@ Seven exercises on the training recipe. Write your code where it says `YOUR CODE
 (delete the `raise NotImplementedError()`), and your answers where it says `YOUR ANSWER HERE`.
 
 - The three answer cells (`AdamW`, `clip_grad_norm_`, `cosine_with_warmup`) and the cells that
-  set `p1` and `diagnosis` must stay **self-contained**: keep their imports; they are graded on
-  their own (after the setup cell), outside this notebook.
+  set `p1` and `diagnosis` must stay **self-contained**: they are graded on their own, outside
+  this notebook, with only `math`, `torch` and `ACTIONS` defined; use tensor operations, `math`
+  and plain Python (no other imports).
 - Check them any time from your kit folder: `pytest tests/test_training.py` (untouched kit:
   7 passed, 14 failed). Every failure message names the pitfall it caught.
 - When graded, hidden checks run your answers on inputs drawn at grading time and compare what

@@ -26,10 +26,15 @@ MAX_TEXT = 20_000  # characters of text kept per cell
 MAX_IMAGES = 2_000_000  # characters of base64 images kept per cell
 FLOOD = 10_000_000  # characters received per cell before it is interrupted
 TRUNCATED = "\n[g2c: output truncated]\n"
+PR_SET_DUMPABLE = 4
 
 
-def _start_kernel(connection_file: Path) -> int:
-    """Fork an ipykernel (torch already imported) serving ``connection_file``; its pid."""
+def _start_kernel(connection_file: Path, out: int) -> int:
+    """Fork an ipykernel (torch already imported) serving ``connection_file``; its pid.
+
+    The kernel does not keep ``out``: the notebook's code talks to nbclient through the kernel
+    protocol only, and cannot rewrite other cells' outputs in the stream the grader reads.
+    """
     from jupyter_client.connect import write_connection_file
 
     write_connection_file(str(connection_file), transport="ipc", ip=str(connection_file.with_name("kernel-ipc")))
@@ -37,6 +42,7 @@ def _start_kernel(connection_file: Path) -> int:
     if pid == 0:
         code = 1
         try:
+            os.close(out)
             os.setpgid(0, 0)  # interrupts go to the kernel's group
             from ipykernel.kernelapp import IPKernelApp
 
@@ -140,12 +146,16 @@ def run(payload: dict) -> None:
     """Execute ``payload["notebook"]`` (a JSON string) cell by cell, writing each to stdout."""
     import nbformat
 
+    import ctypes
+
+    # Not dumpable: the kernel (same uid) can then neither open /proc/<runner>/fd/ nor ptrace us.
+    ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     out = os.dup(1)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     sys.stdout = open(1, "w", closefd=False)
     connection_file = Path.cwd() / "kernel.json"
-    pid = _start_kernel(connection_file)
+    pid = _start_kernel(connection_file, out)
     nb = nbformat.reads(payload["notebook"], as_version=4)
     client = _client_class()(
         nb, km=_manager(pid, connection_file), out=out, timeout=int(payload.get("cell_timeout", 60)), allow_errors=True,

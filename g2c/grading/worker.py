@@ -35,7 +35,7 @@ from pathlib import Path
 import nbformat
 
 from g2c.grading.feedback import HIDDEN
-from g2c.grading.notebook_build import ASSIGNMENT, NOTEBOOK, PROBED_CELLS, SETUP_CELL, WIDGET_TAG
+from g2c.grading.notebook_build import ASSIGNMENT, NOTEBOOK, PROBE_PREAMBLE, PROBED_CELLS, WIDGET_TAG
 
 MAX_RECORD = 8 * 2**20  # bytes of probe data read
 MAX_NOTEBOOK_RUN = 64 * 2**20  # bytes of executed cells read
@@ -43,6 +43,7 @@ MAX_TEXT = 20_000  # characters of text output kept per cell
 MAX_IMAGES = 2_000_000  # characters of base64 images kept per cell
 TRUNCATED = "\n[g2c: output truncated]\n"
 SKIP_TAG = "skip-execution"  # nbclient's default skip_cells_with_tag
+STUDENT = "student"  # the id in each job's private course (nbgrader reads real ids as glob patterns)
 _one_at_a_time = threading.Lock()  # nbgrader uses process-wide state
 _zygote = None  # this worker's warm forker of sandboxed processes
 _kit: Path | None = None  # this worker's build of the student's g2c package
@@ -185,8 +186,9 @@ def sanitized(raw: bytes, source_cells: dict[str, dict]) -> nbformat.NotebookNod
         raise ValueError(f"{type(err).__name__}: {err}".splitlines()[0]) from err
     seen: set[str] = set()
     for cell in reversed(nb.cells):
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        source = source_cells.get(grade_id)
+        meta = cell.metadata.get("nbgrader")
+        grade_id = meta.get("grade_id") if isinstance(meta, dict) else None
+        source = source_cells.get(grade_id) if isinstance(grade_id, str) else None
         if "nbgrader" in cell.metadata:
             del cell.metadata["nbgrader"]
         if source and grade_id not in seen and source["cell_type"] == cell.cell_type:
@@ -194,6 +196,7 @@ def sanitized(raw: bytes, source_cells: dict[str, dict]) -> nbformat.NotebookNod
             seen.add(grade_id)
     for cell in nb.cells:
         tags = cell.metadata.get("tags", [])
+        tags = [tag for tag in tags if isinstance(tag, str)] if isinstance(tags, list) else []
         if WIDGET_TAG in tags and "nbgrader" not in cell.metadata and SKIP_TAG not in tags:
             cell.metadata["tags"] = [*tags, SKIP_TAG]
     return nb
@@ -224,7 +227,7 @@ def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode) -> Outcome:
     seed = secrets.randbits(31)
     sources = probed_sources(nb)
     cells = [[grade_id, sources[grade_id]] for grade_id in PROBED_CELLS if grade_id in sources]
-    probe = {"seed": seed, "setup": job.source_cells[SETUP_CELL]["source"], "cells": cells, "scenarios": list(SCENARIOS),
+    probe = {"seed": seed, "setup": PROBE_PREAMBLE, "cells": cells, "scenarios": list(SCENARIOS),
              "cell_seconds": job.cell_timeout}  # an endless loop in one answer cell costs that answer only
     notebook = {"notebook": nbformat.writes(as_released(nb, job.source_cells)), "cell_timeout": job.cell_timeout}
     runs = {"probe": _Run(work, "probe", probe), "notebook": _Run(work, "notebook", notebook)}
@@ -241,11 +244,12 @@ def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode) -> Outcome:
     outputs = executed_outputs(runs["notebook"].read(MAX_NOTEBOOK_RUN))
     outcome = Outcome(job.student, "graded", seed=seed, leftovers=sum(run.leftovers for run in runs.values()))
     outcome.status, outcome.detail = _status(runs["probe"], record, job)
-    result = _nbgrader_autograde(work, job, nb, outputs)
-    autograded = work / "autograded" / job.student / ASSIGNMENT / NOTEBOOK
+    verdicts = cell_verdicts(job, checks)
+    result = _nbgrader_autograde(work, job, nb, outputs, verdicts)
+    autograded = work / "autograded" / STUDENT / ASSIGNMENT / NOTEBOOK
     if not result["success"] or not autograded.exists():
         raise RuntimeError(f"nbgrader autograde failed: {_reason(result.get('error') or '')} {_reason(result.get('log') or '')}")
-    _scores(work / "gradebook.db", job, checks, outcome)
+    _scores(work / "gradebook.db", verdicts, outcome)
     graded = nbformat.read(autograded, as_version=4)
     if notes := _notebook_run_notes(runs["notebook"], outputs, job):
         outcome.detail = "; ".join(filter(None, [outcome.detail, notes]))
@@ -322,16 +326,19 @@ def _status(probe: _Run, record: dict, job: Job) -> tuple[str, str]:
     A MemoryError the answer cells caught themselves still says "memory", so that a rerun with
     another ``--memory`` regrades it.
     """
-    if any(error.get("error") == "MemoryError" for error in record.get("cells", {}).values()):
-        return "memory", f"an answer cell hit the {job.memory_mb} MB memory limit (--memory)"
-    if record.get("done"):
-        return "graded", ""
-    if not probe.finished:
+    if not probe.finished:  # whatever the record claims
         return "timeout", f"the answer cells were still running after {job.timeout:g} s: stopped"
-    facts = probe.facts
-    if job.memory_mb and facts.get("max_rss_mb", 0) >= min(0.9 * job.memory_mb, job.memory_mb - 1536):
-        return "memory", f"the answer cells hit the {job.memory_mb} MB memory limit (--memory)"
-    return "crashed", f"the process running the answer cells ended early (exit code {probe.exit})"
+    memory = f"the answer cells hit the {job.memory_mb} MB memory limit (--memory)"
+    if any(error.get("error") == "MemoryError" for error in record.get("cells", {}).values()):
+        return "memory", memory
+    if probe.exit != 0:
+        peak = probe.facts.get("max_rss_mb", 0)
+        if job.memory_mb and peak >= min(0.9 * job.memory_mb, job.memory_mb - 1536):
+            return "memory", memory
+        return "crashed", f"the process running the answer cells ended early (exit code {probe.exit})"
+    if not record.get("done"):
+        return "graded", "the answer cells' record was cut short (too large, or closed by the answer cells)"
+    return "graded", ""
 
 
 def _notebook_run_notes(run: _Run, outputs: dict[int, dict], job: Job) -> str:
@@ -349,7 +356,7 @@ def executed_outputs(raw: bytes) -> dict:
     for line in raw.splitlines():
         try:
             item = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if item == {"done": True}:
             found["done"] = True
@@ -365,7 +372,7 @@ def executed_outputs(raw: bytes) -> dict:
 def _valid_output(output) -> nbformat.NotebookNode | None:
     try:
         node = nbformat.from_dict(output)
-        nbformat.validator.validate(node, ref="output")  # a well-formed output of a known type, nothing else
+        nbformat.validator.validate(node, ref="output", version=4, version_minor=5)  # a well-formed output, nothing else
         return node
     except Exception:
         return None
@@ -388,13 +395,14 @@ def _capped(outputs: list) -> list:
     return kept
 
 
-def _nbgrader_autograde(work: Path, job: Job, nb: nbformat.NotebookNode, outputs: dict) -> dict:
-    """nbgrader's autograde over the job's private course, its kernel step replaced by ``outputs``."""
+def _nbgrader_autograde(work: Path, job: Job, nb: nbformat.NotebookNode, outputs: dict, verdicts: dict) -> dict:
+    """nbgrader's autograde over the job's private course, its kernel step replaced by ``outputs``
+    (and, in test cells, by the grader's ``verdicts``)."""
     from nbgrader.apps import NbGraderAPI
     from traitlets.config import Config
 
     (work / "gradebook.db").write_bytes(job.gradebook)
-    submission = work / "submitted" / job.student / ASSIGNMENT / NOTEBOOK
+    submission = work / "submitted" / STUDENT / ASSIGNMENT / NOTEBOOK
     submission.parent.mkdir(parents=True)
     nbformat.write(nb, submission)
     config = Config()
@@ -403,21 +411,28 @@ def _nbgrader_autograde(work: Path, job: Job, nb: nbformat.NotebookNode, outputs
     config.CourseDirectory.submitted_directory = str(work / "submitted")
     config.CourseDirectory.autograded_directory = str(work / "autograded")
     config.CourseDirectory.db_url = f"sqlite:///{work / 'gradebook.db'}"
-    config.Autograde.autograde_preprocessors = _preprocessors(outputs)
-    return NbGraderAPI(config=config).autograde(ASSIGNMENT, job.student, force=True, create=True)
+    config.Autograde.autograde_preprocessors = _preprocessors(outputs, verdicts)
+    return NbGraderAPI(config=config).autograde(ASSIGNMENT, STUDENT, force=True, create=True)
 
 
-def _preprocessors(outputs: dict) -> list:
+def _preprocessors(outputs: dict, verdicts: dict) -> list:
     """nbgrader's autograde steps, with its Execute replaced by the outputs the sandbox recorded."""
     from nbgrader.converters.autograde import Autograde
     from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 
+    from g2c.grading.feedback import verdict_output
+
     class RecordedOutputs(NbGraderPreprocessor):
-        """Put each cell's recorded outputs back (nbgrader cleared them): nothing runs here."""
+        """Put each cell's recorded outputs back (nbgrader cleared them): nothing runs here. A test
+        cell shows the grader's verdict instead: formgrader must not show what a kernel forged."""
 
         def preprocess(self, nb, resources):
             for index, cell in enumerate(nb.cells):
-                if cell.cell_type == "code" and index in outputs:
+                grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+                if grade_id in verdicts:
+                    score, points, reasons = verdicts[grade_id]
+                    cell.outputs, cell.execution_count = [verdict_output(score, points, reasons)], None
+                elif cell.cell_type == "code" and index in outputs:
                     cell.outputs = outputs[index]["outputs"]
                     cell.execution_count = outputs[index]["execution_count"]
             return nb, resources
@@ -426,26 +441,32 @@ def _preprocessors(outputs: dict) -> list:
     return [RecordedOutputs if step is Execute else step for step in steps]
 
 
-def _scores(db: Path, job: Job, checks: dict, outcome: Outcome) -> None:
-    """Every autograded point from the comparator's checks; written answers stay for hand grading."""
+def cell_verdicts(job: Job, checks: dict) -> dict[str, tuple[float, float, list[str]]]:
+    """grade_id -> (score, points, why points were lost) of every autograded cell, from the
+    comparator's checks of the probe scenarios that decide it: all or nothing per cell."""
+    verdicts = {}
+    for grade_id, scenarios in job.checks.items():
+        points = float(job.source_cells[grade_id]["nbgrader"].get("points", 0))
+        reasons = [checks[s].message for s in scenarios if s in checks and not checks[s].passed]
+        reasons += [f"no data for {s}" for s in scenarios if s not in checks]
+        verdicts[grade_id] = (0.0 if reasons else points, points, list(dict.fromkeys(reasons)))
+    return verdicts
+
+
+def _scores(db: Path, verdicts: dict, outcome: Outcome) -> None:
+    """The outcome's scores in gradebook order; written answers stay for hand grading."""
     from nbgrader.api import Gradebook
 
     name = NOTEBOOK.removesuffix(".ipynb")
     with Gradebook(f"sqlite:///{db}") as gb:
-        submitted = gb.find_submission_notebook(name, ASSIGNMENT, job.student)
+        submitted = gb.find_submission_notebook(name, ASSIGNMENT, STUDENT)
         order = {cell.name: i for i, cell in enumerate(gb.find_notebook(name, ASSIGNMENT).grade_cells)}
         outcome.max_score = float(submitted.max_score)
         for grade in sorted(submitted.grades, key=lambda g: (order.get(g.name, 1e9), g.name)):
-            if grade.name not in job.checks:  # a written answer: graded by hand
-                outcome.auto_scores[grade.name] = outcome.cells[grade.name] = None
-                continue
-            scenarios = job.checks[grade.name]
-            reasons = [checks[s].message for s in scenarios if s in checks and not checks[s].passed]
-            reasons += [f"no data for {s}" for s in scenarios if s not in checks]
-            score = 0.0 if reasons else float(grade.max_score)
+            score, _, reasons = verdicts.get(grade.name, (None, 0, []))  # not in verdicts: graded by hand
             outcome.auto_scores[grade.name] = outcome.cells[grade.name] = score
             if reasons:
-                outcome.reasons[grade.name] = list(dict.fromkeys(reasons))
+                outcome.reasons[grade.name] = reasons
         outcome.comments = {c.name: c.auto_comment for c in submitted.comments}
     outcome.score = sum(v for v in outcome.cells.values() if v is not None)
 

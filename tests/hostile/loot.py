@@ -6,8 +6,8 @@ import sys as _sys
 import time as _time
 
 _FOUND = {}
-_MARKERS = (b"bias_correction2_sqrt", b"clip_coef < 1", b"DIAGNOSIS = {", b"BEGIN HIDDEN TESTS", b"graded outside your notebook",
-            b"'regularize or stop early', 'C'")
+_MARKERS = (b"bias_correction2" b"_sqrt", b"clip_coef " b"< 1", b"DIAG" b"NOSIS = {", b"BEGIN " b"HIDDEN TESTS", b"graded outside " b"your notebook",
+            b"'regularize or stop early', " b"'C'")  # split: this file's own text must not match
 
 
 def _g2c_note(what):
@@ -85,9 +85,9 @@ for _top, _dirs, _files in _os.walk("/", topdown=True):
                 _data = _f.read()
         except OSError:
             continue
-        if any(_m in _data for _m in _MARKERS) and "hostile" not in _path:
+        if any(_m in _data for _m in _MARKERS) and "hostile" not in _path and "/site-packages/torch/" not in _path:
             _g2c_note(f"file {_path}")
-            if b"bias_correction2_sqrt" in _data and _path.endswith(".py"):
+            if _MARKERS[0] in _data and _path.endswith(".py"):
                 try:
                     _space = {"__name__": "loot"}
                     exec(compile(_data, _path, "exec"), _space)
@@ -103,7 +103,7 @@ for _pid in [p for p in _os.listdir("/proc") if p.isdigit()]:
         try:
             with open(f"/proc/{_pid}/{_part}", "rb") as _f:
                 _f.read(16)
-            if _part != "environ" or _pid != str(_os.getpid()):
+            if _os.stat(f"/proc/{_pid}").st_uid != _os.getuid():  # another uid's process: init, or anything outside
                 _g2c_note(f"/proc/{_pid}/{_part} readable (uid {_os.stat(f'/proc/{_pid}').st_uid})")
         except OSError:
             pass
