@@ -127,8 +127,8 @@ def feedback(out: Path, student: str) -> str:
 def test_grades_csv_has_the_promised_columns(graded):
     rows, out, _ = graded
     header = list(next(iter(rows.values())))
-    assert header[:5] == ["student_id", "assignment", "score", "max_score", "status"]
-    assert set(AUTOGRADED) | set(build.MANUAL_CELLS) == set(header[5:])
+    assert header[:7] == ["student_id", "assignment", "score", "max_score", "status", "timestamp", "late_penalty"]
+    assert set(AUTOGRADED) | set(build.MANUAL_CELLS) == set(header[7:])
     assert all(row["assignment"] == "03b-training" and float(row["max_score"]) == sum(POINTS.values()) + sum(build.MANUAL_CELLS.values()) for row in rows.values())
 
 

@@ -364,20 +364,55 @@ def refresh(lay: Layout, students: list[str]) -> None:
         if results[student].get("feedback_for") != _feedback_key(scores, penalty) and rerender_feedback(lay, student, scores, penalty, results[student]):
             results[student]["feedback_for"] = _feedback_key(scores, penalty)
             _atomic_write(lay.grades / "results" / f"{student}.json", json.dumps(results[student], indent=1).encode())
+        place_companions(lay, student)
     write_grades(lay, students, results, standing)
+
+
+COMPANIONS = ("timestamp.txt", "submission_secret.txt")  # what nbgrader's collect puts beside a notebook
+
+
+def companion(lay: Layout, student: str, name: str) -> bytes | None:
+    """A small file nbgrader's collect wrote beside the notebook, read as the notebook is: never
+    through a link, a regular file, at most 4 kB (None: not there or not that)."""
+    folder = lay.folder("submitted", student, ASSIGNMENT)
+    try:
+        fd = os.open(folder / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        return f.read(4097) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+
+
+def place_companions(lay: Layout, student: str) -> None:
+    """timestamp.txt and submission_secret.txt beside the autograded notebook and the feedback page,
+    as nbgrader's autograde and generate_feedback leave them: release_feedback needs both."""
+    for name in COMPANIONS:
+        data = companion(lay, student, name)
+        for step in ("autograded", "feedback"):
+            folder = lay.folder(step, student, ASSIGNMENT)
+            if data is not None and len(data) <= 4096 and folder.is_dir():
+                _atomic_write(folder / name, data)
 
 
 def submission_time(lay: Layout, student: str):
     """When the student submitted: nbgrader collect's timestamp.txt, else the notebook file's time (UTC)."""
+    from nbgrader.utils import parse_utc
+
+    text = (companion(lay, student, "timestamp.txt") or b"").decode("utf-8", "replace").strip()
+    try:
+        return parse_utc(text) if text else _file_time(lay, student)
+    except (ValueError, OverflowError):
+        return _file_time(lay, student)
+
+
+def _file_time(lay: Layout, student: str):
     from datetime import datetime, timezone
 
-    from nbgrader.coursedir import CourseDirectory
-
-    folder = lay.folder("submitted", student, ASSIGNMENT)
-    stamp = CourseDirectory(config=lay.config).get_existing_timestamp(str(folder))
-    if stamp is None and (folder / NOTEBOOK).exists():
-        stamp = datetime.fromtimestamp((folder / NOTEBOOK).stat().st_mtime, timezone.utc).replace(tzinfo=None)
-    return stamp
+    try:
+        mtime = os.lstat(lay.folder("submitted", student, ASSIGNMENT) / NOTEBOOK).st_mtime
+    except OSError:
+        return None
+    return datetime.fromtimestamp(mtime, timezone.utc).replace(tzinfo=None)
 
 
 def stamp_submissions(lay: Layout, students: list[str]) -> None:
