@@ -93,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--memory", type=_positive_int, default=4096, help="memory limit in MB for student code (default 4096)")
     grade.add_argument("--force", action="store_true", help="regrade everyone, not only submissions without a result")
     grade.add_argument("--no-sandbox", action="store_true", help="run student code without isolation (trusted code only)")
+    report = commands.add_parser("report", help="write the class report (report.html beside grades.csv) of a graded batch")
+    report.add_argument("assignment", choices=[ASSIGNMENT])
+    report.add_argument("--course", type=Path, default=None, help="course root (default: this repository)")
+    report.add_argument("--out", type=Path, default=None, help="the folder of a separate batch graded with --out")
     args = parser.parse_args(argv)
     root = repo_root() if getattr(args, "course", None) is None else args.course.resolve()
     if args.command == "autograde":
@@ -107,7 +111,17 @@ def main(argv: list[str] | None = None) -> int:
             detail = f"  ({r.detail})" if r.detail and r.status != "graded" else ""
             print(f"{r.student_id}: {r.score:g}/{r.max_score:g} {r.status} in {r.seconds:.1f} s{detail}")
         lay = layout(root, args.submitted, args.out)
-        print(f"wrote {lay.grades / 'grades.csv'}, {lay.folder('feedback', '*', ASSIGNMENT)} and the gradebook {lay.db_url}")
+        print(f"wrote {lay.grades / 'grades.csv'}, {lay.grades / 'report.html'}, {lay.folder('feedback', '*', ASSIGNMENT)} "
+              f"and the gradebook {lay.db_url}")
+        return 0
+    if args.command == "report":
+        from g2c.grading.course import layout
+        from g2c.grading.report import write_report
+
+        lay = layout(root, None, args.out)
+        if not (lay.grades / "grades.csv").exists():
+            raise SystemExit(f"g2c report: nothing graded yet ({lay.grades / 'grades.csv'} is missing); run g2c autograde first")
+        print(f"wrote {write_report(lay)}")
         return 0
     if args.command == "workspace":
         print(workspace(root))

@@ -11,7 +11,9 @@ folder flags, hand grades written through nbgrader's API, ``g2c autograde`` agai
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -35,6 +37,19 @@ WRITTEN = "why_adamw"  # the written answer graded by hand
 PLOT = "import matplotlib.pyplot as plt\nplt.plot([1e-4, 1e-3, 1e-2], [2.0, 0.7, 0.4])\nplt.title('my lr sweep')\nplt.show()"
 HANG = "import time\nwhile True:  # a demo that never ends\n    time.sleep(0.1)"
 AFTER_HANG = "print('this cell ran after the hang')"
+PITFALL = "no_bias_correction"  # carol's AdamW
+MODULE_OF = {"optim": "adamw", "clip": "clip", "schedule": "schedule"}
+
+_spec = importlib.util.spec_from_file_location("pitfall_mutants", ROOT / "tests" / "test_pitfalls.py")
+pitfalls = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(pitfalls)
+
+
+def mutant_answers(name: str) -> dict[str, str]:
+    """grade_id -> answer cell source with the named pitfall (the mutants of tests/test_pitfalls.py)."""
+    texts, _ = pitfalls.MUTANTS[name]
+    sources = build.answer_sources(texts)
+    return {MODULE_OF[module]: sources[MODULE_OF[module]] for module in texts}
 
 
 def nbgrader(*args: str, cwd: Path, user: str | None = None) -> str:
@@ -67,10 +82,10 @@ def make_course(tmp: Path) -> Path:
     return course
 
 
-def work(fetched: Path, extra: list[str], at: int = 2) -> None:
-    """A student's work: the reference answers in the answer cells, plus cells of their own."""
+def work(fetched: Path, extra: list[str], answers: dict[str, str], at: int = 2) -> None:
+    """A student's work: the reference answers (or ``answers``) in the answer cells, plus cells of their own."""
     source = {c.metadata["nbgrader"]["grade_id"]: c.source for c in nbformat.read(build.source_path(), as_version=4).cells
-              if c.metadata.get("nbgrader", {}).get("solution")}
+              if c.metadata.get("nbgrader", {}).get("solution")} | answers
     nb = nbformat.read(fetched, as_version=4)
     for cell in nb.cells:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
@@ -98,7 +113,7 @@ def course(tmp_path_factory):
             due = datetime.now(timezone.utc).isoformat(sep=" ")
             time.sleep(1.1)
         nbgrader("fetch_assignment", ASSIGNMENT, "--course", "g2c", f"--Exchange.root={tmp / 'exchange'}", cwd=home, user=student)
-        work(home / ASSIGNMENT / NOTEBOOK, extras[student])
+        work(home / ASSIGNMENT / NOTEBOOK, extras[student], mutant_answers(PITFALL) if student == "carol" else {})
         nbgrader("submit", ASSIGNMENT, "--course", "g2c", f"--Exchange.root={tmp / 'exchange'}", f"--CourseDirectory.student_id={student}",
                  cwd=home, user=student)  # one OS user plays the three students
     nbgrader("collect", ASSIGNMENT, cwd=course)
@@ -171,7 +186,9 @@ def test_late_submission_is_stamped_and_penalised(course):
         assert before[student]["timestamp"] and float(before[student]["late_penalty"]) == 0
     carol = before["carol"]
     assert carol["status"] == "graded" and carol["timestamp"] > before["bob"]["timestamp"]
-    assert float(carol["late_penalty"]) == AUTOGRADED_POINTS and float(carol["score"]) == 0  # "zero": the score is the penalty
+    raw = sum(float(carol[c]) for c in build.autograded_points())
+    assert 0 < raw < AUTOGRADED_POINTS  # her pitfall cost a part
+    assert float(carol["late_penalty"]) == raw and float(carol["score"]) == 0  # "zero": the penalty is the whole score
     stamp = (course["course"] / "submitted" / "carol" / ASSIGNMENT / "timestamp.txt").read_text().strip()
     assert carol["timestamp"][:19] == stamp[:19]  # collect's timestamp, not the time of grading
 
@@ -193,7 +210,8 @@ def test_nbgrader_export_sees_hand_grades_and_penalty(course):
     nbgrader("export", cwd=course["course"])
     exported = rows(course["course"] / "grades.csv")
     assert float(exported["alice"]["score"]) == AUTOGRADED_POINTS + 2
-    assert float(exported["carol"]["late_submission_penalty"]) == AUTOGRADED_POINTS and float(exported["carol"]["score"]) == 0
+    assert float(exported["carol"]["late_submission_penalty"]) == float(course["after"]["carol"]["late_penalty"]) > 0
+    assert float(exported["carol"]["score"]) == 0
 
 
 def test_nbgrader_generate_and_release_feedback_give_g2cs_redacted_page(course):
@@ -205,3 +223,18 @@ def test_nbgrader_generate_and_release_feedback_give_g2cs_redacted_page(course):
     nbgrader("release_feedback", ASSIGNMENT, cwd=root)
     released = list((course["tmp"] / "exchange" / "g2c" / "feedback").glob("*.html"))
     assert len(released) == len(STUDENTS)
+
+
+def test_class_report_counts_what_the_batch_holds(course):
+    page = (course["lay"].grades / "report.html").read_text()
+    sections = re.findall(r"<h2 id='(\w+)'>", page)
+    assert sections == ["summary", "histogram", "parts", "pitfalls", "statuses", "late", "slowest"]
+    assert page.count("data:image/png;base64,") == 2 and "http://" not in page and "https://" not in page and "<script" not in page
+    pitfalls_part = page.split("id='pitfalls'")[1].split("<h2")[0]
+    assert re.search(rf"<td>{PITFALL}</td><td>[^<]*</td><td class=n>1</td>", pitfalls_part)
+    late_part = page.split("id='late'")[1].split("<h2")[0]
+    assert "<td>carol</td>" in late_part and "<td>alice</td>" not in late_part and "<td>bob</td>" not in late_part
+    summary = page.split("id='summary'")[1].split("<h2")[0]
+    assert "<td>submissions</td><td class=n>3</td>" in summary
+    run = subprocess.run([sys.executable, "-m", "g2c.cli", "report", ASSIGNMENT], cwd=course["course"], capture_output=True, text=True)
+    assert run.returncode == 0 and "report.html" in run.stdout

@@ -91,6 +91,9 @@ def autograde(course: Path, submitted: Path | None = None, out: Path | None = No
             pool.shutdown(wait=False, cancel_futures=True)
         if lay.db_exists:
             refresh(lay, students)
+    from g2c.grading.report import write_report
+
+    write_report(lay)
     results = load_results(lay)
     return [Outcome(**{k: v for k, v in results[s].items() if k in Outcome.__dataclass_fields__}) for s in students if s in results]
 

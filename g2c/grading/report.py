@@ -1,0 +1,174 @@
+"""``g2c report``: one offline HTML page about a graded class, for the instructor.
+
+Read from what a batch already wrote (grades.csv for the numbers, ``results/`` for statuses,
+reasons and times), never from student code: score histogram, points per part, how many
+students fell into each pitfall (the pitfall catalogue's messages, as the feedback names them),
+statuses, late submissions and the slowest submissions. Pictures are PNGs inlined as data URIs
+and there is no script, so the page reads the same from a USB stick.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import statistics
+from collections import Counter
+from pathlib import Path
+
+from g2c.grading.course import Layout
+
+REPORT = "report.html"
+SLOWEST = 5  # submissions listed by grading time
+
+
+def write_report(lay: Layout) -> Path:
+    """Write ``report.html`` beside grades.csv and return its path."""
+    from g2c.grading.autograde import grade_cells, load_results
+
+    with (lay.grades / "grades.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    cells, max_score = grade_cells(lay)
+    points = _cell_points(lay)
+    results = load_results(lay)
+    sections = [_summary(rows, max_score), _histogram(rows, max_score), _parts(rows, cells, points),
+                _pitfalls(results), _statuses(rows, results), _late(rows), _slowest(results)]
+    page = (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Class report: 03b-training</title>"
+            f"<style>{STYLE}</style></head><body><main><h1>Class report: Module 03B — Training</h1>{''.join(sections)}</main></body></html>\n")
+    path = lay.grades / REPORT
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(page)
+    partial.replace(path)
+    return path
+
+
+STYLE = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1a1a1a}"
+         "table{border-collapse:collapse;margin:.5rem 0 1.5rem}th,td{border:1px solid #bbb;padding:.25rem .6rem;text-align:left}"
+         "td.n{text-align:right}img{max-width:100%}h2{margin-top:2rem}")
+
+
+def _cell_points(lay: Layout) -> dict[str, float]:
+    from nbgrader.api import Gradebook
+
+    from g2c.grading.autograde import ASSIGNMENT, NAME
+
+    with Gradebook(lay.db_url) as gb:
+        return {c.name: float(c.max_score) for c in gb.find_notebook(NAME, ASSIGNMENT).grade_cells}
+
+
+def _table(head: list[str], body: list[list], numeric: set[int] = frozenset()) -> str:
+    """An HTML table; columns in ``numeric`` are right-aligned."""
+    def row(values: list, tag: str) -> str:
+        return "".join(f"<{tag}{' class=n' if i in numeric and tag == 'td' else ''}>{html.escape(str(v))}</{tag}>" for i, v in enumerate(values))
+
+    rows = "".join("<tr>" + row(r, "td") + "</tr>" for r in body)
+    return f"<table><tr>{row(head, 'th')}</tr>{rows}</table>"
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _summary(rows: list[dict], max_score: float) -> str:
+    scores = [float(r["score"]) for r in rows]
+    pending = sum(1 for r in rows if any(r[c] == "" for c in r if c not in BASE_COLUMNS) and r["status"] == "graded")
+    body = [["submissions", len(rows)], ["points possible", f"{max_score:g}"],
+            ["mean score", f"{statistics.mean(scores):.1f}" if scores else "-"],
+            ["median score", f"{statistics.median(scores):g}" if scores else "-"],
+            ["graded, with written answers still to grade by hand", pending]]
+    return "<h2 id='summary'>Summary</h2>" + _table(["", ""], body, {1})
+
+
+BASE_COLUMNS = {"student_id", "assignment", "score", "max_score", "status", "timestamp", "late_penalty"}
+
+
+def _histogram(rows: list[dict], max_score: float) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    scores = [float(r["score"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.hist(scores, bins=range(0, int(max_score) + 2), color="#3b6ea5", edgecolor="white", align="left")
+    ax.set_xlabel("score (after late penalties)")
+    ax.set_ylabel("students")
+    ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_xlim(-0.5, max_score + 0.5)
+    alt = f"Histogram of {len(scores)} scores out of {max_score:g}"
+    return f"<h2 id='histogram'>Score histogram</h2><img alt='{html.escape(alt)}' src='{_png(fig)}'>"
+
+
+def _parts(rows: list[dict], cells: list[str], points: dict[str, float]) -> str:
+    import matplotlib.pyplot as plt
+
+    body, fractions = [], []
+    for cell in cells:
+        given = [float(r[cell]) for r in rows if r.get(cell, "") != ""]
+        mean = statistics.mean(given) if given else None
+        full = sum(1 for v in given if v >= points[cell])
+        body.append([cell, f"{points[cell]:g}", "-" if mean is None else f"{mean:.2f}", f"{full} of {len(given)}", len(rows) - len(given)])
+        fractions.append(0 if mean is None or not points[cell] else mean / points[cell])
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(cells) + 0.8))
+    ax.barh(cells[::-1], [100 * f for f in fractions[::-1]], color="#3b6ea5")
+    ax.set_xlabel("mean share of the part's points (%)")
+    ax.set_xlim(0, 100)
+    image = f"<img alt='Mean share of points per part' src='{_png(fig)}'>"
+    return ("<h2 id='parts'>Points per part</h2>" + image +
+            _table(["part", "points", "mean", "full marks", "not graded yet"], body, {1, 2, 4}))
+
+
+def _pitfalls(results: dict[str, dict]) -> str:
+    """Students per pitfall of the catalogue (named by its feedback message), then other reasons."""
+    from g2c.grading import pitfalls
+
+    named, other = Counter(), Counter()
+    for result in results.values():
+        reasons = [reason for part in result.get("reasons", {}).values() for reason in part]
+        hit = {p.name for p in pitfalls.CATALOGUE for reason in reasons if p.message in reason}
+        named.update(hit)
+        kinds = {_kind(reason) for reason in reasons if not any(p.message in reason for p in pitfalls.CATALOGUE)}
+        other.update(kinds)
+    body = [[name, pitfalls.BY_NAME[name].message, n] for name, n in named.most_common()]
+    body += [["(other)", kind, n] for kind, n in other.most_common()]
+    if not body:
+        return "<h2 id='pitfalls'>Pitfalls</h2><p>No student lost a point to a known pitfall.</p>"
+    return "<h2 id='pitfalls'>Pitfalls</h2><p>Students who fell into each pitfall (a student counts once per pitfall).</p>" + \
+        _table(["pitfall", "what the feedback says", "students"], body, {2})
+
+
+def _kind(reason: str) -> str:
+    """A reason without its student-specific details: 'not written yet', 'raised TypeError', ..."""
+    if reason.startswith("not written yet"):
+        return "not written yet"
+    if "raised " in reason:
+        return "raised " + reason.split("raised ", 1)[1].split(":", 1)[0].split(" ", 1)[0]
+    return reason[:80]
+
+
+def _statuses(rows: list[dict], results: dict[str, dict]) -> str:
+    counts = Counter(r["status"] for r in rows)
+    body = [[status, n] for status, n in counts.most_common()]
+    troubled = [[r["student_id"], r["status"], results.get(r["student_id"], {}).get("detail", "")] for r in rows if r["status"] != "graded"]
+    text = "<h2 id='statuses'>Statuses</h2>" + _table(["status", "submissions"], body, {1})
+    return text + (_table(["student", "status", "why"], troubled) if troubled else "")
+
+
+def _late(rows: list[dict]) -> str:
+    late = [[r["student_id"], r["timestamp"], r["late_penalty"], r["score"]] for r in rows if float(r["late_penalty"] or 0) > 0]
+    if not late:
+        return "<h2 id='late'>Late submissions</h2><p>No late-submission penalty was applied.</p>"
+    return "<h2 id='late'>Late submissions</h2>" + _table(["student", "submitted (UTC)", "penalty", "score"], late, {2, 3})
+
+
+def _slowest(results: dict[str, dict]) -> str:
+    ranked = sorted(results.values(), key=lambda r: -float(r.get("seconds", 0)))[:SLOWEST]
+    body = [[r["student_id"], f"{float(r.get('seconds', 0)):.1f}", r.get("status", "")] for r in ranked]
+    return "<h2 id='slowest'>Slowest submissions</h2>" + _table(["student", "seconds to grade", "status"], body, {1})
