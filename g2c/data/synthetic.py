@@ -40,6 +40,22 @@ class Dataset:
         return self.loss_fn(model(x), y)
 
     @torch.no_grad()
+    def mean_loss(self) -> float:
+        """Validation loss of always predicting the training targets' mean: what "high" is judged against.
+
+        MSE: predict the mean target. Cross-entropy: predict the training split's class
+        frequencies (add-one smoothed, so an unseen class costs a finite loss). A model that
+        ends near this number has learned nothing about its inputs.
+        """
+        if self.train_y.is_floating_point():
+            guess = self.train_y.mean(0, keepdim=True).expand_as(self.val_y)
+            return self.loss_fn(guess, self.val_y).item()
+        classes = int(max(self.train_y.max(), self.val_y.max())) + 1
+        counts = torch.bincount(self.train_y, minlength=classes).float() + 1.0
+        logits = counts.log().expand(len(self.val_y), classes)
+        return self.loss_fn(logits, self.val_y).item()
+
+    @torch.no_grad()
     def evaluate(self, model: torch.nn.Module) -> tuple[float, float]:
         """Mean (train, validation) loss over the whole splits, in eval mode."""
         was_training = model.training

@@ -12,6 +12,7 @@ import torch
 
 from g2c.data import Dataset
 from g2c.training import History, clip_grad_norm_
+from g2c.widgets.diagnosis import diagnose
 from g2c.widgets.frames import SLIDER_STYLE, Panel, frame_switcher, guarded, png_image
 from g2c.widgets.render import error_html, fmt, message_html, new_figure, to_png
 from g2c.widgets.runs import ModelArg, OptimizerFactory, Runs, check_lr
@@ -86,7 +87,7 @@ def readout_html(example: dict, history: History, max_norm: float) -> str:
         f"global norm before <b>{example['before']:.3f}</b>, after <b>{example['after']:.3f}</b> (max_norm {fmt(max_norm)}), "
         f"shared scale <b>{example['scale']:.3f}</b>, cosine to the original direction <b>{example['cos_global']:.4f}</b>; "
         f"per-tensor clipping: norm {example['per_tensor_after']:.3f}, cosine <b>{example['cos_per_tensor']:.4f}</b>{bent}. "
-        f"Training run: clipping fired on {100 * rate:.0f}% of steps.{advice}",
+        f"Training run: clipping fired on {100 * rate:.0f}% of steps; diagnosis: <b>{diagnose(history).tag}</b>.{advice}",
         kind="warn" if advice else "info",
     )
 

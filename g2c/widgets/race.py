@@ -50,7 +50,7 @@ class RaceFigure:
         top = max(h.eval_train_loss[0] for _, _, h in results.values())  # the start, or a higher end that is no NaN
         for (name, (lr, wd, h)), color in zip(results.items(), COLORS):
             steps, train_loss, val_loss = finite_curve(h)
-            label = f"{name} (lr {fmt(lr)}, wd {fmt(wd)})" + (" NaN" if h.diverged else "")
+            label = f"{name} (lr {fmt(lr)}, wd {fmt(wd)}): {diagnose(h).tag}"
             self.left.plot(steps, train_loss, color=color, lw=2, label=label)
             self.right.plot(steps, val_loss, color=color, lw=2, ls="--")
             if not h.diverged:
@@ -65,7 +65,7 @@ def table(results: dict[str, tuple[float, float, History]]) -> str:
     for name, (lr, wd, h) in results.items():
         d = diagnose(h)
         end = "NaN" if h.diverged else f"{h.eval_train_loss[-1]:.4f} / {h.val_loss[-1]:.4f}"
-        rows.append(f"<tr><td>{html.escape(name)}</td><td>{fmt(lr)}</td><td>{fmt(wd)}</td><td>{end}</td><td>{d.label}</td></tr>")
+        rows.append(f"<tr><td>{html.escape(name)}</td><td>{fmt(lr)}</td><td>{fmt(wd)}</td><td>{end}</td><td>{d.tag}</td></tr>")
     head = "<tr><th>optimizer</th><th>lr</th><th>weight decay</th><th>final train / val</th><th>diagnosis</th></tr>"
     return f'<table style="font-family:sans-serif;font-size:13px;border-collapse:separate;border-spacing:12px 2px">{head}{"".join(rows)}</table>'
 
