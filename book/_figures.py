@@ -21,6 +21,8 @@ from matplotlib.figure import Figure
 from g2c.data import regression, tokens
 from g2c.nn import MLP, TinyLM, seeded
 from g2c.training import SGD, AdamW, History, clip_grad_norm_, cosine_with_warmup, train
+from g2c.widgets import KINDS, STYLE, diagnose
+from g2c.widgets.sweep import best_smooth_lr
 
 SWEEP_LRS = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
 SWEEP_STEPS = 200
@@ -30,7 +32,20 @@ SWEEP_STEPS = 200
 # Each chapter imports this module first, so its kernel trains on one thread.
 torch.set_num_threads(1)
 
-plt.rcParams.update({"figure.dpi": 100, "axes.spines.top": False, "axes.spines.right": False, "font.size": 10})
+# Text sizes are in points at 100 dpi; figures are 7-11 inches wide and shown at most ~1.3x
+# smaller, so 12 pt stays above 80 % of the body text (test_book_browser measures it).
+plt.rcParams.update({
+    "figure.dpi": 100, "savefig.dpi": 200, "axes.spines.top": False, "axes.spines.right": False,
+    "font.size": 12, "axes.titlesize": 13, "axes.labelsize": 12, "xtick.labelsize": 11.5, "ytick.labelsize": 11.5,
+    "legend.fontsize": 11.5, "legend.framealpha": 0.9,
+})
+RUN_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442")  # Okabe-Ito
+RUN_STYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (1, 1)), (0, (8, 2)), (0, (3, 1, 1, 1, 1, 1)))
+
+
+def label(history: History) -> str:
+    """The run's label as every figure and caption shows it: ``g2c.widgets.diagnose``, nothing else."""
+    return diagnose(history).tag
 
 
 def mlp() -> MLP:
@@ -44,44 +59,94 @@ def sgd_run(lr: float, steps: int = SWEEP_STEPS) -> History:
     return train(model, regression(), SGD(model.parameters(), lr), steps=steps)
 
 
-def verdict(history: History) -> str:
-    """Crawls, learns or diverges: the three outcomes of a learning-rate sweep."""
-    if history.diverged:
-        return "diverges"
-    return "learns" if history.train_loss[-1] < 0.5 * history.train_loss[0] else "crawls"
+def sweep_runs(lrs: tuple[float, ...] = SWEEP_LRS) -> dict[float, History]:
+    """The sweep: the same model from the same weights, once per learning rate."""
+    return {lr: sgd_run(lr) for lr in lrs}
 
 
-def _plot_losses(ax: plt.Axes, history: History, cap: float = 1e3, **style) -> None:
-    """Per-step train loss; a diverged run ends in a cross at the step whose loss was not finite."""
+def _plot_losses(ax: plt.Axes, history: History, top: float, **style) -> None:
+    """Per-step train loss; a diverged run ends in a cross at the step whose loss was not finite, kept inside the axes."""
     steps = range(len(history.train_loss))
     (line,) = ax.plot(steps, history.train_loss, **style)
     if history.diverged:
         last = history.train_loss[-1] if history.train_loss else 1.0
-        ax.plot([history.diverged_at], [min(last, cap)], "x", color=line.get_color(), ms=9, mew=2)
+        ax.plot([history.diverged_at], [min(last, top)], "x", color=line.get_color(), ms=11, mew=2.5, clip_on=False)
 
 
-def lr_sweep_figure(lrs: tuple[float, ...] = SWEEP_LRS) -> Figure:
-    """Train loss for plain SGD at each learning rate, coloured along the sweep."""
-    runs = {lr: sgd_run(lr) for lr in lrs}
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    cmap = plt.get_cmap("viridis")
+def lr_sweep_figure(runs: dict[float, History]) -> Figure:
+    """Train loss for plain SGD at each learning rate; the legend names each run's diagnosis."""
+    fig, ax = plt.subplots(figsize=(8, 4.6), layout="constrained")
+    top = 3e2
     for i, (lr, history) in enumerate(runs.items()):
-        _plot_losses(ax, history, color=cmap(i / max(1, len(lrs) - 1)), lw=1.8, label=f"lr={lr:g}: {verdict(history)}")
+        _plot_losses(ax, history, top, color=RUN_COLORS[i % len(RUN_COLORS)], ls=RUN_STYLES[i % len(RUN_STYLES)], lw=2,
+                     label=f"lr={lr:g}: {label(history)}")
     ax.set_yscale("log")
     ax.set_ylim(5e-3, 1e3)
     ax.set_xlabel("step")
     ax.set_ylabel("train loss (MSE, log scale)")
     ax.set_title("Plain SGD on the same MLP, one run per learning rate")
-    ax.legend(loc="upper right", fontsize=8, ncol=2, frameon=False)
-    fig.tight_layout()
+    fig.legend(loc="outside right center", frameon=False)  # beside the axes: it covers no curve
     return fig
 
 
+def _runs_by_label(runs: dict[float, History]) -> dict[str, list[float]]:
+    """Learning rates grouped by their run's label, in sweep order."""
+    groups: dict[str, list[float]] = {}
+    for lr, history in runs.items():
+        groups.setdefault(label(history), []).append(lr)
+    return groups
+
+
+def _rates(lrs: list[float]) -> str:
+    """'lr 0.1', 'lr 1 and 3' or 'lr 0.0001 to 0.03' (the runs of one label are neighbours in a sweep)."""
+    if len(lrs) == 1:
+        return f"lr {lrs[0]:g}"
+    return f"lr {lrs[0]:g} and {lrs[1]:g}" if len(lrs) == 2 else f"lr {lrs[0]:g} to {lrs[-1]:g}"
+
+
+def sweep_summary(runs: dict[float, History]) -> str:
+    """'**stalled** at lr 0.001 to 0.03; **healthy** at lr 0.1; ...': each label with its rates."""
+    return "; ".join(f"**{name}** at {_rates(lrs)}" for name, lrs in _runs_by_label(runs).items())
+
+
+def widget_sweep_summary() -> str:
+    """The sweep widget's runs (``lr_sweep``'s defaults) summed up by label, for the text beside it."""
+    from g2c.widgets.runs import Runs
+    from g2c.widgets.sweep import DEFAULT_LRS
+
+    runner = Runs(None, None, None, steps=200)
+    return sweep_summary({lr: runner.run(lr) for lr in DEFAULT_LRS}) + "."
+
+
+def race_summary() -> str:
+    """The optimizer race's static frames as a Markdown table: each optimizer's label at each lr."""
+    from g2c.widgets.race import default_optimizers
+    from g2c.widgets.runs import LR_GRID, Runs
+
+    runner = Runs(None, None, None, steps=200)
+    optimizers = default_optimizers()
+    rows = ["| lr | " + " | ".join(optimizers) + " |", "| --- |" + " --- |" * len(optimizers)]
+    for lr in (x for x in LR_GRID if 1e-3 <= x <= 1.0):  # the static race's slider positions
+        tags = [label(runner.run(lr, weight_decay=0.0, optimizer=factory, key=name)) for name, factory in optimizers.items()]
+        rows.append(f"| {lr:g} | " + " | ".join(tags) + " |")
+    return "\n".join(rows)
+
+
+def lr_sweep_caption(runs: dict[float, History]) -> str:
+    """The sweep's caption, written from the classifier's labels (Markdown)."""
+    parts = [sweep_summary(runs)]
+    best = best_smooth_lr(list(runs), list(runs.values()))
+    pick = f"The largest rate that trains smoothly (healthy, at most one spike) is {best:g}." if best is not None else "No rate trains smoothly."
+    return (f"An LR sweep on one model, each run named by `g2c.widgets.diagnose`: {parts[0]}. "
+            f"A cross marks the step whose loss became NaN or inf. {pick}")
+
+
 def show(fig: Figure):
-    """The figure as a PNG output of a book cell (the Agg backend has no inline display)."""
+    """The figure as a 2x PNG shown at its 100-dpi size (sharp on HiDPI screens; the Agg backend has no inline display)."""
     from IPython.display import Image
 
-    return Image(png_bytes(fig), format="png")
+    width = round(fig.get_figwidth() * 100)
+    return Image(png_bytes(fig), format="png", width=width)
 
 
 def png_bytes(fig: Figure) -> bytes:
@@ -92,24 +157,43 @@ def png_bytes(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def sgd_vs_adamw_figure(steps: int = 300) -> Figure:
-    """SGD and AdamW from the same initial weights, same data, same steps, each at a few learning rates."""
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    for lr, color in ((0.01, "tab:blue"), (0.1, "tab:purple")):
+MATCHED_STEPS = 300
+
+
+def matched_runs(steps: int = MATCHED_STEPS) -> dict[str, History]:
+    """SGD and AdamW from the same initial weights, on the same data, for the same steps."""
+    runs = {}
+    for lr in (0.01, 0.1):
         model = mlp()
-        history = train(model, regression(), SGD(model.parameters(), lr), steps=steps)
-        ax.plot(history.eval_steps, history.val_loss, color=color, ls="--", label=f"SGD lr={lr:g}")
-    for lr, color in ((1e-3, "tab:orange"), (1e-2, "tab:green")):
+        runs[f"SGD lr {lr:g}"] = train(model, regression(), SGD(model.parameters(), lr), steps=steps)
+    for lr in (1e-3, 1e-2):
         model = mlp()
-        history = train(model, regression(), AdamW(model.parameters(), lr), steps=steps)
-        ax.plot(history.eval_steps, history.val_loss, color=color, label=f"AdamW lr={lr:g}")
+        runs[f"AdamW lr {lr:g}"] = train(model, regression(), AdamW(model.parameters(), lr), steps=steps)
+    return runs
+
+
+def sgd_vs_adamw_figure(runs: dict[str, History]) -> Figure:
+    """Validation loss of each matched run; dashed for SGD, solid for AdamW; the legend names each diagnosis."""
+    fig, ax = plt.subplots(figsize=(8, 4.4), layout="constrained")
+    for (name, history), color in zip(runs.items(), RUN_COLORS):
+        ax.plot(history.eval_steps, history.val_loss, color=color, lw=2, ls="--" if name.startswith("SGD") else "-",
+                label=f"{name}: {label(history)}")
+    ax.axhline(runs[next(iter(runs))].baseline_loss, color="0.4", ls=":", lw=1.5, label="predict-the-mean loss")
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("validation loss (MSE, log scale)")
-    ax.set_title("Matched: same MLP, same initial weights, same data and steps")
-    ax.legend(frameon=False, fontsize=9)
-    fig.tight_layout()
+    ax.set_title("Matched: same MLP, initial weights, data and steps")
+    fig.legend(loc="outside right center", frameon=False)
     return fig
+
+
+def sgd_vs_adamw_caption(runs: dict[str, History]) -> str:
+    """The comparison's caption: each run's final validation loss and label, from the runs themselves."""
+    ends = "; ".join(f"{name} ends at {h.val_loss[-1]:.3f} (**{label(h)}**)" for name, h in runs.items())
+    best_sgd = min(h.val_loss[-1] for name, h in runs.items() if name.startswith("SGD"))
+    best_adamw = min(h.val_loss[-1] for name, h in runs.items() if name.startswith("AdamW"))
+    return (f"SGD (dashed) and AdamW (solid) on the same MLP, from the same initial weights, on the same data, "
+            f"for {MATCHED_STEPS} steps: {ends}. AdamW's best run ends {best_sgd / best_adamw:.1f} times lower than SGD's.")
 
 
 def _grads(*shapes_and_values: torch.Tensor) -> list[torch.Tensor]:
@@ -190,59 +274,71 @@ def schedule_figure(warmup_steps: int = 100, max_steps: int = 1000, max_lr: floa
     return fig
 
 
+SHAPE_STEPS = 300
+
+
 def curve_shape_runs() -> dict[str, History]:
-    """One real run for each shape of 'Reading curves'."""
+    """One real run built to show each term of 'Reading curves', keyed by how it was built."""
     healthy_data, small_data = tokens(), tokens(n_train=512, batch_size=None)
-    lm = lambda **kw: seeded(0, lambda: TinyLM(12, 2, **kw))  # noqa: E731
+    lm = lambda: seeded(0, lambda: TinyLM(12, 2))  # noqa: E731
     runs = {}
     model = lm()
-    runs["healthy"] = train(model, healthy_data, AdamW(model.parameters(), 3e-3), steps=300)
+    runs["TinyLM, AdamW lr 3e-3"] = train(model, healthy_data, AdamW(model.parameters(), 3e-3), steps=SHAPE_STEPS)
     model = lm()
-    runs["overfitting"] = train(model, small_data, AdamW(model.parameters(), 3e-3), steps=300)
-    model = lm(hidden_dim=2)
-    runs["underfit"] = train(model, healthy_data, AdamW(model.parameters(), 3e-3), steps=300)
+    runs["TinyLM on only 512 training pairs, AdamW lr 3e-3"] = train(model, small_data, AdamW(model.parameters(), 3e-3), steps=SHAPE_STEPS)
+    model = seeded(0, lambda: MLP([2, 1]))
+    runs["a linear model (no hidden layer) on the MLP's data, AdamW lr 1e-2"] = train(model, regression(), AdamW(model.parameters(), 1e-2), steps=SHAPE_STEPS)
     model = lm()
-    runs["stalled"] = train(model, healthy_data, SGD(model.parameters(), 1e-3), steps=300)
+    runs["TinyLM, SGD lr 1e-3"] = train(model, healthy_data, SGD(model.parameters(), 1e-3), steps=SHAPE_STEPS)
     model = mlp()
-    runs["diverging"] = train(model, regression(), SGD(model.parameters(), 1.0), steps=300)
+    runs["the MLP, SGD lr 1"] = train(model, regression(), SGD(model.parameters(), 1.0), steps=SHAPE_STEPS)
     return runs
 
 
-CURVE_CAPTIONS = {
-    "healthy": "TinyLM, AdamW lr 3e-3:\nboth fall together",
-    "overfitting": "512 training pairs:\ntrain falls, val turns up",
-    "underfit": "hidden width 2:\nboth fall a little, stay high",
-    "stalled": "SGD lr 1e-3:\nboth flat",
-    "diverging": "MLP, SGD lr 1.0:\nloss explodes, then NaN",
-}
-
-
-def curve_shapes_figure() -> Figure:
-    """Train and validation loss of the five runs, one panel each, and the diagnosis key."""
-    runs = curve_shape_runs()
-    fig, grid = plt.subplots(2, 3, figsize=(11, 6.6))
-    axes = grid.flat
-    for ax, (name, history) in zip(axes, runs.items()):
-        if name == "diverging":
-            _plot_losses(ax, history, cap=math.inf, color="tab:red", lw=1.8, label="train (batch)")
+def curve_shapes_figure(runs: dict[str, History]) -> Figure:
+    """Train and validation loss of each run in its own panel, titled with its diagnosis; a shared key."""
+    fig, grid = plt.subplots(3, 2, figsize=(8, 9.6), layout="constrained")
+    axes = list(grid.flat)
+    for n, (ax, history) in enumerate(zip(axes, runs.values())):
+        if history.diverged:
+            _plot_losses(ax, history, 1e30, color=STYLE["diverging"]["color"], lw=2)
             ax.set_yscale("log")
-            ax.annotate("NaN", (history.diverged_at, history.train_loss[-1]), xytext=(-28, 0),
-                        textcoords="offset points", color="tab:red", va="center")
+            ax.set_ylim(1e-2, 1e32)
         else:
-            ax.plot(history.eval_steps, history.eval_train_loss, color="tab:blue", lw=1.8, label="train")
-            ax.plot(history.eval_steps, history.val_loss, color="tab:orange", lw=1.8, label="validation")
-            ax.set_ylim(0, 2.8)
-        ax.set_title(name, fontweight="bold")
-        ax.set_xlabel("step\n" + CURVE_CAPTIONS[name], fontsize=9)
-        ax.set_ylabel("loss")
-        ax.legend(frameon=False, fontsize=8)
+            ax.plot(history.eval_steps, history.eval_train_loss, color="#0072B2", lw=2.2)
+            ax.plot(history.eval_steps, history.val_loss, color="#E69F00", lw=2.2, ls="--")
+            ax.set_ylim(0, 1.25 * max(max(history.val_loss), max(history.eval_train_loss), history.baseline_loss))
+        ax.axhline(history.baseline_loss, color="0.4", ls=":", lw=1.5)
+        ax.set_title(f"{'ABCDE'[n]}: {label(history)}", fontweight="bold")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss" + (" (log)" if history.diverged else ""))
     key = axes[len(runs)]
     key.axis("off")
-    key.text(0.0, 0.95, "What to try next", fontweight="bold", va="top")
-    key.text(0.0, 0.82, "healthy: keep going, or scale up\n"
-             "overfitting: more data, regularize,\n   stop at the validation minimum\n"
-             "underfit: train longer, sweep lr,\n   more capacity\n"
-             "stalled: raise lr, or use AdamW\n"
-             "diverging: lower lr, check grad\n   norms, clip before step()", va="top", fontsize=9, linespacing=1.5)
-    fig.tight_layout()
+    key.plot([], [], color="#0072B2", lw=2.2, label="train (full split)")
+    key.plot([], [], color="#E69F00", lw=2.2, ls="--", label="validation")
+    key.plot([], [], color="0.4", ls=":", lw=1.5, label="predict-the-mean loss")
+    key.plot([], [], color=STYLE["diverging"]["color"], lw=2, label="train (batch; x: NaN)")
+    key.legend(loc="center", frameon=False)
     return fig
+
+
+def curve_shapes_caption(runs: dict[str, History]) -> str:
+    """Which run each panel is and the label ``diagnose`` gives it (Markdown)."""
+    panels = "; ".join(f"**{'ABCDE'[n]}** ({name}): **{label(h)}**" for n, (name, h) in enumerate(runs.items()))
+    return (f"One real run of `g2c.training.train` per curve shape, each titled with its label from "
+            f"`g2c.widgets.diagnose`: {panels}. The dotted line is the data's predict-the-mean loss, "
+            f"the yardstick for \"high\"; panel E is on a log scale.")
+
+
+def terms_markdown() -> str:
+    """The five terms as a definition list, from ``g2c.widgets.diagnosis.TERMS`` (their one home)."""
+    from g2c.widgets.diagnosis import TERMS
+
+    return "\n\n".join(f"{t.name}: {t.seen}\n: *Test:* {t.test}.\n\n  *Next:* {t.action}" for t in TERMS.values())
+
+
+def md(text: str):
+    """Markdown output for ``glue``: captions and sentences written from the runs."""
+    from IPython.display import Markdown
+
+    return Markdown(text)

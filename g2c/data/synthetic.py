@@ -1,7 +1,7 @@
 """Synthetic data: the same seed always gives the same split, so runs are comparable and repeatable.
 
-- ``regression``: noisy samples of a smooth 2-D function, for an ``MLP``. Plain SGD on it crawls
-  at small learning rates, learns at medium ones and blows up at large ones.
+- ``regression``: noisy samples of a smooth 2-D function, for an ``MLP``. Plain SGD on it stalls
+  at small learning rates, trains at medium ones and diverges at large ones.
 - ``tokens``: (previous ``context`` tokens -> next token) pairs whose next token follows a random
   order-``context`` Markov chain, for a ``TinyLM``. The best possible validation loss is the
   chain's entropy; with few training pairs a large enough model memorises them and validation
