@@ -196,6 +196,20 @@ def sgd_vs_adamw_caption(runs: dict[str, History]) -> str:
             f"for {MATCHED_STEPS} steps: {ends}. AdamW's best run ends {best_sgd / best_adamw:.1f} times lower than SGD's.")
 
 
+def lr_sweep_answer(runs: dict[float, History]) -> str:
+    """The answer to 'which rate would you keep?', from the sweep's own labels."""
+    lrs = list(runs)
+    best = best_smooth_lr(lrs, list(runs.values()))
+    if best is None:
+        return "None of these rates trains smoothly: sweep again around the boundary."
+    above = lrs[lrs.index(best) + 1] if lrs.index(best) + 1 < len(lrs) else None
+    verdict = f" The next rate, {above:g}, is **{label(runs[above])}**: " if above is not None else ""
+    reason = ("it still learns, but each spike is a step that overshot, and a slightly different seed or batch could "
+              "turn one into a divergence." if above is not None and diagnose(runs[above]).label == "healthy"
+              else "it does not train." if above is not None else "")
+    return f"Keep **{best:g}**: it is the largest rate whose run is healthy with at most one spike.{verdict}{reason}"
+
+
 def _grads(*shapes_and_values: torch.Tensor) -> list[torch.Tensor]:
     """Parameters whose ``.grad`` is the given tensor: what ``clip_grad_norm_`` sees after backward."""
     params = []
@@ -328,6 +342,19 @@ def curve_shapes_caption(runs: dict[str, History]) -> str:
     return (f"One real run of `g2c.training.train` per curve shape, each titled with its label from "
             f"`g2c.widgets.diagnose`: {panels}. The dotted line is the data's predict-the-mean loss, "
             f"the yardstick for \"high\"; panel E is on a log scale.")
+
+
+def _panel(runs: dict[str, History], term: str) -> str:
+    """The letter of the panel whose run ``diagnose`` gives ``term``."""
+    return next("ABCDE"[n] for n, h in enumerate(runs.values()) if diagnose(h).label == term)
+
+
+def curve_shapes_answer(runs: dict[str, History]) -> str:
+    """The answer to 'which panel would a bigger model / a larger lr help?', from the panels' labels."""
+    return (f"A bigger model would help panel **{_panel(runs, 'underfit')}** (underfit: it fell and levelled off near "
+            f"the predict-the-mean loss, the most this model can do). A larger learning rate would help panel "
+            f"**{_panel(runs, 'stalled')}** (stalled: it has hardly moved). A bigger model would not help that one: "
+            f"it would take the same short steps.")
 
 
 def terms_markdown() -> str:
