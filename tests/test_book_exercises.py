@@ -42,7 +42,7 @@ def first_adamw_theta() -> float:
     p = scalar(1.0)
     p.grad = torch.tensor([0.5])
     AdamW([p], lr=0.01, weight_decay=0.1).step()
-    return float(p)
+    return float(p.detach())
 
 
 def uncorrected_over_corrected() -> float:
@@ -51,7 +51,7 @@ def uncorrected_over_corrected() -> float:
     p.grad = torch.tensor([0.5])
     opt = AdamW([p], lr=0.01)
     opt.step()
-    corrected = 1.0 - float(p)
+    corrected = 1.0 - float(p.detach())
     uncorrected = opt.lr * float(opt.m[0]) / (math.sqrt(float(opt.v[0])) + opt.eps)
     return uncorrected / corrected
 
@@ -86,7 +86,7 @@ def decay_left() -> float:
     for _ in range(1000):
         p.grad = torch.zeros(1)
         opt.step()
-    return float(p)
+    return float(p.detach())
 
 
 def first_steps() -> tuple[float, float]:

@@ -52,9 +52,27 @@ def caption(name: str, figure: str) -> str:
 
 
 def widget_html(name: str) -> list[str]:
-    """The HTML strings of a page's embedded static widget (its captions and tables), in frame order."""
-    state = json.loads(re.search(r'<script type="application/vnd.jupyter.widget-state\+json">(.*?)</script>', page(name), re.S).group(1))["state"]
-    return [m["state"]["value"] for m in state.values() if m["model_name"] == "HTMLModel" and m["state"].get("value")]
+    """The HTML under each frame of a page's embedded static widget (caption or table), in slider order.
+
+    Walked from the widget's view: its Stack's pages, each a VBox of the picture and the caption
+    (an HTML widget, or an Accordion holding one); the state's own order is not the slider's.
+    """
+    body = page(name)
+    state = json.loads(re.search(r'<script type="application/vnd.jupyter.widget-state\+json">(.*?)</script>', body, re.S).group(1))["state"]
+    (view,) = re.findall(r'<script type="application/vnd.jupyter.widget-view\+json">(.*?)</script>', body, re.S)
+
+    def model(ref: str) -> dict:
+        return state[ref.removeprefix("IPY_MODEL_")]
+
+    def html_in(ref: str) -> str:
+        found = model(ref)
+        if found["model_name"] == "HTMLModel":
+            return found["state"]["value"]
+        return "".join(html_in(child) for child in found["state"].get("children", []))
+
+    root = state[json.loads(view)["model_id"]]
+    (stack,) = (model(c) for c in root["state"]["children"] if model(c)["model_name"] == "StackModel")
+    return [html_in(page_ref) for page_ref in stack["state"]["children"]]
 
 
 def by_lr(sentence: str) -> dict[float, str]:
