@@ -22,6 +22,7 @@ from g2c.data import regression, tokens
 from g2c.nn import MLP, TinyLM, seeded
 from g2c.training import SGD, AdamW, History, clip_grad_norm_, cosine_with_warmup, train
 from g2c.widgets import KINDS, STYLE, diagnose
+from g2c.widgets.render import min_font_px
 from g2c.widgets.sweep import best_smooth_lr
 
 SWEEP_LRS = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
@@ -150,9 +151,10 @@ def show(fig: Figure):
 
 
 def png_bytes(fig: Figure) -> bytes:
-    """Render a figure to PNG bytes with the Agg backend and free it."""
+    """Render a figure to PNG bytes with the Agg backend and free it; the PNG records its smallest font (tEXt ``min-font-px``)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    dpi = plt.rcParams["savefig.dpi"]
+    fig.savefig(buffer, format="png", dpi=dpi, metadata={"min-font-px": f"{min_font_px(fig, dpi):.2f}"})
     plt.close(fig)
     return buffer.getvalue()
 
@@ -222,15 +224,17 @@ def _grads(*shapes_and_values: torch.Tensor) -> list[torch.Tensor]:
 
 def clipping_figure(max_norm: float = 1.0) -> Figure:
     """Three panels: a vector's L2 norm; the global norm over several tensors; clipping as one shared scale."""
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(12, 4.3))
+    fig, axes = plt.subplot_mosaic([["norm", "global"], ["clip", "clip"]], figsize=(8, 8.4), layout="constrained",
+                                   height_ratios=[1, 1.25])
+    ax1, ax2, ax3 = axes["norm"], axes["global"], axes["clip"]
 
     # 1. A vector's norm: the length of the arrow.
     g = torch.tensor([3.0, 4.0])
-    ax1.annotate("", xy=g.tolist(), xytext=(0, 0), arrowprops={"arrowstyle": "-|>", "lw": 2, "color": "tab:blue"})
+    ax1.annotate("", xy=g.tolist(), xytext=(0, 0), arrowprops={"arrowstyle": "-|>", "lw": 2, "color": "#0072B2"})
     ax1.plot([0, 3, 3], [0, 0, 4], ":", color="0.5")
     ax1.text(1.5, -0.45, "$g_1 = 3$", ha="center")
     ax1.text(3.15, 2.0, "$g_2 = 4$", va="center")
-    ax1.text(0.9, 2.3, f"$\\|g\\|_2 = {float(torch.linalg.vector_norm(g)):g}$", color="tab:blue", fontsize=12)
+    ax1.text(0.2, 2.6, f"$\\|g\\|_2 = {float(torch.linalg.vector_norm(g)):g}$", color="#0072B2", fontsize=13)
     ax1.set_xlim(-0.5, 4.5)
     ax1.set_ylim(-0.9, 4.5)
     ax1.set_aspect("equal")
@@ -241,7 +245,7 @@ def clipping_figure(max_norm: float = 1.0) -> Figure:
     norms = [float(torch.linalg.vector_norm(p.grad)) for p in params]
     total = float(clip_grad_norm_(params, math.inf))
     names = ["W (2×2)", "b (3)", "c (1)", "global"]
-    ax2.bar(names, norms + [total], color=["tab:blue"] * len(norms) + ["tab:red"])
+    ax2.bar(names, norms + [total], color=["#0072B2"] * len(norms) + ["#D55E00"])
     for i, value in enumerate(norms + [total]):
         ax2.text(i, value + 0.05, f"{value:.2f}", ha="center")
     ax2.set_ylabel("L2 norm")
@@ -252,19 +256,18 @@ def clipping_figure(max_norm: float = 1.0) -> Figure:
     before = [float(p.grad) for p in params]
     total = float(clip_grad_norm_(params, max_norm))
     after = [float(p.grad) for p in params]
-    for vec, color, label in ((before, "0.6", f"before: norm {total:.2f}"), (after, "tab:red", f"after: norm {math.hypot(*after):.2f}")):
+    for vec, color, label in ((before, "0.6", f"before: norm {total:.2f}"), (after, "#D55E00", f"after: norm {math.hypot(*after):.2f}")):
         ax3.annotate("", xy=vec, xytext=(0, 0), arrowprops={"arrowstyle": "-|>", "lw": 2, "color": color})
         ax3.plot([], [], color=color, lw=2, label=label)
-    circle = plt.Circle((0, 0), max_norm, fill=False, ls="--", color="tab:red", alpha=0.6)
+    circle = plt.Circle((0, 0), max_norm, fill=False, ls="--", color="#D55E00", alpha=0.6)
     ax3.add_patch(circle)
     ax3.set_xlim(-0.3, 3.0)
     ax3.set_ylim(-0.3, 2.4)
     ax3.set_aspect("equal")
     ax3.set_xlabel(f"gradient of tensor 1   (max_norm = {max_norm:g})")
     ax3.set_ylabel("gradient of tensor 2")
-    ax3.legend(loc="upper left", fontsize=8, frameon=False)
-    ax3.set_title(f"3. Clipping: one shared scale")
-    fig.tight_layout()
+    ax3.legend(loc="upper left", frameon=False)
+    ax3.set_title("3. Clipping: one shared scale")
     return fig
 
 
@@ -272,10 +275,10 @@ def schedule_figure(warmup_steps: int = 100, max_steps: int = 1000, max_lr: floa
     """``cosine_with_warmup`` at every step, past ``max_steps`` to show the floor."""
     steps = list(range(int(max_steps * 1.15)))
     lrs = [cosine_with_warmup(t, warmup_steps=warmup_steps, max_steps=max_steps, max_lr=max_lr, min_lr=min_lr) for t in steps]
-    fig, ax = plt.subplots(figsize=(7, 3.4))
-    ax.plot(steps, lrs, color="tab:blue", lw=2)
-    ax.axvspan(0, warmup_steps, color="tab:orange", alpha=0.12, label="linear warmup")
-    ax.axvspan(warmup_steps, max_steps, color="tab:blue", alpha=0.06, label="cosine decay")
+    fig, ax = plt.subplots(figsize=(8, 4.4), layout="constrained")
+    ax.plot(steps, lrs, color="#0072B2", lw=2)
+    ax.axvspan(0, warmup_steps, color="#E69F00", alpha=0.12, label="linear warmup")
+    ax.axvspan(warmup_steps, max_steps, color="#0072B2", alpha=0.06, label="cosine decay")
     ax.axvspan(max_steps, steps[-1], color="0.5", alpha=0.10, label="floor: min_lr")
     ax.axhline(max_lr, color="0.6", ls=":", lw=1)
     ax.axhline(min_lr, color="0.6", ls=":", lw=1)
@@ -283,8 +286,7 @@ def schedule_figure(warmup_steps: int = 100, max_steps: int = 1000, max_lr: floa
     ax.set_yticks([0, min_lr, max_lr], ["0", f"min_lr = {min_lr:g}", f"max_lr = {max_lr:g}"])
     ax.set_xlabel("step")
     ax.set_ylabel("learning rate")
-    ax.legend(loc="upper right", frameon=False, fontsize=9)
-    fig.tight_layout()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=3, frameon=False)
     return fig
 
 

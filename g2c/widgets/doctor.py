@@ -12,7 +12,7 @@ from g2c.nn import MLP, TinyLM
 from g2c.training import SGD, AdamW, History
 from g2c.widgets.diagnosis import ACTIONS, KINDS, STYLE, Diagnosis, diagnose, example_curves
 from g2c.widgets.frames import Panel, frame_switcher, guarded, png_image
-from g2c.widgets.render import TRAIN_COLOR, VAL_COLOR, error_html, message_html, new_figure, to_png
+from g2c.widgets.render import TRAIN_COLOR, VAL_COLOR, error_html, legend_below, message_html, new_figure, to_png
 from g2c.widgets.runs import Runs
 
 
@@ -35,7 +35,7 @@ def diagnosis_of(source: History | Curves) -> Diagnosis:
 
 def draw(source: History | Curves, title: str) -> bytes:
     x, train, val, baseline = curves_of(source)
-    fig, (ax,) = new_figure(6.5, 3.2)
+    fig, (ax,) = new_figure(6.5, 4.2, legend_below=0.16)
     ax.plot(x, train, color=TRAIN_COLOR, lw=2, label="train")
     ax.plot(x, val, color=VAL_COLOR, lw=2, ls="--", label="validation")
     if baseline is not None:
@@ -48,7 +48,7 @@ def draw(source: History | Curves, title: str) -> bytes:
     ax.set_xlabel("step" if isinstance(source, History) else "evaluation")
     ax.set_ylabel("loss")
     ax.set_title(title, fontsize=11)
-    ax.legend(fontsize=9, loc="upper right", framealpha=0.9)
+    legend_below(ax, ncol=2)
     return to_png(fig)
 
 

@@ -11,7 +11,7 @@ from g2c.data import Dataset
 from g2c.training import History
 from g2c.widgets.diagnosis import KINDS, STYLE, diagnose
 from g2c.widgets.frames import SLIDER_LAYOUT, SLIDER_STYLE, Panel, frame_switcher, guarded, png_image
-from g2c.widgets.render import TRAIN_COLOR, VAL_COLOR, error_html, fmt, message_html, new_figure, png_with
+from g2c.widgets.render import TRAIN_COLOR, VAL_COLOR, error_html, fmt, legend_below, message_html, new_figure, png_with
 from g2c.widgets.runs import ModelArg, OptimizerFactory, Runs, check_lrs, finite_curve
 
 DEFAULT_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
@@ -36,7 +36,7 @@ class SweepFigure:
 
     def __init__(self, lrs: Sequence[float], runs: Sequence[History]):
         self.lrs, self.runs = lrs, runs
-        self.fig, (self.curves, self.sweep) = new_figure(9.0, 3.6, ncols=2)
+        self.fig, (self.curves, self.sweep) = new_figure(9.0, 4.4, ncols=2, legend_below=0.12)
         start = runs[0].eval_train_loss[0]
         self.top = 1.3 * start
         curves, sweep = self.curves, self.sweep
@@ -55,13 +55,13 @@ class SweepFigure:
             sweep.scatter([], [], label=label, **STYLE[label])
         best = best_smooth_lr(lrs, runs)
         if best is not None:
-            sweep.axvline(best, color=STYLE["healthy"]["color"], ls=":", label=f"largest smooth lr {fmt(best)}")
+            sweep.axvline(best, color=STYLE["healthy"]["color"], ls=":", label=f"best: {fmt(best)}")
         sweep.set_xscale("log")
         sweep.set_ylim(0, 1.35 * start)
         sweep.set_xlabel("learning rate (log)")
         sweep.set_ylabel("final validation loss")
-        sweep.set_title("each run's diagnosis (diverged runs at the top)")
-        sweep.legend(loc="lower left", fontsize=9, framealpha=0.9)
+        sweep.set_title("diagnoses (diverged: at the top)", fontsize=10)
+        legend_below(sweep, ncol=2)
 
     def _mark_height(self, run: History) -> float:
         end = _end_loss(run)
@@ -77,8 +77,8 @@ class SweepFigure:
         curves.plot(steps, val_loss, color=VAL_COLOR, lw=2, ls="--", label="validation")
         if h.diverged:
             curves.axvline(h.diverged_at, color=STYLE["diverging"]["color"], ls=":", label=f"NaN at step {h.diverged_at}")
-        curves.set_title(f"lr = {fmt(self.lrs[selected])}: {diagnose(h).tag}")
-        curves.legend(loc="upper right", fontsize=9, framealpha=0.9)
+        curves.set_title(f"lr = {fmt(self.lrs[selected])}: {diagnose(h).tag}", fontsize=10)
+        legend_below(curves, ncol=2)
         self.sweep.scatter([self.lrs[selected]], [self._mark_height(h)], s=160, facecolors="none", edgecolors="black", zorder=4)
 
 
