@@ -7,6 +7,7 @@ Runs take well under a second each, so the whole book executes in seconds.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 
@@ -119,18 +120,33 @@ def widget_sweep_summary() -> str:
     return sweep_summary({lr: runner.run(lr) for lr in DEFAULT_LRS}) + "."
 
 
-def race_summary() -> str:
-    """The optimizer race's static frames as a Markdown table: each optimizer's label at each lr."""
+@functools.cache
+def race_runs() -> dict[str, dict[float, History]]:
+    """The optimizer race's static runs (``optimizer_race(static=True)``'s settings): optimizer -> lr -> History."""
     from g2c.widgets.race import default_optimizers
     from g2c.widgets.runs import LR_GRID, Runs
 
     runner = Runs(None, None, None, steps=200)
-    optimizers = default_optimizers()
-    rows = ["| lr | " + " | ".join(optimizers) + " |", "| --- |" + " --- |" * len(optimizers)]
-    for lr in (x for x in LR_GRID if 1e-3 <= x <= 1.0):  # the static race's slider positions
-        tags = [label(runner.run(lr, weight_decay=0.0, optimizer=factory, key=name)) for name, factory in optimizers.items()]
-        rows.append(f"| {lr:g} | " + " | ".join(tags) + " |")
+    return {name: {lr: runner.run(lr, weight_decay=0.0, optimizer=factory, key=name) for lr in LR_GRID if 1e-3 <= lr <= 1.0}
+            for name, factory in default_optimizers().items()}
+
+
+def race_summary() -> str:
+    """The optimizer race's static frames as a Markdown table: each optimizer's label at each lr."""
+    runs = race_runs()
+    rows = ["| lr | " + " | ".join(runs) + " |", "| --- |" + " --- |" * len(runs)]
+    for lr in next(iter(runs.values())):  # the static race's slider positions
+        rows.append(f"| {lr:g} | " + " | ".join(label(by_lr[lr]) for by_lr in runs.values()) + " |")
     return "\n".join(rows)
+
+
+def race_ranges() -> str:
+    """For each optimizer of the race, the learning rates at which its run is healthy (Markdown)."""
+    parts = []
+    for name, by_lr in race_runs().items():
+        good = [lr for lr, h in by_lr.items() if diagnose(h).label == "healthy"]
+        parts.append(f"{name} at {_rates(good)}" if good else f"{name} at none of them")
+    return "Healthy runs: " + "; ".join(parts) + "."
 
 
 def lr_sweep_caption(runs: dict[float, History]) -> str:
