@@ -23,6 +23,7 @@ from g2c.data import regression, tokens
 from g2c.nn import MLP, TinyLM, seeded
 from g2c.training import SGD, AdamW, History, clip_grad_norm_, cosine_with_warmup, train
 from g2c.widgets import KINDS, STYLE, diagnose
+from g2c.widgets.diagnosis import ended
 from g2c.widgets.render import min_font_px
 from g2c.widgets.sweep import best_smooth_lr
 
@@ -229,6 +230,22 @@ def lr_sweep_answer(runs: dict[float, History]) -> str:
     return f"Keep **{best:g}**: it is the largest rate whose run is healthy with at most one spike.{verdict}{reason}"
 
 
+def sgd_vs_adamw_answer(runs: dict[str, History]) -> str:
+    """The answer to 'which run ends closest to the predict-the-mean loss?', from the runs."""
+    name, history = max(runs.items(), key=lambda item: ended(item[1].val_loss) / item[1].baseline_loss)
+    share = 100 * ended(history.val_loss) / history.baseline_loss
+    return (f"**{name}**: its validation loss ends at {share:.0f}% of the predict-the-mean loss (the median of its last "
+            f"three evaluations, as `diagnose` reads it), and `diagnose` calls it "
+            f"**{label(history)}**: {diagnose(history).reason}.")
+
+
+def early_stop_answer(history: History) -> str:
+    """The answer to 'where would early stopping stop?', from the overfitting panel's run."""
+    best = min(range(len(history.val_loss)), key=history.val_loss.__getitem__)
+    return (f"At step **{history.eval_steps[best]}**, where the validation loss is lowest ({history.val_loss[best]:.2f}); "
+            f"by step {history.eval_steps[-1]} it has risen to {history.val_loss[-1]:.2f} while the training loss kept falling.")
+
+
 def _grads(*shapes_and_values: torch.Tensor) -> list[torch.Tensor]:
     """Parameters whose ``.grad`` is the given tensor: what ``clip_grad_norm_`` sees after backward."""
     params = []
@@ -310,15 +327,20 @@ def schedule_figure(warmup_steps: int = 100, max_steps: int = 1000, max_lr: floa
 SHAPE_STEPS = 300
 
 
+def small_data_run() -> History:
+    """TinyLM on only 512 training pairs, every step on all of them: the overfitting panel's run."""
+    model = seeded(0, lambda: TinyLM(12, 2))
+    return train(model, tokens(n_train=512, batch_size=None), AdamW(model.parameters(), 3e-3), steps=SHAPE_STEPS)
+
+
 def curve_shape_runs() -> dict[str, History]:
     """One real run built to show each term of 'Reading curves', keyed by how it was built."""
-    healthy_data, small_data = tokens(), tokens(n_train=512, batch_size=None)
+    healthy_data = tokens()
     lm = lambda: seeded(0, lambda: TinyLM(12, 2))  # noqa: E731
     runs = {}
     model = lm()
     runs["TinyLM, AdamW lr 3e-3"] = train(model, healthy_data, AdamW(model.parameters(), 3e-3), steps=SHAPE_STEPS)
-    model = lm()
-    runs["TinyLM on only 512 training pairs, AdamW lr 3e-3"] = train(model, small_data, AdamW(model.parameters(), 3e-3), steps=SHAPE_STEPS)
+    runs["TinyLM on only 512 training pairs, AdamW lr 3e-3"] = small_data_run()
     model = seeded(0, lambda: MLP([2, 1]))
     runs["a linear model (no hidden layer) on the MLP's data, AdamW lr 1e-2"] = train(model, regression(), AdamW(model.parameters(), 1e-2), steps=SHAPE_STEPS)
     model = lm()

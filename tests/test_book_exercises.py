@@ -80,6 +80,14 @@ def schedule_at(step: int) -> float:
     return cosine_with_warmup(step, warmup_steps=100, max_steps=1000, max_lr=3e-3, min_lr=3e-4)
 
 
+def schedule_landmarks() -> tuple[int, int]:
+    """The first step at max_lr, and the first step from which the rate stays at min_lr (checked to 1200)."""
+    lrs = [schedule_at(t) for t in range(1200)]
+    peak = next(t for t, lr in enumerate(lrs) if lr == 3e-3)
+    floor = next(t for t in range(len(lrs)) if all(lr == 3e-4 for lr in lrs[t:]))
+    return peak, floor
+
+
 def decay_left() -> float:
     p = scalar(1.0)
     opt = AdamW([p], lr=1e-3, weight_decay=0.1)
@@ -105,6 +113,7 @@ ANSWERS: dict[str, Callable[[], tuple[float, ...]]] = {
     "answer-clipping-2": lambda: (spike_half_life(),),
     "answer-schedules-1": lambda: (schedule_at(550),),
     "answer-schedules-2": lambda: (schedule_at(1),),
+    "answer-schedules-3": schedule_landmarks,
     "answer-reading-curves-1": lambda: (regression().mean_loss(),),
     "answer-regularization-1": lambda: (decay_left(),),
     "answer-concepts-1": first_steps,

@@ -36,7 +36,7 @@ def tag(history) -> str:
 
 
 def text(fragment: str) -> str:
-    return " ".join(htmllib.unescape(re.sub(r"<[^>]+>", " ", fragment)).split()).replace(" ,", ",").replace(" .", ".").replace(" ;", ";").replace("( ", "(").replace(" )", ")")
+    return " ".join(htmllib.unescape(re.sub(r"<[^>]+>", " ", fragment)).split()).replace(" ,", ",").replace(" .", ".").replace(" ;", ";").replace(" :", ":").replace("( ", "(").replace(" )", ")")
 
 
 def page(name: str) -> str:
@@ -146,6 +146,13 @@ def test_sweep_widget_summary_and_frames_give_each_rate_its_label():
 def test_sgd_vs_adamw_caption_gives_each_run_its_label():
     shown = dict(re.findall(r"((?:SGD|AdamW) lr [\d.e-]+) ends at [\d.]+ \(([^)]+)\)", caption("optimizers.html", "fig-sgd-vs-adamw")))
     assert shown == {name: tag(h) for name, h in F.matched_runs().items()}
+
+
+@needs_book
+def test_sgd_vs_adamw_exercise_answer_names_the_runs_label():
+    words = text(page("optimizers.html"))
+    name, shown = re.search(r"((?:SGD|AdamW) lr [\d.e-]+): its validation loss ends at .*? calls it ([^:]+):", words).groups()
+    assert shown == tag(F.matched_runs()[name])
 
 
 def race_expected() -> dict[tuple[str, float], str]:

@@ -132,6 +132,11 @@ def _curves(train: History | Sequence[float], val: Sequence[float] | None, basel
     return t, v, baseline
 
 
+def ended(losses: Sequence[float]) -> float:
+    """Where a curve ended: the median of its last three evaluations, so one last spike does not decide."""
+    return float(np.median(np.asarray(losses, dtype=float)[-3:]))
+
+
 def count_spikes(t: np.ndarray, scale: float) -> int:
     """Eval-to-eval rises of the training loss by 20 % of its last value and 5 % of ``scale``."""
     rise = t[1:] - t[:-1]
@@ -158,7 +163,7 @@ def diagnose(train: History | Sequence[float], val: Sequence[float] | None = Non
     scale = baseline if baseline is not None else first
     spikes = count_spikes(t, scale)
     v = t if v is None else v
-    t_end, v_end = float(np.median(t[-3:])), float(np.median(v[-3:]))  # where the run ended: one last spike does not count
+    t_end, v_end = ended(t), ended(v)
     height = v_end / scale
     against = "the predict-the-mean loss" if baseline is not None else "its start"
     if t.max() > EXPLODE * first and height >= HIGH:
