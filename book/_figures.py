@@ -56,6 +56,7 @@ def mlp() -> MLP:
     return seeded(0, lambda: MLP([2, 32, 32, 1]))
 
 
+@functools.cache
 def sgd_run(lr: float, steps: int = SWEEP_STEPS) -> History:
     """Plain SGD on the regression MLP, one run per learning rate of the sweep figure."""
     model = mlp()
@@ -113,12 +114,10 @@ def sweep_summary(runs: dict[float, History]) -> str:
 
 
 def widget_sweep_summary() -> str:
-    """The sweep widget's runs (``lr_sweep``'s defaults) summed up by label, for the text beside it."""
-    from g2c.widgets.runs import Runs
+    """The sweep widget's runs (``lr_sweep``'s defaults: the same model, data, seed and steps as ``sgd_run``) by label."""
     from g2c.widgets.sweep import DEFAULT_LRS
 
-    runner = Runs(None, None, None, steps=200)
-    return sweep_summary({lr: runner.run(lr) for lr in DEFAULT_LRS}) + "."
+    return sweep_summary({lr: sgd_run(lr) for lr in DEFAULT_LRS}) + "."
 
 
 @functools.cache
@@ -237,13 +236,6 @@ def sgd_vs_adamw_answer(runs: dict[str, History]) -> str:
     return (f"**{name}**: its validation loss ends at {share:.0f}% of the predict-the-mean loss (the median of its last "
             f"three evaluations, as `diagnose` reads it), and `diagnose` calls it "
             f"**{label(history)}**: {diagnose(history).reason}.")
-
-
-def early_stop_answer(history: History) -> str:
-    """The answer to 'where would early stopping stop?', from the overfitting panel's run."""
-    best = min(range(len(history.val_loss)), key=history.val_loss.__getitem__)
-    return (f"At step **{history.eval_steps[best]}**, where the validation loss is lowest ({history.val_loss[best]:.2f}); "
-            f"by step {history.eval_steps[-1]} it has risen to {history.val_loss[-1]:.2f} while the training loss kept falling.")
 
 
 def _grads(*shapes_and_values: torch.Tensor) -> list[torch.Tensor]:

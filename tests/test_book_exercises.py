@@ -88,6 +88,17 @@ def schedule_landmarks() -> tuple[int, int]:
     return peak, floor
 
 
+def early_stop_step() -> int:
+    """The step of the lowest validation loss of the overfitting panel's run (TinyLM on 512 pairs)."""
+    import sys
+
+    sys.path.insert(0, str(BOOK))
+    import _figures
+
+    history = _figures.small_data_run()
+    return history.eval_steps[min(range(len(history.val_loss)), key=history.val_loss.__getitem__)]
+
+
 def decay_left() -> float:
     p = scalar(1.0)
     opt = AdamW([p], lr=1e-3, weight_decay=0.1)
@@ -116,6 +127,7 @@ ANSWERS: dict[str, Callable[[], tuple[float, ...]]] = {
     "answer-schedules-3": schedule_landmarks,
     "answer-reading-curves-1": lambda: (regression().mean_loss(),),
     "answer-regularization-1": lambda: (decay_left(),),
+    "answer-regularization-2": lambda: (early_stop_step(),),
     "answer-concepts-1": first_steps,
 }
 
