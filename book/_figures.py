@@ -42,7 +42,7 @@ plt.rcParams.update({
     "font.size": 12, "axes.titlesize": 13, "axes.labelsize": 12, "xtick.labelsize": 11.5, "ytick.labelsize": 11.5,
     "legend.fontsize": 11.5, "legend.framealpha": 0.9,
 })
-RUN_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442")  # Okabe-Ito
+RUN_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#882255")  # Okabe-Ito (its yellow is too faint on white: a wine red instead)
 RUN_STYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (1, 1)), (0, (8, 2)), (0, (3, 1, 1, 1, 1, 1)))
 
 
