@@ -63,7 +63,7 @@ def draw(example: dict, history: History, max_norm: float, lr: float) -> bytes:
         bars.axvline(edge, color="black", lw=0.5, ls=":")
     bars.axhline(0, color="black", lw=0.5)
     bars.set_xticks(list(range(n)))
-    bars.set_xlabel("gradient component (dotted: tensor boundary)")
+    bars.set_xlabel("component (dotted: tensor boundary)")
     bars.set_title(f"norm {example['before']:.2f} -> {example['after']:.2f}; cos {example['cos_global']:.3f} vs {example['cos_per_tensor']:.3f}", fontsize=10)
     legend_below(bars, ncol=1)
 

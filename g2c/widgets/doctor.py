@@ -36,6 +36,7 @@ def diagnosis_of(source: History | Curves) -> Diagnosis:
 def draw(source: History | Curves, title: str) -> bytes:
     x, train, val, baseline = curves_of(source)
     fig, (ax,) = new_figure(6.5, 4.2, legend_below=0.16)
+    fig.subplots_adjust(left=0.14)  # room for the ylabel
     ax.plot(x, train, color=TRAIN_COLOR, lw=2, label="train")
     ax.plot(x, val, color=VAL_COLOR, lw=2, ls="--", label="validation")
     if baseline is not None:

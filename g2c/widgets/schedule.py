@@ -19,7 +19,7 @@ def draw(warmup_steps: int, max_steps: int, max_lr: float, min_lr: float, schedu
     end = max(int(1.2 * max_steps), max_steps + 10)
     steps = list(range(end + 1))
     lrs = [float(schedule(s, warmup_steps=warmup_steps, max_steps=max_steps, max_lr=max_lr, min_lr=min_lr)) for s in steps]
-    fig, (ax,) = new_figure(8.0, 4.0, legend_below=0.12)
+    fig, (ax,) = new_figure(8.0, 4.2, legend_below=0.15)
     fig.subplots_adjust(left=0.14)  # room for the ylabel beside 0.003-style ticks
     ax.axvspan(0, warmup_steps, color="#fde9c9", label=f"warmup: {warmup_steps} steps")
     ax.axvspan(warmup_steps, max_steps, color="#dbe9f6", label=f"cosine decay to step {max_steps}")
