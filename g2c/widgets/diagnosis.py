@@ -143,15 +143,41 @@ def count_spikes(t: np.ndarray, scale: float) -> int:
     return int(((rise > SPIKE_JUMP * t[:-1]) & (rise > SPIKE_FLOOR * scale)).sum())
 
 
+def _overfitting(t: np.ndarray, v: np.ndarray, scale: float, bumps: str, spikes: int) -> Diagnosis | None:
+    """Train low, validation high: validation turned up from its minimum, or ended far above train."""
+    t_end, v_end = ended(t), ended(v)
+    best = int(np.argmin(v))
+    rise = v_end - v[best]
+    if rise > VAL_RISE * v[best] and rise > VAL_RISE_FLOOR * scale and best < len(v) - 2 and t_end <= 1.02 * t[best]:
+        return _verdict("overfitting", f"validation bottomed out at {v[best]:.3g} (point {best}) and ended {100 * rise / v[best]:.0f}% higher while the training loss kept falling{bumps}", spikes)
+    if v_end > GAP_RATIO * t_end and v_end - t_end > GAP_FLOOR * scale:
+        return _verdict("overfitting", f"the training loss ended at {t_end:.3g}, validation {v_end / t_end:.0f} times higher at {v_end:.3g}{bumps}", spikes)
+    return None
+
+
+def _still_high(t: np.ndarray, height: float, against: str, bumps: str, spikes: int) -> Diagnosis:
+    """Validation ended high: stalled if the loss barely moved or was still creeping down, underfit if it levelled off."""
+    first, t_end = t[0], ended(t)
+    drop = (first - t_end) / first
+    quarter = t[(3 * len(t)) // 4] - t_end
+    late = quarter / (first - t_end) if first > t_end else 0.0
+    if drop < FLAT:
+        return _verdict("stalled", f"the training loss fell only {100 * drop:.1f}% and validation ended at {100 * height:.0f}% of {against}{bumps}", spikes)
+    if late >= LEVELLED or quarter >= LEVELLED_END * t_end:
+        return _verdict("stalled", f"validation ended at {100 * height:.0f}% of {against} and the loss was still creeping down ({100 * late:.0f}% of its drop came in the last quarter){bumps}", spikes)
+    return _verdict("underfit", f"the training loss fell {100 * drop:.0f}% and levelled off ({100 * late:.0f}% of the drop in the last quarter) with validation at {100 * height:.0f}% of {against}{bumps}", spikes)
+
+
 def diagnose(train: History | Sequence[float], val: Sequence[float] | None = None, baseline: float | None = None) -> Diagnosis:
     """Name a run's curves with one of ``KINDS``: a ``History``, or evaluation-time train and val losses.
 
     The tests, in order (``TERMS`` says each in words): NaN/inf, or a training loss above 1.5x
-    its start with validation ending high -> diverging; validation 10 % above its minimum while train kept falling ->
-    overfitting; validation still above 60 % of ``baseline`` -> stalled if the loss barely
-    moved or was still falling in the last quarter, underfit if it fell and levelled off;
-    otherwise healthy. ``baseline`` defaults to the History's ``baseline_loss`` (the data's
-    predict-the-mean loss); without one the first training loss stands in for it.
+    its start with validation ending high -> diverging; validation 10 % above its minimum while
+    train kept falling, or far above train -> overfitting; validation still above 60 % of
+    ``baseline`` -> stalled if the loss barely moved or was still falling in the last quarter,
+    underfit if it fell and levelled off; otherwise healthy. ``baseline`` defaults to the
+    History's ``baseline_loss`` (the data's predict-the-mean loss); without one the first
+    training loss stands in for it. A run "ends" where ``ended`` says.
     """
     if isinstance(train, History) and train.diverged:  # its curves may be too short to read
         return _verdict("diverging", f"the loss became NaN/inf at step {train.diverged_at}")
@@ -159,33 +185,19 @@ def diagnose(train: History | Sequence[float], val: Sequence[float] | None = Non
     finite = np.isfinite(t) & (np.isfinite(v) if v is not None else True)
     if not finite.all():
         return _verdict("diverging", f"the loss became NaN/inf at point {int(np.argmin(finite))}")
-    first = t[0]
-    scale = baseline if baseline is not None else first
-    spikes = count_spikes(t, scale)
     v = t if v is None else v
-    t_end, v_end = ended(t), ended(v)
-    height = v_end / scale
+    scale = baseline if baseline is not None else t[0]
+    spikes = count_spikes(t, scale)
+    height = ended(v) / scale
     against = "the predict-the-mean loss" if baseline is not None else "its start"
-    if t.max() > EXPLODE * first and height >= HIGH:
-        return _verdict("diverging", f"the training loss rose from {first:.3g} to {t.max():.3g} and validation ended at {100 * height:.0f}% of {against}", spikes)
+    if t.max() > EXPLODE * t[0] and height >= HIGH:
+        return _verdict("diverging", f"the training loss rose from {t[0]:.3g} to {t.max():.3g} and validation ended at {100 * height:.0f}% of {against}", spikes)
     bumps = f"; the training loss spiked {spikes} time{'s' * (spikes != 1)}" if spikes else ""
-    best = int(np.argmin(v))
-    rise = v_end - v[best]
-    if rise > VAL_RISE * v[best] and rise > VAL_RISE_FLOOR * scale and best < len(v) - 2 and t_end <= 1.02 * t[best]:
-        return _verdict("overfitting", f"validation bottomed out at {v[best]:.3g} (point {best}) and ended {100 * rise / v[best]:.0f}% higher while the training loss kept falling{bumps}", spikes)
-    gap = v_end - t_end
-    if v_end > GAP_RATIO * t_end and gap > GAP_FLOOR * scale:
-        return _verdict("overfitting", f"the training loss ended at {t_end:.3g}, validation {v_end / t_end:.0f} times higher at {v_end:.3g}{bumps}", spikes)
-    drop = (first - t_end) / first
-    total = first - t_end
-    quarter = t[(3 * len(t)) // 4] - t_end
-    late = quarter / total if total > 0 else 0.0
+    overfit = _overfitting(t, v, scale, bumps, spikes)
+    if overfit is not None:
+        return overfit
     if height >= HIGH:
-        if drop < FLAT:
-            return _verdict("stalled", f"the training loss fell only {100 * drop:.1f}% and validation ended at {100 * height:.0f}% of {against}{bumps}", spikes)
-        if late >= LEVELLED or quarter >= LEVELLED_END * t_end:
-            return _verdict("stalled", f"validation ended at {100 * height:.0f}% of {against} and the loss was still creeping down ({100 * late:.0f}% of its drop came in the last quarter){bumps}", spikes)
-        return _verdict("underfit", f"the training loss fell {100 * drop:.0f}% and levelled off ({100 * late:.0f}% of the drop in the last quarter) with validation at {100 * height:.0f}% of {against}{bumps}", spikes)
+        return _still_high(t, height, against, bumps, spikes)
     return _verdict("healthy", f"validation ended at {100 * height:.0f}% of {against}, and neither loss turned up{bumps}", spikes)
 
 
