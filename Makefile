@@ -48,7 +48,7 @@ reset-notebook: $(STAMP)
 
 ## test-book: build the book (-W), then check it in headless chromium (offline, axe-core WCAG 2.1 AA, keyboard) and for published solutions
 test-book: book /usr/bin/chromium
-	G2C_TEST_BOOK=1 $(PY) -m pytest -q tests/test_book_browser.py tests/test_book_solutions.py tests/test_book_content.py
+	G2C_TEST_BOOK=1 $(PY) -m pytest -q tests/test_book_browser.py tests/test_book_solutions.py tests/test_book_content.py tests/test_book_labels.py tests/test_book_glossary.py tests/test_book_legibility.py tests/test_book_tryit.py
 
 # The browser tests drive Debian's chromium (playwright cannot download its own here).
 /usr/bin/chromium:

@@ -21,7 +21,7 @@ SECTIONS = [
     "SGD: one global scale", "AdamW’s effective step size", "Decoupled weight decay",
     "SGD vs AdamW under matched conditions", "Norms and scale", "Gradient clipping", "Warmup and cosine decay",
     "Reading curves", "Regularization and dropout", "Concepts to internalize", "What we don’t cover",
-    "What you’ll build", "How to run the tests", "Exercises", "Pitfalls to expect", "CPU notes", "Reading",
+    "What you’ll build", "How to run the tests", "Exercises", "Pitfalls to expect", "CPU notes", "M-series notes", "Reading",
     "Deliverable checklist",
 ]
 FIGURES = {"fig-lr-sweep", "fig-sgd-vs-adamw", "fig-clipping", "fig-schedule", "fig-curve-shapes"}

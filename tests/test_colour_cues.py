@@ -101,7 +101,9 @@ def figures_module():
 
 @pytest.mark.parametrize("name", ["lr_sweep_figure", "sgd_vs_adamw_figure", "clipping_figure", "schedule_figure", "curve_shapes_figure"])
 def test_book_figures_tell_curves_apart_without_colour(figures_module, name) -> None:
-    fig = getattr(figures_module, name)()
+    runs = {"lr_sweep_figure": "sweep_runs", "sgd_vs_adamw_figure": "matched_runs", "curve_shapes_figure": "curve_shape_runs"}
+    args = [getattr(figures_module, runs[name])()] if name in runs else []
+    fig = getattr(figures_module, name)(*args)
     assert not same_but_colour(fig), same_but_colour(fig)
     if name == "schedule_figure":
         assert {"warmup", "cosine decay", "floor"} <= {t.get_text() for t in fig.axes[0].texts}

@@ -26,7 +26,7 @@ from g2c.widgets import (
 )
 from g2c.widgets.clipping import clip_example
 from g2c.widgets.runs import Runs
-from g2c.widgets.sweep import best_smooth_lr, verdict
+from g2c.widgets.sweep import best_smooth_lr
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -112,7 +112,7 @@ def test_lr_sweep_readout_names_the_selected_lr_and_the_largest_smooth_lr():
     assert "lr 1: diverging" in panel.readout.value
     assert "Largest lr that still trains smoothly: <b>0.1</b>" in panel.readout.value
     panel.controls["lr"].value = "0.001"
-    assert "lr 0.001: underfit" in panel.readout.value
+    assert "lr 0.001: stalled" in panel.readout.value
 
 
 def test_quiz_new_curve_redraws_and_check_grades_exactly_one_answer_right():
@@ -146,14 +146,12 @@ def test_curve_doctor_labels_at_least_95_percent_of_generated_curves():
 
 
 def test_curve_doctor_labels_the_lr_sweeps_own_runs():
-    """The foundation's facts: plain SGD on regression crawls at 1e-3, learns at 0.1, diverges at >= 1."""
+    """The foundation's facts: plain SGD on regression stalls at 1e-3, trains at 0.1, diverges at >= 1."""
     runs = Runs(None, None, None, steps=200)
-    lrs = (1e-3, 0.1, 1.0, 3.0)
+    lrs = (1e-3, 0.1, 0.3, 1.0, 3.0)
     histories = [runs.run(lr) for lr in lrs]
-    assert diagnose(histories[0]).label in ("underfit", "stalled")
-    assert diagnose(histories[1]).label == "healthy"
-    assert diagnose(histories[2]).label == diagnose(histories[3]).label == "diverging"
-    assert [verdict(h) for h in histories] == ["crawls", "learns", "diverges", "diverges"]
+    assert [diagnose(h).label for h in histories] == ["stalled", "healthy", "healthy", "diverging", "diverging"]
+    assert diagnose(histories[2]).spikes > 1 and not diagnose(histories[2]).smooth  # 0.3 trains, but spikes
     assert best_smooth_lr(lrs, histories) == 0.1
 
 
@@ -164,16 +162,16 @@ def test_diagnose_names_an_overfitting_run_and_accepts_arrays_like_a_history():
     model = seeded(0, lambda: TinyLM(12, 2))
     history = train(model, tokens(n_train=512, batch_size=None), AdamW(model.parameters(), lr=3e-3), steps=300, eval_every=15)
     assert diagnose(history).label == "overfitting"
-    assert diagnose(history.eval_train_loss, history.val_loss) == diagnose(history)
+    assert diagnose(history.eval_train_loss, history.val_loss, history.baseline_loss) == diagnose(history)
     panel = curve_doctor(history)
     assert "overfitting" in panel.readout.value and "Next:" in panel.readout.value
-    assert curve_doctor(history.eval_train_loss, history.val_loss).readout.value == panel.readout.value
+    assert curve_doctor(history.eval_train_loss, history.val_loss, baseline=history.baseline_loss).readout.value == panel.readout.value
 
 
 def test_diagnose_reads_shapes_not_scales():
     rng = np.random.default_rng(7)
-    train_loss, val_loss = example_curves("overfitting", rng)
-    assert diagnose(train_loss * 100, val_loss * 100).label == diagnose(train_loss / 100, val_loss / 100).label == "overfitting"
+    train_loss, val_loss, baseline = example_curves("overfitting", rng)
+    assert diagnose(train_loss * 100, val_loss * 100, baseline * 100).label == diagnose(train_loss / 100, val_loss / 100, baseline / 100).label == "overfitting"
     flat = np.full(20, 2.0)
     assert diagnose(flat, flat).label == "stalled"
     assert diagnose([2.0, 1.5, float("nan"), float("nan")], [2.0, 1.6, 1.7, float("nan")]).label == "diverging"
@@ -272,7 +270,7 @@ def test_static_alt_texts_name_the_setting_and_the_numbers_of_each_frame(static)
     slider = sweep.controls["learning rate"]
     for label, page in zip(slider.options, sweep.stack.children):
         text = alt(page.children[0])
-        assert f"learning rate {label}, which" in text and re.search(r"train loss \d", text), text
+        assert f"learning rate {label}, diagnosed" in text and re.search(r"train loss \d", text), text
     race = static["optimizer_race"]
     for label, page in zip(race.controls["learning rate of every optimizer"].options, race.stack.children):
         text = alt(page.children[0])

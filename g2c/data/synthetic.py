@@ -1,7 +1,7 @@
 """Synthetic data: the same seed always gives the same split, so runs are comparable and repeatable.
 
-- ``regression``: noisy samples of a smooth 2-D function, for an ``MLP``. Plain SGD on it crawls
-  at small learning rates, learns at medium ones and blows up at large ones.
+- ``regression``: noisy samples of a smooth 2-D function, for an ``MLP``. Plain SGD on it stalls
+  at small learning rates, trains at medium ones and diverges at large ones.
 - ``tokens``: (previous ``context`` tokens -> next token) pairs whose next token follows a random
   order-``context`` Markov chain, for a ``TinyLM``. The best possible validation loss is the
   chain's entropy; with few training pairs a large enough model memorises them and validation
@@ -38,6 +38,22 @@ class Dataset:
 
     def loss(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.loss_fn(model(x), y)
+
+    @torch.no_grad()
+    def mean_loss(self) -> float:
+        """Validation loss of always predicting the training targets' mean: what "high" is judged against.
+
+        MSE: predict the mean target. Cross-entropy: predict the training split's class
+        frequencies (add-one smoothed, so an unseen class costs a finite loss). A model that
+        ends near this number has learned nothing about its inputs.
+        """
+        if self.train_y.is_floating_point():
+            guess = self.train_y.mean(0, keepdim=True).expand_as(self.val_y)
+            return self.loss_fn(guess, self.val_y).item()
+        classes = int(max(self.train_y.max(), self.val_y.max())) + 1
+        counts = torch.bincount(self.train_y, minlength=classes).float() + 1.0
+        logits = counts.log().expand(len(self.val_y), classes)
+        return self.loss_fn(logits, self.val_y).item()
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module) -> tuple[float, float]:

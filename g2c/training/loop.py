@@ -26,6 +26,7 @@ class History:
     eval_train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     diverged_at: int | None = None  # the step whose loss was NaN or inf
+    baseline_loss: float | None = None  # the data's predict-the-mean validation loss (Dataset.mean_loss)
 
     @property
     def diverged(self) -> bool:
@@ -79,7 +80,8 @@ def train(
         raise ValueError(f"eval_every must be a positive integer, got {eval_every!r}")
     if clip is not None and not clip > 0:
         raise ValueError(f"clip must be a positive max_norm or None, got {clip!r}")
-    history = History()
+    mean_loss = getattr(data, "mean_loss", None)
+    history = History(baseline_loss=mean_loss() if callable(mean_loss) else None)
     generator = torch.Generator().manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     max_norm = math.inf if clip is None else clip

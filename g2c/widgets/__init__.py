@@ -8,8 +8,11 @@ Five factories; each is callable with no arguments and returns an ``ipywidgets``
 - ``optimizer_race(model=None, data=None, *, steps=200, optimizers=None, lr=None, weight_decay=None, static=False)``
 - ``clipping_demo(model=None, data=None, *, steps=200, optimizer=None, grads=..., max_norm=1.0, lr=0.3, static=False)``
 - ``schedule_explorer(warmup_steps=100, max_steps=1000, max_lr=3e-3, min_lr=3e-4, *, static=False)``
-- ``curve_doctor(history=None, val=None, *, quiz=False, static=False)``; ``diagnose(...)`` is the
-  function behind it (labels: healthy, overfitting, underfit, stalled, diverging, lr too high).
+- ``curve_doctor(history=None, val=None, *, baseline=None, quiz=False, static=False)``.
+
+``diagnose(history)`` is the one classifier behind every label the widgets, the book's figures,
+captions and tables show; ``TERMS`` defines its five terms (diverging, overfitting, underfit,
+stalled, healthy) once, with the test that tells each from the curves and the next thing to try.
 
 ``model`` is a ``torch.nn.Module`` (copied per run) or a function building one; ``data`` a
 ``g2c.data.Dataset``; ``optimizer`` a factory called as ``optimizer(params, lr=...)`` (the race
@@ -75,7 +78,7 @@ buttons for Accordion headers. In a live Jupyter session the slider handles stay
 """
 
 from g2c.widgets.clipping import clipping_demo
-from g2c.widgets.diagnosis import KINDS, Diagnosis, diagnose, example_curves
+from g2c.widgets.diagnosis import KINDS, STYLE, TERMS, Diagnosis, diagnose, example_curves
 from g2c.widgets.doctor import curve_doctor
 from g2c.widgets.frames import Panel, Picture, frame_switcher
 from g2c.widgets.race import optimizer_race
@@ -83,6 +86,6 @@ from g2c.widgets.schedule import schedule_explorer
 from g2c.widgets.sweep import lr_sweep
 
 __all__ = [
-    "KINDS", "Diagnosis", "Panel", "Picture", "clipping_demo", "curve_doctor", "diagnose", "example_curves",
+    "KINDS", "STYLE", "TERMS", "Diagnosis", "Panel", "Picture", "clipping_demo", "curve_doctor", "diagnose", "example_curves",
     "frame_switcher", "lr_sweep", "optimizer_race", "schedule_explorer",
 ]

@@ -12,8 +12,9 @@ import torch
 
 from g2c.data import Dataset
 from g2c.training import History, clip_grad_norm_
+from g2c.widgets.diagnosis import diagnose
 from g2c.widgets.frames import SLIDER_STYLE, Panel, frame_switcher, guarded, png_image
-from g2c.widgets.render import curve_words, error_html, fmt, message_html, new_figure, to_png
+from g2c.widgets.render import curve_words, error_html, fmt, legend_below, message_html, new_figure, to_png
 from g2c.widgets.runs import ModelArg, OptimizerFactory, Runs, check_lr
 
 MAX_NORMS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -49,7 +50,7 @@ def clip_example(grads: Sequence[torch.Tensor], max_norm: float, clip: Callable[
 
 
 def draw(example: dict, history: History, max_norm: float, lr: float) -> bytes:
-    fig, (bars, run) = new_figure(9.5, 3.3, ncols=2)
+    fig, (bars, run) = new_figure(9.5, 4.8, ncols=2, legend_below=0.2)
     n = len(example["flat"])
     x = np.arange(n)
     width = 0.27
@@ -62,9 +63,9 @@ def draw(example: dict, history: History, max_norm: float, lr: float) -> bytes:
         bars.axvline(edge, color="black", lw=0.5, ls=":")
     bars.axhline(0, color="black", lw=0.5)
     bars.set_xticks(list(range(n)))
-    bars.set_xlabel("gradient component (dotted lines separate tensors)")
-    bars.set_title(f"norm {example['before']:.2f} -> {example['after']:.2f}; direction cos {example['cos_global']:.3f} vs {example['cos_per_tensor']:.3f}", fontsize=10)
-    bars.legend(fontsize=7, loc="lower left")
+    bars.set_xlabel("component (dotted: tensor boundary)")
+    bars.set_title(f"norm {example['before']:.2f} -> {example['after']:.2f}; cos {example['cos_global']:.3f} vs {example['cos_per_tensor']:.3f}", fontsize=10)
+    legend_below(bars, ncol=1)
 
     steps = range(len(history.grad_norm))
     run.semilogy(steps, history.grad_norm, color="#555555", lw=1, label="global grad norm (before clip)")
@@ -72,9 +73,9 @@ def draw(example: dict, history: History, max_norm: float, lr: float) -> bytes:
     run.scatter(fired, [history.grad_norm[i] for i in fired], color="#d62728", s=8, zorder=3, label="clipped")
     run.axhline(max_norm, color="#1f77b4", ls="--", label=f"max_norm {fmt(max_norm)}")
     note = f", NaN at step {history.diverged_at}" if history.diverged else ""
-    run.set_title(f"training at lr {fmt(lr)}: clipping fired on {100 * history.clip_rate:.0f}% of steps{note}", fontsize=10)
+    run.set_title(f"lr {fmt(lr)}: clipped on {100 * history.clip_rate:.0f}% of steps{note}", fontsize=10)
     run.set_xlabel("step")
-    run.legend(fontsize=7, loc="upper right")
+    legend_below(run, ncol=1)
     return to_png(fig)
 
 
@@ -102,7 +103,7 @@ def readout_html(example: dict, history: History, max_norm: float) -> str:
         f"global norm before <b>{example['before']:.3f}</b>, after <b>{example['after']:.3f}</b> (max_norm {fmt(max_norm)}), "
         f"shared scale <b>{example['scale']:.3f}</b>, cosine to the original direction <b>{example['cos_global']:.4f}</b>; "
         f"per-tensor clipping: norm {example['per_tensor_after']:.3f}, cosine <b>{example['cos_per_tensor']:.4f}</b>{bent}. "
-        f"Training run: clipping fired on {100 * rate:.0f}% of steps.{advice}",
+        f"Training run: clipping fired on {100 * rate:.0f}% of steps; diagnosis: <b>{diagnose(history).tag}</b>.{advice}",
         kind="warn" if advice else "info",
     )
 

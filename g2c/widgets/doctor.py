@@ -8,46 +8,58 @@ import ipywidgets as widgets
 import numpy as np
 
 from g2c.data import regression, tokens
-from g2c.nn import TinyLM
+from g2c.nn import MLP, TinyLM
 from g2c.training import SGD, AdamW, History
-from g2c.widgets.diagnosis import ACTIONS, KINDS, Diagnosis, diagnose, example_curves
+from g2c.widgets.diagnosis import ACTIONS, KINDS, STYLE, Diagnosis, diagnose, example_curves
 from g2c.widgets.frames import Panel, frame_switcher, guarded, png_image
-from g2c.widgets.render import TRAIN_COLOR, VAL_COLOR, curve_words, error_html, message_html, new_figure, to_png
+from g2c.widgets.render import TRAIN_COLOR, VAL_COLOR, curve_words, error_html, legend_below, message_html, new_figure, to_png
 from g2c.widgets.runs import Runs
 
 
-def curves_of(source: History | tuple[Sequence[float], Sequence[float]]) -> tuple[list[float], np.ndarray, np.ndarray]:
-    """(x, train, val) to plot: a History's evaluation steps, or evaluation indices for two arrays."""
+Curves = tuple  # (train, val) or (train, val, baseline) evaluation-time losses
+
+
+def curves_of(source: History | Curves) -> tuple[list[float], np.ndarray, np.ndarray, float | None]:
+    """(x, train, val, baseline) to plot: a History's evaluation steps, or evaluation indices for arrays."""
     if isinstance(source, History):
-        return list(source.eval_steps), np.asarray(source.eval_train_loss, float), np.asarray(source.val_loss, float)
-    train, val = (np.asarray(c, float) for c in source)
-    return list(range(len(train))), train, val
+        return list(source.eval_steps), np.asarray(source.eval_train_loss, float), np.asarray(source.val_loss, float), source.baseline_loss
+    train, val = (np.asarray(c, float) for c in source[:2])
+    return list(range(len(train))), train, val, (source[2] if len(source) > 2 else None)
 
 
-def draw(source: History | tuple[Sequence[float], Sequence[float]], title: str) -> bytes:
-    x, train, val = curves_of(source)
-    fig, (ax,) = new_figure(6.5, 3.0)
+
+def diagnosis_of(source: History | Curves) -> Diagnosis:
+    """``diagnose`` on a History or on (train, val[, baseline]) arrays."""
+    return diagnose(source) if isinstance(source, History) else diagnose(*source)
+
+
+def draw(source: History | Curves, title: str) -> bytes:
+    x, train, val, baseline = curves_of(source)
+    fig, (ax,) = new_figure(6.5, 4.2, legend_below=0.16)
+    fig.subplots_adjust(left=0.14)  # room for the ylabel
     ax.plot(x, train, color=TRAIN_COLOR, lw=2, label="train")
     ax.plot(x, val, color=VAL_COLOR, lw=2, ls="--", label="validation")
-    finite = np.concatenate([train[np.isfinite(train)], val[np.isfinite(val)]])
+    if baseline is not None:
+        ax.axhline(baseline, color="0.4", ls=":", lw=1.5, label="predict-the-mean loss")
+    finite = np.concatenate([train[np.isfinite(train)], val[np.isfinite(val)], [baseline or 0.0]])
     if len(finite):
         ax.set_ylim(0, min(finite.max(), 4 * finite[0]) * 1.1)
     if isinstance(source, History) and source.diverged:
-        ax.axvline(source.diverged_at, color="#d62728", ls=":", label=f"NaN at step {source.diverged_at}")
+        ax.axvline(source.diverged_at, color=STYLE["diverging"]["color"], ls="-.", label=f"NaN at step {source.diverged_at}")
     ax.set_xlabel("step" if isinstance(source, History) else "evaluation")
     ax.set_ylabel("loss")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title(title, fontsize=11)
+    legend_below(ax, ncol=2)
     return to_png(fig)
 
 
-def alt_text(source: History | tuple[Sequence[float], Sequence[float]], title: str) -> str:
+def alt_text(source: History | Curves, title: str) -> str:
     """What ``draw(source, title)`` shows, in numbers, and no verdict the title does not give.
 
     The static doctor lets a reader guess before opening the diagnosis: a reader who hears the
     picture gets its numbers, the same evidence a reader who sees it gets, and no more.
     """
-    x, train, val = curves_of(source)
+    x, train, val, _ = curves_of(source)
     unit = "step" if isinstance(source, History) else "evaluation"
     nan = f"; NaN at step {source.diverged_at}" if isinstance(source, History) and source.diverged else ""
     return (f"{title}: train loss (solid) and validation loss (dashed) against {unit}. "
@@ -55,22 +67,32 @@ def alt_text(source: History | tuple[Sequence[float], Sequence[float]], title: s
 
 
 def verdict_html(d: Diagnosis) -> str:
-    return message_html(f"<b>Diagnosis: {d.label}</b> ({d.reason}).<br><b>Next:</b> {d.action}", kind="ok" if d.label == "healthy" else "warn")
+    return message_html(f"<b>Diagnosis: {d.tag}</b> ({d.reason}).<br><b>Next:</b> {d.action}", kind="ok" if d.label == "healthy" else "warn")
 
 
-def examples(seed: int = 0) -> dict[str, History | tuple[np.ndarray, np.ndarray]]:
-    """Real runs of the course's loop (about 0.3 s) plus one generated curve per shape."""
+def example_runs(seed: int = 0) -> dict[str, History]:
+    """Five real runs of the course's loop (about 0.6 s), one made for each term."""
     sweep = Runs(None, regression(), SGD, steps=200, seed=seed)
     small = Runs(lambda: TinyLM(12, 2), tokens(n_train=512, batch_size=None), AdamW, steps=300, seed=seed)
-    found: dict[str, History | tuple[np.ndarray, np.ndarray]] = {
+    linear = Runs(lambda: MLP([2, 1]), regression(), AdamW, steps=300, seed=seed)
+    runs = {
         "run: SGD lr 0.001 on regression": sweep.run(1e-3),
         "run: SGD lr 0.1 on regression": sweep.run(0.1),
         "run: SGD lr 1 on regression": sweep.run(1.0),
         "run: AdamW lr 3e-3, 512 token pairs": small.run(3e-3),
+        "run: a linear model (no hidden layer), AdamW lr 0.01": linear.run(1e-2),
     }
+    order = np.random.default_rng(seed + 1).permutation(len(runs))  # shuffled: the order must not give the answers away
+    names = list(runs)
+    return {names[i]: runs[names[i]] for i in order}
+
+
+def examples(seed: int = 0) -> dict[str, History | Curves]:
+    """The real runs, then one generated curve per term, in shuffled order."""
+    found: dict[str, History | Curves] = dict(example_runs(seed))
     rng = np.random.default_rng(seed)
-    for kind in rng.permutation(KINDS):  # shuffled: the order must not give the answers away
-        found[f"drawn: example {len(found) - 3}"] = example_curves(str(kind), rng)
+    for n, kind in enumerate(rng.permutation(KINDS)):
+        found[f"drawn: example {n + 1}"] = example_curves(str(kind), rng)
     return found
 
 
@@ -79,13 +101,15 @@ def curve_doctor(
     history: History | Sequence[float] | None = None,
     val: Sequence[float] | None = None,
     *,
+    baseline: float | None = None,
     quiz: bool = False,
     seed: int = 0,
     static: bool = False,
 ) -> Panel:
     """Diagnose train/validation curves in the module's language.
 
-    - ``curve_doctor(history)`` or ``curve_doctor(train_losses, val_losses)``: that run's verdict.
+    - ``curve_doctor(history)`` or ``curve_doctor(train_losses, val_losses, baseline=...)``: that
+      run's verdict (``baseline``: the data's predict-the-mean loss; a History carries its own).
     - ``curve_doctor()``: a menu of real runs and drawn curves.
     - ``curve_doctor(quiz=True)``: "New curve" draws a fresh curve of a random shape; pick a
       diagnosis and press "Check".
@@ -93,11 +117,11 @@ def curve_doctor(
       "Diagnosis" so a reader can guess first (works with no kernel).
     """
     if history is not None:
-        source = history if isinstance(history, History) else (history, val)
+        source = history if isinstance(history, History) else (history, val, baseline)
         if not isinstance(history, History) and val is None:
             raise ValueError("pass validation losses too: curve_doctor(train_losses, val_losses)")
-        d = diagnose(*([source] if isinstance(source, History) else source))
-        title = f"diagnosis: {d.label}"
+        d = diagnosis_of(source)
+        title = f"diagnosis: {d.tag}"
         image = png_image(draw(source, title), alt_text(source, title))
         readout = widgets.HTML(verdict_html(d))
         return Panel([image, readout], image=image, readout=readout)
@@ -110,7 +134,7 @@ def curve_doctor(
     if static:
         frames, captions, alts = [], [], []
         for name in names:
-            d = diagnose(*([found[name]] if isinstance(found[name], History) else found[name]))
+            d = diagnosis_of(found[name])
             frames.append(draw(found[name], name))
             alts.append(alt_text(found[name], name))
             answer = widgets.Accordion(children=[widgets.HTML(verdict_html(d))], titles=("Diagnosis (open after you have guessed)",), selected_index=None)
@@ -125,7 +149,7 @@ def curve_doctor(
     def show(_change: object = None) -> None:
         source = found[menu.value]
         try:
-            d = diagnose(*([source] if isinstance(source, History) else source))
+            d = diagnosis_of(source)
             if menu.value not in pictures:
                 pictures[menu.value] = draw(source, menu.value)
             image.show(pictures[menu.value], alt_text(source, menu.value))
@@ -152,7 +176,7 @@ def _quiz(seed: int) -> Panel:
         curves = example_curves(kind, rng)
         state["kind"], state["curves"] = kind, curves
         found = diagnose(*curves)  # the truth is the shape drawn; the doctor's reason when it agrees
-        state["diagnosis"] = Diagnosis(kind, ACTIONS[kind], found.reason if found.label == kind else f"drawn as {kind}")
+        state["diagnosis"] = found if found.label == kind else Diagnosis(kind, ACTIONS[kind], f"drawn as {kind}")
         title = f"curve {state.setdefault('count', 0) + 1}: what is wrong, if anything?"  # type: ignore[operator]
         image.show(draw(curves, title), alt_text(curves, title))
         state["count"] = int(state["count"]) + 1  # type: ignore[arg-type]

@@ -12,11 +12,12 @@ from g2c.data import Dataset
 from g2c.training import SGD, AdamW, History
 from g2c.widgets.diagnosis import diagnose
 from g2c.widgets.frames import SLIDER_STYLE, Panel, frame_switcher, guarded, png_image
-from g2c.widgets.render import curve_words, error_html, fmt, message_html, new_figure, png_with
+from g2c.widgets.render import MIN_FONT_PT, curve_words, error_html, fmt, message_html, new_figure, png_with
 from g2c.widgets.runs import LR_GRID, ModelArg, OptimizerFactory, Runs, check_lr, finite_curve
 
 WD_GRID = (0.0, 1e-3, 1e-2, 1e-1)
-COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00")  # Okabe-Ito: colour-blind safe
+STYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (1, 1)))  # and apart in greyscale
 MARKERS = ("o", "s", "^", "D", "v", "P")  # one shape per optimizer: colour is never the only cue
 
 
@@ -38,7 +39,7 @@ class RaceFigure:
     """
 
     def __init__(self, steps: int):
-        self.fig, (self.left, self.right) = new_figure(9.0, 3.2, ncols=2)
+        self.fig, (self.left, self.right) = new_figure(9.0, 4.6, ncols=2, legend_below=0.17)
         for ax, title in ((self.left, "train loss"), (self.right, "validation loss")):
             ax.set_xlim(0, steps)  # fixed, so frames compare at a glance
             ax.set_xlabel("step")
@@ -49,16 +50,16 @@ class RaceFigure:
 
     def _add_curves(self, results: dict[str, tuple[float, float, History]]) -> None:
         top = max(h.eval_train_loss[0] for _, _, h in results.values())  # the start, or a higher end that is no NaN
-        for (name, (lr, wd, h)), color, marker in zip(results.items(), COLORS, MARKERS):
+        for (name, (lr, wd, h)), color, style, marker in zip(results.items(), COLORS, STYLES, MARKERS):
             steps, train_loss, val_loss = finite_curve(h)
-            label = f"{name} (lr {fmt(lr)}, wd {fmt(wd)})" + (" NaN" if h.diverged else "")
-            self.left.plot(steps, train_loss, color=color, lw=2, marker=marker, ms=5, markevery=4, label=label)
-            self.right.plot(steps, val_loss, color=color, lw=2, ls="--", marker=marker, ms=5, markevery=4)
+            label = f"{name} (lr {fmt(lr)}, wd {fmt(wd)}): {diagnose(h).tag}"
+            self.left.plot(steps, train_loss, color=color, lw=2, ls=style, marker=marker, ms=5, markevery=4, label=label)
+            self.right.plot(steps, val_loss, color=color, lw=2, ls=style, marker=marker, ms=5, markevery=4)
             if not h.diverged:
                 top = max([top, *train_loss[-1:], *val_loss[-1:]])
         for ax in (self.left, self.right):
             ax.set_ylim(0, 1.3 * top)
-        self.left.legend(loc="upper right", fontsize=8)
+        self.left.legend(loc="upper left", bbox_to_anchor=(0.0, -0.3), ncol=1, frameon=False, fontsize=MIN_FONT_PT)
 
 
 def alt_text(results: dict[str, tuple[float, float, History]]) -> str:
@@ -77,7 +78,7 @@ def table(results: dict[str, tuple[float, float, History]]) -> str:
     for name, (lr, wd, h) in results.items():
         d = diagnose(h)
         end = "NaN" if h.diverged else f"{h.eval_train_loss[-1]:.4f} / {h.val_loss[-1]:.4f}"
-        rows.append(f"<tr><td>{html.escape(name)}</td><td>{fmt(lr)}</td><td>{fmt(wd)}</td><td>{end}</td><td>{d.label}</td></tr>")
+        rows.append(f"<tr><td>{html.escape(name)}</td><td>{fmt(lr)}</td><td>{fmt(wd)}</td><td>{end}</td><td>{d.tag}</td></tr>")
     head = "<tr><th>optimizer</th><th>lr</th><th>weight decay</th><th>final train / val</th><th>diagnosis</th></tr>"
     return f'<table style="font-family:sans-serif;font-size:13px;border-collapse:separate;border-spacing:12px 2px">{head}{"".join(rows)}</table>'
 

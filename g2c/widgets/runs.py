@@ -21,7 +21,7 @@ LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
 
 
 def default_model() -> torch.nn.Module:
-    """The sweep's MLP for ``regression()``: SGD crawls at 1e-3, learns at 0.1, diverges at 1."""
+    """The sweep's MLP for ``regression()``: SGD stalls at 1e-3, is healthy at 0.1, diverges at 1."""
     return MLP([2, 32, 32, 1])
 
 

@@ -8,7 +8,7 @@ import ipywidgets as widgets
 
 from g2c.training import cosine_with_warmup
 from g2c.widgets.frames import SLIDER_STYLE, Panel, frame_switcher, guarded, png_image
-from g2c.widgets.render import error_html, fmt, message_html, new_figure, to_png
+from g2c.widgets.render import error_html, fmt, legend_below, message_html, new_figure, to_png
 
 WARMUPS = (0, 25, 50, 100, 200, 400, 800)
 Schedule = Callable[..., float]  # called as schedule(step, *, warmup_steps, max_steps, max_lr, min_lr)
@@ -25,21 +25,22 @@ def draw(warmup_steps: int, max_steps: int, max_lr: float, min_lr: float, schedu
     """The curve of ``schedule`` (g2c's ``cosine_with_warmup`` by default) over its three shaded, named phases."""
     steps, lrs = curve(warmup_steps, max_steps, max_lr, min_lr, schedule)
     end = steps[-1]
-    fig, (ax,) = new_figure(8.0, 3.0)
-    ax.axvspan(0, warmup_steps, color="#fde9c9", label=f"warmup: 0 -> max_lr in {warmup_steps} steps")
-    ax.axvspan(warmup_steps, max_steps, color="#dbe9f6", label=f"cosine decay: max_lr -> min_lr by step {max_steps}")
-    ax.axvspan(max_steps, end, color="#e6e6e6", label=f"floor: min_lr {fmt(min_lr)}")
+    fig, (ax,) = new_figure(8.0, 4.2, legend_below=0.15)
+    fig.subplots_adjust(left=0.14)  # room for the ylabel beside 0.003-style ticks
+    ax.axvspan(0, warmup_steps, color="#fde9c9", label=f"warmup: {warmup_steps} steps")
+    ax.axvspan(warmup_steps, max_steps, color="#dbe9f6", label=f"cosine decay to step {max_steps}")
+    ax.axvspan(max_steps, end, color="#e6e6e6", label="floor: min_lr")
     for start, stop, name in ((0, warmup_steps, "warmup"), (warmup_steps, max_steps, "cosine decay"), (max_steps, end, "floor")):
         if stop > start:  # named inside the phase too, so the shading's colour is not the only cue
-            ax.text((start + stop) / 2, 0.04 * max_lr, name, ha="center", fontsize=8, color="#333333")
+            ax.text((start + stop) / 2, 0.04 * max_lr, name, ha="center", fontsize=9, color="#333333")
     ax.plot(steps, lrs, color="black", lw=2)
     ax.axhline(max_lr, color="#d62728", ls=":", lw=1)
     ax.set_xlim(0, end)
     ax.set_ylim(0, 1.1 * max_lr)
     ax.set_xlabel("step")
     ax.set_ylabel("learning rate")
-    ax.set_title(f"cosine_with_warmup(step, warmup_steps={warmup_steps}, max_steps={max_steps}, max_lr={fmt(max_lr)}, min_lr={fmt(min_lr)})", fontsize=9)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title(f"warmup_steps={warmup_steps}, max_steps={max_steps}, max_lr={fmt(max_lr)}, min_lr={fmt(min_lr)}", fontsize=10)
+    legend_below(ax, ncol=3)
     return to_png(fig)
 
 

@@ -1,4 +1,4 @@
-"""``lr_sweep``: one model, one seed, learning rates spaced by powers of about 3; crawl, learn, diverge."""
+"""``lr_sweep``: one model, one seed, learning rates spaced by powers of about 3, each run named by ``diagnose``."""
 
 from __future__ import annotations
 
@@ -9,25 +9,17 @@ import ipywidgets as widgets
 
 from g2c.data import Dataset
 from g2c.training import History
-from g2c.widgets.diagnosis import diagnose
+from g2c.widgets.diagnosis import KINDS, STYLE, diagnose
 from g2c.widgets.frames import SLIDER_LAYOUT, SLIDER_STYLE, Panel, frame_switcher, guarded, png_image
-from g2c.widgets.render import TRAIN_COLOR, VAL_COLOR, curve_words, error_html, fmt, message_html, new_figure, png_with
+from g2c.widgets.render import TRAIN_COLOR, VAL_COLOR, curve_words, error_html, fmt, legend_below, message_html, new_figure, png_with
 from g2c.widgets.runs import ModelArg, OptimizerFactory, Runs, check_lrs, finite_curve
 
 DEFAULT_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
-VERDICTS = {"healthy": "learns", "overfitting": "learns", "underfit": "crawls", "stalled": "crawls", "diverging": "diverges", "lr too high": "diverges"}
-VERDICT_COLORS = {"crawls": "#7f7f7f", "learns": "#2ca02c", "diverges": "#d62728"}
-VERDICT_MARKERS = {"crawls": "s", "learns": "o", "diverges": "x"}  # shape as well as colour tells the marks apart
-
-
-def verdict(history: History) -> str:
-    """crawls, learns or diverges: the sweep's mark for one run, from ``diagnose``."""
-    return VERDICTS[diagnose(history).label]
 
 
 def best_smooth_lr(lrs: Sequence[float], runs: Sequence[History]) -> float | None:
-    """The largest lr whose run learns smoothly (the module's rule for picking from a sweep)."""
-    good = [lr for lr, h in zip(lrs, runs) if diagnose(h).label in ("healthy", "overfitting")]
+    """The largest lr whose run trains smoothly (``Diagnosis.smooth``): the module's rule for picking from a sweep."""
+    good = [lr for lr, h in zip(lrs, runs) if diagnose(h).smooth]
     return max(good) if good else None
 
 
@@ -37,14 +29,14 @@ def _end_loss(history: History) -> float:
 
 
 class SweepFigure:
-    """Left: train/val curves of the selected lr over faint other runs. Right: the sweep's marks.
+    """Left: train/val curves of the selected lr over faint other runs. Right: each run's diagnosis.
 
     Everything but the selected run is drawn once; ``png(i)`` adds run ``i`` and renders.
     """
 
     def __init__(self, lrs: Sequence[float], runs: Sequence[History]):
         self.lrs, self.runs = lrs, runs
-        self.fig, (self.curves, self.sweep) = new_figure(9.0, 3.4, ncols=2)
+        self.fig, (self.curves, self.sweep) = new_figure(9.0, 4.4, ncols=2, legend_below=0.12)
         start = runs[0].eval_train_loss[0]
         self.top = 1.3 * start
         curves, sweep = self.curves, self.sweep
@@ -56,20 +48,20 @@ class SweepFigure:
         curves.set_xlabel("step")
         curves.set_ylabel("loss")
 
+        labels = [diagnose(run).label for run in runs]
+        for lr, run, label in zip(lrs, runs, labels):
+            sweep.scatter([lr], [self._mark_height(run)], s=45, zorder=3, **STYLE[label])
+        for label in (k for k in KINDS if k in labels):  # a legend entry only for labels the sweep has
+            sweep.scatter([], [], label=label, **STYLE[label])
         best = best_smooth_lr(lrs, runs)
-        for lr, run in zip(lrs, runs):
-            mark = verdict(run)
-            sweep.scatter([lr], [self._mark_height(run)], color=VERDICT_COLORS[mark], marker=VERDICT_MARKERS[mark], s=40, zorder=3)
-        for mark, color in VERDICT_COLORS.items():
-            sweep.scatter([], [], color=color, marker=VERDICT_MARKERS[mark], label="diverges / bounces" if mark == "diverges" else mark)
         if best is not None:
-            sweep.axvline(best, color="#2ca02c", ls=":", label=f"largest smooth lr {fmt(best)}")
+            sweep.axvline(best, color=STYLE["healthy"]["color"], ls=":", label=f"best: {fmt(best)}")
         sweep.set_xscale("log")
         sweep.set_ylim(0, 1.35 * start)
         sweep.set_xlabel("learning rate (log)")
         sweep.set_ylabel("final validation loss")
-        sweep.set_title("the sweep (x: diverged)")
-        sweep.legend(loc="upper left", fontsize=8)
+        sweep.set_title("diagnoses (diverged: at the top)", fontsize=10)
+        legend_below(sweep, ncol=2)
 
     def _mark_height(self, run: History) -> float:
         end = _end_loss(run)
@@ -84,10 +76,9 @@ class SweepFigure:
         curves.plot(steps, train_loss, color=TRAIN_COLOR, lw=2, label="train")
         curves.plot(steps, val_loss, color=VAL_COLOR, lw=2, ls="--", label="validation")
         if h.diverged:
-            curves.axvline(h.diverged_at, color="#d62728", ls=":", label=f"NaN at step {h.diverged_at}")
-        diagnosis = diagnose(h)
-        curves.set_title(f"lr = {fmt(self.lrs[selected])}: {VERDICTS[diagnosis.label]} ({diagnosis.label})")
-        curves.legend(loc="upper right", fontsize=8)
+            curves.axvline(h.diverged_at, color=STYLE["diverging"]["color"], ls=":", label=f"NaN at step {h.diverged_at}")
+        curves.set_title(f"lr = {fmt(self.lrs[selected])}: {diagnose(h).tag}", fontsize=10)
+        legend_below(curves, ncol=2)
         self.sweep.scatter([self.lrs[selected]], [self._mark_height(h)], s=160, facecolors="none", edgecolors="black", zorder=4)
 
 
@@ -97,12 +88,14 @@ def alt_text(lrs: Sequence[float], runs: Sequence[History], selected: int) -> st
     d = diagnose(h)
     steps, train_loss, val_loss = finite_curve(h)
     nan = f"; NaN from step {h.diverged_at}" if h.diverged else ""
-    groups = {mark: [fmt(x) for x, run in zip(lrs, runs) if verdict(run) == mark] for mark in VERDICT_COLORS}
-    marks = "; ".join(f"{mark} at {', '.join(found)}" for mark, found in groups.items() if found)
+    groups: dict[str, list[str]] = {}
+    for x, run in zip(lrs, runs):
+        groups.setdefault(diagnose(run).label, []).append(fmt(x))
+    marks = "; ".join(f"{term} at {', '.join(found)}" for term, found in groups.items())
     best = best_smooth_lr(lrs, runs)
     pick = f"the largest lr that trains smoothly is {fmt(best)}" if best is not None else "no lr trains smoothly"
     return (
-        f"Left: loss against step at learning rate {lr}, which {VERDICTS[d.label]} ({d.label}): "
+        f"Left: loss against step at learning rate {lr}, diagnosed {d.tag}: "
         f"{curve_words('train loss', steps, train_loss)}; {curve_words('validation loss', steps, val_loss)}{nan}. "
         f"Right: final validation loss of the sweep's {len(lrs)} learning rates from {fmt(lrs[0])} to {fmt(lrs[-1])}, "
         f"lr {lr} circled: {marks}; {pick}."
@@ -113,7 +106,7 @@ def caption(lrs: Sequence[float], runs: Sequence[History], selected: int) -> str
     d = diagnose(runs[selected])
     best = best_smooth_lr(lrs, runs)
     pick = f"Largest lr that still trains smoothly: <b>{fmt(best)}</b>." if best is not None else "No lr in this sweep trains smoothly."
-    return message_html(f"<b>lr {fmt(lrs[selected])}: {d.label}</b> ({d.reason}). {d.action}<br>{pick}", kind="ok" if d.label == "healthy" else "warn")
+    return message_html(f"<b>lr {fmt(lrs[selected])}: {d.tag}</b> ({d.reason}). {d.action}<br>{pick}", kind="ok" if d.label == "healthy" else "warn")
 
 
 @guarded("lr_sweep")
@@ -128,10 +121,10 @@ def lr_sweep(
     seed: int = 0,
     static: bool = False,
 ) -> Panel:
-    """Learning-rate sweep: the same seeded model trained once per lr, curves and verdicts.
+    """Learning-rate sweep: the same seeded model trained once per lr, curves and diagnoses.
 
     Defaults: ``MLP([2, 32, 32, 1])`` on ``regression()`` with plain SGD, 200 steps; lrs
-    1e-4 ... 3 spaced by powers of about 3 (plain SGD crawls, learns, then diverges).
+    1e-4 ... 3 spaced by powers of about 3 (plain SGD stalls, trains, then diverges).
     ``optimizer(params, lr=...)`` builds the optimizer (e.g. ``g2c.training.AdamW`` or
     ``torch.optim.AdamW``). Every run is made at build time, so the slider only redraws.
     ``static=True``: frames for every lr, switched in the browser (no kernel needed).
