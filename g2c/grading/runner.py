@@ -119,10 +119,16 @@ def _client_class():
             return None
 
         async def _async_handle_timeout(self, timeout, cell=None):
+            """Interrupt the cell; a kernel still busy at the next cell's timeout ignores interrupts
+            (SIGINT caught or blocked): stop it, rather than let every later cell wait in its queue."""
             self.timed_out = True
-            return await super()._async_handle_timeout(timeout, cell)
+            reply = await super()._async_handle_timeout(timeout, cell)
+            if getattr(self, "previous_timed_out", False):
+                await self.km.shutdown_kernel(now=True)
+            return reply
 
         async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+            self.previous_timed_out = getattr(self, "timed_out", False)
             self.timed_out = False
             cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
             if self.timed_out:  # say why it stopped, below the KeyboardInterrupt the interrupt printed
