@@ -168,12 +168,15 @@ def run(payload: dict) -> None:
         interrupt_on_timeout=True, record_timing=False, iopub_timeout=int(payload.get("cell_timeout", 60)),
         raise_on_iopub_timeout=False, startup_timeout=60, error_on_timeout=_timeout_error(payload.get("cell_timeout", 60)),
     )
+    finished = False
     try:
         client.execute()
+        finished = True
     finally:
         try:
             os.killpg(pid, signal.SIGKILL)
             os.waitpid(pid, 0)  # reaped here, so the sandbox's init counts only what the student left
         except (ProcessLookupError, ChildProcessError):
             pass
-        os.write(out, b'{"done": true}\n')
+        if finished:  # every cell ran; without it the grader reports a kernel that died (or was stopped) halfway
+            os.write(out, b'{"done": true}\n')
