@@ -130,9 +130,6 @@ def build_root(box: Box) -> None:
             os.symlink(os.readlink(name), new / name.lstrip("/"))
         elif os.path.isdir(name):
             _bind_read_only(name, new / name.lstrip("/"))
-    for path, fd in sorted(sources.items()):  # the package after the venv that may hold it
-        _bind_read_only(f"/proc/self/fd/{fd}", new / str(path).lstrip("/"))
-        os.close(fd)
     dev = new / "dev"
     dev.mkdir()
     mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755")
@@ -144,6 +141,10 @@ def build_root(box: Box) -> None:
     for folder, size in ((dev / "shm", "64m"), (new / "tmp", "256m"), (new / "var" / "tmp", "64m")):
         folder.mkdir(parents=True)
         mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
+    # After the fresh tmpfs mounts: a venv or repository under /tmp is bound on top of them, not hidden.
+    for path, fd in sorted(sources.items()):  # the package after the venv that may hold it
+        _bind_read_only(f"/proc/self/fd/{fd}", new / str(path).lstrip("/"))
+        os.close(fd)
     (new / "proc").mkdir()
     mount("proc", new / "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     os.chdir(new)

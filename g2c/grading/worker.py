@@ -36,12 +36,10 @@ import nbformat
 
 from g2c.grading.feedback import HIDDEN
 from g2c.grading.notebook_build import ASSIGNMENT, NOTEBOOK, PROBE_PREAMBLE, PROBED_CELLS, WIDGET_TAG
+from g2c.grading.runner import MAX_IMAGES, MAX_TEXT, TRUNCATED  # the runner caps first; the grader again
 
 MAX_RECORD = 8 * 2**20  # bytes of probe data read
 MAX_NOTEBOOK_RUN = 64 * 2**20  # bytes of executed cells read
-MAX_TEXT = 20_000  # characters of text output kept per cell
-MAX_IMAGES = 2_000_000  # characters of base64 images kept per cell
-TRUNCATED = "\n[g2c: output truncated]\n"
 SKIP_TAG = "skip-execution"  # nbclient's default skip_cells_with_tag
 STUDENT = "student"  # the id in each job's private course (nbgrader reads real ids as glob patterns)
 _one_at_a_time = threading.Lock()  # nbgrader uses process-wide state
