@@ -775,12 +775,16 @@ def test_the_plain_wrong_implementation_scores_nothing(batch):
     assert autograded(batch["rows"]["wrong"]) == {c: 0.0 for c in AUTOGRADED}
 
 
+# honest answers whose probe hung late: what was recorded before the hang is verified and counts
+VERIFIED_BEFORE_A_HANG = {"honest-hangs-in-a-late-scenario": ("adamw", "clip")}
+
+
 def test_no_attack_scores_more_than_its_plain_wrong_implementation(batch):
     graded = batch["rows"]
     base = autograded(graded["wrong"])
     gains = {}
     for student, row in graded.items():
-        if student in HONEST or student == "wrong":
+        if student in HONEST or student in VERIFIED_BEFORE_A_HANG or student == "wrong":
             continue
         more = {c: v for c, v in autograded(row).items() if v > base[c]}
         if more:
@@ -936,3 +940,12 @@ def test_a_run_killed_halfway_resumes_with_what_is_missing(tmp_path):
     assert all(json.loads((out / "results" / f"{s}.json").read_text())["score"] == FULL for s in "abc")
     assert not list(out.rglob("*.partial"))
     assert our_leftovers() == []
+
+
+def test_a_hang_late_in_the_probe_keeps_only_what_was_verified_before_it(batch):
+    for student, parts in VERIFIED_BEFORE_A_HANG.items():
+        row = batch["rows"][student]
+        assert row["status"] == "timeout"
+        verified = {gid for part in parts for gid, *_ in build.TEST_CELLS[part]}
+        for gid, points in build.autograded_points().items():
+            assert float(row[gid]) == (points if gid in verified else 0), (student, gid)
