@@ -307,7 +307,7 @@ def schedule_figure(warmup_steps: int = 100, max_steps: int = 1000, max_lr: floa
     ax.axvspan(warmup_steps, max_steps, color="#0072B2", alpha=0.06, label="cosine decay")
     ax.axvspan(max_steps, steps[-1], color="0.5", alpha=0.10, label="floor: min_lr")
     for start, stop, name in ((0, warmup_steps, "warmup"), (warmup_steps, max_steps, "cosine decay"), (max_steps, steps[-1], "floor")):
-        ax.text((start + stop) / 2, 0.5 * max_lr, name, ha="center", rotation=90 if stop - start < 150 else 0, fontsize=9, color="0.25")
+        ax.text((start + stop) / 2, 0.5 * max_lr, name, ha="center", rotation=90 if stop - start < 150 else 0, color="0.25")
     ax.axhline(max_lr, color="0.6", ls=":", lw=1)
     ax.axhline(min_lr, color="0.6", ls=":", lw=1)
     ax.set_xticks([warmup_steps, max_steps], [f"warmup_steps\n= {warmup_steps}", f"max_steps\n= {max_steps}"])

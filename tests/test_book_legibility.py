@@ -40,13 +40,17 @@ def min_font_px(png: bytes) -> float:
     return float(text["min-font-px"])
 
 
+FRAME_PNG = re.compile(r'<img class="g2c-frame"[^>]* src="data:image/png;base64,([^"]+)"')
+
+
 def widget_frames(page: str) -> list[bytes]:
     """Every PNG frame embedded in the page's widget state."""
     match = re.search(r'<script type="application/vnd.jupyter.widget-state\+json">(.*?)</script>', page, re.S)
     if not match:
         return []
     state = json.loads(match.group(1))["state"]
-    return [base64.b64decode(m["buffers"][0]["data"]) for m in state.values() if m["model_name"] == "ImageModel" and m.get("buffers")]
+    values = [m["state"].get("value", "") for m in state.values() if m["model_name"] == "HTMLModel"]  # frames are Pictures
+    return [base64.b64decode(data) for value in values for data in FRAME_PNG.findall(str(value))]
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +66,9 @@ def browser():
 MEASURE = """() => {
     const body = parseFloat(getComputedStyle(document.querySelector('article p, main p')).fontSize);
     const shown = img => img.offsetParent !== null && img.clientWidth > 0;
-    const figures = [...document.querySelectorAll('figure img, .cell_output img')].filter(img => !img.classList.contains('widget-image') && shown(img))
+    const figures = [...document.querySelectorAll('figure img, .cell_output img')].filter(img => !img.classList.contains('g2c-frame') && shown(img))
         .map(img => ({src: img.src, drawn: img.getBoundingClientRect().width, natural: img.naturalWidth}));
-    const widgets = [...document.querySelectorAll('img.widget-image')].filter(shown)
+    const widgets = [...document.querySelectorAll('img.g2c-frame')].filter(shown)
         .map(img => ({drawn: img.getBoundingClientRect().width, natural: img.naturalWidth}));
     return {body, figures, widgets};
 }"""
@@ -78,7 +82,7 @@ def test_no_figure_text_below_the_floor(browser, name: str, screen: str) -> None
     try:
         page = context.new_page()
         page.goto(path.as_uri(), wait_until="load")
-        page.locator("img.widget-image").first.wait_for(state="visible", timeout=15_000)
+        page.locator("img.g2c-frame").first.wait_for(state="visible", timeout=15_000)
         found = page.evaluate(MEASURE)
     finally:
         context.close()
