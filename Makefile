@@ -38,9 +38,9 @@ bench: $(STAMP)
 bench-grading: $(STAMP)
 	$(PY) tests/benchmarks/bench_grading.py $(or $(N),8)
 
-## notebook: open your exercise notebook (student/03b-training/training.ipynb) in Jupyter
+## notebook: open your exercise notebook (student/03b-training/training.ipynb) in Jupyter, instructor tools hidden
 notebook: $(STAMP)
-	$(BIN)/jupyter notebook "$$($(BIN)/g2c workspace)"
+	$(BIN)/g2c notebook
 
 ## reset-notebook: archive your notebook under a timestamped name and start from a fresh copy
 reset-notebook: $(STAMP)

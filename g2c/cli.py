@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
 import sys
 from datetime import datetime
@@ -10,6 +12,8 @@ from pathlib import Path
 
 ASSIGNMENT = "03b-training"
 NOTEBOOK = "training.ipynb"
+# nbgrader's instructor tools: students get the assignment list and Validate, not these.
+INSTRUCTOR_ONLY = ("@jupyter/nbgrader:create-assignment", "@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:course-list")
 
 
 def repo_root() -> Path:
@@ -33,6 +37,30 @@ def workspace(root: Path) -> Path:
     if not (dest / NOTEBOOK).exists():
         shutil.copytree(_kit(root), dest, dirs_exist_ok=True)
     return dest / NOTEBOOK
+
+
+def student_jupyter_config(root: Path) -> Path:
+    """A Jupyter config folder, ``student/.jupyter``, whose page config hides nbgrader's instructor tools
+    (Create Assignment, Formgrader, Courses) from the student's Jupyter; added to ``JUPYTER_CONFIG_PATH``."""
+    folder = root / "student" / ".jupyter"
+    page_config = folder / "labconfig" / "page_config.json"
+    page_config.parent.mkdir(parents=True, exist_ok=True)
+    page_config.write_text(json.dumps({"disabledExtensions": dict.fromkeys(INSTRUCTOR_ONLY, True)}, indent=2) + "\n")
+    return folder
+
+
+def student_environment(root: Path) -> dict[str, str]:
+    """The environment the student's Jupyter runs in: this venv first on PATH, instructor tools hidden."""
+    extra = [str(student_jupyter_config(root)), os.environ.get("JUPYTER_CONFIG_PATH", "")]
+    bin_dir = str(Path(sys.executable).parent)
+    return {**os.environ, "JUPYTER_CONFIG_PATH": os.pathsep.join(filter(None, extra)), "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def open_notebook(root: Path) -> None:
+    """``g2c notebook``: the student's workspace notebook in Jupyter Notebook (replaces this process)."""
+    notebook = workspace(root)
+    jupyter = str(Path(sys.executable).with_name("jupyter"))
+    os.execve(jupyter, [jupyter, "notebook", str(notebook)], student_environment(root))
 
 
 def reset_notebook(root: Path, now: datetime | None = None) -> tuple[Path | None, Path]:
@@ -78,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="g2c", description="Module 03B (Training) tools.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("workspace", help="copy the student kit to student/03b-training/ (once) and print the notebook path")
+    commands.add_parser("notebook", help="open your workspace notebook in Jupyter (nbgrader's instructor tools hidden)")
     commands.add_parser("reset-notebook", help="archive your notebook under a timestamped name and restore a fresh copy")
     grade = commands.add_parser("autograde", help="autograde every submission with nbgrader, in parallel sandboxes: grades.csv and redacted feedback")
     grade.add_argument("assignment", choices=[ASSIGNMENT])
@@ -125,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "workspace":
         print(workspace(root))
+    elif args.command == "notebook":
+        open_notebook(root)
     elif args.command == "reset-notebook":
         archived, current = reset_notebook(root)
         if archived:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -59,9 +60,17 @@ def test_the_seven_exercises_come_in_order_with_graded_cells():
     for grade_id in set(graded) - set(build.MANUAL_CELLS):
         cell = graded[grade_id]
         assert cell.metadata.nbgrader["locked"] and cell.metadata.nbgrader["points"] > 0
-        assert cell.source.startswith("%%ipytest") and "### BEGIN HIDDEN TESTS" in cell.source, grade_id
+        assert cell.source.startswith("%%check") and "### BEGIN HIDDEN TESTS" in cell.source, grade_id
     assert graded["why_adamw"].cell_type == "markdown" and "Module 10" in nb.cells[nb.cells.index(graded["why_adamw"]) - 1].source
-    assert "ipytest.autoconfig(raise_on_error=True" in nb.cells[1].source
+    assert "%load_ext g2c.checks" in nb.cells[1].source
+
+
+def test_every_code_cell_but_the_setup_lets_run_all_go_on():
+    nb = nbformat.read(KIT / "training.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            goes_on = build.GOES_ON in cell.metadata.get("tags", [])
+            assert goes_on != (cell.metadata.get("nbgrader", {}).get("grade_id") == "setup"), cell.source[:60]
 
 
 def test_every_pitfall_test_of_the_contract_is_shown_once_and_every_probe_decides_one_cell():
@@ -78,7 +87,7 @@ def test_every_pitfall_test_of_the_contract_is_shown_once_and_every_probe_decide
 def test_visible_checks_are_cut_from_the_contract_file():
     code = build.contract_code(["test_adamw_matches_torch_float64_over_many_steps"])
     contract = (ROOT / "tests" / "test_training.py").read_text()
-    for name in ("def race_torch", "def make_params", "def twins", "def assert_params_close", "ADAMW_SETTINGS =", "SHAPES ="):
+    for name in ("def race_torch", "def make_params", "def twins", "def differs", "ADAMW_SETTINGS =", "SHAPES ="):
         assert name in code
     for block in code.split("\n\n\n"):
         assert block in contract
@@ -91,7 +100,9 @@ def test_release_kit_has_its_files_and_no_solution_line():
     secrets = {line for text in TRAINING_SOURCES.values() for line in solution_lines(text)}
     source_cells = nbformat.read(SOURCE, as_version=4).cells
     given = {line.strip() for cell in source_cells for line in strip_solutions(cell.source).splitlines()}
-    secrets |= {line for cell in source_cells for line in solution_lines(cell.source)} - given  # e.g. plt.show() is given too
+    given |= {line.strip() for line in (ROOT / "tests" / "test_training.py").read_text().splitlines()}  # the public contract
+    secrets |= {line for cell in source_cells for line in solution_lines(cell.source)}
+    secrets -= given  # e.g. plt.show() and `with torch.no_grad():` are given too
     for path in KIT.rglob("*"):
         if path.is_file():
             text = path.read_text()
@@ -113,9 +124,10 @@ def run_kit(kit: Path) -> tuple[int, int]:
 def test_untouched_kit_gives_7_passed_14_failed_and_tests_the_notebook(tmp_path):
     kit = tmp_path / "03b-training"
     shutil.copytree(KIT, kit)
-    assert run_kit(kit) == (7, 14)
+    promised = re.search(r"untouched kit: (\d+) passed, (\d+) failed", (ROOT / "README.md").read_text()).groups()
+    assert run_kit(kit) == (build.given_tests(), len(build.graded_tests())) == tuple(map(int, promised))
     shutil.copyfile(SOURCE, kit / "training.ipynb")  # a student who wrote our solution
-    assert run_kit(kit) == (21, 0)
+    assert run_kit(kit) == (len(build.contract_names()), 0)
 
 
 # ---------------------------------------------------------------- widget cells, in a real kernel
@@ -150,26 +162,134 @@ def test_widget_cells_sit_in_their_exercises_with_a_prompt_and_are_not_graded():
     assert "optimizers={" in cells["optimizer_race"][1].source and "AdamW" in cells["optimizer_race"][1].source
 
 
-def execute(notebook: Path, folder: Path, allow_errors: bool) -> tuple[nbformat.NotebookNode, float]:
-    """Run a copy of ``notebook`` as ``folder/training.ipynb`` (where the hidden checks look), like Run All."""
+def execute(notebook: nbformat.NotebookNode, folder: Path) -> tuple[nbformat.NotebookNode, float]:
+    """Save ``notebook`` as ``folder/training.ipynb`` and run it as Jupyter's Run All does: an error
+    stops the run unless its cell is tagged ``raises-exception`` (nbclient honours the tag as Notebook 7 does)."""
     from nbclient import NotebookClient
 
     folder.mkdir()
-    shutil.copyfile(notebook, folder / "training.ipynb")
+    nbformat.write(notebook, folder / "training.ipynb")
     nb = nbformat.read(folder / "training.ipynb", as_version=4)
-    client = NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=allow_errors,
+    client = NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=False,
                             store_widget_state=True, resources={"metadata": {"path": str(folder)}})
     start = time.perf_counter()
     client.execute()
     return nb, time.perf_counter() - start
 
 
+# One pitfall in each answer, each caught by tests of its own cell only (tests/test_pitfalls.py proves it for all).
+NOTEBOOK_PITFALLS = {"adamw": "no_bias_correction", "clip": "clip_each_parameter_alone", "schedule": "schedule_no_floor"}
+
+
+def with_pitfalls() -> nbformat.NotebookNode:
+    """The released notebook with the answer cells written, each with one of NOTEBOOK_PITFALLS."""
+    from g2c.grading import pitfalls
+
+    texts = {pitfalls.ANSWERS[a][0]: pitfalls.mutated_source(a, (name,)) for a, name in NOTEBOOK_PITFALLS.items()}
+    answers = build.answer_sources(texts)
+    nb = nbformat.read(KIT / "training.ipynb", as_version=4)
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in answers:
+            cell.source = answers[grade_id]
+    return nb
+
+
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
-    """The solution notebook (must not raise anywhere) and the untouched release, one after the other:
-    two kernels side by side on two cores ran 2.5x slower (torch threads fight)."""
+    """The solution notebook, the untouched release and the release with three pitfalls, each Run All,
+    one after the other: two kernels side by side on two cores ran 2.5x slower (torch threads fight)."""
     tmp = tmp_path_factory.mktemp("executed")
-    return {"solution": execute(SOURCE, tmp / "solution", False), "release": execute(KIT / "training.ipynb", tmp / "release", True)}
+    notebooks = {"solution": nbformat.read(SOURCE, as_version=4), "release": nbformat.read(KIT / "training.ipynb", as_version=4),
+                 "pitfalls": with_pitfalls()}
+    return {name: execute(nb, tmp / name) for name, nb in notebooks.items()}
+
+
+def errors(nb) -> dict[str, list[str]]:
+    """grade_id (or cell index) -> the lines of each error a cell shows, ANSI colours removed."""
+    found = {}
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.output_type == "error":
+                key = cell.metadata.get("nbgrader", {}).get("grade_id", str(i))
+                found[key] = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in out.traceback]
+    return found
+
+
+def headlines(lines: list[str]) -> list[str]:
+    return [line.removeprefix("✗ ") for line in lines if line.startswith("✗ ")]
+
+
+def contract_headlines(answers: dict[str, str]) -> dict[str, str]:
+    """test name -> first line of its failure, from the contract run in this process on ``answers`` (grade id -> pitfall)."""
+    from test_pitfalls import OBJECT_OF, failures
+
+    from g2c.grading import pitfalls
+
+    return failures({OBJECT_OF[a]: pitfalls.build(a, (name,)) for a, name in answers.items()})
+
+
+def check_cells(nb) -> dict[str, nbformat.NotebookNode]:
+    return {c.metadata.nbgrader["grade_id"]: c for c in nb.cells if c.cell_type == "code" and c.source.startswith("%%check")}
+
+
+@pytest.mark.slow
+def test_run_all_reaches_every_cell_and_widget_of_the_untouched_kit(executed):
+    nb, seconds = executed["release"]
+    assert all(c.execution_count for c in nb.cells if c.cell_type == "code"), "Run All stopped before the end"
+    for factory, (_, cell) in widget_cells(nb).items():
+        assert any(WIDGET_VIEW in out.get("data", {}) for out in cell.outputs), f"{factory} shows no widget"
+    print(f"\nuntouched kit, Run All: {seconds:.1f} s")
+
+
+@pytest.mark.slow
+def test_an_unwritten_answer_says_not_written_yet_first_in_every_check_cell(executed):
+    nb, _ = executed["release"]
+    shown = errors(nb)
+    for grade_id, cell in check_cells(nb).items():
+        lines = shown[grade_id]
+        assert lines[0].startswith("✗ not written yet: "), (grade_id, lines[:2])
+        assert len(headlines(lines)) == cell.source.count("\ndef test_"), grade_id  # one block per failing test
+        assert not any("Traceback" in line or "ipytest" in line or "\\n" in line for line in lines), (grade_id, lines)
+
+
+@pytest.mark.slow
+def test_check_cells_name_the_pitfall_of_their_own_cell_only(executed):
+    nb, _ = executed["pitfalls"]
+    expected = contract_headlines(NOTEBOOK_PITFALLS)
+    shown = errors(nb)
+    tests_of = {grade_id: tests for cells in build.TEST_CELLS.values() for grade_id, _, tests, _ in cells}
+    for grade_id, tests in tests_of.items():
+        failing = [expected[t] for t in tests if t in expected]
+        if failing:
+            assert headlines(shown[grade_id]) == failing, grade_id
+        else:
+            assert grade_id not in shown and "passed: " in "".join(o.get("text", "") for o in check_cells(nb)[grade_id].outputs), grade_id
+    assert {t for t in expected} == {t for tests in tests_of.values() for t in tests if t in expected}
+    assert all(c.execution_count for c in nb.cells if c.cell_type == "code"), "Run All stopped before the end"
+
+
+def test_kit_pytest_reports_the_same_first_lines(tmp_path):
+    kit = tmp_path / "03b-training"
+    shutil.copytree(KIT, kit)
+    nbformat.write(with_pitfalls(), kit / "training.ipynb")
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_training.py"],
+                         cwd=kit, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "1000"}).stdout
+    summary = dict(re.findall(r"^FAILED tests/test_training.py::(\w+) - (.+)$", out, re.M))
+    assert summary == contract_headlines(NOTEBOOK_PITFALLS)
+
+
+@pytest.mark.slow
+def test_validate_lists_the_same_messages(tmp_path):
+    """What nbgrader's Validate button shows (its server handler calls Validator.validate)."""
+    from nbgrader.validator import Validator
+
+    nbformat.write(with_pitfalls(), tmp_path / "training.ipynb")
+    failed = Validator().validate(str(tmp_path / "training.ipynb"))["failed"]
+    listed = [h for cell in failed for h in headlines(re.sub(r"\x1b\[[0-9;]*m", "", cell["raw_error"]).splitlines())]
+    expected = contract_headlines(NOTEBOOK_PITFALLS)
+    unset = [f"not written yet: {name} is not defined (write its cell and run it)" for name in ("p1", "diagnosis")]
+    assert sorted(listed) == sorted([*expected.values(), *unset])
 
 
 def widget_html(nb, cell) -> str:
@@ -185,18 +305,21 @@ def widget_html(nb, cell) -> str:
     return "\n".join(texts)
 
 
+@pytest.mark.slow
 def test_solution_notebook_runs_top_to_bottom_with_working_widgets(executed):
     nb, seconds = executed["solution"]
+    assert not errors(nb) and all("passed: " in "".join(o.get("text", "") for o in c.outputs) for c in check_cells(nb).values())
     for factory, (_, cell) in widget_cells(nb).items():
         assert ERROR_BOX not in widget_html(nb, cell), f"{factory} shows an error with the reference solution"
     assert "your AdamW" in widget_html(nb, widget_cells(nb)["optimizer_race"][1])
     print(f"\nsolution notebook top to bottom: {seconds:.1f} s")
 
 
+@pytest.mark.slow
 def test_release_widget_cells_never_raise_and_the_stub_is_named_inside_the_widget(executed):
     nb, _ = executed["release"]
-    errors = {cell.metadata.get("nbgrader", {}).get("grade_id") for cell in nb.cells if any(o.output_type == "error" for o in cell.get("outputs", []))}
-    assert "adamw" not in errors and "test_adamw_matches_torch" in errors  # the stub is there and its tests fail
+    failed = errors(nb)
+    assert "adamw" not in failed and "test_adamw_matches_torch" in failed  # the stub is there and its tests fail
     for factory, (_, cell) in widget_cells(nb).items():
         assert not any(out.output_type == "error" for out in cell.outputs), f"{factory} cell raised"
         shown = widget_html(nb, cell)

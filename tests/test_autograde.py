@@ -208,7 +208,7 @@ def test_feedback_never_shows_hidden_tests(graded):
     rows, out, _ = graded
     values = build.by_hand_values()
     leaks = ["BEGIN HIDDEN TESTS", "graded outside your notebook", "_hidden", "verdict", "check(", "test_p1_value",
-             repr(values["right"]), repr(values["adam_l2"]), "regularize or stop early&#x27;, &#x27;C"]
+             repr(values["right"]), repr(values["adam_l2"]), "overfitting&#x27;, &#x27;C"]
     for student in rows:
         html = feedback(out, student)
         found = [leak for leak in leaks if leak in html and not (student == "by-hand-adam-l2" and leak == repr(values["adam_l2"]))]

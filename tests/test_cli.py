@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +53,39 @@ def test_autograde_with_a_folder_that_is_not_the_course_is_a_clear_message(tmp_p
     with pytest.raises(SystemExit, match="not the course repository .*pass --course"):
         autograde(tmp_path, tmp_path / "submitted", tmp_path / "out")
     assert not (tmp_path / "out").exists()  # nothing written before the check
+
+
+@pytest.mark.slow
+def test_the_students_jupyter_hides_nbgrader_instructor_tools(course):
+    """A real Jupyter server started as `g2c notebook` starts it: its page config (what the front end
+    loads) disables Create Assignment, Formgrader and Courses, and keeps Validate and the assignment list."""
+    import json
+    import re
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    from g2c.cli import INSTRUCTOR_ONLY, student_environment
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("jupyter")), "notebook", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+         "--IdentityProvider.token=t", "--allow-root", f"--ServerApp.root_dir={course}"],
+        env=student_environment(course), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(120):
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/tree?token=t", timeout=2).read().decode()
+                break
+            except OSError:
+                time.sleep(0.5)
+        config = json.loads(re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', page, re.S)[1])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    disabled = config["disabledExtensions"]
+    assert set(INSTRUCTOR_ONLY) <= set(disabled)
+    assert not {"@jupyter/nbgrader:validate-assignment", "@jupyter/nbgrader:assignment-list"} & set(disabled)

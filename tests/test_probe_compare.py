@@ -10,7 +10,6 @@ from __future__ import annotations
 import array
 import ast
 import base64
-import importlib.util
 import json
 import re
 import subprocess
@@ -19,9 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
+import test_pitfalls as TP  # its correct-but-different implementations (ALT_REGIONS)
 
 from g2c.grading import compare, pitfalls, probe
-from g2c.grading.notebook_build import DIAGNOSIS, answer_sources, by_hand_values
+from g2c.grading.notebook_build import answer_sources, by_hand_values, diagnosis_key
 from g2c.grading.regions import strip_solutions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,15 +31,6 @@ SEED = 20261126
 ALL = set(probe.SCENARIOS)
 
 
-def _load_test_pitfalls():
-    """tests/test_pitfalls.py's correct-but-different implementations (ALT_*), without copying them."""
-    spec = importlib.util.spec_from_file_location("_g2c_test_pitfalls", ROOT / "tests" / "test_pitfalls.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-TP = _load_test_pitfalls()
 
 
 def obj(module: str, text: str):
@@ -53,7 +44,7 @@ def student(optim: str | None = None, clip: str | None = None, schedule: str | N
     """A notebook namespace: the reference answers unless replaced, the right p1 and diagnosis."""
     texts = {"optim": optim, "clip": clip, "schedule": schedule}
     namespace = {OBJECTS[m]: obj(m, texts[m] or SOURCES[m]) for m in OBJECTS}
-    namespace |= {"p1": by_hand_values()["right"], "diagnosis": dict(DIAGNOSIS)}
+    namespace |= {"p1": by_hand_values()["right"], "diagnosis": dict(diagnosis_key())}
     return namespace | extra
 
 
@@ -127,9 +118,9 @@ def test_two_pitfalls_of_one_answer_cost_only_their_own_cells():
 
 def test_different_correct_implementations_pass_everything():
     alternative = student(
-        TP.replace_region(SOURCES["optim"], TP.ALT_ADAMW_STEP),
-        TP.replace_region(SOURCES["clip"], TP.ALT_CLIP),
-        TP.replace_region(SOURCES["schedule"], TP.ALT_SCHEDULE),
+        TP.with_region("adamw", TP.ALT_REGIONS["adamw"]),
+        TP.with_region("clip", TP.ALT_REGIONS["clip"]),
+        TP.with_region("schedule", TP.ALT_REGIONS["schedule"]),
     )
     for seed in (SEED, 1, 2):
         checks = verdicts(alternative, seed)
@@ -138,13 +129,13 @@ def test_different_correct_implementations_pass_everything():
 
 def test_do_nothing_passes_nothing():
     nothing = student(
-        TP.replace_region(SOURCES["optim"], "        pass\n"),
-        TP.replace_region(SOURCES["clip"], "    return torch.tensor(0.0)\n"),
-        TP.replace_region(SOURCES["schedule"], "    return 0.0\n"),
+        TP.with_region("adamw", "        pass\n"),
+        TP.with_region("clip", "    return torch.tensor(0.0)\n"),
+        TP.with_region("schedule", "    return 0.0\n"),
         p1=0.0, diagnosis={},
     )
     assert failed(verdicts(nothing)) == ALL
-    leaves_all = student(clip=TP.replace_region(SOURCES["clip"], "    return None\n"))
+    leaves_all = student(clip=TP.with_region("clip", "    return None\n"))
     assert {n for n in failed(verdicts(leaves_all)) if n.startswith("clip")} == {n for n in ALL if n.startswith("clip")}
 
 
@@ -234,7 +225,7 @@ def test_delegation_flags_every_route(source):
 def test_delegation_leaves_honest_answers_alone():
     for grade_id, source in answer_sources().items():
         assert compare.delegation(grade_id, source) is None, grade_id
-    alt = TP.replace_region(SOURCES["optim"], TP.ALT_ADAMW_STEP)  # torch._foreach_* is fine
+    alt = TP.with_region("adamw", TP.ALT_REGIONS["adamw"])  # torch._foreach_* is fine
     assert compare.delegation("adamw", alt) is None
     assert compare.delegation("adamw", "def broken(:\n") is None  # the probe reports the cell's SyntaxError
     prose = 'import math\n\ndef f(model):\n    """Same as torch.optim.AdamW, written by hand."""\n    model.eval()\n    return math.sqrt(2)\n'
@@ -338,16 +329,16 @@ def test_by_hand_and_diagnosis():
     assert "Adam + L2" in verdicts(student(p1=values["adam_l2"]))["by_hand_p1"].message
     assert "bias correction" in verdicts(student(p1=values["no_bias_correction"]))["by_hand_p1"].message
     assert not verdicts(student(p1=float("nan")))["by_hand_p1"].passed
-    misread = dict(DIAGNOSIS, A="lower the learning rate")
+    misread = dict(diagnosis_key(), A="healthy")
     check = verdicts(student(diagnosis=misread))["diagnosis"]
-    assert not check.passed and "['A']" in check.message and DIAGNOSIS["A"] not in check.message.split(":")[0]
-    assert not verdicts(student(diagnosis=dict(DIAGNOSIS, E="train longer")))["diagnosis"].passed
-    assert not verdicts(student(diagnosis=list(DIAGNOSIS)))["diagnosis"].passed
+    assert not check.passed and "['A']" in check.message and diagnosis_key()["A"] not in check.message.split(":")[0]
+    assert not verdicts(student(diagnosis=dict(diagnosis_key(), E="healthy")))["diagnosis"].passed
+    assert not verdicts(student(diagnosis=list(diagnosis_key())))["diagnosis"].passed
 
 
 def test_decide_is_fast():
-    nothing = student(TP.replace_region(SOURCES["optim"], "        pass\n"), TP.replace_region(SOURCES["clip"], "    return None\n"),
-                      TP.replace_region(SOURCES["schedule"], "    return 0.0\n"))
+    nothing = student(TP.with_region("adamw", "        pass\n"), TP.with_region("clip", "    return None\n"),
+                      TP.with_region("schedule", "    return 0.0\n"))
     for namespace in (student(), nothing, student() | pitfalls.namespace("adamw", ("no_bias_correction", "adam_l2"))):
         for seed in (11, 12):  # a fresh seed: nothing cached for it yet
             record = compare.parse_record(lines_of(namespace, seed))
@@ -393,7 +384,7 @@ def test_run_records_on_the_saved_stdout_only(tmp_path):
         "setup": "%matplotlib inline\nimport math\nimport torch\nprint('setup output must not reach the record')",
         "cells": [["adamw", answers["adamw"]], ["broken", "import os\nos.write(2, b'noise')\nraise ValueError('boom')"], ["clip", answers["clip"]],
                   ["schedule", SLOW_SCHEDULE], ["adamw_by_hand_answer", f"p1 = {by_hand_values()['right']!r}\n!ls\nprint(p1)"],
-                  ["diagnosis_answer", f"print('noise')\ndiagnosis = {DIAGNOSIS!r}"]],
+                  ["diagnosis_answer", f"print('noise')\ndiagnosis = {diagnosis_key()!r}"]],
         "scenarios": list(probe.SCENARIOS),
         "scenario_seconds": 2.0,  # generous: a loaded machine must not time out the others
     }

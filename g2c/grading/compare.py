@@ -450,17 +450,18 @@ def _decide_by_hand(got: Any, record: dict) -> Check:
 
 
 def _decide_diagnosis(got: Any, record: dict) -> Check:
-    from g2c.grading.notebook_build import DIAGNOSIS
+    from g2c.grading.notebook_build import diagnosis_key
 
+    key = diagnosis_key()
     if _is_error(got):
         return _unreadable("diagnosis", got, record)
     given = got.get("diagnosis") if isinstance(got, dict) else None
-    if not isinstance(given, dict) or sorted(given) != sorted(DIAGNOSIS):
-        return Check(False, f"diagnosis needs exactly the keys {', '.join(sorted(DIAGNOSIS))}")
-    wrong = [curve for curve in DIAGNOSIS if given.get(curve) != DIAGNOSIS[curve]]
+    if not isinstance(given, dict) or sorted(given) != sorted(key):
+        return Check(False, f"diagnosis needs exactly the keys {', '.join(sorted(key))}")
+    wrong = [curve for curve in key if given.get(curve) != key[curve]]
     if wrong:
-        return Check(False, f"curves {wrong} are misread: falling together means train longer, a rising validation "
-                            "loss overfitting, a crawl a too-small lr, a blow-up a too-large lr")
+        return Check(False, f"curves {wrong} are misread: hold each against the five terms' tests (the curve doctor's "
+                            "Check explains them): loss explodes, validation turns up, both level off high, both barely move")
     return PASS
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import math
 import os
 import re
@@ -28,6 +29,7 @@ from pathlib import Path
 import nbformat
 
 from g2c.grading import path_with_this_environment
+from g2c.widgets.diagnosis import KINDS
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSIGNMENT = "03b-training"
@@ -81,6 +83,16 @@ def contract_names() -> list[str]:
     return re.findall(r"^def (test_\w+)", CONTRACT.read_text(), re.M)
 
 
+def graded_tests() -> list[str]:
+    """The contract tests shown in the notebook's test cells: the parts students write."""
+    return [test for cells in TEST_CELLS.values() for _, _, tests, _ in cells for test in tests]
+
+
+def given_tests() -> int:
+    """How many contract tests pass on the untouched kit: those of the code students receive written."""
+    return len(contract_names()) - len(graded_tests())
+
+
 def hidden_part(scenarios: list[str]) -> str:
     """A test cell's hidden part: inert text naming the probes that decide its points.
 
@@ -94,12 +106,37 @@ MANUAL_CELLS = {"lr_choice": 1, "schedule_phases": 1, "why_adamw": 2}
 
 # Exercise 2: one scalar AdamW step.
 BY_HAND = dict(p=1.0, g=0.5, lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1)
-# Exercise 7: curve -> next action.
-ACTIONS = ["train longer", "raise the learning rate", "lower the learning rate", "regularize or stop early"]
-DIAGNOSIS = {"A": "train longer", "B": "regularize or stop early", "C": "raise the learning rate", "D": "lower the learning rate"}
+# Exercise 7: name four runs' curves with the module's terms; the key is what the widgets' classifier says.
+CURVES = """
+def run(model, data, optimizer, steps):
+    return train(model, data, optimizer, steps=steps, eval_every=10)
+
+curves = {}
+m = seeded(0, lambda: MLP((2, 1))); curves["A"] = run(m, regression(), SGD(m.parameters(), lr=0.1), 300)
+m = seeded(0, lambda: TinyLM(12, 2)); curves["B"] = run(m, tokens(n_train=512, batch_size=None), torch.optim.AdamW(m.parameters(), lr=1e-2, weight_decay=0.0), 150)
+m = seeded(0, lambda: MLP((2, 32, 1))); curves["C"] = run(m, regression(), SGD(m.parameters(), lr=1e-3), 200)
+m = seeded(0, lambda: MLP((2, 32, 1))); curves["D"] = run(m, regression(), SGD(m.parameters(), lr=1.0), 200)
+"""
+
+
+@functools.cache
+def diagnosis_key() -> dict[str, str]:
+    """Exercise 7's answer: ``diagnose`` (the classifier of every widget and figure) on the very runs the notebook makes."""
+    import torch
+
+    from g2c.data import regression, tokens
+    from g2c.nn import MLP, TinyLM, seeded
+    from g2c.training import SGD, train
+    from g2c.widgets.diagnosis import diagnose
+
+    namespace = {"torch": torch, "regression": regression, "tokens": tokens, "MLP": MLP, "TinyLM": TinyLM, "seeded": seeded, "SGD": SGD, "train": train}
+    exec(CURVES, namespace)
+    return {name: diagnose(history).label for name, history in namespace["curves"].items()}
+
+
 # What the probe runs before the probed cells: only what an answer may use (not the setup cell:
 # its g2c names, train among them, would reach torch's clipping).
-PROBE_PREAMBLE = f"import math\n\nimport torch\n\nACTIONS = {ACTIONS!r}\n"
+PROBE_PREAMBLE = f"import math\n\nimport torch\n\nKINDS = {KINDS!r}\n"
 
 
 # ---------------------------------------------------------------- cutting code out of modules
@@ -208,10 +245,16 @@ def md(text: str, grade_id: str | None = None, **kw) -> nbformat.NotebookNode:
     return cell
 
 
+GOES_ON = "raises-exception"  # Jupyter's Run All (and nbclient, nbgrader's Validate) go on past such a cell's error
+
+
 def code(text: str, grade_id: str | None = None, **kw) -> nbformat.NotebookNode:
+    """A code cell; all but the setup carry ``raises-exception``, so one failure never stops Run All."""
     cell = nbformat.v4.new_code_cell(text.strip())
     if grade_id:
         cell.metadata.update(_meta(grade_id, **kw))
+    if grade_id != "setup":
+        cell.metadata["tags"] = [GOES_ON]
     return cell
 
 
@@ -227,13 +270,13 @@ def widget(prompt: str, call: str) -> list[nbformat.NotebookNode]:
     """
     factory = call.split("(", 1)[0]
     cell = code(f"from g2c.widgets import {factory}\n\n{call}")
-    cell.metadata["tags"] = [WIDGET_TAG]
+    cell.metadata["tags"] = [WIDGET_TAG, GOES_ON]
     return [md(prompt), cell]
 
 
 def test_cell(grade_id: str, points: int, tests: list[str], scenarios: list[str]) -> nbformat.NotebookNode:
     visible = contract_code(tests)
-    source = f"%%ipytest -qq\n# Visible checks (from tests/test_training.py); hidden ones run when graded.\n{visible}\n\n{hidden_part(scenarios)}"
+    source = f"%%check\n# Visible checks (from tests/test_training.py); hidden ones run when graded.\n{visible}\n\n{hidden_part(scenarios)}"
     return code(source, grade_id, grade=True, locked=True, points=points)
 
 
@@ -244,6 +287,7 @@ def solution(text: str) -> str:
 def cells() -> list[nbformat.NotebookNode]:
     answers = answer_sources()
     h = BY_HAND
+    given, failing = given_tests(), len(graded_tests())
     out = [
         md(f"""
 # Module 03B — Training: exercises
@@ -253,20 +297,24 @@ Seven exercises on the training recipe. Write your code where it says `YOUR CODE
 
 - The three answer cells (`AdamW`, `clip_grad_norm_`, `cosine_with_warmup`) and the cells that
   set `p1` and `diagnosis` must stay **self-contained**: they are graded on their own, outside
-  this notebook, with only `math`, `torch` and `ACTIONS` defined; use tensor operations, `math`
+  this notebook, with only `math`, `torch` and `KINDS` defined; use tensor operations, `math`
   and plain Python (no other imports).
-- Check them any time from your kit folder: `pytest tests/test_training.py` (untouched kit:
-  7 passed, 14 failed). Every failure message names the pitfall it caught.
+- The cell of checks under each answer tells you, first and in plain words, which pitfall it
+  caught; a failing check never stops the notebook, so Run All reaches every cell and widget.
+- The same checks run from a terminal in your kit folder: **save the notebook first** (they
+  read the saved file), then `pytest tests/test_training.py` (untouched kit: {given} passed,
+  {failing} failed, each failure saying "not written yet").
 - When graded, hidden checks run your answers on inputs drawn at grading time and compare what
   they do with the reference over many steps and settings. Write the algorithms yourself: an
   answer that calls `torch.optim` or torch's clipping utilities gets no points for that part.
-- Run the whole notebook top to bottom (Kernel → Restart & Run All) before you submit.
+- Before you submit, run the whole notebook top to bottom (Kernel → Restart Kernel and Run All
+  Cells…) and save it.
 """),
         code(f"""
 %matplotlib inline
+%load_ext g2c.checks
 import math
 
-import ipytest
 import matplotlib.pyplot as plt
 import pytest
 import torch
@@ -275,17 +323,17 @@ from g2c.data import regression, tokens
 from g2c.nn import MLP, TinyLM, seeded
 from g2c.training import SGD, train
 
-ipytest.autoconfig(raise_on_error=True, addopts=["-p", "no:cacheprovider"])
 torch.manual_seed(0)
-ACTIONS = {ACTIONS!r}
+KINDS = {KINDS!r}  # the five terms of exercise 7
 """, "setup", locked=True),
         md("""
 ## 1. Learning-rate sweep
 
 Train the same seeded `MLP((2, 32, 1))` on `regression()` with plain `SGD` for 200 steps at
 `lr` = 1e-3, 1e-1 and 1.0 (use `train` from `g2c.training`; every run starts from
-`seeded(0, ...)`). Plot the training loss of each run on a log scale: one crawls, one learns,
-one diverges. Then set `KEEP_LR` to the learning rate you would keep.
+`seeded(0, ...)`). Plot the training loss of each run on a log scale: one stalls, one is
+healthy, one diverges (the terms of exercise 7). Then set `KEEP_LR` to the learning rate you
+would keep.
 """),
         code(solution("""
 sweep = {}
@@ -303,13 +351,13 @@ KEEP_LR = 1e-1
 """), "lr_sweep", solution=True),
         md("Which learning rate do you keep, and why not the other two? (two or three sentences)"),
         md(solution("""
-Keep lr = 0.1: its loss falls fast and steadily. At 1e-3 the loss crawls (each step is too
+Keep lr = 0.1: its loss falls fast and steadily. At 1e-3 the run stalls (each step is too
 small to make progress in 200 steps); at 1.0 the updates overshoot, the loss grows and the run
 diverges within a few steps. The best lr is usually a little below the one that diverges.
 """), "lr_choice", grade=True, solution=True, points=MANUAL_CELLS["lr_choice"]),
         *widget(
-            "**Watch it move:** slide the learning rate from 1e-4 to 3 on the same seeded model; watch the loss go from a crawl "
-            "to a smooth fall to a blow-up (x), and where the largest lr that still trains smoothly sits.",
+            "**Watch it move:** slide the learning rate from 1e-4 to 3 on the same seeded model; watch the run go from stalled "
+            "to healthy to diverging (x), and where the largest lr that still trains smoothly sits.",
             "lr_sweep(lambda: MLP((2, 32, 1)))",
         ),
         md(f"""
@@ -327,7 +375,7 @@ m_hat, v_hat = m / (1 - 0.9), v / (1 - 0.999)   # bias correction: exactly g and
 p1 = {h['p']} * (1 - 0.1 * 0.1) - 0.1 * m_hat / (math.sqrt(v_hat) + 1e-8)
 """), "adamw_by_hand_answer", solution=True),
         code(f"""
-%%ipytest -qq
+%%check
 def test_p1_is_a_number():
     assert isinstance(p1, (int, float)) and math.isfinite(p1), "set p1 to a finite number"
 
@@ -347,8 +395,9 @@ gradient: decoupled weight decay, the two moments, bias correction, the update, 
         md("""
 ## 4. SGD vs AdamW
 
-Train the same seeded model on the same data for the same number of steps, once with `SGD` at
-lr 0.1 and once with your `AdamW` at lr 0.01, and plot both training losses.
+Make two matched runs: the same seeded model, `seeded(0, lambda: MLP((2, 32, 1)))`, on the
+same data, `regression()`, for the same 200 steps, once with `SGD` at lr 0.1 and once with your
+`AdamW` at lr 0.01. Plot both training losses on one log-scale axis.
 """),
         code(solution("""
 runs = {}
@@ -429,19 +478,13 @@ settle into a minimum. **Floor** (1000 on): the lr stays at min_lr and never dec
         md(f"""
 ## 7. Reading curves
 
-Four runs made with `g2c` below show train and validation loss. For each of A, B, C and D pick
-the next action from `ACTIONS` = {ACTIONS} and put it in the dict `diagnosis`.
+Four runs made with `g2c` below show train and validation loss. Name what each of A, B, C and D
+shows with one of the five terms in `KINDS` = {list(KINDS)} (one term is not used), and put
+your answers in the dict `diagnosis`, e.g. `{{"A": "healthy", ...}}`. The curve doctor below
+shows what each term looks like, how to tell it from the others, and what to try next.
 """),
-        code("""
-def run(model, data, optimizer, steps):
-    return train(model, data, optimizer, steps=steps, eval_every=10)
+        code(CURVES.strip() + """
 
-mlp = lambda: seeded(0, lambda: MLP((2, 32, 1)))
-curves = {}
-m = mlp(); curves["A"] = run(m, regression(), SGD(m.parameters(), lr=0.1), 60)
-m = seeded(0, lambda: TinyLM(12, 2)); curves["B"] = run(m, tokens(n_train=512, batch_size=None), torch.optim.AdamW(m.parameters(), lr=1e-2, weight_decay=0.0), 150)
-m = mlp(); curves["C"] = run(m, regression(), SGD(m.parameters(), lr=1e-3), 200)
-m = mlp(); curves["D"] = run(m, regression(), SGD(m.parameters(), lr=1.0), 200)
 fig, axes = plt.subplots(1, 4, figsize=(13, 3))
 for ax, (name, h) in zip(axes, curves.items()):
     ax.plot(h.eval_steps, h.eval_train_loss, label="train")
@@ -451,19 +494,19 @@ axes[0].legend()
 plt.show()
 """, "curves", locked=True),
         *widget(
-            "**Practise first:** press *New curve*, pick a diagnosis, press *Check*, and repeat until you can tell the "
-            "shapes apart; then diagnose A to D below.",
+            "**Practise first:** press *New curve*, pick a term, press *Check* (it tells you what to try next for that "
+            "term), and repeat until you can tell the shapes apart; then name A to D below.",
             "curve_doctor(quiz=True)",
         ),
-        code(solution(f"diagnosis = {DIAGNOSIS!r}"), "diagnosis_answer", solution=True),
-        code(f"""
-%%ipytest -qq
-def test_diagnosis_uses_the_actions():
+        code(solution(f"diagnosis = {diagnosis_key()!r}"), "diagnosis_answer", solution=True),
+        code("""
+%%check
+def test_diagnosis_uses_the_terms():
     assert sorted(diagnosis) == ["A", "B", "C", "D"], "diagnosis needs the keys A, B, C and D"
-    assert all(action in ACTIONS for action in diagnosis.values()), f"every action must be one of {{ACTIONS}}"
+    unknown = {curve: term for curve, term in diagnosis.items() if term not in KINDS}
+    assert not unknown, f"{unknown} not among the five terms: each value must be one of {KINDS}"
 
-{hidden_part(AUTOGRADED_EXERCISES["test_diagnosis"][1])}
-""", "test_diagnosis", grade=True, locked=True, points=AUTOGRADED_EXERCISES["test_diagnosis"][0]),
+""" + hidden_part(AUTOGRADED_EXERCISES["test_diagnosis"][1]), "test_diagnosis", grade=True, locked=True, points=AUTOGRADED_EXERCISES["test_diagnosis"][0]),
         md("""
 ## Checklist: written answer
 

@@ -1,18 +1,19 @@
 """pytest plugin of the student kit: test the notebook's own answer cells with tests/test_training.py.
 
-Copied verbatim to ``release/03b-training/conftest.py`` (it imports nothing from ``g2c``), and
-loaded by the grader from this file, so students and grader test the very same code.
+Copied verbatim to ``release/03b-training/conftest.py``. It loads ``g2c.checks``, so each
+failure reads as in the notebook's check cells: the pitfall in plain words first.
 
 The answer cells are the code cells whose nbgrader ``grade_id`` is ``adamw``, ``clip`` or
 ``schedule`` (a duplicated cell keeps its id, and later copies win, as in the kernel). Their code
 runs in one fresh module, registered as ``G2C_TRAINING_MODULE``. A missing or broken cell gives
-a stand-in that fails its tests with a clear message instead of breaking collection.
+a stand-in that fails its tests with a clear message instead of breaking collection. The tests
+read the saved notebook: save it before running pytest.
 
 Student code must not weaken the checks: the namespaces the tests take their references,
 inputs and comparisons from (torch and its optim, nn.utils, testing modules, the Tensor class,
 math, pytest) are captured before any answer code runs and restored before every test, and a
-test during which any of their names was rebound fails. Replacing ``torch.optim.AdamW`` with
-one's own class, or ``torch.testing.assert_close`` with a no-op, gains nothing.
+test during which any of their names was rebound fails. This keeps a student's own checks
+honest; grades never depend on it (``g2c autograde`` decides them outside the student's code).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import pytest
 import torch
 import torch.testing
 
+pytest_plugins = ["g2c.checks"]
 MODULE_NAME = "g2c_notebook_answers"
 ANSWERS = {"adamw": "AdamW", "clip": "clip_grad_norm_", "schedule": "cosine_with_warmup"}
 GUARDED = {
