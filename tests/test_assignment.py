@@ -283,9 +283,11 @@ def test_kit_pytest_reports_the_same_first_lines(tmp_path):
 def test_validate_lists_the_same_messages(tmp_path):
     """What nbgrader's Validate button shows (its server handler calls Validator.validate)."""
     from nbgrader.validator import Validator
+    from traitlets.config import Config
 
     nbformat.write(with_pitfalls(), tmp_path / "training.ipynb")
-    failed = Validator().validate(str(tmp_path / "training.ipynb"))["failed"]
+    patient = Config({"Execute": {"timeout": 300}})  # nbgrader's 30 s per cell is short on a loaded 2-core runner
+    failed = Validator(config=patient).validate(str(tmp_path / "training.ipynb"))["failed"]
     listed = [h for cell in failed for h in headlines(re.sub(r"\x1b\[[0-9;]*m", "", cell["raw_error"]).splitlines())]
     expected = contract_headlines(NOTEBOOK_PITFALLS)
     unset = [f"not written yet: {name} is not defined (write its cell and run it)" for name in ("p1", "diagnosis")]
