@@ -18,6 +18,8 @@ c.CourseDirectory.release_directory = "release"
 c.CourseDirectory.submitted_directory = "submitted"
 c.CourseDirectory.autograded_directory = "autograded"
 c.CourseDirectory.feedback_directory = "feedback"
+# An assignment's notebook text and spec hold its solutions: never released (g2c.grading.assignment).
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "notebook.md", "assignment.toml"]
 # Feedback pages never show hidden tests: nbgrader's GetGrades, then g2c's redaction.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
