@@ -20,6 +20,7 @@ they changed), and grades.csv, one row per submission with its status.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -27,26 +28,28 @@ import shutil
 import stat
 import sys
 import tempfile
-import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict
+from datetime import UTC
 from pathlib import Path
 
 from g2c.grading import path_with_this_environment
 from g2c.grading.course import Layout, layout
 from g2c.grading.feedback import REASONS_KEY, score_of
-from g2c.grading.worker import ASSIGNMENT, NOTEBOOK, Job, Outcome, grade
+from g2c.grading.limits import CELL_TIMEOUT, MEMORY_MB, TIMEOUT
+from g2c.grading.worker import ASSIGNMENT, NAME, NOTEBOOK, Job, Outcome, grade
 
-NAME = NOTEBOOK.removesuffix(".ipynb")
 FEEDBACK = f"{NAME}.html"  # nbgrader's name for a notebook's feedback page
 LIMIT_BEHIND = {"timeout": "timeout", "memory": "memory_mb"}  # status -> the limit that decided it
-warnings.filterwarnings("ignore", message="Object of type <Submitted")  # nbgrader 0.9's own SQLAlchemy noise
+MAX_NOTEBOOK_BYTES = 64 * 2**20  # a submitted notebook
+MAX_COMPANION_BYTES = 4096  # timestamp.txt, submission_secret.txt
 
 
-def autograde(course: Path, submitted: Path | None = None, out: Path | None = None, *, jobs: int | None = None, timeout: float = 120,
-              memory_mb: int | None = None, scheduler: str | None = None, force: bool = False, isolate: bool = True,
-              progress: bool = True, cell_timeout: float = 30, due: str | None = None) -> list[Outcome]:
+def autograde(course: Path, submitted: Path | None = None, out: Path | None = None, *, jobs: int | None = None,
+              timeout: float = TIMEOUT, memory_mb: int | None = MEMORY_MB, scheduler: str | None = None, force: bool = False,
+              isolate: bool = True, progress: bool = True, cell_timeout: float = CELL_TIMEOUT,
+              due: str | None = None) -> list[Outcome]:
     """Grade every ``submitted/<student>/`` into the course's gradebook and folders (or under ``out``).
 
     ``due`` (any date nbgrader parses; UTC unless it names a zone) sets the assignment's due date
@@ -59,7 +62,8 @@ def autograde(course: Path, submitted: Path | None = None, out: Path | None = No
         raise SystemExit(f"g2c autograde: {course} is not the course repository (no source_notebooks/{ASSIGNMENT}/{NOTEBOOK}); "
                          "pass --course with the folder of nbgrader_config.py")
     os.environ["PATH"] = path_with_this_environment()  # nbgrader runs `alembic` from PATH
-    students = sorted(p.name for p in submitted.iterdir() if not p.name.startswith(".") and (p.is_dir() or p.is_symlink())) if submitted.is_dir() else []
+    folders = submitted.iterdir() if submitted.is_dir() else []
+    students = sorted(p.name for p in folders if not p.name.startswith(".") and (p.is_dir() or p.is_symlink()))
     if not students:
         raise SystemExit(f"g2c autograde: no submissions found as {submitted}/<student>/{ASSIGNMENT}/")
     if isolate:
@@ -72,7 +76,8 @@ def autograde(course: Path, submitted: Path | None = None, out: Path | None = No
     source = course / "source_notebooks" / ASSIGNMENT / NOTEBOOK
     checks, source_cells = hidden_checks(source), graded_cells(source)
     done = {} if force else load_results(lay)
-    jobs_all = [Job(s, read_submission(submitted / s), b"", checks, source_cells, timeout, memory_mb, cell_timeout, isolate) for s in students]
+    jobs_all = [Job(s, read_submission(submitted / s), b"", checks, source_cells, timeout, memory_mb, cell_timeout, isolate)
+                for s in students]
     todo = [job for job in jobs_all if _needs_grading(done.get(job.student), job)]
     # workers warm up while the assignment is registered; none start when only hand grades changed
     pool = None if scheduler or not todo else _local_pool(max(1, min(jobs or os.cpu_count() or 1, len(todo))), isolate)
@@ -95,7 +100,8 @@ def autograde(course: Path, submitted: Path | None = None, out: Path | None = No
 
     write_report(lay)
     results = load_results(lay)
-    return [Outcome(**{k: v for k, v in results[s].items() if k in Outcome.__dataclass_fields__}) for s in students if s in results]
+    fields = Outcome.__dataclass_fields__
+    return [Outcome(**{k: v for k, v in results[s].items() if k in fields}) for s in students if s in results]
 
 
 def _needs_grading(result: dict | None, job: Job) -> bool:
@@ -105,9 +111,6 @@ def _needs_grading(result: dict | None, job: Job) -> bool:
         return True
     limit = LIMIT_BEHIND.get(result.get("status"))
     return limit is not None and result.get("limits", {}).get(limit) != job.limits[limit]
-
-
-MAX_NOTEBOOK_BYTES = 64 * 2**20
 
 
 def read_submission(folder: Path) -> bytes | None:
@@ -124,7 +127,9 @@ def read_submission(folder: Path) -> bytes | None:
             return b"not a notebook: not a regular file"
         with os.fdopen(fds.pop(), "rb") as f:
             data = f.read(MAX_NOTEBOOK_BYTES + 1)
-        return data if len(data) <= MAX_NOTEBOOK_BYTES else b"not a notebook: larger than 64 MB"
+        if len(data) > MAX_NOTEBOOK_BYTES:
+            return f"not a notebook: larger than {MAX_NOTEBOOK_BYTES // 2**20} MB".encode()
+        return data
     except FileNotFoundError:
         return None
     except OSError as err:  # ELOOP / ENOTDIR: a link where a folder or the notebook should be
@@ -145,7 +150,7 @@ def register_assignment(course: Path, lay: Layout) -> bytes:
         _generate_assignment(course, f"sqlite:///{template}", Path(tmp) / "release")
         if not _has_assignment(lay.db_url):
             if lay.db_url.startswith("sqlite:///") and not lay.db_exists:
-                _atomic_write(Path(lay.db_url.removeprefix("sqlite:///")), template.read_bytes())
+                atomic_write(Path(lay.db_url.removeprefix("sqlite:///")), template.read_bytes())
             else:
                 _generate_assignment(course, lay.db_url, Path(tmp) / "release")
         return template.read_bytes()
@@ -206,8 +211,9 @@ def graded_cells(source: Path) -> dict[str, dict]:
     """grade_id -> type, source and nbgrader metadata of every cell nbgrader tracks in the source."""
     import nbformat
 
-    return {cell.metadata["nbgrader"]["grade_id"]: {"cell_type": cell.cell_type, "source": cell.source, "nbgrader": dict(cell.metadata["nbgrader"])}
-            for cell in nbformat.read(source, as_version=4).cells if cell.metadata.get("nbgrader", {}).get("grade_id")}
+    cells = [cell for cell in nbformat.read(source, as_version=4).cells if cell.metadata.get("nbgrader", {}).get("grade_id")]
+    return {cell.metadata["nbgrader"]["grade_id"]: {"cell_type": cell.cell_type, "source": cell.source,
+                                                    "nbgrader": dict(cell.metadata["nbgrader"])} for cell in cells}
 
 
 def _run(todo: list[Job], pool, scheduler: str | None) -> Iterator[Outcome]:
@@ -280,7 +286,8 @@ def _with_progress(outcomes: Iterator[Outcome], total: int, show: bool) -> Itera
     from tqdm import tqdm
 
     counts: Counter[str] = Counter()
-    with tqdm(total=total, unit="submission", desc="grading", file=sys.stderr, disable=not show or not total, mininterval=0.5) as bar:
+    with tqdm(total=total, unit="submission", desc="grading", file=sys.stderr, disable=not show or not total,
+              mininterval=0.5) as bar:
         for outcome in outcomes:
             counts[outcome.status] += 1
             bar.set_postfix_str(", ".join(f"{status}: {n}" for status, n in sorted(counts.items())), refresh=False)
@@ -297,14 +304,14 @@ def record(lay: Layout, outcome: Outcome) -> None:
     student = outcome.student_id
     if outcome.notebook is not None:
         notebook = with_reasons(outcome.notebook, outcome.reasons)
-        _atomic_write(lay.folder("autograded", student, ASSIGNMENT) / NOTEBOOK, notebook.encode())
+        atomic_write(lay.folder("autograded", student, ASSIGNMENT) / NOTEBOOK, notebook.encode())
     if outcome.feedback is not None:
-        _atomic_write(lay.folder("feedback", student, ASSIGNMENT) / FEEDBACK, outcome.feedback.encode())
+        atomic_write(lay.folder("feedback", student, ASSIGNMENT) / FEEDBACK, outcome.feedback.encode())
     else:
         shutil.rmtree(lay.folder("feedback", student, ASSIGNMENT), ignore_errors=True)  # no stale page from an earlier run
     summary = {k: v for k, v in asdict(outcome).items() if k not in ("notebook", "feedback")}
     summary["feedback_for"] = _feedback_key(outcome.cells, 0.0)
-    _atomic_write(lay.grades / "results" / f"{student}.json", json.dumps(summary, indent=1).encode())
+    atomic_write(lay.grades / "results" / f"{student}.json", json.dumps(summary, indent=1).encode())
 
 
 def with_reasons(notebook: str, reasons: dict[str, list[str]]) -> str:
@@ -364,9 +371,10 @@ def refresh(lay: Layout, students: list[str]) -> None:
     standing = gradebook_standing(lay, graded)
     for student in graded:
         scores, penalty = standing[student]["cells"], standing[student]["late_penalty"]
-        if results[student].get("feedback_for") != _feedback_key(scores, penalty) and rerender_feedback(lay, student, scores, penalty, results[student]):
+        stale = results[student].get("feedback_for") != _feedback_key(scores, penalty)
+        if stale and rerender_feedback(lay, student, scores, penalty, results[student]):
             results[student]["feedback_for"] = _feedback_key(scores, penalty)
-            _atomic_write(lay.grades / "results" / f"{student}.json", json.dumps(results[student], indent=1).encode())
+            atomic_write(lay.grades / "results" / f"{student}.json", json.dumps(results[student], indent=1).encode())
         place_companions(lay, student)
     write_grades(lay, students, results, standing)
 
@@ -376,14 +384,14 @@ COMPANIONS = ("timestamp.txt", "submission_secret.txt")  # what nbgrader's colle
 
 def companion(lay: Layout, student: str, name: str) -> bytes | None:
     """A small file nbgrader's collect wrote beside the notebook, read as the notebook is: never
-    through a link, a regular file, at most 4 kB (None: not there or not that)."""
+    through a link, a regular file, at most MAX_COMPANION_BYTES (None: not there or not that)."""
     folder = lay.folder("submitted", student, ASSIGNMENT)
     try:
         fd = os.open(folder / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
     with os.fdopen(fd, "rb") as f:
-        return f.read(4097) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+        return f.read(MAX_COMPANION_BYTES + 1) if stat.S_ISREG(os.fstat(fd).st_mode) else None
 
 
 def place_companions(lay: Layout, student: str) -> None:
@@ -393,8 +401,8 @@ def place_companions(lay: Layout, student: str) -> None:
         data = companion(lay, student, name)
         for step in ("autograded", "feedback"):
             folder = lay.folder(step, student, ASSIGNMENT)
-            if data is not None and len(data) <= 4096 and folder.is_dir():
-                _atomic_write(folder / name, data)
+            if data is not None and len(data) <= MAX_COMPANION_BYTES and folder.is_dir():
+                atomic_write(folder / name, data)
 
 
 def submission_time(lay: Layout, student: str):
@@ -409,13 +417,13 @@ def submission_time(lay: Layout, student: str):
 
 
 def _file_time(lay: Layout, student: str):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     try:
         mtime = os.lstat(lay.folder("submitted", student, ASSIGNMENT) / NOTEBOOK).st_mtime
     except OSError:
         return None
-    return datetime.fromtimestamp(mtime, timezone.utc).replace(tzinfo=None)
+    return datetime.fromtimestamp(mtime, UTC).replace(tzinfo=None)
 
 
 def stamp_submissions(lay: Layout, students: list[str]) -> None:
@@ -433,7 +441,8 @@ def stamp_submissions(lay: Layout, students: list[str]) -> None:
             for notebook in submission.notebooks:
                 notebook.late_submission_penalty = None
                 if submission.total_seconds_late > 0:
-                    penalty = penalties.plugin_inst.late_submission_penalty(student, notebook.score, submission.total_seconds_late)
+                    late = submission.total_seconds_late
+                    penalty = penalties.plugin_inst.late_submission_penalty(student, notebook.score, late)
                     if penalty is not None:
                         notebook.late_submission_penalty = penalties._check_late_penalty(notebook, penalty)
         gb.db.commit()
@@ -474,16 +483,14 @@ def rerender_feedback(lay: Layout, student: str, scores: dict[str, float | None]
         return False
     nb = nbformat.read(autograded, as_version=4)
     page = feedback_html(nb, scores, nb.metadata.get(REASONS_KEY, result.get("reasons", {})), late_penalty=penalty)
-    _atomic_write(lay.folder("feedback", student, ASSIGNMENT) / FEEDBACK, page.encode())
+    atomic_write(lay.folder("feedback", student, ASSIGNMENT) / FEEDBACK, page.encode())
     return True
 
 
-def write_grades(lay: Layout, students: list[str], results: dict[str, dict] | None = None, standing: dict[str, dict] | None = None) -> None:
+def write_grades(lay: Layout, students: list[str], results: dict[str, dict], standing: dict[str, dict]) -> None:
     """grades.csv: one row per submission, graded or not; a written answer not graded by hand yet
     is empty. ``score`` is after the late penalty, as in ``nbgrader export``."""
     cell_ids, max_score = grade_cells(lay)
-    results = load_results(lay) if results is None else results
-    standing = gradebook_standing(lay, list(results)) if standing is None else standing
     rows = [["student_id", "assignment", "score", "max_score", "status", "timestamp", "late_penalty", *cell_ids]]
     for student in students:
         r = results.get(student, {"status": "not graded yet", "score": 0, "cells": {}})
@@ -491,11 +498,11 @@ def write_grades(lay: Layout, students: list[str], results: dict[str, dict] | No
         cells = {c: now["cells"].get(c) for c in cell_ids}
         total = sum(v for v in cells.values() if v is not None) - now["late_penalty"]
         scores = ["" if v is None else f"{v:g}" for v in cells.values()]
-        rows.append([student, ASSIGNMENT, f"{total:g}", f"{max_score:g}", r["status"], now["timestamp"], f"{now['late_penalty']:g}", *scores])
-    partial = lay.grades / "grades.csv.partial"
-    with partial.open("w", newline="") as f:
-        csv.writer(f).writerows(rows)
-    partial.replace(lay.grades / "grades.csv")
+        rows.append([student, ASSIGNMENT, f"{total:g}", f"{max_score:g}", r["status"], now["timestamp"],
+                     f"{now['late_penalty']:g}", *scores])
+    table = io.StringIO(newline="")
+    csv.writer(table).writerows(rows)
+    atomic_write(lay.grades_csv, table.getvalue().encode())
 
 
 def grade_cells(lay: Layout) -> tuple[list[str], float]:
@@ -507,7 +514,8 @@ def grade_cells(lay: Layout) -> tuple[list[str], float]:
         return [c.name for c in cells], float(sum(c.max_score for c in cells))
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """``data`` in ``path`` whole or not at all: written beside it, then renamed over it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     partial.write_bytes(data)

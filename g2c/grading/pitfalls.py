@@ -200,7 +200,8 @@ CATALOGUE: tuple[Pitfall, ...] = (
         "schedule_progress_over_max_steps", "schedule", ("schedule_cosine",),
         "your cosine measures progress over max_steps: it runs from warmup_steps to max_steps, so progress is "
         "(step - warmup_steps) / (max_steps - warmup_steps)",
-        edits=(("progress = (step - warmup_steps) / (max_steps - warmup_steps)", ("progress = (step - warmup_steps) / max_steps",)),),
+        edits=(("progress = (step - warmup_steps) / (max_steps - warmup_steps)",
+                ("progress = (step - warmup_steps) / max_steps",)),),
     ),
     Pitfall(
         "schedule_cosine_ignores_min_lr", "schedule", ("schedule_cosine",),

@@ -19,28 +19,25 @@ from pathlib import Path
 
 from g2c.grading.course import Layout
 
-REPORT = "report.html"
 SLOWEST = 5  # submissions listed by grading time
 
 
 def write_report(lay: Layout) -> Path:
     """Write ``report.html`` beside grades.csv and return its path."""
-    from g2c.grading.autograde import grade_cells, load_results
+    from g2c.grading.autograde import ASSIGNMENT, atomic_write, grade_cells, load_results
 
-    with (lay.grades / "grades.csv").open(newline="") as f:
+    with lay.grades_csv.open(newline="") as f:
         rows = list(csv.DictReader(f))
     cells, max_score = grade_cells(lay)
     points = _cell_points(lay)
     results = load_results(lay)
     sections = [_summary(rows, max_score), _histogram(rows, max_score), _parts(rows, cells, points),
                 _pitfalls(results), _statuses(rows, results), _late(rows), _slowest(results)]
-    page = (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Class report: 03b-training</title>"
-            f"<style>{STYLE}</style></head><body><main><h1>Class report: Module 03B — Training</h1>{''.join(sections)}</main></body></html>\n")
-    path = lay.grades / REPORT
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(page)
-    partial.replace(path)
-    return path
+    page = (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Class report: {ASSIGNMENT}</title>"
+            f"<style>{STYLE}</style></head><body><main><h1>Class report: Module 03B — Training</h1>{''.join(sections)}"
+            "</main></body></html>\n")
+    atomic_write(lay.report_html, page.encode())
+    return lay.report_html
 
 
 STYLE = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1a1a1a}"
@@ -60,7 +57,11 @@ def _cell_points(lay: Layout) -> dict[str, float]:
 def _table(head: list[str], body: list[list], numeric: set[int] = frozenset()) -> str:
     """An HTML table; columns in ``numeric`` are right-aligned."""
     def row(values: list, tag: str) -> str:
-        return "".join(f"<{tag}{' class=n' if i in numeric and tag == 'td' else ''}>{html.escape(str(v))}</{tag}>" for i, v in enumerate(values))
+        cells = []
+        for i, value in enumerate(values):
+            right = " class=n" if i in numeric and tag == "td" else ""
+            cells.append(f"<{tag}{right}>{html.escape(str(value))}</{tag}>")
+        return "".join(cells)
 
     rows = "".join("<tr>" + row(r, "td") + "</tr>" for r in body)
     return f"<table><tr>{row(head, 'th')}</tr>{rows}</table>"
@@ -114,7 +115,8 @@ def _parts(rows: list[dict], cells: list[str], points: dict[str, float]) -> str:
         given = [float(r[cell]) for r in rows if r.get(cell, "") != ""]
         mean = statistics.mean(given) if given else None
         full = sum(1 for v in given if v >= points[cell])
-        body.append([cell, f"{points[cell]:g}", "-" if mean is None else f"{mean:.2f}", f"{full} of {len(given)}", len(rows) - len(given)])
+        shown = "-" if mean is None else f"{mean:.2f}"
+        body.append([cell, f"{points[cell]:g}", shown, f"{full} of {len(given)}", len(rows) - len(given)])
         fractions.append(0 if mean is None or not points[cell] else mean / points[cell])
     fig, ax = plt.subplots(figsize=(7, 0.28 * len(cells) + 0.8))
     ax.barh(cells[::-1], [100 * f for f in fractions[::-1]], color="#3b6ea5")
@@ -156,7 +158,8 @@ def _kind(reason: str) -> str:
 def _statuses(rows: list[dict], results: dict[str, dict]) -> str:
     counts = Counter(r["status"] for r in rows)
     body = [[status, n] for status, n in counts.most_common()]
-    troubled = [[r["student_id"], r["status"], results.get(r["student_id"], {}).get("detail", "")] for r in rows if r["status"] != "graded"]
+    troubled = [[r["student_id"], r["status"], results.get(r["student_id"], {}).get("detail", "")]
+                for r in rows if r["status"] != "graded"]
     text = "<h2 id='statuses'>Statuses</h2>" + _table(["status", "submissions"], body, {1})
     return text + (_table(["student", "status", "why"], troubled) if troubled else "")
 
