@@ -113,30 +113,43 @@ def _needs_grading(result: dict | None, job: Job) -> bool:
     return limit is not None and result.get("limits", {}).get(limit) != job.limits[limit]
 
 
-def read_submission(folder: Path) -> bytes | None:
-    """``folder/03b-training/training.ipynb``, never through a link: a student's folder may hold
-    links to another student's notebook, the solution, a FIFO or /dev/zero. Each component is
-    opened with O_NOFOLLOW relative to the last, the file must be a regular one, and at most
-    MAX_NOTEBOOK_BYTES are read. Anything else is an unreadable notebook (None: nothing there)."""
-    fds: list[int] = []
+class NotARegularFile(OSError):
+    """A FIFO, a device or a folder where a student's file should be."""
+
+
+def read_without_links(folder: Path, *names: str, limit: int) -> bytes:
+    """``folder/names...``, never through a link: a student's folder may hold links to another
+    student's notebook, the solution, a FIFO or /dev/zero. Each component is opened with
+    O_NOFOLLOW relative to the last and the file must be a regular one (else OSError: ENOENT,
+    ELOOP, ENOTDIR or NotARegularFile); at most ``limit + 1`` bytes are read, to tell a file too large."""
+    fds = [os.open(folder, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW)]
     try:
-        fds.append(os.open(folder, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW))
-        fds.append(os.open(ASSIGNMENT, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fds[-1]))
-        fds.append(os.open(NOTEBOOK, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fds[-1]))
+        for name in names[:-1]:
+            fds.append(os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fds[-1]))
+        fds.append(os.open(names[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fds[-1]))
         if not stat.S_ISREG(os.fstat(fds[-1]).st_mode):
-            return b"not a notebook: not a regular file"
+            raise NotARegularFile(f"{names[-1]} is not a regular file")
         with os.fdopen(fds.pop(), "rb") as f:
-            data = f.read(MAX_NOTEBOOK_BYTES + 1)
-        if len(data) > MAX_NOTEBOOK_BYTES:
-            return f"not a notebook: larger than {MAX_NOTEBOOK_BYTES // 2**20} MB".encode()
-        return data
-    except FileNotFoundError:
-        return None
-    except OSError as err:  # ELOOP / ENOTDIR: a link where a folder or the notebook should be
-        return f"not a notebook: {err.strerror} (links are not followed)".encode()
+            return f.read(limit + 1)
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def read_submission(folder: Path) -> bytes | None:
+    """``folder/03b-training/training.ipynb`` (see :func:`read_without_links`); anything but a
+    regular file of at most MAX_NOTEBOOK_BYTES is an unreadable notebook (None: nothing there)."""
+    try:
+        data = read_without_links(folder, ASSIGNMENT, NOTEBOOK, limit=MAX_NOTEBOOK_BYTES)
+    except FileNotFoundError:
+        return None
+    except NotARegularFile:
+        return b"not a notebook: not a regular file"
+    except OSError as err:  # ELOOP / ENOTDIR: a link where a folder or the notebook should be
+        return f"not a notebook: {err.strerror} (links are not followed)".encode()
+    if len(data) > MAX_NOTEBOOK_BYTES:
+        return f"not a notebook: larger than {MAX_NOTEBOOK_BYTES // 2**20} MB".encode()
+    return data
 
 
 def register_assignment(course: Path, lay: Layout) -> bytes:
@@ -311,7 +324,7 @@ def record(lay: Layout, outcome: Outcome) -> None:
         shutil.rmtree(lay.folder("feedback", student, ASSIGNMENT), ignore_errors=True)  # no stale page from an earlier run
     summary = {k: v for k, v in asdict(outcome).items() if k not in ("notebook", "feedback")}
     summary["feedback_for"] = _feedback_key(outcome.cells, 0.0)
-    atomic_write(lay.grades / "results" / f"{student}.json", json.dumps(summary, indent=1).encode())
+    save_result(lay, student, summary)
 
 
 def with_reasons(notebook: str, reasons: dict[str, list[str]]) -> str:
@@ -335,14 +348,19 @@ def save_to_gradebook(db_url: str, outcome: Outcome) -> None:
         submission = gb.update_or_create_submission(ASSIGNMENT, outcome.student_id)
         for notebook in submission.notebooks:
             for grade in notebook.grades:
-                if outcome.auto_scores:  # graded, or stopped with what the probe recorded before
-                    grade.auto_score = outcome.auto_scores.get(grade.name)
+                if outcome.cells:  # graded, or stopped with what the probe recorded before
+                    grade.auto_score = outcome.cells.get(grade.name)
                 else:
                     grade.auto_score = None if grade.cell.cell_type == "markdown" else 0.0
                 grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
             for comment in notebook.comments:
                 comment.auto_comment = outcome.comments.get(comment.name)
         gb.db.commit()
+
+
+def save_result(lay: Layout, student: str, summary: dict) -> None:
+    """``results/<student>.json``: an outcome without its notebook and page; :func:`load_results` reads them."""
+    atomic_write(lay.grades / "results" / f"{student}.json", json.dumps(summary, indent=1).encode())
 
 
 def load_results(lay: Layout) -> dict[str, dict]:
@@ -374,7 +392,7 @@ def refresh(lay: Layout, students: list[str]) -> None:
         stale = results[student].get("feedback_for") != _feedback_key(scores, penalty)
         if stale and rerender_feedback(lay, student, scores, penalty, results[student]):
             results[student]["feedback_for"] = _feedback_key(scores, penalty)
-            atomic_write(lay.grades / "results" / f"{student}.json", json.dumps(results[student], indent=1).encode())
+            save_result(lay, student, results[student])
         place_companions(lay, student)
     write_grades(lay, students, results, standing)
 
@@ -385,13 +403,11 @@ COMPANIONS = ("timestamp.txt", "submission_secret.txt")  # what nbgrader's colle
 def companion(lay: Layout, student: str, name: str) -> bytes | None:
     """A small file nbgrader's collect wrote beside the notebook, read as the notebook is: never
     through a link, a regular file, at most MAX_COMPANION_BYTES (None: not there or not that)."""
-    folder = lay.folder("submitted", student, ASSIGNMENT)
     try:
-        fd = os.open(folder / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        data = read_without_links(lay.folder("submitted", student, ASSIGNMENT), name, limit=MAX_COMPANION_BYTES)
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as f:
-        return f.read(MAX_COMPANION_BYTES + 1) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    return data if len(data) <= MAX_COMPANION_BYTES else None
 
 
 def place_companions(lay: Layout, student: str) -> None:
@@ -401,7 +417,7 @@ def place_companions(lay: Layout, student: str) -> None:
         data = companion(lay, student, name)
         for step in ("autograded", "feedback"):
             folder = lay.folder(step, student, ASSIGNMENT)
-            if data is not None and len(data) <= MAX_COMPANION_BYTES and folder.is_dir():
+            if data is not None and folder.is_dir():
                 atomic_write(folder / name, data)
 
 

@@ -46,6 +46,7 @@ from g2c.grading.syscalls import (
     PR_SET_NO_NEW_PRIVS,
     SANDBOX_NAMESPACES,
     mount,
+    open_no_follow,
     pivot_root_here,
     prctl,
 )
@@ -73,6 +74,27 @@ class Box:
     @classmethod
     def from_json(cls, data: dict) -> Box:
         return cls(**{**data, "kit": Path(data["kit"])})
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the sandbox's init tells the grader about a run, through a file no student code can reach."""
+
+    max_rss_mb: float = 0.0  # the run's peak memory
+    leftovers: int = 0  # processes it left running (killed with its sandbox)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def read(cls, path: Path) -> RunFacts:
+        """The facts in ``path``; none (zeros) when the init wrote nothing readable."""
+        try:
+            with open(path, "rb", opener=open_no_follow) as f:
+                data = json.loads(f.read(4096))
+            return cls(float(data["max_rss_mb"]), int(data["leftovers"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return cls()
 
 
 def job_uids(slot: int) -> tuple[int, int]:
@@ -185,7 +207,7 @@ def init(box: Box, run: Callable[[], None], output: int, report: int) -> int:
     """Be the sandbox's PID 1: build the root, then ``run()`` in a child as the box's uid; reap.
 
     ``output`` becomes the child's stdout (its only way out); ``report`` stays the init's: it
-    receives the child's exit code, its peak memory and how many processes it left behind.
+    receives the child's :class:`RunFacts`. Returns the child's exit code.
     """
     build_root(box)
     env = {name: os.environ[name] for name in KEPT_ENVIRONMENT if name in os.environ}
@@ -223,6 +245,5 @@ def init(box: Box, run: Callable[[], None], output: int, report: int) -> int:
             return 1
         if done == pid:
             code = os.waitstatus_to_exitcode(status)
-            facts = {"exit": code, "max_rss_mb": usage.ru_maxrss / 1024, "leftovers": _other_processes()}
-            os.write(report, json.dumps(facts).encode())
+            os.write(report, RunFacts(usage.ru_maxrss / 1024, _other_processes()).to_json())
             return code & 0xFF

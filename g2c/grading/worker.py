@@ -38,6 +38,7 @@ from g2c.grading.feedback import HIDDEN
 from g2c.grading.limits import CELL_TIMEOUT, MAX_FILE_BYTES, MEMORY_MB, TIMEOUT
 from g2c.grading.notebook_build import ASSIGNMENT, NOTEBOOK, PROBE_PREAMBLE, PROBED_CELLS, WIDGET_TAG
 from g2c.grading.runner import MAX_IMAGES, MAX_TEXT, TRUNCATED  # the runner caps first; the grader again
+from g2c.grading.sandbox import Box, RunFacts, job_uids
 from g2c.grading.syscalls import open_no_follow
 
 NAME = NOTEBOOK.removesuffix(".ipynb")  # nbgrader's name for the notebook
@@ -77,8 +78,7 @@ class Outcome:
     digest: str = ""
     score: float = 0.0
     max_score: float = 0.0
-    cells: dict[str, float | None] = field(default_factory=dict)  # grade_id -> score (None: to grade by hand)
-    auto_scores: dict[str, float | None] = field(default_factory=dict)  # what goes in the gradebook
+    cells: dict[str, float | None] = field(default_factory=dict)  # grade_id -> autograde score (None: to grade by hand)
     reasons: dict[str, list[str]] = field(default_factory=dict)  # grade_id -> why points were lost
     comments: dict[str, str | None] = field(default_factory=dict)  # solution grade_id -> auto comment
     detail: str = ""
@@ -118,7 +118,7 @@ def _grading_environment() -> None:
                       PYTEST_ADDOPTS="-p no:unraisableexception -p no:threadexception")
 
 
-def private_scratch() -> bool:
+def private_scratch() -> None:
     """Give this process a temp folder no one else sees, that vanishes with it, however it ends.
 
     In a mount namespace of its own, a fresh tmpfs covers /dev/shm and becomes the temp folder:
@@ -132,11 +132,10 @@ def private_scratch() -> bool:
     try:
         unshare(CLONE_NEWNS)
     except OSError:  # not root, or threads already running
-        return False
+        return
     mount("none", "/", None, MS_REC | MS_PRIVATE)
     mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=2g,mode=0711")
     tempfile.tempdir = "/dev/shm"
-    return True
 
 
 def warm_zygote() -> None:
@@ -223,7 +222,6 @@ def probed_sources(nb: nbformat.NotebookNode) -> dict[str, str]:
 def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode) -> Outcome:
     from g2c.grading import compare
     from g2c.grading.probe import SCENARIOS
-    from g2c.grading.sandbox import job_uids
 
     seed = secrets.randbits(31)
     sources = probed_sources(nb)
@@ -243,7 +241,7 @@ def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode) -> Outcome:
     record = compare.parse_record(runs["probe"].read(compare.MAX_RECORD))
     checks = compare.decide(record, seed, sources)
     outputs = executed_outputs(runs["notebook"].read(MAX_FILE_BYTES))
-    outcome = Outcome(job.student, "graded", seed=seed, leftovers=sum(run.leftovers for run in runs.values()))
+    outcome = Outcome(job.student, "graded", seed=seed, leftovers=sum(run.facts.leftovers for run in runs.values()))
     outcome.status, outcome.detail = _status(runs["probe"], record, job)
     verdicts = cell_verdicts(job, checks)
     result = _nbgrader_autograde(work, job, nb, outputs, verdicts)
@@ -270,13 +268,13 @@ class _Run:
         self.payload.write_text(json.dumps(payload))
         self.exit: int | None = None
         self.finished = False
+        self.facts = RunFacts()
 
     def start(self, job: Job, uid: int) -> None:
         if job.isolate:
-            from g2c.grading.sandbox import Box
-
             assert _kit is not None and _zygote is not None
             self.exit = _zygote.run(self.kind, Box(uid, _kit, job.memory_mb), self.payload, self.output, self.report, job.timeout)
+            self.facts = RunFacts.read(self.report)
         else:
             self.exit = _run_unsandboxed(self.kind, self.payload, self.output, job.timeout)
         self.finished = self.exit is not None
@@ -288,17 +286,6 @@ class _Run:
                 return f.read(limit)
         except OSError:
             return b""
-
-    @property
-    def facts(self) -> dict:
-        try:
-            return json.loads(self.report.read_text())
-        except (OSError, ValueError):
-            return {}
-
-    @property
-    def leftovers(self) -> int:
-        return int(self.facts.get("leftovers", 0))
 
 
 def _run_unsandboxed(kind: str, payload: Path, output: Path, timeout: float) -> int | None:
@@ -327,7 +314,7 @@ def _status(probe: _Run, record: dict, job: Job) -> tuple[str, str]:
     if any(error.get("error") == "MemoryError" for error in record.get("cells", {}).values()):
         return "memory", memory
     if probe.exit != 0:
-        peak = probe.facts.get("max_rss_mb", 0)
+        peak = probe.facts.max_rss_mb
         if job.memory_mb and peak >= min(0.9 * job.memory_mb, job.memory_mb - 1536):
             return "memory", memory
         return "crashed", f"the process running the answer cells ended early (exit code {probe.exit})"
@@ -459,7 +446,7 @@ def _scores(db: Path, verdicts: dict, outcome: Outcome) -> None:
         outcome.max_score = float(submitted.max_score)
         for grade in sorted(submitted.grades, key=lambda g: (order.get(g.name, 1e9), g.name)):
             score, _, reasons = verdicts.get(grade.name, (None, 0, []))  # not in verdicts: graded by hand
-            outcome.auto_scores[grade.name] = outcome.cells[grade.name] = score
+            outcome.cells[grade.name] = score
             if reasons:
                 outcome.reasons[grade.name] = reasons
         outcome.comments = {c.name: c.auto_comment for c in submitted.comments}
