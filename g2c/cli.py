@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--course", type=Path, help="course root (default: this repository)")
     report.add_argument("--out", type=Path, help="the folder of a separate batch graded with --out")
     args = parser.parse_args(argv)
-    root = repo_root() if getattr(args, "course", None) is None else args.course.resolve()
+    root = getattr(args, "course", None) or repo_root()  # the grading commands resolve it (g2c.grading.course.layout)
     if args.command == "autograde":
         from g2c.grading.autograde import autograde
         from g2c.grading.course import layout

@@ -55,8 +55,8 @@ def autograde(course: Path, submitted: Path | None = None, out: Path | None = No
     ``due`` (any date nbgrader parses; UTC unless it names a zone) sets the assignment's due date
     in the gradebook, as ``nbgrader db assignment add --duedate`` would.
     """
-    course = course.resolve()
     lay = layout(course, submitted, out)
+    course = lay.root  # resolved
     submitted = lay.submitted
     if not (course / "source_notebooks" / ASSIGNMENT / NOTEBOOK).is_file():
         raise SystemExit(f"g2c autograde: {course} is not the course repository (no source_notebooks/{ASSIGNMENT}/{NOTEBOOK}); "
@@ -87,7 +87,7 @@ def autograde(course: Path, submitted: Path | None = None, out: Path | None = No
             set_due_date(lay, due)
         for job in todo:
             job.gradebook = template
-        max_score = grade_cells(lay)[1]
+        max_score = sum(grade_cells(lay).values())
         for outcome in _with_progress(_run(todo, pool, scheduler), len(todo), progress):
             outcome.max_score = max_score
             record(lay, outcome)
@@ -506,7 +506,8 @@ def rerender_feedback(lay: Layout, student: str, scores: dict[str, float | None]
 def write_grades(lay: Layout, students: list[str], results: dict[str, dict], standing: dict[str, dict]) -> None:
     """grades.csv: one row per submission, graded or not; a written answer not graded by hand yet
     is empty. ``score`` is after the late penalty, as in ``nbgrader export``."""
-    cell_ids, max_score = grade_cells(lay)
+    points = grade_cells(lay)
+    cell_ids, max_score = list(points), sum(points.values())
     rows = [["student_id", "assignment", "score", "max_score", "status", "timestamp", "late_penalty", *cell_ids]]
     for student in students:
         r = results.get(student, {"status": "not graded yet", "score": 0, "cells": {}})
@@ -521,13 +522,12 @@ def write_grades(lay: Layout, students: list[str], results: dict[str, dict], sta
     atomic_write(lay.grades_csv, table.getvalue().encode())
 
 
-def grade_cells(lay: Layout) -> tuple[list[str], float]:
-    """The assignment's graded cells, in notebook order, and their total points."""
+def grade_cells(lay: Layout) -> dict[str, float]:
+    """The assignment's graded cells, in notebook order, and their points."""
     from nbgrader.api import Gradebook
 
     with Gradebook(lay.db_url) as gb:
-        cells = gb.find_notebook(NAME, ASSIGNMENT).grade_cells
-        return [c.name for c in cells], float(sum(c.max_score for c in cells))
+        return {c.name: float(c.max_score) for c in gb.find_notebook(NAME, ASSIGNMENT).grade_cells}
 
 
 def atomic_write(path: Path, data: bytes) -> None:

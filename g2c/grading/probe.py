@@ -30,6 +30,7 @@ import torch
 SCENARIO_SECONDS = 5.0  # per scenario; the 10**9-step schedule must not need a loop
 MAX_LINE = 2 * 2**20  # one scenario's JSON line; more is recorded as an error
 MAX_MESSAGE = 300  # characters of an exception's message recorded
+SPREAD = 40  # steps of a schedule's phase recorded
 
 # ---------------------------------------------------------------- plain data
 
@@ -403,11 +404,11 @@ def lrs(schedule: Any, settings: dict[str, Any], steps: list[int]) -> dict[str, 
     return {f"step {t}": attempt(lambda: encode_number(schedule(t, **settings))) for t in steps}
 
 
-def spread(low: int, high: int, rng: random.Random, count: int = 40) -> list[int]:
-    """Every step of [low, high) if few, else both ends and a random sample between."""
-    if high - low <= count:
+def spread(low: int, high: int, rng: random.Random) -> list[int]:
+    """Every step of [low, high) if at most SPREAD, else both ends, the middle and a random sample between."""
+    if high - low <= SPREAD:
         return list(range(low, high))
-    return sorted({low, low + 1, high - 1, (low + high) // 2, *rng.sample(range(low, high), count - 4)})
+    return sorted({low, low + 1, high - 1, (low + high) // 2, *rng.sample(range(low, high), SPREAD - 4)})
 
 
 def schedule_warmup(namespace: dict, seed: int) -> dict[str, Any]:

@@ -28,10 +28,10 @@ def write_report(lay: Layout) -> Path:
 
     with lay.grades_csv.open(newline="") as f:
         rows = list(csv.DictReader(f))
-    cells, max_score = grade_cells(lay)
-    points = _cell_points(lay)
+    points = grade_cells(lay)
+    max_score = sum(points.values())
     results = load_results(lay)
-    sections = [_summary(rows, max_score), _histogram(rows, max_score), _parts(rows, cells, points),
+    sections = [_summary(rows, max_score), _histogram(rows, max_score), _parts(rows, points),
                 _pitfalls(results), _statuses(rows, results), _late(rows), _slowest(results)]
     page = (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Class report: {ASSIGNMENT}</title>"
             f"<style>{STYLE}</style></head><body><main><h1>Class report: Module 03B — Training</h1>{''.join(sections)}"
@@ -43,15 +43,6 @@ def write_report(lay: Layout) -> Path:
 STYLE = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1a1a1a}"
          "table{border-collapse:collapse;margin:.5rem 0 1.5rem}th,td{border:1px solid #bbb;padding:.25rem .6rem;text-align:left}"
          "td.n{text-align:right}img{max-width:100%}h2{margin-top:2rem}")
-
-
-def _cell_points(lay: Layout) -> dict[str, float]:
-    from nbgrader.api import Gradebook
-
-    from g2c.grading.autograde import ASSIGNMENT, NAME
-
-    with Gradebook(lay.db_url) as gb:
-        return {c.name: float(c.max_score) for c in gb.find_notebook(NAME, ASSIGNMENT).grade_cells}
 
 
 def _table(head: list[str], body: list[list], numeric: set[int] = frozenset()) -> str:
@@ -107,9 +98,11 @@ def _histogram(rows: list[dict], max_score: float) -> str:
     return f"<h2 id='histogram'>Score histogram</h2><img alt='{html.escape(alt)}' src='{_png(fig)}'>"
 
 
-def _parts(rows: list[dict], cells: list[str], points: dict[str, float]) -> str:
+def _parts(rows: list[dict], points: dict[str, float]) -> str:
+    """Per graded cell (in notebook order): its points, the mean score and how many got full marks."""
     import matplotlib.pyplot as plt
 
+    cells = list(points)
     body, fractions = [], []
     for cell in cells:
         given = [float(r[cell]) for r in rows if r.get(cell, "") != ""]
