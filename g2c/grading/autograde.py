@@ -44,6 +44,7 @@ FEEDBACK = f"{NAME}.html"  # nbgrader's name for a notebook's feedback page
 LIMIT_BEHIND = {"timeout": "timeout", "memory": "memory_mb"}  # status -> the limit that decided it
 MAX_NOTEBOOK_BYTES = 64 * 2**20  # a submitted notebook
 MAX_COMPANION_BYTES = 4096  # timestamp.txt, submission_secret.txt
+GRADES_COLUMNS = ("student_id", "assignment", "score", "max_score", "status", "timestamp", "late_penalty")  # then one per cell
 
 
 def autograde(course: Path, submitted: Path | None = None, out: Path | None = None, *, jobs: int | None = None,
@@ -508,7 +509,7 @@ def write_grades(lay: Layout, students: list[str], results: dict[str, dict], sta
     is empty. ``score`` is after the late penalty, as in ``nbgrader export``."""
     points = grade_cells(lay)
     cell_ids, max_score = list(points), sum(points.values())
-    rows = [["student_id", "assignment", "score", "max_score", "status", "timestamp", "late_penalty", *cell_ids]]
+    rows = [[*GRADES_COLUMNS, *cell_ids]]
     for student in students:
         r = results.get(student, {"status": "not graded yet", "score": 0, "cells": {}})
         now = standing.get(student, {"cells": r["cells"], "late_penalty": 0.0, "timestamp": ""})

@@ -17,6 +17,7 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
+from g2c.grading.autograde import ASSIGNMENT, GRADES_COLUMNS, atomic_write, grade_cells, load_results
 from g2c.grading.course import Layout
 
 SLOWEST = 5  # submissions listed by grading time
@@ -24,8 +25,6 @@ SLOWEST = 5  # submissions listed by grading time
 
 def write_report(lay: Layout) -> Path:
     """Write ``report.html`` beside grades.csv and return its path."""
-    from g2c.grading.autograde import ASSIGNMENT, atomic_write, grade_cells, load_results
-
     with lay.grades_csv.open(newline="") as f:
         rows = list(csv.DictReader(f))
     points = grade_cells(lay)
@@ -69,15 +68,12 @@ def _png(fig) -> str:
 
 def _summary(rows: list[dict], max_score: float) -> str:
     scores = [float(r["score"]) for r in rows]
-    pending = sum(1 for r in rows if any(r[c] == "" for c in r if c not in BASE_COLUMNS) and r["status"] == "graded")
+    pending = sum(1 for r in rows if any(r[c] == "" for c in r if c not in GRADES_COLUMNS) and r["status"] == "graded")
     body = [["submissions", len(rows)], ["points possible", f"{max_score:g}"],
             ["mean score", f"{statistics.mean(scores):.1f}" if scores else "-"],
             ["median score", f"{statistics.median(scores):g}" if scores else "-"],
             ["graded, with written answers still to grade by hand", pending]]
     return "<h2 id='summary'>Summary</h2>" + _table(["", ""], body, {1})
-
-
-BASE_COLUMNS = {"student_id", "assignment", "score", "max_score", "status", "timestamp", "late_penalty"}
 
 
 def _histogram(rows: list[dict], max_score: float) -> str:
