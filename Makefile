@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: book test unit bench notebook reset-notebook clean
+.PHONY: book test lint bench notebook reset-notebook clean
 .PHONY: test-book release check-release bench-grading
 
 # The venv is rebuilt only when requirements.txt or pyproject.toml change.
@@ -22,11 +22,16 @@ book: _build/vendor/.fetched
 book: _build/.figures-code
 	$(BIN)/jupyter-book build . --all -W --keep-going
 
-## test: every check: release in sync, unit tests, pitfall mutants, autograding round trip, the book in a browser
+## test: every check: lint, release in sync, unit tests, pitfall mutants, autograding round trip, the book in a browser
 test: $(STAMP)
+	$(MAKE) lint
 	$(MAKE) check-release
 	$(PY) -m pytest -q
 	$(MAKE) test-book
+
+## lint: ruff over every Python file and notebook source (rules in pyproject.toml)
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 ## bench: time AdamW.step and clip_grad_norm_ against torch in one process
 bench: $(STAMP)

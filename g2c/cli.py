@@ -10,8 +10,9 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-ASSIGNMENT = "03b-training"
-NOTEBOOK = "training.ipynb"
+from g2c.grading.limits import CELL_TIMEOUT, MEMORY_MB, TIMEOUT
+from g2c.grading.notebook_build import ASSIGNMENT, NOTEBOOK
+
 # nbgrader's instructor tools: students get the assignment list and Validate, not these.
 INSTRUCTOR_ONLY = ("@jupyter/nbgrader:create-assignment", "@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:course-list")
 
@@ -75,10 +76,11 @@ def reset_notebook(root: Path, now: datetime | None = None) -> tuple[Path | None
         stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
         archive_dir = root / "student" / "archive"
         archive_dir.mkdir(parents=True, exist_ok=True)
-        archived = archive_dir / f"training-{stamp}.ipynb"
+        name = Path(NOTEBOOK).stem
+        archived = archive_dir / f"{name}-{stamp}.ipynb"
         n = 1
         while archived.exists():
-            archived = archive_dir / f"training-{stamp}-{n}.ipynb"
+            archived = archive_dir / f"{name}-{stamp}-{n}.ipynb"
             n += 1
         shutil.copy2(current, archived)
     current.parent.mkdir(parents=True, exist_ok=True)
@@ -105,32 +107,36 @@ def _positive_float(text: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="g2c", description="Module 03B (Training) tools.")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("workspace", help="copy the student kit to student/03b-training/ (once) and print the notebook path")
+    commands.add_parser("workspace", help=f"copy the student kit to student/{ASSIGNMENT}/ (once) and print the notebook path")
     commands.add_parser("notebook", help="open your workspace notebook in Jupyter (nbgrader's instructor tools hidden)")
     commands.add_parser("reset-notebook", help="archive your notebook under a timestamped name and restore a fresh copy")
-    grade = commands.add_parser("autograde", help="autograde every submission with nbgrader, in parallel sandboxes: grades.csv and redacted feedback")
+    grade = commands.add_parser("autograde", help="autograde every submission with nbgrader, in parallel sandboxes: "
+                                "grades.csv and redacted feedback")
     grade.add_argument("assignment", choices=[ASSIGNMENT])
-    grade.add_argument("--course", type=Path, default=None, help="course root (default: this repository)")
-    grade.add_argument("--submitted", type=Path, default=None, help="DIR/<student>/03b-training/ (default: the course's, as nbgrader_config.py names it)")
-    grade.add_argument("--out", type=Path, default=None, help="grade a separate batch: its gradebook, autograded/, feedback/ and grades.csv "
+    grade.add_argument("--course", type=Path, help="course root (default: this repository)")
+    grade.add_argument("--submitted", type=Path,
+                       help=f"DIR/<student>/{ASSIGNMENT}/ (default: the course's, as nbgrader_config.py names it)")
+    grade.add_argument("--out", type=Path, help="grade a separate batch: its gradebook, autograded/, feedback/ and grades.csv "
                        "all under OUT (default: the course's own gradebook and folders, as nbgrader_config.py names them)")
-    grade.add_argument("--due", default=None, help="the assignment's due date, e.g. '2026-12-01 17:00:00 UTC' (kept in the gradebook)")
-    grade.add_argument("--jobs", type=_positive_int, default=None, help="submissions graded at once (default: all cores)")
-    grade.add_argument("--scheduler", default=None, help="address of a Dask scheduler (tcp://host:8786) to grade on its workers")
-    grade.add_argument("--timeout", type=_positive_float, default=120, help="seconds allowed per submission (default 120)")
-    grade.add_argument("--cell-timeout", type=_positive_float, default=30, help="seconds allowed per notebook cell; later cells still run (default 30)")
-    grade.add_argument("--memory", type=_positive_int, default=4096, help="memory limit in MB for student code (default 4096)")
+    grade.add_argument("--due", help="the assignment's due date, e.g. '2026-12-01 17:00:00 UTC' (kept in the gradebook)")
+    grade.add_argument("--jobs", type=_positive_int, help="submissions graded at once (default: all cores)")
+    grade.add_argument("--scheduler", help="address of a Dask scheduler (tcp://host:8786) to grade on its workers")
+    grade.add_argument("--timeout", type=_positive_float, default=TIMEOUT,
+                       help="seconds allowed per submission (default %(default)g)")
+    grade.add_argument("--cell-timeout", type=_positive_float, default=CELL_TIMEOUT,
+                       help="seconds allowed per notebook cell; later cells still run (default %(default)g)")
+    grade.add_argument("--memory", type=_positive_int, default=MEMORY_MB,
+                       help="memory limit in MB for student code (default %(default)d)")
     grade.add_argument("--force", action="store_true", help="regrade everyone, not only submissions without a result")
     grade.add_argument("--no-sandbox", action="store_true", help="run student code without isolation (trusted code only)")
     report = commands.add_parser("report", help="write the class report (report.html beside grades.csv) of a graded batch")
     report.add_argument("assignment", choices=[ASSIGNMENT])
-    report.add_argument("--course", type=Path, default=None, help="course root (default: this repository)")
-    report.add_argument("--out", type=Path, default=None, help="the folder of a separate batch graded with --out")
+    report.add_argument("--course", type=Path, help="course root (default: this repository)")
+    report.add_argument("--out", type=Path, help="the folder of a separate batch graded with --out")
     args = parser.parse_args(argv)
-    root = repo_root() if getattr(args, "course", None) is None else args.course.resolve()
+    root = getattr(args, "course", None) or repo_root()  # the grading commands resolve it (g2c.grading.course.layout)
     if args.command == "autograde":
         from g2c.grading.autograde import autograde
-
         from g2c.grading.course import layout
 
         results = autograde(root, args.submitted, args.out, jobs=args.jobs, timeout=args.timeout, memory_mb=args.memory,
@@ -140,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             detail = f"  ({r.detail})" if r.detail and r.status != "graded" else ""
             print(f"{r.student_id}: {r.score:g}/{r.max_score:g} {r.status} in {r.seconds:.1f} s{detail}")
         lay = layout(root, args.submitted, args.out)
-        print(f"wrote {lay.grades / 'grades.csv'}, {lay.grades / 'report.html'}, {lay.folder('feedback', '*', ASSIGNMENT)} "
+        print(f"wrote {lay.grades_csv}, {lay.report_html}, {lay.folder('feedback', '*', ASSIGNMENT)} "
               f"and the gradebook {lay.db_url}")
         return 0
     if args.command == "report":
@@ -148,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         from g2c.grading.report import write_report
 
         lay = layout(root, None, args.out)
-        if not (lay.grades / "grades.csv").exists():
-            raise SystemExit(f"g2c report: nothing graded yet ({lay.grades / 'grades.csv'} is missing); run g2c autograde first")
+        if not lay.grades_csv.exists():
+            raise SystemExit(f"g2c report: nothing graded yet ({lay.grades_csv} is missing); run g2c autograde first")
         print(f"wrote {write_report(lay)}")
         return 0
     if args.command == "workspace":

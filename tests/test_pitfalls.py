@@ -141,4 +141,4 @@ def test_a_different_correct_implementation_passes_everything(answer):
 
 
 def test_the_reference_passes_everything():
-    assert failures({OBJECT_OF[a]: pitfalls.build(a) for a in OBJECT_OF}) == {}
+    assert failures({OBJECT_OF[a]: pitfalls.build(a, ()) for a in OBJECT_OF}) == {}

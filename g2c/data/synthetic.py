@@ -10,8 +10,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -72,7 +72,8 @@ def _check_sizes(**sizes: int) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def regression(n_train: int = 256, n_val: int = 256, *, noise: float = 0.1, seed: int = 0, batch_size: int | None = None) -> Dataset:
+def regression(n_train: int = 256, n_val: int = 256, *, noise: float = 0.1, seed: int = 0,
+               batch_size: int | None = None) -> Dataset:
     """``y = sin(3 x1) * cos(2 x2) + x1 x2 + noise`` on ``[-1, 1]^2``, mean squared error."""
     _check_sizes(n_train=n_train, n_val=n_val)
     if not noise >= 0.0:

@@ -20,6 +20,7 @@ they changed), and grades.csv, one row per submission with its status.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -27,39 +28,43 @@ import shutil
 import stat
 import sys
 import tempfile
-import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict
+from datetime import UTC
 from pathlib import Path
 
 from g2c.grading import path_with_this_environment
 from g2c.grading.course import Layout, layout
 from g2c.grading.feedback import REASONS_KEY, score_of
-from g2c.grading.worker import ASSIGNMENT, NOTEBOOK, Job, Outcome, grade
+from g2c.grading.limits import CELL_TIMEOUT, MEMORY_MB, TIMEOUT
+from g2c.grading.worker import ASSIGNMENT, NAME, NOTEBOOK, Job, Outcome, grade
 
-NAME = NOTEBOOK.removesuffix(".ipynb")
 FEEDBACK = f"{NAME}.html"  # nbgrader's name for a notebook's feedback page
 LIMIT_BEHIND = {"timeout": "timeout", "memory": "memory_mb"}  # status -> the limit that decided it
-warnings.filterwarnings("ignore", message="Object of type <Submitted")  # nbgrader 0.9's own SQLAlchemy noise
+MAX_NOTEBOOK_BYTES = 64 * 2**20  # a submitted notebook
+MAX_COMPANION_BYTES = 4096  # timestamp.txt, submission_secret.txt
+GRADES_COLUMNS = ("student_id", "assignment", "score", "max_score", "status", "timestamp", "late_penalty")  # then one per cell
 
 
-def autograde(course: Path, submitted: Path | None = None, out: Path | None = None, *, jobs: int | None = None, timeout: float = 120,
-              memory_mb: int | None = None, scheduler: str | None = None, force: bool = False, isolate: bool = True,
-              progress: bool = True, cell_timeout: float = 30, due: str | None = None) -> list[Outcome]:
+def autograde(course: Path, submitted: Path | None = None, out: Path | None = None, *, jobs: int | None = None,
+              timeout: float = TIMEOUT, memory_mb: int | None = MEMORY_MB, scheduler: str | None = None, force: bool = False,
+              isolate: bool = True, progress: bool = True, cell_timeout: float = CELL_TIMEOUT,
+              due: str | None = None) -> list[Outcome]:
     """Grade every ``submitted/<student>/`` into the course's gradebook and folders (or under ``out``).
 
     ``due`` (any date nbgrader parses; UTC unless it names a zone) sets the assignment's due date
     in the gradebook, as ``nbgrader db assignment add --duedate`` would.
     """
-    course = course.resolve()
     lay = layout(course, submitted, out)
+    course = lay.root  # resolved
     submitted = lay.submitted
     if not (course / "source_notebooks" / ASSIGNMENT / NOTEBOOK).is_file():
         raise SystemExit(f"g2c autograde: {course} is not the course repository (no source_notebooks/{ASSIGNMENT}/{NOTEBOOK}); "
                          "pass --course with the folder of nbgrader_config.py")
     os.environ["PATH"] = path_with_this_environment()  # nbgrader runs `alembic` from PATH
-    students = sorted(p.name for p in submitted.iterdir() if not p.name.startswith(".") and (p.is_dir() or p.is_symlink())) if submitted.is_dir() else []
+    folders = submitted.iterdir() if submitted.is_dir() else []
+    students = sorted(p.name for p in folders if not p.name.startswith(".") and (p.is_dir() or p.is_symlink()))
     if not students:
         raise SystemExit(f"g2c autograde: no submissions found as {submitted}/<student>/{ASSIGNMENT}/")
     if isolate:
@@ -72,7 +77,8 @@ def autograde(course: Path, submitted: Path | None = None, out: Path | None = No
     source = course / "source_notebooks" / ASSIGNMENT / NOTEBOOK
     checks, source_cells = hidden_checks(source), graded_cells(source)
     done = {} if force else load_results(lay)
-    jobs_all = [Job(s, read_submission(submitted / s), b"", checks, source_cells, timeout, memory_mb, cell_timeout, isolate) for s in students]
+    jobs_all = [Job(s, read_submission(submitted / s), b"", checks, source_cells, timeout, memory_mb, cell_timeout, isolate)
+                for s in students]
     todo = [job for job in jobs_all if _needs_grading(done.get(job.student), job)]
     # workers warm up while the assignment is registered; none start when only hand grades changed
     pool = None if scheduler or not todo else _local_pool(max(1, min(jobs or os.cpu_count() or 1, len(todo))), isolate)
@@ -82,7 +88,7 @@ def autograde(course: Path, submitted: Path | None = None, out: Path | None = No
             set_due_date(lay, due)
         for job in todo:
             job.gradebook = template
-        max_score = grade_cells(lay)[1]
+        max_score = sum(grade_cells(lay).values())
         for outcome in _with_progress(_run(todo, pool, scheduler), len(todo), progress):
             outcome.max_score = max_score
             record(lay, outcome)
@@ -95,7 +101,8 @@ def autograde(course: Path, submitted: Path | None = None, out: Path | None = No
 
     write_report(lay)
     results = load_results(lay)
-    return [Outcome(**{k: v for k, v in results[s].items() if k in Outcome.__dataclass_fields__}) for s in students if s in results]
+    fields = Outcome.__dataclass_fields__
+    return [Outcome(**{k: v for k, v in results[s].items() if k in fields}) for s in students if s in results]
 
 
 def _needs_grading(result: dict | None, job: Job) -> bool:
@@ -107,31 +114,43 @@ def _needs_grading(result: dict | None, job: Job) -> bool:
     return limit is not None and result.get("limits", {}).get(limit) != job.limits[limit]
 
 
-MAX_NOTEBOOK_BYTES = 64 * 2**20
+class NotARegularFile(OSError):
+    """A FIFO, a device or a folder where a student's file should be."""
 
 
-def read_submission(folder: Path) -> bytes | None:
-    """``folder/03b-training/training.ipynb``, never through a link: a student's folder may hold
-    links to another student's notebook, the solution, a FIFO or /dev/zero. Each component is
-    opened with O_NOFOLLOW relative to the last, the file must be a regular one, and at most
-    MAX_NOTEBOOK_BYTES are read. Anything else is an unreadable notebook (None: nothing there)."""
-    fds: list[int] = []
+def read_without_links(folder: Path, *names: str, limit: int) -> bytes:
+    """``folder/names...``, never through a link: a student's folder may hold links to another
+    student's notebook, the solution, a FIFO or /dev/zero. Each component is opened with
+    O_NOFOLLOW relative to the last and the file must be a regular one (else OSError: ENOENT,
+    ELOOP, ENOTDIR or NotARegularFile); at most ``limit + 1`` bytes are read, to tell a file too large."""
+    fds = [os.open(folder, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW)]
     try:
-        fds.append(os.open(folder, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW))
-        fds.append(os.open(ASSIGNMENT, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fds[-1]))
-        fds.append(os.open(NOTEBOOK, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fds[-1]))
+        for name in names[:-1]:
+            fds.append(os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fds[-1]))
+        fds.append(os.open(names[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fds[-1]))
         if not stat.S_ISREG(os.fstat(fds[-1]).st_mode):
-            return b"not a notebook: not a regular file"
+            raise NotARegularFile(f"{names[-1]} is not a regular file")
         with os.fdopen(fds.pop(), "rb") as f:
-            data = f.read(MAX_NOTEBOOK_BYTES + 1)
-        return data if len(data) <= MAX_NOTEBOOK_BYTES else b"not a notebook: larger than 64 MB"
-    except FileNotFoundError:
-        return None
-    except OSError as err:  # ELOOP / ENOTDIR: a link where a folder or the notebook should be
-        return f"not a notebook: {err.strerror} (links are not followed)".encode()
+            return f.read(limit + 1)
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def read_submission(folder: Path) -> bytes | None:
+    """``folder/03b-training/training.ipynb`` (see :func:`read_without_links`); anything but a
+    regular file of at most MAX_NOTEBOOK_BYTES is an unreadable notebook (None: nothing there)."""
+    try:
+        data = read_without_links(folder, ASSIGNMENT, NOTEBOOK, limit=MAX_NOTEBOOK_BYTES)
+    except FileNotFoundError:
+        return None
+    except NotARegularFile:
+        return b"not a notebook: not a regular file"
+    except OSError as err:  # ELOOP / ENOTDIR: a link where a folder or the notebook should be
+        return f"not a notebook: {err.strerror} (links are not followed)".encode()
+    if len(data) > MAX_NOTEBOOK_BYTES:
+        return f"not a notebook: larger than {MAX_NOTEBOOK_BYTES // 2**20} MB".encode()
+    return data
 
 
 def register_assignment(course: Path, lay: Layout) -> bytes:
@@ -145,7 +164,7 @@ def register_assignment(course: Path, lay: Layout) -> bytes:
         _generate_assignment(course, f"sqlite:///{template}", Path(tmp) / "release")
         if not _has_assignment(lay.db_url):
             if lay.db_url.startswith("sqlite:///") and not lay.db_exists:
-                _atomic_write(Path(lay.db_url.removeprefix("sqlite:///")), template.read_bytes())
+                atomic_write(Path(lay.db_url.removeprefix("sqlite:///")), template.read_bytes())
             else:
                 _generate_assignment(course, lay.db_url, Path(tmp) / "release")
         return template.read_bytes()
@@ -206,8 +225,9 @@ def graded_cells(source: Path) -> dict[str, dict]:
     """grade_id -> type, source and nbgrader metadata of every cell nbgrader tracks in the source."""
     import nbformat
 
-    return {cell.metadata["nbgrader"]["grade_id"]: {"cell_type": cell.cell_type, "source": cell.source, "nbgrader": dict(cell.metadata["nbgrader"])}
-            for cell in nbformat.read(source, as_version=4).cells if cell.metadata.get("nbgrader", {}).get("grade_id")}
+    cells = [cell for cell in nbformat.read(source, as_version=4).cells if cell.metadata.get("nbgrader", {}).get("grade_id")]
+    return {cell.metadata["nbgrader"]["grade_id"]: {"cell_type": cell.cell_type, "source": cell.source,
+                                                    "nbgrader": dict(cell.metadata["nbgrader"])} for cell in cells}
 
 
 def _run(todo: list[Job], pool, scheduler: str | None) -> Iterator[Outcome]:
@@ -280,7 +300,8 @@ def _with_progress(outcomes: Iterator[Outcome], total: int, show: bool) -> Itera
     from tqdm import tqdm
 
     counts: Counter[str] = Counter()
-    with tqdm(total=total, unit="submission", desc="grading", file=sys.stderr, disable=not show or not total, mininterval=0.5) as bar:
+    with tqdm(total=total, unit="submission", desc="grading", file=sys.stderr, disable=not show or not total,
+              mininterval=0.5) as bar:
         for outcome in outcomes:
             counts[outcome.status] += 1
             bar.set_postfix_str(", ".join(f"{status}: {n}" for status, n in sorted(counts.items())), refresh=False)
@@ -297,14 +318,14 @@ def record(lay: Layout, outcome: Outcome) -> None:
     student = outcome.student_id
     if outcome.notebook is not None:
         notebook = with_reasons(outcome.notebook, outcome.reasons)
-        _atomic_write(lay.folder("autograded", student, ASSIGNMENT) / NOTEBOOK, notebook.encode())
+        atomic_write(lay.folder("autograded", student, ASSIGNMENT) / NOTEBOOK, notebook.encode())
     if outcome.feedback is not None:
-        _atomic_write(lay.folder("feedback", student, ASSIGNMENT) / FEEDBACK, outcome.feedback.encode())
+        atomic_write(lay.folder("feedback", student, ASSIGNMENT) / FEEDBACK, outcome.feedback.encode())
     else:
         shutil.rmtree(lay.folder("feedback", student, ASSIGNMENT), ignore_errors=True)  # no stale page from an earlier run
     summary = {k: v for k, v in asdict(outcome).items() if k not in ("notebook", "feedback")}
     summary["feedback_for"] = _feedback_key(outcome.cells, 0.0)
-    _atomic_write(lay.grades / "results" / f"{student}.json", json.dumps(summary, indent=1).encode())
+    save_result(lay, student, summary)
 
 
 def with_reasons(notebook: str, reasons: dict[str, list[str]]) -> str:
@@ -328,14 +349,19 @@ def save_to_gradebook(db_url: str, outcome: Outcome) -> None:
         submission = gb.update_or_create_submission(ASSIGNMENT, outcome.student_id)
         for notebook in submission.notebooks:
             for grade in notebook.grades:
-                if outcome.auto_scores:  # graded, or stopped with what the probe recorded before
-                    grade.auto_score = outcome.auto_scores.get(grade.name)
+                if outcome.cells:  # graded, or stopped with what the probe recorded before
+                    grade.auto_score = outcome.cells.get(grade.name)
                 else:
                     grade.auto_score = None if grade.cell.cell_type == "markdown" else 0.0
                 grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
             for comment in notebook.comments:
                 comment.auto_comment = outcome.comments.get(comment.name)
         gb.db.commit()
+
+
+def save_result(lay: Layout, student: str, summary: dict) -> None:
+    """``results/<student>.json``: an outcome without its notebook and page; :func:`load_results` reads them."""
+    atomic_write(lay.grades / "results" / f"{student}.json", json.dumps(summary, indent=1).encode())
 
 
 def load_results(lay: Layout) -> dict[str, dict]:
@@ -364,9 +390,10 @@ def refresh(lay: Layout, students: list[str]) -> None:
     standing = gradebook_standing(lay, graded)
     for student in graded:
         scores, penalty = standing[student]["cells"], standing[student]["late_penalty"]
-        if results[student].get("feedback_for") != _feedback_key(scores, penalty) and rerender_feedback(lay, student, scores, penalty, results[student]):
+        stale = results[student].get("feedback_for") != _feedback_key(scores, penalty)
+        if stale and rerender_feedback(lay, student, scores, penalty, results[student]):
             results[student]["feedback_for"] = _feedback_key(scores, penalty)
-            _atomic_write(lay.grades / "results" / f"{student}.json", json.dumps(results[student], indent=1).encode())
+            save_result(lay, student, results[student])
         place_companions(lay, student)
     write_grades(lay, students, results, standing)
 
@@ -376,14 +403,12 @@ COMPANIONS = ("timestamp.txt", "submission_secret.txt")  # what nbgrader's colle
 
 def companion(lay: Layout, student: str, name: str) -> bytes | None:
     """A small file nbgrader's collect wrote beside the notebook, read as the notebook is: never
-    through a link, a regular file, at most 4 kB (None: not there or not that)."""
-    folder = lay.folder("submitted", student, ASSIGNMENT)
+    through a link, a regular file, at most MAX_COMPANION_BYTES (None: not there or not that)."""
     try:
-        fd = os.open(folder / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        data = read_without_links(lay.folder("submitted", student, ASSIGNMENT), name, limit=MAX_COMPANION_BYTES)
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as f:
-        return f.read(4097) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    return data if len(data) <= MAX_COMPANION_BYTES else None
 
 
 def place_companions(lay: Layout, student: str) -> None:
@@ -393,8 +418,8 @@ def place_companions(lay: Layout, student: str) -> None:
         data = companion(lay, student, name)
         for step in ("autograded", "feedback"):
             folder = lay.folder(step, student, ASSIGNMENT)
-            if data is not None and len(data) <= 4096 and folder.is_dir():
-                _atomic_write(folder / name, data)
+            if data is not None and folder.is_dir():
+                atomic_write(folder / name, data)
 
 
 def submission_time(lay: Layout, student: str):
@@ -409,13 +434,13 @@ def submission_time(lay: Layout, student: str):
 
 
 def _file_time(lay: Layout, student: str):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     try:
         mtime = os.lstat(lay.folder("submitted", student, ASSIGNMENT) / NOTEBOOK).st_mtime
     except OSError:
         return None
-    return datetime.fromtimestamp(mtime, timezone.utc).replace(tzinfo=None)
+    return datetime.fromtimestamp(mtime, UTC).replace(tzinfo=None)
 
 
 def stamp_submissions(lay: Layout, students: list[str]) -> None:
@@ -433,7 +458,8 @@ def stamp_submissions(lay: Layout, students: list[str]) -> None:
             for notebook in submission.notebooks:
                 notebook.late_submission_penalty = None
                 if submission.total_seconds_late > 0:
-                    penalty = penalties.plugin_inst.late_submission_penalty(student, notebook.score, submission.total_seconds_late)
+                    late = submission.total_seconds_late
+                    penalty = penalties.plugin_inst.late_submission_penalty(student, notebook.score, late)
                     if penalty is not None:
                         notebook.late_submission_penalty = penalties._check_late_penalty(notebook, penalty)
         gb.db.commit()
@@ -474,40 +500,39 @@ def rerender_feedback(lay: Layout, student: str, scores: dict[str, float | None]
         return False
     nb = nbformat.read(autograded, as_version=4)
     page = feedback_html(nb, scores, nb.metadata.get(REASONS_KEY, result.get("reasons", {})), late_penalty=penalty)
-    _atomic_write(lay.folder("feedback", student, ASSIGNMENT) / FEEDBACK, page.encode())
+    atomic_write(lay.folder("feedback", student, ASSIGNMENT) / FEEDBACK, page.encode())
     return True
 
 
-def write_grades(lay: Layout, students: list[str], results: dict[str, dict] | None = None, standing: dict[str, dict] | None = None) -> None:
+def write_grades(lay: Layout, students: list[str], results: dict[str, dict], standing: dict[str, dict]) -> None:
     """grades.csv: one row per submission, graded or not; a written answer not graded by hand yet
     is empty. ``score`` is after the late penalty, as in ``nbgrader export``."""
-    cell_ids, max_score = grade_cells(lay)
-    results = load_results(lay) if results is None else results
-    standing = gradebook_standing(lay, list(results)) if standing is None else standing
-    rows = [["student_id", "assignment", "score", "max_score", "status", "timestamp", "late_penalty", *cell_ids]]
+    points = grade_cells(lay)
+    cell_ids, max_score = list(points), sum(points.values())
+    rows = [[*GRADES_COLUMNS, *cell_ids]]
     for student in students:
         r = results.get(student, {"status": "not graded yet", "score": 0, "cells": {}})
         now = standing.get(student, {"cells": r["cells"], "late_penalty": 0.0, "timestamp": ""})
         cells = {c: now["cells"].get(c) for c in cell_ids}
         total = sum(v for v in cells.values() if v is not None) - now["late_penalty"]
         scores = ["" if v is None else f"{v:g}" for v in cells.values()]
-        rows.append([student, ASSIGNMENT, f"{total:g}", f"{max_score:g}", r["status"], now["timestamp"], f"{now['late_penalty']:g}", *scores])
-    partial = lay.grades / "grades.csv.partial"
-    with partial.open("w", newline="") as f:
-        csv.writer(f).writerows(rows)
-    partial.replace(lay.grades / "grades.csv")
+        rows.append([student, ASSIGNMENT, f"{total:g}", f"{max_score:g}", r["status"], now["timestamp"],
+                     f"{now['late_penalty']:g}", *scores])
+    table = io.StringIO(newline="")
+    csv.writer(table).writerows(rows)
+    atomic_write(lay.grades_csv, table.getvalue().encode())
 
 
-def grade_cells(lay: Layout) -> tuple[list[str], float]:
-    """The assignment's graded cells, in notebook order, and their total points."""
+def grade_cells(lay: Layout) -> dict[str, float]:
+    """The assignment's graded cells, in notebook order, and their points."""
     from nbgrader.api import Gradebook
 
     with Gradebook(lay.db_url) as gb:
-        cells = gb.find_notebook(NAME, ASSIGNMENT).grade_cells
-        return [c.name for c in cells], float(sum(c.max_score for c in cells))
+        return {c.name: float(c.max_score) for c in gb.find_notebook(NAME, ASSIGNMENT).grade_cells}
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """``data`` in ``path`` whole or not at all: written beside it, then renamed over it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     partial.write_bytes(data)

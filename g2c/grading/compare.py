@@ -48,6 +48,7 @@ MAX_DEPTH = 12
 MAX_ITEMS = 4096
 MAX_ELEMENTS = 2**20
 MAX_STRING = 1000
+MAX_RECORD = 8 * 2**20  # bytes of the probe's output read
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ def _load(line: bytes) -> Any:
         return None
 
 
-def parse_record(raw: bytes, limit: int = 8 * 2**20) -> dict:
+def parse_record(raw: bytes, limit: int = MAX_RECORD) -> dict:
     """The probe's output -> {"scenarios": {name: data}, "cells": {grade_id: error}, "done": bool}.
 
     Reads at most ``limit`` bytes (a cut last line is dropped), ignores every line that is not
@@ -272,7 +273,9 @@ def _differ_array(want: Array, got: Any, scenario: str, path: tuple[str, ...]) -
     tol = tolerance(scenario, path)
     if all(_close(g, w, tol) for g, w in zip(got.values, want.values)):
         return None
-    return Diff(path, "changed" if tol is None and all(math.isfinite(g) for g in got.values) else _how_far(got.values, want.values))
+    if tol is None and all(math.isfinite(g) for g in got.values):
+        return Diff(path, "changed")
+    return Diff(path, _how_far(got.values, want.values))
 
 
 def _differ_float(want: float, got: Any, scenario: str, path: tuple[str, ...]) -> Diff | None:
@@ -297,30 +300,26 @@ def answer_of(scenario: str) -> str:
 
 
 # answer -> the grade id of the answer cell that defines it (notebook_build's)
-ANSWER_CELL = {"adamw": "adamw", "clip": "clip", "schedule": "schedule", "p1": "adamw_by_hand_answer", "diagnosis": "diagnosis_answer"}
+ANSWER_CELL = {"adamw": "adamw", "clip": "clip", "schedule": "schedule", "p1": "adamw_by_hand_answer",
+               "diagnosis": "diagnosis_answer"}
 OBJECT = {"adamw": "AdamW", "clip": "clip_grad_norm_", "schedule": "cosine_with_warmup", "p1": "p1", "diagnosis": "diagnosis"}
-
-
-def _as_recorded(data: Any) -> Any:
-    """Our own scenario output, cleaned like the student's (the encoders already made it plain JSON
-    data: the round trip through json.dumps/loads would change nothing)."""
-    return clean(data)
 
 
 @functools.lru_cache(maxsize=256)
 def reference_data(seed: int, scenario: str) -> Any:
-    """The scenario's data on ``g2c.training``."""
+    """The scenario's data on ``g2c.training``, cleaned like the student's (the probe's encoders already
+    made it plain JSON data: a round trip through json.dumps/loads would change nothing)."""
     import g2c.training as reference
 
     namespace = {"AdamW": reference.AdamW, "clip_grad_norm_": reference.clip_grad_norm_,
                  "cosine_with_warmup": reference.cosine_with_warmup}
-    return _as_recorded(probe.record(scenario, namespace, seed))
+    return clean(probe.record(scenario, namespace, seed))
 
 
 @functools.lru_cache(maxsize=8192)
 def mutant_data(seed: int, scenario: str, names: tuple[str, ...]) -> Any:
     """The scenario's data on the reference with the named pitfalls."""
-    return _as_recorded(probe.record(scenario, pitfalls.namespace(answer_of(scenario), names), seed))
+    return clean(probe.record(scenario, pitfalls.namespace(answer_of(scenario), names), seed))
 
 
 # ---------------------------------------------------------------- deciding
@@ -524,9 +523,6 @@ ESCAPES = {"__import__", "importlib", "exec", "eval", "compile", "ctypes", "buil
 FRAMES = {"tb_frame", "tb_next", "f_back", "f_globals", "f_locals", "f_builtins", "f_code", "gi_frame", "gi_code",
           "cr_frame", "ag_frame", "co_code"}
 HARMLESS_DUNDERS = {"__init__", "__name__", "__qualname__", "__class__", "__doc__"}
-ATTRIBUTE_ESCAPES = FRAMES  # with every other dunder, and private names of anything but self (torch._foreach_* is fine)
-SCHEDULE_LIBRARIES = {"transformers", "timm", "optax", "lightning", "pytorch_lightning", "keras", "tensorflow",
-                      "diffusers", "deepspeed", "fairseq", "composer", "torchtune"}
 
 
 def delegation(answer: str, source: str) -> str | None:
@@ -574,13 +570,15 @@ def _delegates_to(tree: ast.AST) -> str | None:
 
 
 def _forbidden_attribute(node: ast.Attribute) -> str | None:
+    """torch's parts and doors, frames, every dunder but the harmless ones, and private names of
+    anything but self or cls (torch._foreach_* is fine)."""
     dotted = _dotted(node)
     name = node.attr
     if name in HARMLESS_DUNDERS:
         return None
     if name in TORCH_PARTS or (dotted.startswith("torch.") and name in TORCH_DOORS):
         return f"torch.{dotted.split('.', 1)[1]}" if dotted.startswith("torch.") else dotted
-    if name in FRAMES or (name.startswith("__") and name not in HARMLESS_DUNDERS):
+    if name in FRAMES or name.startswith("__"):
         return name
     base = node.value.id if isinstance(node.value, ast.Name) else None
     if name.startswith("_") and not name.startswith("_foreach_") and base not in ("self", "cls"):

@@ -33,6 +33,14 @@ class Layout:
     grades: Path  # grades.csv, results/<student>.json, report.html
 
     @property
+    def grades_csv(self) -> Path:
+        return self.grades / "grades.csv"
+
+    @property
+    def report_html(self) -> Path:
+        return self.grades / "report.html"
+
+    @property
     def db_url(self) -> str:
         return self._coursedir().db_url
 

@@ -45,7 +45,7 @@ def verdict_output(score: float | None, points: float, reasons: list[str]) -> nb
     return nbformat.v4.new_output("stream", name="stdout", text=text)
 
 
-def redact(nb, scores: dict[str, float | None], reasons: dict[str, list[str]], late_penalty: float = 0.0):
+def redact(nb, scores: dict[str, float | None], reasons: dict[str, list[str]], late_penalty: float):
     """Strip hidden tests and their outputs from every graded test cell; say why points were lost.
 
     The reasons come from the grader's comparison of the student's answers with the reference

@@ -200,7 +200,8 @@ CATALOGUE: tuple[Pitfall, ...] = (
         "schedule_progress_over_max_steps", "schedule", ("schedule_cosine",),
         "your cosine measures progress over max_steps: it runs from warmup_steps to max_steps, so progress is "
         "(step - warmup_steps) / (max_steps - warmup_steps)",
-        edits=(("progress = (step - warmup_steps) / (max_steps - warmup_steps)", ("progress = (step - warmup_steps) / max_steps",)),),
+        edits=(("progress = (step - warmup_steps) / (max_steps - warmup_steps)",
+                ("progress = (step - warmup_steps) / max_steps",)),),
     ),
     Pitfall(
         "schedule_cosine_ignores_min_lr", "schedule", ("schedule_cosine",),
@@ -287,16 +288,14 @@ def mutated_source(answer: str, names: tuple[str, ...]) -> str:
 
 
 @functools.cache
-def build(answer: str, names: tuple[str, ...] = ()) -> Any:
-    """The answer's object (class or function) with the named pitfalls applied; () is the reference
-    rebuilt from its source, which must behave exactly like ``g2c.training``'s."""
+def build(answer: str, names: tuple[str, ...]) -> Any:
+    """The answer's object (class or function) with the named pitfalls applied."""
     module, obj = ANSWERS[answer]
     namespace: dict[str, Any] = {"__name__": f"g2c_pitfall_{module}"}
-    label = "+".join(names) or "reference"
-    exec(compile(mutated_source(answer, tuple(names)), f"<g2c pitfall {module}: {label}>", "exec"), namespace)
+    exec(compile(mutated_source(answer, names), f"<g2c pitfall {module}: {'+'.join(names)}>", "exec"), namespace)
     return namespace[obj]
 
 
-def namespace(answer: str, names: tuple[str, ...] = ()) -> dict[str, Any]:
+def namespace(answer: str, names: tuple[str, ...]) -> dict[str, Any]:
     """What the probe's scenarios read: the mutant under its public name."""
-    return {ANSWERS[answer][1]: build(answer, tuple(names))}
+    return {ANSWERS[answer][1]: build(answer, names)}

@@ -28,9 +28,9 @@ from typing import Any
 import torch
 
 SCENARIO_SECONDS = 5.0  # per scenario; the 10**9-step schedule must not need a loop
-CELL_SECONDS = 120.0  # per notebook cell: a bound, not a budget
 MAX_LINE = 2 * 2**20  # one scenario's JSON line; more is recorded as an error
-MAX_TEXT = 300
+MAX_MESSAGE = 300  # characters of an exception's message recorded
+SPREAD = 40  # steps of a schedule's phase recorded
 
 # ---------------------------------------------------------------- plain data
 
@@ -65,7 +65,7 @@ def encode_error(exc: BaseException) -> dict[str, str]:
         message = str(exc)
     except BaseException:  # a student's exception whose __str__ raises
         message = ""
-    return {"error": type(exc).__name__[:100], "message": message[:MAX_TEXT]}
+    return {"error": type(exc).__name__[:100], "message": message[:MAX_MESSAGE]}
 
 
 def encode_returned(value: Any) -> float | str:
@@ -404,11 +404,11 @@ def lrs(schedule: Any, settings: dict[str, Any], steps: list[int]) -> dict[str, 
     return {f"step {t}": attempt(lambda: encode_number(schedule(t, **settings))) for t in steps}
 
 
-def spread(low: int, high: int, rng: random.Random, count: int = 40) -> list[int]:
-    """Every step of [low, high) if few, else both ends and a random sample between."""
-    if high - low <= count:
+def spread(low: int, high: int, rng: random.Random) -> list[int]:
+    """Every step of [low, high) if at most SPREAD, else both ends, the middle and a random sample between."""
+    if high - low <= SPREAD:
         return list(range(low, high))
-    return sorted({low, low + 1, high - 1, (low + high) // 2, *rng.sample(range(low, high), count - 4)})
+    return sorted({low, low + 1, high - 1, (low + high) // 2, *rng.sample(range(low, high), SPREAD - 4)})
 
 
 def schedule_warmup(namespace: dict, seed: int) -> dict[str, Any]:
@@ -497,18 +497,18 @@ def _on_alarm(signum: int, frame: Any) -> None:
         raise _Timeout()
 
 
-def _bounded(fn: Callable[[], Any], seconds: float, timers: bool) -> Any:
-    """``fn()`` under a SIGALRM timer that keeps firing (every 50 ms) until cancelled, or its
-    exception as data; the timer is disarmed and cancelled before returning."""
+def _bounded(fn: Callable[[], Any], seconds: float | None) -> Any:
+    """``fn()`` under a SIGALRM timer that keeps firing (every 50 ms) until cancelled (none when
+    ``seconds`` is None), or its exception as data; the timer is disarmed and cancelled before returning."""
     try:
         try:
-            if timers:
+            if seconds is not None:
                 _armed[0] = True
                 signal.setitimer(signal.ITIMER_REAL, seconds, 0.05)
             return fn()
         finally:
             _armed[0] = False
-            if timers:
+            if seconds is not None:
                 signal.setitimer(signal.ITIMER_REAL, 0)
     except BaseException as exc:  # the student's, or a timeout that hit the finally above
         return encode_error(exc)
@@ -541,7 +541,8 @@ def run(payload: dict) -> None:
     """Exec the notebook's setup and answer cells into one namespace, then record every scenario.
 
     ``payload``: {"seed": int, "setup": source, "cells": [[grade_id, source], ...], "scenarios": [names]},
-    optionally "scenario_seconds" and "cell_seconds" (time limits, defaults above).
+    optionally "scenario_seconds" (default above) and "cell_seconds" (the grader's cell timeout;
+    without it the cells are not timed here, only the sandbox's timeout bounds them).
 
     Student code runs with fds 1 and 2 on /dev/null; the record goes to the fd that was stdout
     before, one JSON line per scenario as soon as it is done, then {"done": true}. Never raises.
@@ -588,17 +589,17 @@ def run(payload: dict) -> None:
 
 def _run(payload: dict, out: int, timers: bool) -> None:
     seed = int(payload.get("seed", 0))
-    scenario_seconds = float(payload.get("scenario_seconds", SCENARIO_SECONDS))
-    cell_seconds = float(payload.get("cell_seconds", CELL_SECONDS))
+    scenario_seconds = float(payload.get("scenario_seconds", SCENARIO_SECONDS)) if timers else None
+    cell_seconds = float(payload["cell_seconds"]) if timers and "cell_seconds" in payload else None
     namespace: dict[str, Any] = {"__name__": "__main__"}
     cells = [("setup", payload.get("setup") or "")] + [cell for cell in payload.get("cells", [])
                                                          if isinstance(cell, (list, tuple)) and len(cell) == 2]
     for grade_id, source in cells:
-        error = _bounded(lambda: _exec_cell(namespace, str(grade_id), str(source)), cell_seconds, timers)
+        error = _bounded(lambda: _exec_cell(namespace, str(grade_id), str(source)), cell_seconds)
         if error is not None:
             _write(out, {"cell": str(grade_id), "error": error})
     for name in payload.get("scenarios", list(SCENARIOS)):
         if name in SCENARIOS:
-            data = _bounded(lambda: SCENARIOS[name](namespace, seed), scenario_seconds, timers)
+            data = _bounded(lambda: SCENARIOS[name](namespace, seed), scenario_seconds)
             _write(out, {"scenario": name, "data": data})
     _write(out, {"done": True})

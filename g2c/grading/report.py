@@ -17,30 +17,26 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
+from g2c.grading.autograde import ASSIGNMENT, GRADES_COLUMNS, atomic_write, grade_cells, load_results
 from g2c.grading.course import Layout
 
-REPORT = "report.html"
 SLOWEST = 5  # submissions listed by grading time
 
 
 def write_report(lay: Layout) -> Path:
     """Write ``report.html`` beside grades.csv and return its path."""
-    from g2c.grading.autograde import grade_cells, load_results
-
-    with (lay.grades / "grades.csv").open(newline="") as f:
+    with lay.grades_csv.open(newline="") as f:
         rows = list(csv.DictReader(f))
-    cells, max_score = grade_cells(lay)
-    points = _cell_points(lay)
+    points = grade_cells(lay)
+    max_score = sum(points.values())
     results = load_results(lay)
-    sections = [_summary(rows, max_score), _histogram(rows, max_score), _parts(rows, cells, points),
+    sections = [_summary(rows, max_score), _histogram(rows, max_score), _parts(rows, points),
                 _pitfalls(results), _statuses(rows, results), _late(rows), _slowest(results)]
-    page = (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Class report: 03b-training</title>"
-            f"<style>{STYLE}</style></head><body><main><h1>Class report: Module 03B — Training</h1>{''.join(sections)}</main></body></html>\n")
-    path = lay.grades / REPORT
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(page)
-    partial.replace(path)
-    return path
+    page = (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Class report: {ASSIGNMENT}</title>"
+            f"<style>{STYLE}</style></head><body><main><h1>Class report: Module 03B — Training</h1>{''.join(sections)}"
+            "</main></body></html>\n")
+    atomic_write(lay.report_html, page.encode())
+    return lay.report_html
 
 
 STYLE = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1a1a1a}"
@@ -48,19 +44,14 @@ STYLE = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto
          "td.n{text-align:right}img{max-width:100%}h2{margin-top:2rem}")
 
 
-def _cell_points(lay: Layout) -> dict[str, float]:
-    from nbgrader.api import Gradebook
-
-    from g2c.grading.autograde import ASSIGNMENT, NAME
-
-    with Gradebook(lay.db_url) as gb:
-        return {c.name: float(c.max_score) for c in gb.find_notebook(NAME, ASSIGNMENT).grade_cells}
-
-
 def _table(head: list[str], body: list[list], numeric: set[int] = frozenset()) -> str:
     """An HTML table; columns in ``numeric`` are right-aligned."""
     def row(values: list, tag: str) -> str:
-        return "".join(f"<{tag}{' class=n' if i in numeric and tag == 'td' else ''}>{html.escape(str(v))}</{tag}>" for i, v in enumerate(values))
+        cells = []
+        for i, value in enumerate(values):
+            right = " class=n" if i in numeric and tag == "td" else ""
+            cells.append(f"<{tag}{right}>{html.escape(str(value))}</{tag}>")
+        return "".join(cells)
 
     rows = "".join("<tr>" + row(r, "td") + "</tr>" for r in body)
     return f"<table><tr>{row(head, 'th')}</tr>{rows}</table>"
@@ -77,15 +68,12 @@ def _png(fig) -> str:
 
 def _summary(rows: list[dict], max_score: float) -> str:
     scores = [float(r["score"]) for r in rows]
-    pending = sum(1 for r in rows if any(r[c] == "" for c in r if c not in BASE_COLUMNS) and r["status"] == "graded")
+    pending = sum(1 for r in rows if any(r[c] == "" for c in r if c not in GRADES_COLUMNS) and r["status"] == "graded")
     body = [["submissions", len(rows)], ["points possible", f"{max_score:g}"],
             ["mean score", f"{statistics.mean(scores):.1f}" if scores else "-"],
             ["median score", f"{statistics.median(scores):g}" if scores else "-"],
             ["graded, with written answers still to grade by hand", pending]]
     return "<h2 id='summary'>Summary</h2>" + _table(["", ""], body, {1})
-
-
-BASE_COLUMNS = {"student_id", "assignment", "score", "max_score", "status", "timestamp", "late_penalty"}
 
 
 def _histogram(rows: list[dict], max_score: float) -> str:
@@ -106,15 +94,18 @@ def _histogram(rows: list[dict], max_score: float) -> str:
     return f"<h2 id='histogram'>Score histogram</h2><img alt='{html.escape(alt)}' src='{_png(fig)}'>"
 
 
-def _parts(rows: list[dict], cells: list[str], points: dict[str, float]) -> str:
+def _parts(rows: list[dict], points: dict[str, float]) -> str:
+    """Per graded cell (in notebook order): its points, the mean score and how many got full marks."""
     import matplotlib.pyplot as plt
 
+    cells = list(points)
     body, fractions = [], []
     for cell in cells:
         given = [float(r[cell]) for r in rows if r.get(cell, "") != ""]
         mean = statistics.mean(given) if given else None
         full = sum(1 for v in given if v >= points[cell])
-        body.append([cell, f"{points[cell]:g}", "-" if mean is None else f"{mean:.2f}", f"{full} of {len(given)}", len(rows) - len(given)])
+        shown = "-" if mean is None else f"{mean:.2f}"
+        body.append([cell, f"{points[cell]:g}", shown, f"{full} of {len(given)}", len(rows) - len(given)])
         fractions.append(0 if mean is None or not points[cell] else mean / points[cell])
     fig, ax = plt.subplots(figsize=(7, 0.28 * len(cells) + 0.8))
     ax.barh(cells[::-1], [100 * f for f in fractions[::-1]], color="#3b6ea5")
@@ -156,7 +147,8 @@ def _kind(reason: str) -> str:
 def _statuses(rows: list[dict], results: dict[str, dict]) -> str:
     counts = Counter(r["status"] for r in rows)
     body = [[status, n] for status, n in counts.most_common()]
-    troubled = [[r["student_id"], r["status"], results.get(r["student_id"], {}).get("detail", "")] for r in rows if r["status"] != "graded"]
+    troubled = [[r["student_id"], r["status"], results.get(r["student_id"], {}).get("detail", "")]
+                for r in rows if r["status"] != "graded"]
     text = "<h2 id='statuses'>Statuses</h2>" + _table(["status", "submissions"], body, {1})
     return text + (_table(["student", "status", "why"], troubled) if troubled else "")
 

@@ -22,11 +22,13 @@ import signal
 import sys
 from pathlib import Path
 
+from g2c.grading.syscalls import PR_SET_DUMPABLE, prctl
+
 MAX_TEXT = 20_000  # characters of text kept per cell
 MAX_IMAGES = 2_000_000  # characters of base64 images kept per cell
 FLOOD = 10_000_000  # characters received per cell before it is interrupted
 TRUNCATED = "\n[g2c: output truncated]\n"
-PR_SET_DUMPABLE = 4
+KERNEL_START_SECONDS = 60  # for the forked kernel to answer
 
 
 def _start_kernel(connection_file: Path, out: int) -> int:
@@ -149,13 +151,12 @@ def _timeout_error(seconds: float) -> dict:
 
 
 def run(payload: dict) -> None:
-    """Execute ``payload["notebook"]`` (a JSON string) cell by cell, writing each to stdout."""
+    """Execute ``payload["notebook"]`` (a JSON string) cell by cell, stopping any cell after
+    ``payload["cell_timeout"]`` seconds, and write each cell to stdout."""
     import nbformat
 
-    import ctypes
-
     # Not dumpable: the kernel (same uid) can then neither open /proc/<runner>/fd/ nor ptrace us.
-    ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    prctl(PR_SET_DUMPABLE, 0)
     out = os.dup(1)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
@@ -163,10 +164,11 @@ def run(payload: dict) -> None:
     connection_file = Path.cwd() / "kernel.json"
     pid = _start_kernel(connection_file, out)
     nb = nbformat.reads(payload["notebook"], as_version=4)
+    cell_timeout = payload["cell_timeout"]
     client = _client_class()(
-        nb, km=_manager(pid, connection_file), out=out, timeout=int(payload.get("cell_timeout", 60)), allow_errors=True,
-        interrupt_on_timeout=True, record_timing=False, iopub_timeout=int(payload.get("cell_timeout", 60)),
-        raise_on_iopub_timeout=False, startup_timeout=60, error_on_timeout=_timeout_error(payload.get("cell_timeout", 60)),
+        nb, km=_manager(pid, connection_file), out=out, timeout=int(cell_timeout), allow_errors=True,
+        interrupt_on_timeout=True, record_timing=False, iopub_timeout=int(cell_timeout),
+        raise_on_iopub_timeout=False, startup_timeout=KERNEL_START_SECONDS, error_on_timeout=_timeout_error(cell_timeout),
     )
     finished = False
     try:

@@ -24,24 +24,37 @@ kills whatever the student started. The network namespace has no interface up; I
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import resource
-import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from g2c.grading.limits import MAX_FILE_BYTES
+from g2c.grading.syscalls import (
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+    PR_SET_NO_NEW_PRIVS,
+    SANDBOX_NAMESPACES,
+    mount,
+    open_no_follow,
+    pivot_root_here,
+    prctl,
+)
 
 UID_BASE = 200_000  # far above any login account; never in /etc/passwd
 HOME = Path("/tmp/work")  # inside the sandbox: the run's cwd, HOME and TMPDIR
 SYSTEM = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
 DEVICES = ("null", "zero", "full", "random", "urandom")
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 << 18
-MNT_DETACH, PR_SET_NO_NEW_PRIVS = 2, 38
 KEPT_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MPLBACKEND",
                     "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTEST_ADDOPTS", "PYDEVD_DISABLE_FILE_VALIDATION")
 
@@ -50,17 +63,38 @@ KEPT_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "OMP_NUM_THREADS", "MKL_NUM_THREAD
 class Box:
     """What one sandboxed run may see and use."""
 
-    uid: int  # the unprivileged uid the run has (ignored without root)
+    uid: int  # the unprivileged uid the run has
     kit: Path  # the student's build of the g2c package, mounted where g2c lives
-    memory_mb: int | None = None  # address-space limit of each process
-    env: dict[str, str] = field(default_factory=dict)  # extra environment variables
+    memory_mb: int | None  # address-space limit of each process in MB (None: no limit)
 
     def to_json(self) -> dict:
+        """Plain data for the request to the zygote; :meth:`from_json` reads it back."""
         return {**asdict(self), "kit": str(self.kit)}
 
     @classmethod
     def from_json(cls, data: dict) -> Box:
-        return cls(int(data["uid"]), Path(data["kit"]), data.get("memory_mb"), dict(data.get("env", {})))
+        return cls(**{**data, "kit": Path(data["kit"])})
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the sandbox's init tells the grader about a run, through a file no student code can reach."""
+
+    max_rss_mb: float = 0.0  # the run's peak memory
+    leftovers: int = 0  # processes it left running (killed with its sandbox)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def read(cls, path: Path) -> RunFacts:
+        """The facts in ``path``; none (zeros) when the init wrote nothing readable."""
+        try:
+            with open(path, "rb", opener=open_no_follow) as f:
+                data = json.loads(f.read(4096))
+            return cls(float(data["max_rss_mb"]), int(data["leftovers"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return cls()
 
 
 def job_uids(slot: int) -> tuple[int, int]:
@@ -70,29 +104,16 @@ def job_uids(slot: int) -> tuple[int, int]:
 
 
 def isolation_available() -> str | None:
-    """None when sandboxing works here, else why not."""
+    """None when sandboxing works here, else why not: a child process enters the sandbox's namespaces
+    with the very call the zygote makes."""
     if os.geteuid() != 0:
         return "grading in a sandbox needs root (each run gets a uid and namespaces of its own)"
-    if shutil.which("unshare") is None:
-        return "the `unshare` command (util-linux) is missing"
-    probe = subprocess.run(["unshare", "--net", "--mount", "--pid", "--ipc", "--uts", "--fork", "true"], capture_output=True, text=True)
-    return None if probe.returncode == 0 else f"`unshare` failed: {probe.stderr.strip()[:200]}"
+    code = f"from g2c.grading.syscalls import unshare; unshare({SANDBOX_NAMESPACES})"
+    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return None if probe.returncode == 0 else f"entering new namespaces failed: {probe.stderr.strip()[-200:]}"
 
 
 # ---------------------------------------------------------------- inside the namespaces (PID 1)
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"{what}: {os.strerror(errno)}")
-
-
-def mount(source: str, target: str | Path, fstype: str | None = None, flags: int = 0, data: str | None = None) -> None:
-    encode = lambda s: None if s is None else str(s).encode()  # noqa: E731
-    _check(_libc.mount(encode(source), encode(target), encode(fstype), flags, encode(data)), f"mount {source} on {target}")
 
 
 def _bind_read_only(source: str, target: Path) -> None:
@@ -136,7 +157,8 @@ def build_root(box: Box) -> None:
     for name in DEVICES:
         (dev / name).touch()
         mount(f"/dev/{name}", dev / name, None, MS_BIND)
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+    for name, target in {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
+                         "stderr": "/proc/self/fd/2"}.items():
         os.symlink(target, dev / name)
     for folder, size in ((dev / "shm", "64m"), (new / "tmp", "256m"), (new / "var" / "tmp", "64m")):
         folder.mkdir(parents=True)
@@ -148,29 +170,25 @@ def build_root(box: Box) -> None:
     (new / "proc").mkdir()
     mount("proc", new / "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     os.chdir(new)
-    _check(_libc.pivot_root(b".", b"."), "pivot_root")  # the old root now sits under the new one
-    _check(_libc.umount2(b".", MNT_DETACH), "detach the old root")
+    pivot_root_here()
     os.chdir("/")
     mount("none", "/", None, MS_REMOUNT | MS_NOSUID | MS_RDONLY)  # only the tmpfs mounts stay writable
     HOME.mkdir(mode=0o700)
-    if os.geteuid() == 0:
-        os.chown(HOME, box.uid, box.uid)
+    os.chown(HOME, box.uid, box.uid)
 
 
 def _become(uid: int, memory_mb: int | None) -> None:
     """In the child: resource limits, no new privileges, then drop root for good."""
-    limits = {resource.RLIMIT_CORE: 0, resource.RLIMIT_FSIZE: 64 * 2**20, resource.RLIMIT_NOFILE: 1024}
+    limits = {resource.RLIMIT_CORE: 0, resource.RLIMIT_FSIZE: MAX_FILE_BYTES, resource.RLIMIT_NOFILE: 1024,
+              resource.RLIMIT_NPROC: 256}  # processes are counted per uid: a fork bomb stops here
     if memory_mb:
         limits[resource.RLIMIT_AS] = memory_mb * 2**20
-    if os.geteuid() == 0:
-        limits[resource.RLIMIT_NPROC] = 256  # counted per uid: a fork bomb stops here
     for kind, value in limits.items():
         resource.setrlimit(kind, (value, value))
-    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
-    if os.geteuid() == 0:
-        os.setgroups([])
-        os.setresgid(uid, uid, uid)
-        os.setresuid(uid, uid, uid)
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
 
 
 def _other_processes() -> int:
@@ -189,11 +207,11 @@ def init(box: Box, run: Callable[[], None], output: int, report: int) -> int:
     """Be the sandbox's PID 1: build the root, then ``run()`` in a child as the box's uid; reap.
 
     ``output`` becomes the child's stdout (its only way out); ``report`` stays the init's: it
-    receives the child's exit code, its peak memory and how many processes it left behind.
+    receives the child's :class:`RunFacts`. Returns the child's exit code.
     """
     build_root(box)
     env = {name: os.environ[name] for name in KEPT_ENVIRONMENT if name in os.environ}
-    env.update(HOME=str(HOME), TMPDIR=str(HOME), MPLCONFIGDIR=str(HOME / ".mpl"), IPYTHONDIR=str(HOME / ".ipython"), **box.env)
+    env.update(HOME=str(HOME), TMPDIR=str(HOME), MPLCONFIGDIR=str(HOME / ".mpl"), IPYTHONDIR=str(HOME / ".ipython"))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     pid = os.fork()
     if pid == 0:
@@ -227,6 +245,5 @@ def init(box: Box, run: Callable[[], None], output: int, report: int) -> int:
             return 1
         if done == pid:
             code = os.waitstatus_to_exitcode(status)
-            facts = {"exit": code, "max_rss_mb": usage.ru_maxrss / 1024, "leftovers": _other_processes()}
-            os.write(report, json.dumps(facts).encode())
+            os.write(report, RunFacts(usage.ru_maxrss / 1024, _other_processes()).to_json())
             return code & 0xFF

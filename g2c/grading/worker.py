@@ -35,11 +35,13 @@ from pathlib import Path
 import nbformat
 
 from g2c.grading.feedback import HIDDEN
+from g2c.grading.limits import CELL_TIMEOUT, MAX_FILE_BYTES, MEMORY_MB, TIMEOUT
 from g2c.grading.notebook_build import ASSIGNMENT, NOTEBOOK, PROBE_PREAMBLE, PROBED_CELLS, WIDGET_TAG
 from g2c.grading.runner import MAX_IMAGES, MAX_TEXT, TRUNCATED  # the runner caps first; the grader again
+from g2c.grading.sandbox import Box, RunFacts, job_uids
+from g2c.grading.syscalls import open_no_follow
 
-MAX_RECORD = 8 * 2**20  # bytes of probe data read
-MAX_NOTEBOOK_RUN = 64 * 2**20  # bytes of executed cells read
+NAME = NOTEBOOK.removesuffix(".ipynb")  # nbgrader's name for the notebook
 SKIP_TAG = "skip-execution"  # nbclient's default skip_cells_with_tag
 STUDENT = "student"  # the id in each job's private course (nbgrader reads real ids as glob patterns)
 _one_at_a_time = threading.Lock()  # nbgrader uses process-wide state
@@ -55,9 +57,9 @@ class Job:
     gradebook: bytes  # a gradebook with the assignment and no students
     checks: dict[str, list[str]]  # test cell grade_id -> probe scenarios that decide it
     source_cells: dict[str, dict]  # grade_id -> {"cell_type", "source", "nbgrader"} of the source notebook
-    timeout: float = 120.0  # seconds for each of the two runs
-    memory_mb: int | None = None
-    cell_timeout: float = 30.0  # seconds per notebook cell (nbgrader's default)
+    timeout: float = TIMEOUT  # seconds for each of the two runs
+    memory_mb: int | None = MEMORY_MB  # None: no memory limit
+    cell_timeout: float = CELL_TIMEOUT  # seconds per notebook cell
     isolate: bool = True
 
     @property
@@ -76,8 +78,7 @@ class Outcome:
     digest: str = ""
     score: float = 0.0
     max_score: float = 0.0
-    cells: dict[str, float | None] = field(default_factory=dict)  # grade_id -> score (None: to grade by hand)
-    auto_scores: dict[str, float | None] = field(default_factory=dict)  # what goes in the gradebook
+    cells: dict[str, float | None] = field(default_factory=dict)  # grade_id -> autograde score (None: to grade by hand)
     reasons: dict[str, list[str]] = field(default_factory=dict)  # grade_id -> why points were lost
     comments: dict[str, str | None] = field(default_factory=dict)  # solution grade_id -> auto comment
     detail: str = ""
@@ -94,9 +95,10 @@ def grade(job: Job) -> Outcome:
     start = time.perf_counter()
     with _one_at_a_time:
         try:
-            _grading_environment()
             if job.isolate:
                 warm_zygote()
+            else:
+                _grading_environment()
             outcome = _grade(job)
         except Exception as err:  # a grader bug must not cost the batch
             outcome = Outcome(job.student, "grading failed", detail=f"{type(err).__name__}: {err}"[:300])
@@ -116,7 +118,7 @@ def _grading_environment() -> None:
                       PYTEST_ADDOPTS="-p no:unraisableexception -p no:threadexception")
 
 
-def private_scratch() -> bool:
+def private_scratch() -> None:
     """Give this process a temp folder no one else sees, that vanishes with it, however it ends.
 
     In a mount namespace of its own, a fresh tmpfs covers /dev/shm and becomes the temp folder:
@@ -125,18 +127,18 @@ def private_scratch() -> bool:
     ever left in the host's temp folder. Needs root and a single-threaded process (a local pool
     worker); elsewhere (Dask workers) the folders are removed as each job ends.
     """
-    from g2c.grading.sandbox import MS_NODEV, MS_NOSUID, MS_PRIVATE, MS_REC, _libc, mount
-    from g2c.grading.zygote import CLONE_NEWNS
+    from g2c.grading.syscalls import CLONE_NEWNS, MS_NODEV, MS_NOSUID, MS_PRIVATE, MS_REC, mount, unshare
 
-    if os.geteuid() != 0 or _libc.unshare(CLONE_NEWNS) != 0:
-        return False
+    try:
+        unshare(CLONE_NEWNS)
+    except OSError:  # not root, or threads already running
+        return
     mount("none", "/", None, MS_REC | MS_PRIVATE)
     mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=2g,mode=0711")
     tempfile.tempdir = "/dev/shm"
-    return True
 
 
-def warm_zygote():
+def warm_zygote() -> None:
     """Start this worker's zygote and build its kit package once (again if the zygote died)."""
     global _zygote, _kit
     _grading_environment()
@@ -153,7 +155,6 @@ def warm_zygote():
         from g2c.grading.zygote import Zygote
 
         _zygote = Zygote()
-    return _zygote
 
 
 def _grade(job: Job) -> Outcome:
@@ -229,7 +230,7 @@ def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode) -> Outcome:
              "cell_seconds": job.cell_timeout}  # an endless loop in one answer cell costs that answer only
     notebook = {"notebook": nbformat.writes(as_released(nb, job.source_cells)), "cell_timeout": job.cell_timeout}
     runs = {"probe": _Run(work, "probe", probe), "notebook": _Run(work, "notebook", notebook)}
-    kernel_uid, probe_uid = _uids()
+    kernel_uid, probe_uid = job_uids(os.getpid())
     threads = [threading.Thread(target=runs["probe"].start, args=(job, probe_uid)),
                threading.Thread(target=runs["notebook"].start, args=(job, kernel_uid))]
     for thread in threads:
@@ -237,10 +238,10 @@ def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode) -> Outcome:
     for thread in threads:
         thread.join()
 
-    record = compare.parse_record(runs["probe"].read(MAX_RECORD), MAX_RECORD)
+    record = compare.parse_record(runs["probe"].read(compare.MAX_RECORD))
     checks = compare.decide(record, seed, sources)
-    outputs = executed_outputs(runs["notebook"].read(MAX_NOTEBOOK_RUN))
-    outcome = Outcome(job.student, "graded", seed=seed, leftovers=sum(run.leftovers for run in runs.values()))
+    outputs = executed_outputs(runs["notebook"].read(MAX_FILE_BYTES))
+    outcome = Outcome(job.student, "graded", seed=seed, leftovers=sum(run.facts.leftovers for run in runs.values()))
     outcome.status, outcome.detail = _status(runs["probe"], record, job)
     verdicts = cell_verdicts(job, checks)
     result = _nbgrader_autograde(work, job, nb, outputs, verdicts)
@@ -258,12 +259,6 @@ def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode) -> Outcome:
     return outcome
 
 
-def _uids() -> tuple[int, int]:
-    from g2c.grading.sandbox import job_uids
-
-    return job_uids(os.getpid())
-
-
 class _Run:
     """One sandboxed run: its payload goes in as a file, its data comes out as one."""
 
@@ -273,13 +268,13 @@ class _Run:
         self.payload.write_text(json.dumps(payload))
         self.exit: int | None = None
         self.finished = False
+        self.facts = RunFacts()
 
     def start(self, job: Job, uid: int) -> None:
         if job.isolate:
-            from g2c.grading.sandbox import Box
-
             assert _kit is not None and _zygote is not None
             self.exit = _zygote.run(self.kind, Box(uid, _kit, job.memory_mb), self.payload, self.output, self.report, job.timeout)
+            self.facts = RunFacts.read(self.report)
         else:
             self.exit = _run_unsandboxed(self.kind, self.payload, self.output, job.timeout)
         self.finished = self.exit is not None
@@ -287,21 +282,10 @@ class _Run:
     def read(self, limit: int) -> bytes:
         """At most ``limit`` bytes of the run's output (root created the file; the run only wrote it)."""
         try:
-            with open(self.output, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW)) as f:
+            with open(self.output, "rb", opener=open_no_follow) as f:
                 return f.read(limit)
         except OSError:
             return b""
-
-    @property
-    def facts(self) -> dict:
-        try:
-            return json.loads(self.report.read_text())
-        except (OSError, ValueError):
-            return {}
-
-    @property
-    def leftovers(self) -> int:
-        return int(self.facts.get("leftovers", 0))
 
 
 def _run_unsandboxed(kind: str, payload: Path, output: Path, timeout: float) -> int | None:
@@ -309,10 +293,10 @@ def _run_unsandboxed(kind: str, payload: Path, output: Path, timeout: float) -> 
     import subprocess
     import sys
 
-    code = f"import json,sys; from g2c.grading import {'probe' if kind == 'probe' else 'runner'} as m; m.run(json.load(open(sys.argv[1])))"
+    code = "import json, sys; from g2c.grading.zygote import run_kind; run_kind(sys.argv[1], json.load(open(sys.argv[2])))"
     with open(output, "wb") as out:
         try:
-            return subprocess.run([sys.executable, "-c", code, str(payload)], stdout=out, stderr=subprocess.DEVNULL,
+            return subprocess.run([sys.executable, "-c", code, kind, str(payload)], stdout=out, stderr=subprocess.DEVNULL,
                                   timeout=timeout, check=False, cwd=tempfile.gettempdir()).returncode
         except subprocess.TimeoutExpired:
             return None
@@ -330,7 +314,7 @@ def _status(probe: _Run, record: dict, job: Job) -> tuple[str, str]:
     if any(error.get("error") == "MemoryError" for error in record.get("cells", {}).values()):
         return "memory", memory
     if probe.exit != 0:
-        peak = probe.facts.get("max_rss_mb", 0)
+        peak = probe.facts.max_rss_mb
         if job.memory_mb and peak >= min(0.9 * job.memory_mb, job.memory_mb - 1536):
             return "memory", memory
         return "crashed", f"the process running the answer cells ended early (exit code {probe.exit})"
@@ -363,7 +347,8 @@ def executed_outputs(raw: bytes) -> dict:
             continue
         outputs = [_valid_output(o) for o in item["outputs"][:200]]
         count = item.get("execution_count")
-        found[item["cell"]] = {"execution_count": count if isinstance(count, int) else None, "outputs": _capped([o for o in outputs if o])}
+        found[item["cell"]] = {"execution_count": count if isinstance(count, int) else None,
+                               "outputs": _capped([o for o in outputs if o])}
     return found
 
 
@@ -455,14 +440,13 @@ def _scores(db: Path, verdicts: dict, outcome: Outcome) -> None:
     """The outcome's scores in gradebook order; written answers stay for hand grading."""
     from nbgrader.api import Gradebook
 
-    name = NOTEBOOK.removesuffix(".ipynb")
     with Gradebook(f"sqlite:///{db}") as gb:
-        submitted = gb.find_submission_notebook(name, ASSIGNMENT, STUDENT)
-        order = {cell.name: i for i, cell in enumerate(gb.find_notebook(name, ASSIGNMENT).grade_cells)}
+        submitted = gb.find_submission_notebook(NAME, ASSIGNMENT, STUDENT)
+        order = {cell.name: i for i, cell in enumerate(gb.find_notebook(NAME, ASSIGNMENT).grade_cells)}
         outcome.max_score = float(submitted.max_score)
         for grade in sorted(submitted.grades, key=lambda g: (order.get(g.name, 1e9), g.name)):
             score, _, reasons = verdicts.get(grade.name, (None, 0, []))  # not in verdicts: graded by hand
-            outcome.auto_scores[grade.name] = outcome.cells[grade.name] = score
+            outcome.cells[grade.name] = score
             if reasons:
                 outcome.reasons[grade.name] = reasons
         outcome.comments = {c.name: c.auto_comment for c in submitted.comments}

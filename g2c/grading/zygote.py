@@ -16,6 +16,7 @@ socket on the file system and no folder: nothing of it outlives its worker.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import selectors
@@ -25,11 +26,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from g2c.grading.sandbox import KEPT_ENVIRONMENT, Box, _check, _libc, init, mount
-from g2c.grading.sandbox import MS_PRIVATE, MS_REC
+from g2c.grading.sandbox import KEPT_ENVIRONMENT, Box, init
+from g2c.grading.syscalls import MS_PRIVATE, MS_REC, PR_SET_PDEATHSIG, SANDBOX_NAMESPACES, mount, open_no_follow, prctl, unshare
 
-CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x04000000, 0x08000000, 0x20000000, 0x40000000
-PR_SET_PDEATHSIG = 1
 WARM = ["torch", "numpy", "matplotlib.pyplot", "matplotlib_inline.backend_inline", "IPython", "ipykernel.kernelapp",
         "ipykernel.ipkernel", "ipytest", "pytest", "ipywidgets", "nbformat", "nbclient", "jupyter_client",
         "g2c.grading.probe", "g2c.grading.runner"]
@@ -80,20 +79,21 @@ class Zygote:
 # ---------------------------------------------------------------- the zygote process
 
 
-def _target(kind: str, payload: dict):
-    """What the student's process runs, in place, with the zygote's imports."""
+def run_kind(kind: str, payload: dict) -> None:
+    """What the student's process runs: the probe or the notebook run (sandboxed or not)."""
     if kind == "probe":
         from g2c.grading import probe
 
-        return lambda: probe.run(payload)
-    from g2c.grading import runner
+        probe.run(payload)
+    else:
+        from g2c.grading import runner
 
-    return lambda: runner.run(payload)
+        runner.run(payload)
 
 
 def _create(path: str) -> int:
     """A new file only root can reach, in the grader's private folder; never through a link."""
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    return open_no_follow(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC)
 
 
 def _spawn(request: dict) -> int:
@@ -107,21 +107,21 @@ def _spawn(request: dict) -> int:
         os.dup2(devnull, 0)
         os.dup2(devnull, 1)
         os.closerange(3, 65536)  # no socket of the zygote's reaches student code
-        with open(request["payload"], "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW)) as f:
+        with open(request["payload"], "rb", opener=open_no_follow) as f:
             payload = json.loads(f.read())
         output, report = _create(request["output"]), _create(request["report"])
         os.set_inheritable(output, True)
         os.setsid()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the zygote gone, C1 goes
-        _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the zygote gone, C1 goes
+        unshare(SANDBOX_NAMESPACES)
         mount("none", "/", None, MS_REC | MS_PRIVATE)
         child = os.fork()
         if child == 0:  # PID 1 of the new namespace
             code = 1
             try:
-                _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # C1 gone, the whole namespace goes
-                code = init(Box.from_json(request["box"]), _target(request["kind"], payload), output, report)
+                prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # C1 gone, the whole namespace goes
+                code = init(Box.from_json(request["box"]), functools.partial(run_kind, request["kind"], payload), output, report)
             finally:
                 os._exit(code)
         os.close(output)
@@ -135,8 +135,7 @@ def _spawn(request: dict) -> int:
 
 def serve(control_fd: int) -> None:
     """Accept requests until the worker's end of the control socket closes; each connection owns one run."""
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    for name in WARM:
+    for name in WARM:  # matplotlib with the Agg backend the worker set (g2c.grading.worker._grading_environment)
         __import__(name)
     control = socket.socket(fileno=control_fd)
     selector = selectors.DefaultSelector()

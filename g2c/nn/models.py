@@ -48,7 +48,8 @@ class TinyLM(nn.Module):
 
     def __init__(self, vocab_size: int, context: int, embed_dim: int = 16, hidden_dim: int = 64):
         super().__init__()
-        for name, value in (("vocab_size", vocab_size), ("context", context), ("embed_dim", embed_dim), ("hidden_dim", hidden_dim)):
+        sizes = {"vocab_size": vocab_size, "context": context, "embed_dim": embed_dim, "hidden_dim": hidden_dim}
+        for name, value in sizes.items():
             if int(value) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self.context = context
