@@ -1,4 +1,4 @@
-"""The ``g2c`` command: the student's workspace today; grading commands join it as they land."""
+"""The ``g2c`` command: the student's workspace (any assignment of the course) and the instructor's grading."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from datetime import datetime
 from pathlib import Path
 
 from g2c.grading.limits import CELL_TIMEOUT, MEMORY_MB, TIMEOUT
-from g2c.grading.notebook_build import ASSIGNMENT, NOTEBOOK
+from g2c.grading import assignment
+from g2c.grading.notebook_build import ASSIGNMENT
 
 # nbgrader's instructor tools: students get the assignment list and Validate, not these.
 INSTRUCTOR_ONLY = ("@jupyter/nbgrader:create-assignment", "@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:course-list")
@@ -25,19 +26,22 @@ def repo_root() -> Path:
     raise SystemExit("g2c: run this inside the course repository (no nbgrader_config.py found above here)")
 
 
-def _kit(root: Path) -> Path:
-    kit = root / "release" / ASSIGNMENT
-    if not (kit / NOTEBOOK).exists():
-        raise SystemExit(f"g2c: the student kit {kit / NOTEBOOK} is missing; an instructor builds it with `make release`")
-    return kit
+def _kit(root: Path, name: str) -> tuple[Path, str]:
+    """(the assignment's released kit folder, its notebook's file name)."""
+    notebook = assignment.load(name, root).notebook
+    kit = root / "release" / name
+    if not (kit / notebook).exists():
+        raise SystemExit(f"g2c: the student kit {kit / notebook} is missing; an instructor builds it with `make release`")
+    return kit, notebook
 
 
-def workspace(root: Path) -> Path:
-    """The student's own copy of the kit, ``student/03b-training/``, made from ``release/`` once."""
-    dest = root / "student" / ASSIGNMENT
-    if not (dest / NOTEBOOK).exists():
-        shutil.copytree(_kit(root), dest, dirs_exist_ok=True)
-    return dest / NOTEBOOK
+def workspace(root: Path, name: str) -> Path:
+    """The student's own copy of the kit, ``student/<assignment>/``, made from ``release/`` once."""
+    kit, notebook = _kit(root, name)
+    dest = root / "student" / name
+    if not (dest / notebook).exists():
+        shutil.copytree(kit, dest, dirs_exist_ok=True)
+    return dest / notebook
 
 
 def student_jupyter_config(root: Path) -> Path:
@@ -57,30 +61,31 @@ def student_environment(root: Path) -> dict[str, str]:
     return {**os.environ, "JUPYTER_CONFIG_PATH": os.pathsep.join(filter(None, extra)), "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
-def open_notebook(root: Path) -> None:
+def open_notebook(root: Path, name: str) -> None:
     """``g2c notebook``: the student's workspace notebook in Jupyter Notebook (replaces this process)."""
-    notebook = workspace(root)
+    notebook = workspace(root, name)
     jupyter = str(Path(sys.executable).with_name("jupyter"))
     os.execve(jupyter, [jupyter, "notebook", str(notebook)], student_environment(root))
 
 
-def reset_notebook(root: Path, now: datetime | None = None) -> tuple[Path | None, Path]:
+def reset_notebook(root: Path, name: str, now: datetime | None = None) -> tuple[Path | None, Path]:
     """Archive the student's notebook under a timestamped name, then restore a fresh copy.
 
     The archive is written before the fresh copy replaces anything, so no work is lost.
     """
-    fresh = _kit(root) / NOTEBOOK
-    current = root / "student" / ASSIGNMENT / NOTEBOOK
+    kit, notebook = _kit(root, name)
+    fresh = kit / notebook
+    current = root / "student" / name / notebook
     archived = None
     if current.exists():
         stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
         archive_dir = root / "student" / "archive"
         archive_dir.mkdir(parents=True, exist_ok=True)
-        name = Path(NOTEBOOK).stem
-        archived = archive_dir / f"{name}-{stamp}.ipynb"
+        stem = Path(notebook).stem
+        archived = archive_dir / f"{stem}-{stamp}.ipynb"
         n = 1
         while archived.exists():
-            archived = archive_dir / f"{name}-{stamp}-{n}.ipynb"
+            archived = archive_dir / f"{stem}-{stamp}-{n}.ipynb"
             n += 1
         shutil.copy2(current, archived)
     current.parent.mkdir(parents=True, exist_ok=True)
@@ -107,9 +112,14 @@ def _positive_float(text: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="g2c", description="Module 03B (Training) tools.")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("workspace", help=f"copy the student kit to student/{ASSIGNMENT}/ (once) and print the notebook path")
-    commands.add_parser("notebook", help="open your workspace notebook in Jupyter (nbgrader's instructor tools hidden)")
-    commands.add_parser("reset-notebook", help="archive your notebook under a timestamped name and restore a fresh copy")
+    student_commands = {
+        "workspace": "copy the assignment's kit to student/<assignment>/ (once) and print the notebook path",
+        "notebook": "open your workspace notebook in Jupyter (nbgrader's instructor tools hidden)",
+        "reset-notebook": "archive your notebook under a timestamped name and restore a fresh copy",
+    }
+    for command, help_text in student_commands.items():
+        commands.add_parser(command, help=help_text).add_argument(
+            "assignment", nargs="?", help="its folder name under source_notebooks/ (default: the course's only one)")
     grade = commands.add_parser("autograde", help="autograde every submission with nbgrader, in parallel sandboxes: "
                                 "grades.csv and redacted feedback")
     grade.add_argument("assignment", choices=[ASSIGNMENT])
@@ -158,12 +168,16 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"g2c report: nothing graded yet ({lay.grades_csv} is missing); run g2c autograde first")
         print(f"wrote {write_report(lay)}")
         return 0
+    try:
+        name = assignment.chosen(root, args.assignment)
+    except ValueError as err:
+        raise SystemExit(f"g2c {args.command}: {err}") from None
     if args.command == "workspace":
-        print(workspace(root))
+        print(workspace(root, name))
     elif args.command == "notebook":
-        open_notebook(root)
+        open_notebook(root, name)
     elif args.command == "reset-notebook":
-        archived, current = reset_notebook(root)
+        archived, current = reset_notebook(root, name)
         if archived:
             print(f"archived your notebook as {archived.relative_to(root)}")
         print(f"fresh notebook at {current.relative_to(root)}")

@@ -3,7 +3,6 @@ nothing of the solutions leaks, and the grading harness cannot be talked into a 
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re

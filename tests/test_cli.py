@@ -18,32 +18,63 @@ def course(tmp_path):
     (kit / "training.ipynb").write_text("fresh")
     (kit / "tests" / "test_training.py").write_text("# tests")
     (tmp_path / "nbgrader_config.py").write_text("")
+    spec = tmp_path / "source_notebooks" / "03b-training" / "assignment.toml"
+    spec.parent.mkdir(parents=True)
+    spec.write_text('notebook = "training.ipynb"\n')
     return tmp_path
 
 
 def test_workspace_copies_the_kit_once(course):
-    notebook = workspace(course)
+    notebook = workspace(course, "03b-training")
     assert notebook == course / "student" / "03b-training" / "training.ipynb"
     assert (notebook.parent / "tests" / "test_training.py").exists()
     notebook.write_text("my work")
-    assert workspace(course).read_text() == "my work", "a second call must not overwrite the student's work"
+    assert workspace(course, "03b-training").read_text() == "my work", "a second call must not overwrite the student's work"
 
 
 def test_reset_archives_then_restores(course):
-    notebook = workspace(course)
+    notebook = workspace(course, "03b-training")
     notebook.write_text("my work")
     when = datetime(2026, 11, 25, 9, 30, 0)
-    archived, current = reset_notebook(course, now=when)
+    archived, current = reset_notebook(course, "03b-training", now=when)
     assert archived.name == "training-20261125-093000.ipynb" and archived.read_text() == "my work"
     assert current.read_text() == "fresh"
     current.write_text("second try")
-    archived2, _ = reset_notebook(course, now=when)
+    archived2, _ = reset_notebook(course, "03b-training", now=when)
     assert archived2 != archived and archived2.read_text() == "second try" and archived.read_text() == "my work"
 
 
-def test_missing_kit_is_a_clear_message(tmp_path):
+def test_missing_kit_is_a_clear_message(course):
+    (course / "release" / "03b-training" / "training.ipynb").unlink()
     with pytest.raises(SystemExit, match="make release"):
-        reset_notebook(tmp_path)
+        reset_notebook(course, "03b-training")
+
+
+def test_the_assignment_is_named_or_the_only_one(course, capsys):
+    from g2c.cli import main
+
+    with pytest.raises(SystemExit, match="no assignment 'nope' \\(the course has 03b-training\\)"):
+        _run_in(course, ["workspace", "nope"])
+    _run_in(course, ["workspace"])
+    assert capsys.readouterr().out.strip().endswith("student/03b-training/training.ipynb")
+    second = course / "source_notebooks" / "momentum" / "assignment.toml"
+    second.parent.mkdir()
+    second.write_text('notebook = "momentum.ipynb"\n')
+    with pytest.raises(SystemExit, match="name an assignment \\(the course has 03b-training, momentum\\)"):
+        _run_in(course, ["workspace"])
+
+
+def _run_in(course, argv):
+    import os
+
+    from g2c.cli import main
+
+    here = os.getcwd()
+    os.chdir(course)
+    try:
+        return main(argv)
+    finally:
+        os.chdir(here)
 
 
 def test_autograde_with_a_folder_that_is_not_the_course_is_a_clear_message(tmp_path):

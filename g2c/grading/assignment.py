@@ -62,6 +62,22 @@ class Assignment:
         return self.folder / TEXT_FILE
 
 
+def names(root: Path = ROOT) -> list[str]:
+    """The course's assignments: the folders of ``source_notebooks/`` that hold a spec."""
+    return sorted(path.parent.name for path in (root / "source_notebooks").glob(f"*/{SPEC_FILE}"))
+
+
+def chosen(root: Path, given: str | None) -> str:
+    """The assignment a command works on: the one given, or the course's only one; ValueError otherwise."""
+    known = names(root)
+    if given is None and len(known) == 1:
+        return known[0]
+    if given in known:
+        return given
+    have = ", ".join(known) or "none"
+    raise ValueError(f"name an assignment (the course has {have})" if given is None else f"no assignment {given!r} (the course has {have})")
+
+
 @functools.cache
 def load(name: str, root: Path = ROOT) -> Assignment:
     """The assignment ``name`` of the course at ``root``, read from its spec; ValueError names what is wrong."""
@@ -70,14 +86,17 @@ def load(name: str, root: Path = ROOT) -> Assignment:
     if not path.is_file():
         raise ValueError(f"no assignment {name!r}: {path} is missing")
     spec = tomllib.loads(path.read_text())
-    answers = {key: Answer(a["module"], a["name"], tuple(a["methods"]) if "methods" in a else None) for key, a in spec["answers"].items()}
+    answers = {key: Answer(a["module"], a["name"], tuple(a["methods"]) if "methods" in a else None)
+               for key, a in spec.get("answers", {}).items()}
     graded = {}
-    for grade_id, cell in spec["checks"].items():
+    for grade_id, cell in spec.get("checks", {}).items():
         if cell.get("answer") is not None and cell["answer"] not in answers:
             raise ValueError(f"{path}: checks.{grade_id} names the unknown answer {cell['answer']!r}")
-        graded[grade_id] = Graded(grade_id, int(cell["points"]), tuple(cell["scenarios"]), tuple(cell.get("tests", ())), cell.get("answer"))
+        graded[grade_id] = Graded(grade_id, int(cell["points"]), tuple(cell["scenarios"]), tuple(cell.get("tests", ())),
+                                  cell.get("answer"))
     known = {"notebook", "contract", "probed", "answers", "checks", "manual"}
-    return Assignment(name, folder, spec["notebook"], root / spec["contract"], tuple(spec["probed"]), answers, graded,
+    return Assignment(name, folder, spec["notebook"], root / spec.get("contract", "tests/test_training.py"),
+                      tuple(spec.get("probed", ())), answers, graded,
                       {k: int(v) for k, v in spec.get("manual", {}).items()}, {k: v for k, v in spec.items() if k not in known})
 
 
@@ -105,7 +124,8 @@ def _markdown(text: str) -> list[TextCell]:
         header, _, body = chunk.partition("\n")
         meta = json.loads(header) if header.strip() else {}
         if body.strip():
-            cells.append(TextCell("answer", body.strip(), meta["answer"]) if "answer" in meta else TextCell("markdown", body.strip()))
+            graded = "answer" in meta
+            cells.append(TextCell("answer", body.strip(), meta["answer"]) if graded else TextCell("markdown", body.strip()))
     return cells
 
 
@@ -119,7 +139,8 @@ def parse_cells(text: str) -> list[TextCell]:
         cells += _markdown(text[at : fence.start()])
         kind, grade_id, body = fence.group(1), fence.group(2) or None, fence.group(3)
         if kind not in CODE_KINDS:
-            raise ValueError(f"a code cell needs one of :{': :'.join(sorted(CODE_KINDS))}: first, got {fence.group(0).splitlines()[1]!r}")
+            first = fence.group(0).splitlines()[1]
+            raise ValueError(f"a code cell needs one of :{': :'.join(sorted(CODE_KINDS))}: first, got {first!r}")
         cells.append(TextCell("cut" if kind == "answer" else kind, body.strip(), grade_id))
         at = fence.end()
     return cells + _markdown(text[at:])
