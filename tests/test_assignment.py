@@ -291,6 +291,8 @@ def test_validate_lists_the_same_messages(tmp_path):
     expected = contract_headlines(NOTEBOOK_PITFALLS)
     unset = [f"not written yet: {name} is not defined (write its cell and run it)" for name in ("p1", "diagnosis")]
     assert sorted(listed) == sorted([*expected.values(), *unset])
+    shutil.copyfile(SOURCE, tmp_path / "solution.ipynb")
+    assert Validator(config=patient).validate(str(tmp_path / "solution.ipynb")) == {}, "Validate must pass the solution (no stderr, no error)"
 
 
 def widget_html(nb, cell) -> str:
