@@ -6,6 +6,7 @@ Runs are tiny (a few steps), so the whole file takes seconds.
 
 from __future__ import annotations
 
+import ast
 import base64
 import re
 
@@ -267,3 +268,38 @@ def test_quiz_asks_for_an_answer_before_checking():
     quiz = curve_doctor(quiz=True)
     quiz.controls["check"].click()
     assert "Pick a diagnosis first" in quiz.readout.value
+
+
+# ---- the documented calls are calls the factories accept ------------------------------------------
+
+def bind(call_source: str) -> str:
+    """Bind a call like ``lr_sweep(lambda: MLP((2, 32, 1)))`` to its factory's signature; return the factory's name."""
+    import inspect
+
+    import g2c.widgets
+
+    call = ast.parse(call_source.strip(), mode="eval").body
+    name = call.func.id
+    signature = inspect.signature(getattr(g2c.widgets, name).__wrapped__)
+    signature.bind(*[None] * len(call.args), **{keyword.arg: None for keyword in call.keywords})
+    return name
+
+
+FACTORY_NAMES = {"lr_sweep", "optimizer_race", "clipping_demo", "schedule_explorer", "curve_doctor"}
+
+
+def test_the_package_docstring_shows_calls_the_factories_accept():
+    import g2c.widgets
+
+    calls = re.findall(r"``((?:%s)\(.*?\))``" % "|".join(FACTORY_NAMES), g2c.widgets.__doc__)
+    assert {bind(call) for call in calls} == FACTORY_NAMES
+
+
+def test_the_exercise_notebooks_widget_calls_fit_the_factories():
+    import json
+    from pathlib import Path
+
+    notebook = json.loads((Path(__file__).parents[1] / "release" / "03b-training" / "training.ipynb").read_text())
+    cells = ["".join(cell["source"]) for cell in notebook["cells"] if "widget" in cell.get("metadata", {}).get("tags", [])]
+    calls = [source.strip().splitlines()[-1] for source in cells]
+    assert {bind(call) for call in calls} == FACTORY_NAMES, calls
