@@ -25,9 +25,10 @@ from g2c.training import SGD, AdamW, History, clip_grad_norm_, cosine_with_warmu
 from g2c.widgets import STYLE, diagnose
 from g2c.widgets.diagnosis import ended
 from g2c.widgets.render import min_font_px
+from g2c.widgets.runs import LR_GRID
 from g2c.widgets.sweep import best_smooth_lr
 
-SWEEP_LRS = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
+SWEEP_LRS = tuple(lr for lr in LR_GRID if lr >= 1e-3)  # the widgets' grid; below 1e-3 plain SGD only stalls more
 SWEEP_STEPS = 200
 
 # Every run here is a tiny model: a second intra-op thread buys nothing and, on a busy 2-core
@@ -115,19 +116,17 @@ def sweep_summary(runs: dict[float, History]) -> str:
 
 def widget_sweep_summary() -> str:
     """The sweep widget's runs (``lr_sweep``'s defaults: the same model, data, seed and steps as ``sgd_run``) by label."""
-    from g2c.widgets.sweep import DEFAULT_LRS
-
-    return sweep_summary({lr: sgd_run(lr) for lr in DEFAULT_LRS}) + "."
+    return sweep_summary({lr: sgd_run(lr) for lr in LR_GRID}) + "."
 
 
 @functools.cache
 def race_runs() -> dict[str, dict[float, History]]:
     """The optimizer race's static runs (``optimizer_race(static=True)``'s settings): optimizer -> lr -> History."""
-    from g2c.widgets.race import default_optimizers
-    from g2c.widgets.runs import LR_GRID, Runs
+    from g2c.widgets.race import STATIC_LRS, default_optimizers
+    from g2c.widgets.runs import Runs
 
     runner = Runs(None, None, None, steps=200)
-    return {name: {lr: runner.run(lr, weight_decay=0.0, optimizer=factory, key=name) for lr in LR_GRID if 1e-3 <= lr <= 1.0}
+    return {name: {lr: runner.run(lr, weight_decay=0.0, optimizer=factory, key=name) for lr in STATIC_LRS}
             for name, factory in default_optimizers().items()}
 
 
@@ -349,7 +348,8 @@ def curve_shapes_figure(runs: dict[str, History]) -> Figure:
     fig, grid = plt.subplots(3, 2, figsize=(8, 9.6), layout="constrained")
     axes = list(grid.flat)
     for n, (ax, history) in enumerate(zip(axes, runs.values())):
-        if history.diverged:
+        diverging = diagnose(history).label == "diverging"  # drawn as its label says, not by a rule of its own
+        if diverging:
             _plot_losses(ax, history, 1e30, color=STYLE["diverging"]["color"], lw=2, ls="-.")  # not colour alone
             ax.set_yscale("log")
             ax.set_ylim(1e-2, 1e32)
@@ -360,7 +360,7 @@ def curve_shapes_figure(runs: dict[str, History]) -> Figure:
         ax.axhline(history.baseline_loss, color="0.4", ls=":", lw=1.5)
         ax.set_title(f"{'ABCDE'[n]}: {label(history)}", fontweight="bold")
         ax.set_xlabel("step")
-        ax.set_ylabel("loss" + (" (log)" if history.diverged else ""))
+        ax.set_ylabel("loss" + (" (log)" if diverging else ""))
     key = axes[len(runs)]
     key.axis("off")
     key.plot([], [], color="#0072B2", lw=2.2, label="train (full split)")

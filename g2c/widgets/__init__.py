@@ -2,13 +2,15 @@
 
 Five factories; each is callable with no arguments and returns an ``ipywidgets`` widget (a
 ``Panel``, i.e. a ``VBox`` with handles ``.controls``, ``.image``, ``.readout``, ``.stack``,
-``.links``). Every training run goes through ``g2c.training.train`` from a seeded start.
+``.links``). Every training run goes through ``g2c.training.train`` from a seeded start. Their
+keyword arguments are in each factory's own docstring (``help(lr_sweep)``); the calls the
+exercise notebook makes:
 
-- ``lr_sweep(model=None, data=None, *, steps=200, optimizer=None, lrs=..., lr=0.1, static=False)``
-- ``optimizer_race(model=None, data=None, *, steps=200, optimizers=None, lr=None, weight_decay=None, static=False)``
-- ``clipping_demo(model=None, data=None, *, steps=200, optimizer=None, grads=..., max_norm=1.0, lr=0.3, static=False)``
-- ``schedule_explorer(warmup_steps=100, max_steps=1000, max_lr=3e-3, min_lr=3e-4, *, static=False)``
-- ``curve_doctor(history=None, val=None, *, baseline=None, quiz=False, static=False)``.
+- ``lr_sweep(lambda: MLP((2, 32, 1)))``: one run per learning rate, each named by ``diagnose``.
+- ``optimizer_race(factory, optimizers={"your AdamW": AdamW, "torch.optim.AdamW": torch.optim.AdamW})``.
+- ``clipping_demo(clip=clip_grad_norm_)``: the example gradient clipped by the student's function.
+- ``schedule_explorer(warmup_steps=100, max_steps=1000, max_lr=3e-4, min_lr=3e-5, schedule=cosine_with_warmup)``.
+- ``curve_doctor(quiz=True)``: name a fresh curve with one of the five terms, then Check.
 
 ``diagnose(history)`` is the one classifier behind every label the widgets, the book's figures,
 captions and tables show; ``TERMS`` defines its five terms (diverging, overfitting, underfit,
@@ -19,12 +21,31 @@ stalled, healthy) once, with the test that tells each from the curves and the ne
 also passes ``weight_decay=``), so ``g2c.training.AdamW``, ``torch.optim.AdamW`` or
 ``functools.partial(g2c.training.SGD, momentum=0.9)`` all work.
 
+The shared frame (every widget is built from it):
+
+- ``runs.Runs``: trains once per setting from the same seeded start and caches the History;
+  ``runs.LR_GRID`` is the one learning-rate grid (1e-4 ... 3, powers of about 3); ``runs.check_*``
+  turn bad arguments into a ``ValueError`` that says which argument and why.
+- ``frames.Frame(png, alt, caption)``: what a widget shows for one setting.
+- ``live.GridSlider(description, grid, value)``: a slider over a grid of numbers that starts at
+  ``live.nearest(grid, value)`` (the one nearest-value rule: closest by ratio, i.e. on a log axis);
+  ``live.grid_with(grid, value)`` when the caller's value must be on the slider itself.
+- ``live.live(controls, render, what=...)``: redraws ``render(values) -> Frame`` on every move,
+  once per setting; when ``render`` raises (a student's unwritten stub, settings that do not fit
+  together) the widget shows a red message headed by ``what`` and no picture.
+- ``frames.static_panel(description, labels, frames, index=...)``: static mode, below.
+- ``frames.guarded(what)``: a factory whose arguments are bad returns a widget with the message.
+
+A new widget is one module (a ``render`` function, and a ``@guarded`` factory that hands it to
+``live`` and ``static_panel``), a code cell in its chapter (``from g2c.widgets.<module> import
+<factory>``), and a test.
+
 Plots are PNGs drawn by matplotlib's Agg backend into a ``Picture`` (an ``<img>`` with alt
 text in an ``ipywidgets.HTML``: ``ipywidgets.Image`` has no alt text): no ``plt.show``, no
 ``Output`` widget, nothing that waits for a display, so the widgets run under nbgrader's
 autograder too. Every picture's alt text says what that frame shows (the run and its numbers)
-and changes with it; colour is never the only cue (line styles, markers, hatching, names). Bad arguments (a negative lr, ``max_norm <= 0``, ``warmup_steps > max_steps``)
-show a red message inside the widget instead of raising.
+and changes with it; colour is never the only cue (line styles, markers, hatching, names).
+A ``Picture`` with no PNG is hidden, so a message is never under an empty or stale picture.
 
 Live mode (default): Python callbacks redraw; every answer costs at most one tiny training
 run plus one PNG (well under a second), and results are cached.

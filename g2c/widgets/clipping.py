@@ -6,15 +6,15 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import ipywidgets as widgets
 import numpy as np
 import torch
 
 from g2c.data import Dataset
 from g2c.training import History, clip_grad_norm_
 from g2c.widgets.diagnosis import diagnose
-from g2c.widgets.frames import SLIDER_STYLE, Panel, frame_switcher, guarded, png_image
-from g2c.widgets.render import curve_words, error_html, fmt, legend_below, message_html, new_figure, to_png
+from g2c.widgets.frames import Frame, Panel, guarded, static_panel
+from g2c.widgets.live import GridSlider, grid_with, live, nearest
+from g2c.widgets.render import curve_words, fmt, legend_below, message_html, new_figure, to_png
 from g2c.widgets.runs import ModelArg, OptimizerFactory, Runs, check_lr
 
 MAX_NORMS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -108,10 +108,6 @@ def readout_html(example: dict, history: History, max_norm: float) -> str:
     )
 
 
-def _index(grid: tuple[float, ...], value: float) -> int:
-    return min(range(len(grid)), key=lambda i: abs(math.log(grid[i] / value)))
-
-
 @guarded("clipping_demo")
 def clipping_demo(
     model: ModelArg = None,
@@ -143,32 +139,17 @@ def clipping_demo(
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
             raise ValueError(f"{name} must be a positive number, got {value!r}")
     check_lr(lr)
-    norm_grid = tuple(sorted(set(float(m) for m in max_norms) | {float(max_norm)}))
-    lr_grid = tuple(sorted(set(check_lr(x, "every lr in lrs") for x in lrs) | {float(lr)}))
+    norm_grid = grid_with(max_norms, max_norm)
+    lr_grid = grid_with([check_lr(x, "every lr in lrs") for x in lrs], lr)
     runner = Runs(model, data, optimizer, steps=steps, seed=seed)
 
-    def frame(m: float, x: float) -> tuple[bytes, str, str]:
+    def frame(m: float, x: float) -> Frame:
         example = clip_example(tensors, m, clip)
         history = runner.run(x, clip=m)
-        return draw(example, history, m, x), alt_text(example, history, m, x), readout_html(example, history, m)
+        return Frame(draw(example, history, m, x), alt_text(example, history, m, x), readout_html(example, history, m))
 
     if static:
-        png, alts, captions = zip(*(frame(m, lr) for m in norm_grid))
-        return frame_switcher(png, [fmt(m) for m in norm_grid], "clipping threshold max_norm", alts=alts, captions=captions, index=norm_grid.index(max_norm))
-
-    norm_slider = widgets.SelectionSlider(options=[fmt(m) for m in norm_grid], index=norm_grid.index(max_norm), description="max_norm", continuous_update=False, style=SLIDER_STYLE)
-    lr_slider = widgets.SelectionSlider(options=[fmt(x) for x in lr_grid], index=lr_grid.index(lr), description="lr of the run", continuous_update=False, style=SLIDER_STYLE)
-    image = png_image()
-    readout = widgets.HTML()
-
-    def show(_change: object = None) -> None:
-        try:
-            png, alt, readout.value = frame(norm_grid[norm_slider.index], lr_grid[lr_slider.index])
-            image.show(png, alt)
-        except Exception as exc:  # noqa: BLE001 - shown in the widget
-            readout.value = error_html(exc, what="clipping_demo")
-
-    norm_slider.observe(show, names="index")
-    lr_slider.observe(show, names="index")
-    show()
-    return Panel([widgets.HBox([norm_slider, lr_slider]), image, readout], controls={"max_norm": norm_slider, "lr": lr_slider}, image=image, readout=readout)
+        frames = [frame(m, lr) for m in norm_grid]
+        return static_panel("clipping threshold max_norm", [fmt(m) for m in norm_grid], frames, index=nearest(norm_grid, max_norm))
+    controls = {"max_norm": GridSlider("max_norm", norm_grid, max_norm), "lr": GridSlider("lr of the run", lr_grid, lr)}
+    return live(controls, lambda values: frame(values["max_norm"], values["lr"]), what="clipping_demo")

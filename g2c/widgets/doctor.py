@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 
 import ipywidgets as widgets
@@ -10,9 +11,10 @@ import numpy as np
 from g2c.data import regression, tokens
 from g2c.nn import MLP, TinyLM
 from g2c.training import SGD, AdamW, History
-from g2c.widgets.diagnosis import ACTIONS, KINDS, STYLE, Diagnosis, diagnose, example_curves
-from g2c.widgets.frames import Panel, frame_switcher, guarded, png_image
-from g2c.widgets.render import TRAIN_COLOR, VAL_COLOR, curve_words, error_html, legend_below, message_html, new_figure, to_png
+from g2c.widgets.diagnosis import KINDS, STYLE, TERMS, Diagnosis, diagnose, example_curves
+from g2c.widgets.frames import Frame, Panel, guarded, png_image, static_panel
+from g2c.widgets.live import Values, live
+from g2c.widgets.render import TRAIN_COLOR, VAL_COLOR, curve_words, legend_below, message_html, new_figure, to_png
 from g2c.widgets.runs import Runs
 
 
@@ -25,7 +27,6 @@ def curves_of(source: History | Curves) -> tuple[list[float], np.ndarray, np.nda
         return list(source.eval_steps), np.asarray(source.eval_train_loss, float), np.asarray(source.val_loss, float), source.baseline_loss
     train, val = (np.asarray(c, float) for c in source[:2])
     return list(range(len(train))), train, val, (source[2] if len(source) > 2 else None)
-
 
 
 def diagnosis_of(source: History | Curves) -> Diagnosis:
@@ -117,49 +118,50 @@ def curve_doctor(
       "Diagnosis" so a reader can guess first (works with no kernel).
     """
     if history is not None:
-        source = history if isinstance(history, History) else (history, val, baseline)
         if not isinstance(history, History) and val is None:
             raise ValueError("pass validation losses too: curve_doctor(train_losses, val_losses)")
+        source = history if isinstance(history, History) else (history, val, baseline)
         d = diagnosis_of(source)
-        title = f"diagnosis: {d.tag}"
-        image = png_image(draw(source, title), alt_text(source, title))
-        readout = widgets.HTML(verdict_html(d))
-        return Panel([image, readout], image=image, readout=readout)
-
+        return live({}, lambda _values: frame(source, f"diagnosis: {d.tag}", verdict_html(d)), what="curve_doctor")
     if quiz:
         return _quiz(seed)
 
     found = examples(seed)
-    names = list(found)
     if static:
-        frames, captions, alts = [], [], []
-        for name in names:
-            d = diagnosis_of(found[name])
-            frames.append(draw(found[name], name))
-            alts.append(alt_text(found[name], name))
-            answer = widgets.Accordion(children=[widgets.HTML(verdict_html(d))], titles=("Diagnosis (open after you have guessed)",), selected_index=None)
-            captions.append(answer)
-        return frame_switcher(frames, [f"{i + 1}" for i in range(len(names))], "example curve", alts=alts, captions=captions)
+        frames = [frame(source, name, folded(verdict_html(diagnosis_of(source)))) for name, source in found.items()]
+        return static_panel("example curve", [f"{i + 1}" for i in range(len(found))], frames)
 
-    menu = widgets.Dropdown(options=names, index=0, description="curve", layout={"width": "420px"})
-    image = png_image()
-    readout = widgets.HTML()
-    pictures: dict[str, bytes] = {}
+    def example(values: Values) -> Frame:
+        name = values["curve"]
+        return frame(found[name], name, verdict_html(diagnosis_of(found[name])))
 
-    def show(_change: object = None) -> None:
-        source = found[menu.value]
-        try:
-            d = diagnosis_of(source)
-            if menu.value not in pictures:
-                pictures[menu.value] = draw(source, menu.value)
-            image.show(pictures[menu.value], alt_text(source, menu.value))
-            readout.value = verdict_html(d)
-        except Exception as exc:  # noqa: BLE001 - shown in the widget
-            readout.value = error_html(exc, what="curve_doctor")
+    menu = widgets.Dropdown(options=list(found), index=0, description="curve", layout={"width": "420px"})
+    return live({"curve": menu}, example, what="curve_doctor")
 
-    menu.observe(show, names="value")
-    show()
-    return Panel([menu, image, readout], controls={"curve": menu}, image=image, readout=readout)
+
+def frame(source: History | Curves, title: str, caption: str | widgets.Widget) -> Frame:
+    return Frame(draw(source, title), alt_text(source, title), caption)
+
+
+def folded(verdict: str) -> widgets.Accordion:
+    """The verdict under a closed "Diagnosis" header, so a reader of the book can guess first."""
+    return widgets.Accordion(children=[widgets.HTML(verdict)], titles=("Diagnosis (open after you have guessed)",), selected_index=None)
+
+
+def quiz_verdict(answer: str | None, truth: Diagnosis) -> str:
+    """Check's answer in the module's five terms: right or not, which term it is, and that term's next step."""
+    if answer is None:
+        return message_html("Pick a diagnosis first.", kind="warn")
+    term = TERMS[truth.label]
+    verdict = "Right" if answer == term.name else f"Not quite (you picked {html.escape(answer)})"
+    return message_html(f"<b>{verdict}. Diagnosis: {term.name}</b> ({term.seen}: {truth.reason}).<br><b>Next:</b> {term.action}",
+                        kind="ok" if answer == term.name else "error")
+
+
+def quiz_truth(kind: str, curves: Curves) -> Diagnosis:
+    """The shape drawn is the answer; ``diagnose``'s reason explains it when the doctor agrees."""
+    found = diagnose(*curves)
+    return found if found.label == kind else Diagnosis(kind, TERMS[kind].action, f"drawn as {kind}")
 
 
 def _quiz(seed: int) -> Panel:
@@ -167,32 +169,22 @@ def _quiz(seed: int) -> Panel:
     new = widgets.Button(description="New curve", icon="refresh")
     answer = widgets.ToggleButtons(options=KINDS, value=None, description="Your diagnosis:", style={"button_width": "95px"})
     check = widgets.Button(description="Check", button_style="primary")
-    image = png_image()
-    readout = widgets.HTML()
-    state: dict[str, object] = {}
+    image, readout = png_image(), widgets.HTML()
+    panel = Panel([widgets.HBox([new, check]), answer, image, readout], controls={"new": new, "answer": answer, "check": check}, image=image, readout=readout)
+    drawn: list[Diagnosis] = []
 
     def draw_new(_button: object = None) -> None:
         kind = KINDS[int(rng.integers(len(KINDS)))]
         curves = example_curves(kind, rng)
-        state["kind"], state["curves"] = kind, curves
-        found = diagnose(*curves)  # the truth is the shape drawn; the doctor's reason when it agrees
-        state["diagnosis"] = found if found.label == kind else Diagnosis(kind, ACTIONS[kind], f"drawn as {kind}")
-        title = f"curve {state.setdefault('count', 0) + 1}: what is wrong, if anything?"  # type: ignore[operator]
-        image.show(draw(curves, title), alt_text(curves, title))
-        state["count"] = int(state["count"]) + 1  # type: ignore[arg-type]
+        title = f"curve {len(drawn) + 1}: what is wrong, if anything?"
+        drawn.append(quiz_truth(kind, curves))
         answer.value = None
-        readout.value = message_html("Pick a diagnosis, then press Check.")
+        panel.show(frame(curves, title, message_html("Pick a diagnosis, then press Check.")))
 
     def grade(_button: object = None) -> None:
-        truth: Diagnosis = state["diagnosis"]  # type: ignore[assignment]
-        if answer.value is None:
-            readout.value = message_html("Pick a diagnosis first.", kind="warn")
-        elif answer.value == truth.label:
-            readout.value = message_html(f"<b>Right: {truth.label}.</b> {truth.reason}.<br><b>Next:</b> {truth.action}", kind="ok")
-        else:
-            readout.value = message_html(f"<b>Not quite: this is {truth.label}</b>, not {answer.value} ({truth.reason}).<br><b>Next:</b> {truth.action}", kind="error")
+        readout.value = quiz_verdict(answer.value, drawn[-1])
 
     new.on_click(draw_new)
     check.on_click(grade)
     draw_new()
-    return Panel([widgets.HBox([new, check]), answer, image, readout], controls={"new": new, "answer": answer, "check": check}, image=image, readout=readout)
+    return panel

@@ -1,11 +1,12 @@
 """The widget container every factory returns, the picture with alt text every widget shows,
-and the browser-only frame switcher of static mode."""
+one frame of a widget, and static mode: frames switched in the browser with no kernel."""
 
 from __future__ import annotations
 
 import base64
 import html
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import ipywidgets as widgets
@@ -15,6 +16,18 @@ from g2c.widgets.render import error_html
 
 SLIDER_LAYOUT = {"width": "560px"}
 SLIDER_STYLE = {"description_width": "initial"}
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What a widget shows for one setting: a PNG, its alt text, and the caption under it.
+
+    ``caption`` is HTML, or (static mode) a widget such as an ``Accordion`` hiding an answer.
+    """
+
+    png: bytes
+    alt: str
+    caption: str | widgets.Widget = ""
 
 
 class Panel(widgets.VBox):
@@ -44,6 +57,17 @@ class Panel(widgets.VBox):
         self.stack = stack
         self.links = list(links)
 
+    def show(self, frame: Frame) -> None:
+        """Show ``frame``'s picture and caption (live mode)."""
+        self.image.show(frame.png, frame.alt)
+        self.readout.value = frame.caption
+
+    def show_error(self, exc: BaseException, *, what: str) -> None:
+        """Say what went wrong, with no picture: a stale one would show settings that failed."""
+        if self.image is not None:
+            self.image.show(b"", "")
+        self.readout.value = error_html(exc, what=what)
+
 
 class Picture(widgets.HTML):
     """A PNG with alt text: an ``<img alt=...>`` inside an ``HTML`` widget.
@@ -52,7 +76,8 @@ class Picture(widgets.HTML):
     ``height``), so a screen reader met every frame as an unnamed image. An ``<img>`` in an
     ``HTML`` widget has its alt text in the widget's own value: read out live in Jupyter and in
     the static book, and replaced with the picture whenever a frame changes. ``png`` holds the
-    bytes shown (for tests and notebooks); set both at once with ``show(png, alt)``.
+    bytes shown (for tests and notebooks); set both at once with ``show(png, alt)``. With no PNG
+    the widget is hidden (``display: none``): no empty box and no broken-image icon.
     """
 
     png = traitlets.Bytes(b"")
@@ -64,6 +89,7 @@ class Picture(widgets.HTML):
             raise ValueError("every picture needs alt text that says what it shows")
         self.png, self.alt = bytes(png), alt
         self.value = picture_html(self.png, alt) if png else ""
+        self.layout.display = None if png else "none"
 
 
 def picture_html(png: bytes, alt: str) -> str:
@@ -121,6 +147,14 @@ def frame_switcher(
     stack = widgets.Stack(children=pages, selected_index=index)
     link = widgets.jslink((slider, "index"), (stack, "selected_index"))
     return Panel([slider, stack], controls={description: slider}, stack=stack, links=[link])
+
+
+def static_panel(description: str, labels: Sequence[str], frames: Sequence[Frame], *, index: int = 0) -> Panel:
+    """Static mode: a slider named ``description`` over ``labels`` switching ``frames`` in the browser."""
+    return frame_switcher(
+        [f.png for f in frames], labels, description,
+        alts=[f.alt for f in frames], captions=[f.caption for f in frames], index=index,
+    )
 
 
 def guarded(what: str) -> Callable[[Callable[..., widgets.Widget]], Callable[..., widgets.Widget]]:

@@ -11,10 +11,12 @@ import ipywidgets as widgets
 from g2c.data import Dataset
 from g2c.training import SGD, AdamW, History
 from g2c.widgets.diagnosis import diagnose
-from g2c.widgets.frames import SLIDER_STYLE, Panel, frame_switcher, guarded, png_image
-from g2c.widgets.render import MIN_FONT_PT, curve_words, error_html, fmt, message_html, new_figure, png_with
+from g2c.widgets.frames import Frame, Panel, guarded, static_panel
+from g2c.widgets.live import GridSlider, Values, grid_with, live, nearest
+from g2c.widgets.render import MIN_FONT_PT, curve_words, fmt, message_html, new_figure, png_with
 from g2c.widgets.runs import LR_GRID, ModelArg, OptimizerFactory, Runs, check_lr, finite_curve
 
+STATIC_LRS = tuple(x for x in LR_GRID if 1e-3 <= x <= 1.0)  # the book's slider: one lr for every optimizer
 WD_GRID = (0.0, 1e-3, 1e-2, 1e-1)
 COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00")  # Okabe-Ito: colour-blind safe
 STYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (1, 1)))  # and apart in greyscale
@@ -26,10 +28,6 @@ def default_optimizers() -> dict[str, OptimizerFactory]:
 
 
 DEFAULT_LR = {"SGD": 0.1, "SGD momentum 0.9": 0.01, "AdamW": 0.01}
-
-
-def _nearest(grid: tuple[float, ...], value: float) -> int:
-    return min(range(len(grid)), key=lambda i: abs(grid[i] - value) / max(grid[i], value))
 
 
 class RaceFigure:
@@ -117,48 +115,25 @@ def optimizer_race(
             raise ValueError(f"weight_decay[{name!r}] must be a non-negative number, got {wd!r}")
         wds[name] = float(wd)
     runner = Runs(model, data, None, steps=steps, seed=seed)
-
-    def run(name: str, lr_value: float, wd: float) -> History:
-        return runner.run(lr_value, weight_decay=wd, optimizer=optimizers[name], key=name)
-
-    if static:
-        grid = tuple(x for x in LR_GRID if 1e-3 <= x <= 1.0)
-        figure = RaceFigure(steps)
-        frames, captions, alts = [], [], []
-        for x in grid:
-            results = {name: (x, 0.0, run(name, x, 0.0)) for name in optimizers}
-            frames.append(figure.png(results))
-            captions.append(table(results))
-            alts.append(alt_text(results))
-        return frame_switcher(frames, [fmt(x) for x in grid], "learning rate of every optimizer", alts=alts, captions=captions, index=_nearest(grid, 0.01))
-
-    lr_grid = tuple(sorted(set(LR_GRID) | set(lrs.values())))
-    wd_grid = tuple(sorted(set(WD_GRID) | set(wds.values())))
-    controls: dict[str, widgets.Widget] = {}
-    rows = []
-    for name in optimizers:
-        lr_slider = widgets.SelectionSlider(options=[fmt(x) for x in lr_grid], index=lr_grid.index(lrs[name]), description=f"{name} lr", continuous_update=False, style=SLIDER_STYLE)
-        wd_slider = widgets.SelectionSlider(options=[fmt(x) for x in wd_grid], index=wd_grid.index(wds[name]), description="weight decay", continuous_update=False, style=SLIDER_STYLE)
-        controls[f"{name} lr"], controls[f"{name} weight_decay"] = lr_slider, wd_slider
-        rows.append(widgets.HBox([lr_slider, wd_slider]))
-    image = png_image()
-    readout = widgets.HTML()
     figure = RaceFigure(steps)
 
-    def show(_change: object = None) -> None:
-        try:
-            results = {}
-            for name in optimizers:
-                x = lr_grid[controls[f"{name} lr"].index]
-                wd = wd_grid[controls[f"{name} weight_decay"].index]
-                results[name] = (x, wd, run(name, x, wd))
-            image.show(figure.png(results), alt_text(results))
-            readout.value = table(results)
-        except Exception as exc:  # noqa: BLE001 - shown in the widget
-            readout.value = error_html(exc, what="optimizer_race")
+    def frame(settings: dict[str, tuple[float, float]]) -> Frame:
+        """The race at ``settings`` (name -> (lr, weight decay)); each run trains once (``Runs`` caches it)."""
+        results = {name: (x, wd, runner.run(x, weight_decay=wd, optimizer=optimizers[name], key=name)) for name, (x, wd) in settings.items()}
+        return Frame(figure.png(results), alt_text(results), table(results))
 
-    for control in controls.values():
-        control.observe(show, names="index")
-    show()
+    if static:
+        frames = [frame({name: (x, 0.0) for name in optimizers}) for x in STATIC_LRS]
+        return static_panel("learning rate of every optimizer", [fmt(x) for x in STATIC_LRS], frames, index=nearest(STATIC_LRS, 0.01))
+
+    controls: dict[str, GridSlider] = {}
+    for name in optimizers:
+        controls[f"{name} lr"] = GridSlider(f"{name} lr", grid_with(LR_GRID, lrs[name]), lrs[name])
+        controls[f"{name} weight_decay"] = GridSlider("weight decay", grid_with(WD_GRID, wds[name]), wds[name])
+
+    def render(values: Values) -> Frame:
+        return frame({name: (values[f"{name} lr"], values[f"{name} weight_decay"]) for name in optimizers})
+
     intro = widgets.HTML(message_html("Same model, seed, batches and steps for every optimizer: change one knob at a time."))
-    return Panel([intro, *rows, image, readout], controls=controls, image=image, readout=readout)
+    rows = [(f"{name} lr", f"{name} weight_decay") for name in optimizers]
+    return live(controls, render, what="optimizer_race", rows=rows, above=[intro])

@@ -7,8 +7,9 @@ from collections.abc import Callable
 import ipywidgets as widgets
 
 from g2c.training import cosine_with_warmup
-from g2c.widgets.frames import SLIDER_STYLE, Panel, frame_switcher, guarded, png_image
-from g2c.widgets.render import error_html, fmt, legend_below, message_html, new_figure, to_png
+from g2c.widgets.frames import SLIDER_STYLE, Frame, Panel, guarded, static_panel
+from g2c.widgets.live import grid_with, live, nearest
+from g2c.widgets.render import fmt, legend_below, message_html, new_figure, to_png
 
 WARMUPS = (0, 25, 50, 100, 200, 400, 800)
 Schedule = Callable[..., float]  # called as schedule(step, *, warmup_steps, max_steps, max_lr, min_lr)
@@ -67,6 +68,11 @@ def describe(warmup_steps: int, max_steps: int, max_lr: float, min_lr: float, sc
     )
 
 
+def frame(warmup_steps: int, max_steps: int, max_lr: float, min_lr: float, schedule: Schedule = cosine_with_warmup) -> Frame:
+    settings = (warmup_steps, max_steps, max_lr, min_lr, schedule)
+    return Frame(draw(*settings), alt_text(*settings), describe(*settings))
+
+
 @guarded("schedule_explorer")
 def schedule_explorer(
     warmup_steps: int = 100,
@@ -77,35 +83,21 @@ def schedule_explorer(
     schedule: Schedule = cosine_with_warmup,
     static: bool = False,
 ) -> Panel:
-    """Warmup + cosine schedule with four controls; bad settings show a red message, the plot stays.
+    """Warmup + cosine schedule with four controls; bad settings show a red message in place of the plot.
 
     ``schedule``: the function drawn (e.g. your own ``cosine_with_warmup``), called like g2c's.
     ``static=True``: the ``warmup_steps`` slider only (0 ... 800), the other settings fixed.
     """
     if static:
-        warmups = tuple(sorted({w for w in WARMUPS if w <= max_steps} | {int(warmup_steps)}))
-        frames = [draw(w, max_steps, max_lr, min_lr, schedule) for w in warmups]
-        captions = [describe(w, max_steps, max_lr, min_lr, schedule) for w in warmups]
-        alts = [alt_text(w, max_steps, max_lr, min_lr, schedule) for w in warmups]
-        return frame_switcher(frames, [str(w) for w in warmups], "warmup steps", alts=alts, captions=captions, index=warmups.index(int(warmup_steps)))
+        warmups = grid_with([w for w in WARMUPS if w <= max_steps], int(warmup_steps))
+        frames = [frame(int(w), max_steps, max_lr, min_lr, schedule) for w in warmups]
+        return static_panel("warmup steps", [f"{w:g}" for w in warmups], frames, index=nearest(warmups, warmup_steps))
 
-    warmup = widgets.IntSlider(value=warmup_steps, min=0, max=max(2000, int(warmup_steps)), step=10, description="warmup_steps", continuous_update=False, style=SLIDER_STYLE)
-    total = widgets.IntSlider(value=max_steps, min=10, max=max(3000, int(max_steps)), step=10, description="max_steps", continuous_update=False, style=SLIDER_STYLE)
-    peak = widgets.FloatLogSlider(value=max_lr, base=10, min=-5, max=0, step=0.25, description="max_lr", readout_format=".1e", continuous_update=False, style=SLIDER_STYLE)
-    floor = widgets.FloatLogSlider(value=min_lr, base=10, min=-6, max=0, step=0.25, description="min_lr", readout_format=".1e", continuous_update=False, style=SLIDER_STYLE)
-    image = png_image()
-    readout = widgets.HTML()
-
-    def show(_change: object = None) -> None:
-        settings = (warmup.value, total.value, peak.value, floor.value)
-        try:
-            image.show(draw(*settings, schedule), alt_text(*settings, schedule))  # the last good picture stays if this raises
-            readout.value = describe(*settings, schedule)
-        except Exception as exc:  # noqa: BLE001 - shown in the widget
-            readout.value = error_html(exc, what="cosine_with_warmup")
-
-    for control in (warmup, total, peak, floor):
-        control.observe(show, names="value")
-    show()
-    controls = {"warmup_steps": warmup, "max_steps": total, "max_lr": peak, "min_lr": floor}
-    return Panel([widgets.HBox([warmup, total]), widgets.HBox([peak, floor]), image, readout], controls=controls, image=image, readout=readout)
+    controls = {
+        "warmup_steps": widgets.IntSlider(value=warmup_steps, min=0, max=max(2000, int(warmup_steps)), step=10, description="warmup_steps", continuous_update=False, style=SLIDER_STYLE),
+        "max_steps": widgets.IntSlider(value=max_steps, min=10, max=max(3000, int(max_steps)), step=10, description="max_steps", continuous_update=False, style=SLIDER_STYLE),
+        "max_lr": widgets.FloatLogSlider(value=max_lr, base=10, min=-5, max=0, step=0.25, description="max_lr", readout_format=".1e", continuous_update=False, style=SLIDER_STYLE),
+        "min_lr": widgets.FloatLogSlider(value=min_lr, base=10, min=-6, max=0, step=0.25, description="min_lr", readout_format=".1e", continuous_update=False, style=SLIDER_STYLE),
+    }
+    rows = [("warmup_steps", "max_steps"), ("max_lr", "min_lr")]
+    return live(controls, lambda values: frame(**values, schedule=schedule), what="cosine_with_warmup", rows=rows)

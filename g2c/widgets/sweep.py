@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-
-import ipywidgets as widgets
+from collections.abc import Callable, Sequence
 
 from g2c.data import Dataset
 from g2c.training import History
 from g2c.widgets.diagnosis import KINDS, STYLE, diagnose
-from g2c.widgets.frames import SLIDER_LAYOUT, SLIDER_STYLE, Panel, frame_switcher, guarded, png_image
-from g2c.widgets.render import TRAIN_COLOR, VAL_COLOR, curve_words, error_html, fmt, legend_below, message_html, new_figure, png_with
-from g2c.widgets.runs import ModelArg, OptimizerFactory, Runs, check_lrs, finite_curve
-
-DEFAULT_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
+from g2c.widgets.frames import SLIDER_LAYOUT, Frame, Panel, guarded, static_panel
+from g2c.widgets.live import GridSlider, live, nearest
+from g2c.widgets.render import TRAIN_COLOR, VAL_COLOR, curve_words, fmt, legend_below, message_html, new_figure, png_with
+from g2c.widgets.runs import LR_GRID, ModelArg, OptimizerFactory, Runs, check_lr, check_lrs, finite_curve
 
 
 def best_smooth_lr(lrs: Sequence[float], runs: Sequence[History]) -> float | None:
@@ -109,6 +106,12 @@ def caption(lrs: Sequence[float], runs: Sequence[History], selected: int) -> str
     return message_html(f"<b>lr {fmt(lrs[selected])}: {d.tag}</b> ({d.reason}). {d.action}<br>{pick}", kind="ok" if d.label == "healthy" else "warn")
 
 
+def sweep_frames(lrs: Sequence[float], runs: Sequence[History]) -> Callable[[int], Frame]:
+    """Frame ``i``: run ``i`` bold over the sweep, its alt text and caption (the figure is laid out once)."""
+    figure = SweepFigure(lrs, runs)
+    return lambda i: Frame(figure.png(i), alt_text(lrs, runs, i), caption(lrs, runs, i))
+
+
 @guarded("lr_sweep")
 def lr_sweep(
     model: ModelArg = None,
@@ -116,7 +119,7 @@ def lr_sweep(
     *,
     steps: int = 200,
     optimizer: OptimizerFactory | None = None,
-    lrs: Sequence[float] = DEFAULT_LRS,
+    lrs: Sequence[float] = LR_GRID,
     lr: float = 0.1,
     seed: int = 0,
     static: bool = False,
@@ -126,37 +129,15 @@ def lr_sweep(
     Defaults: ``MLP([2, 32, 32, 1])`` on ``regression()`` with plain SGD, 200 steps; lrs
     1e-4 ... 3 spaced by powers of about 3 (plain SGD stalls, trains, then diverges).
     ``optimizer(params, lr=...)`` builds the optimizer (e.g. ``g2c.training.AdamW`` or
-    ``torch.optim.AdamW``). Every run is made at build time, so the slider only redraws.
+    ``torch.optim.AdamW``). Every run is made at build time, so the slider only redraws; it
+    starts at the lr of the sweep nearest ``lr``.
     ``static=True``: frames for every lr, switched in the browser (no kernel needed).
     """
     lrs = check_lrs(lrs)
+    check_lr(lr)
     runner = Runs(model, data, optimizer, steps=steps, seed=seed)
-    runs = [runner.run(x) for x in lrs]
-    start = min(range(len(lrs)), key=lambda i: abs(math.log(lrs[i]) - math.log(lr))) if lr > 0 else 0
-    labels = [fmt(x) for x in lrs]
+    frame = sweep_frames(lrs, [runner.run(x) for x in lrs])
     if static:
-        figure = SweepFigure(lrs, runs)
-        frames = [figure.png(i) for i in range(len(lrs))]
-        captions = [caption(lrs, runs, i) for i in range(len(lrs))]
-        alts = [alt_text(lrs, runs, i) for i in range(len(lrs))]
-        return frame_switcher(frames, labels, "learning rate", alts=alts, captions=captions, index=start)
-
-    slider = widgets.SelectionSlider(options=labels, index=start, description="learning rate", continuous_update=False, layout=SLIDER_LAYOUT, style=SLIDER_STYLE)
-    image = png_image()
-    readout = widgets.HTML()
-    figure = SweepFigure(lrs, runs)
-    frames: dict[int, bytes] = {}
-
-    def show(_change: object = None) -> None:
-        i = slider.index
-        try:
-            if i not in frames:
-                frames[i] = figure.png(i)
-            image.show(frames[i], alt_text(lrs, runs, i))
-            readout.value = caption(lrs, runs, i)
-        except Exception as exc:  # noqa: BLE001 - shown in the widget
-            readout.value = error_html(exc, what=f"lr {labels[i]}")
-
-    slider.observe(show, names="index")
-    show()
-    return Panel([slider, image, readout], controls={"lr": slider}, image=image, readout=readout)
+        return static_panel("learning rate", [fmt(x) for x in lrs], [frame(i) for i in range(len(lrs))], index=nearest(lrs, lr))
+    slider = GridSlider("learning rate", lrs, lr, layout=SLIDER_LAYOUT)
+    return live({"lr": slider}, lambda values: frame(slider.grid.index(values["lr"])), what="lr_sweep")
