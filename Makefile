@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: book test unit bench notebook reset-notebook clean
-.PHONY: test-book release check-release bench-grading
+.PHONY: test-book release check-release bench-grading pytest
 
 # The venv is rebuilt only when requirements.txt or pyproject.toml change.
 $(STAMP): requirements.txt pyproject.toml
@@ -23,10 +23,19 @@ book: _build/.figures-code
 	$(BIN)/jupyter-book build . --all -W --keep-going
 
 ## test: every check: release in sync, unit tests, pitfall mutants, autograding round trip, the book in a browser
+# pytest and the book's build run side by side (each leaves a core idle for long stretches), then the browser checks.
 test: $(STAMP)
 	$(MAKE) check-release
+	$(MAKE) -j2 --output-sync=target pytest book /usr/bin/chromium
+	$(BOOK_CHECKS)
+
+## pytest: every test of tests/ (the book's own checks skip: they need `make test-book`)
+pytest: $(STAMP)
 	$(PY) -m pytest -q
-	$(MAKE) test-book
+
+## unit: the inner loop: every test but the slow ones (sandboxed grading, real kernels), in about a minute
+unit: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
 
 ## bench: time AdamW.step and clip_grad_norm_ against torch in one process
 bench: $(STAMP)
@@ -47,8 +56,10 @@ reset-notebook: $(STAMP)
 	$(BIN)/g2c reset-notebook
 
 ## test-book: build the book (-W), then check it in headless chromium (offline, axe-core WCAG 2.1 AA, keyboard) and for published solutions
+BOOK_CHECKS = G2C_TEST_BOOK=1 $(PY) -m pytest -q tests/test_book_browser.py tests/test_book_solutions.py tests/test_book_content.py \
+	tests/test_book_labels.py tests/test_book_glossary.py tests/test_book_legibility.py tests/test_book_tryit.py
 test-book: book /usr/bin/chromium
-	G2C_TEST_BOOK=1 $(PY) -m pytest -q tests/test_book_browser.py tests/test_book_solutions.py tests/test_book_content.py tests/test_book_labels.py tests/test_book_glossary.py tests/test_book_legibility.py tests/test_book_tryit.py
+	$(BOOK_CHECKS)
 
 # The browser tests drive Debian's chromium (playwright cannot download its own here).
 /usr/bin/chromium:

@@ -15,12 +15,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from conftest import KIT, ROOT, SOURCE
 from g2c.grading import notebook_build as build
 from g2c.grading.regions import solution_lines, strip_solutions
 
-ROOT = Path(__file__).resolve().parents[1]
-SOURCE = ROOT / "source_notebooks" / "03b-training" / "training.ipynb"
-KIT = ROOT / "release" / "03b-training"
 TRAINING_SOURCES = {name: (ROOT / "g2c" / "training" / f"{name}.py").read_text() for name in ("optim", "clip", "schedule")}
 GIVEN = 7  # tests of the code students receive written
 
@@ -110,6 +108,7 @@ def run_kit(kit: Path) -> tuple[int, int]:
     return counts.get("passed", 0), counts.get("failed", 0)
 
 
+@pytest.mark.slow  # the contract twice in a subprocess
 def test_untouched_kit_gives_7_passed_14_failed_and_tests_the_notebook(tmp_path):
     kit = tmp_path / "03b-training"
     shutil.copytree(KIT, kit)
@@ -185,6 +184,7 @@ def widget_html(nb, cell) -> str:
     return "\n".join(texts)
 
 
+@pytest.mark.slow  # two notebooks in real kernels
 def test_solution_notebook_runs_top_to_bottom_with_working_widgets(executed):
     nb, seconds = executed["solution"]
     for factory, (_, cell) in widget_cells(nb).items():
@@ -193,6 +193,7 @@ def test_solution_notebook_runs_top_to_bottom_with_working_widgets(executed):
     print(f"\nsolution notebook top to bottom: {seconds:.1f} s")
 
 
+@pytest.mark.slow
 def test_release_widget_cells_never_raise_and_the_stub_is_named_inside_the_widget(executed):
     nb, _ = executed["release"]
     errors = {cell.metadata.get("nbgrader", {}).get("grade_id") for cell in nb.cells if any(o.output_type == "error" for o in cell.get("outputs", []))}

@@ -10,36 +10,23 @@ from __future__ import annotations
 import array
 import ast
 import base64
-import importlib.util
 import json
 import re
 import subprocess
 import sys
 import time
-from pathlib import Path
-
 import pytest
 
+import test_pitfalls as TP  # its correct-but-different implementations (ALT_*)
+from conftest import ROOT
 from g2c.grading import compare, pitfalls, probe
 from g2c.grading.notebook_build import DIAGNOSIS, answer_sources, by_hand_values
 from g2c.grading.regions import strip_solutions
 
-ROOT = Path(__file__).resolve().parents[1]
-SOURCES = {name: (ROOT / "g2c" / "training" / f"{name}.py").read_text() for name in ("optim", "clip", "schedule")}
+SOURCES = TP.SOURCES  # g2c/training's optim, clip and schedule sources
 OBJECTS = {"optim": "AdamW", "clip": "clip_grad_norm_", "schedule": "cosine_with_warmup"}
 SEED = 20261126
 ALL = set(probe.SCENARIOS)
-
-
-def _load_test_pitfalls():
-    """tests/test_pitfalls.py's correct-but-different implementations (ALT_*), without copying them."""
-    spec = importlib.util.spec_from_file_location("_g2c_test_pitfalls", ROOT / "tests" / "test_pitfalls.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-TP = _load_test_pitfalls()
 
 
 def obj(module: str, text: str):
