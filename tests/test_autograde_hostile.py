@@ -11,7 +11,8 @@ the other students' submitted files are unchanged, the host's /tmp and /dev/shm 
 named g2c-*, System V IPC is unchanged, no process of a sandbox uid survives, every status is
 a clear one and never ``grading failed``.
 
-The longer attack sources live in tests/hostile/ (see its README).
+The longer attack sources live in tests/hostile/ (see its README). The class is graded in the shared
+batch of conftest.py (``batch_submissions`` below), beside the round trip's students.
 """
 
 from __future__ import annotations
