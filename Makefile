@@ -23,7 +23,7 @@ book: _build/.figures-code
 	$(BIN)/jupyter-book build . --all -W --keep-going
 
 ## test: every check: release in sync, unit tests, pitfall mutants, autograding round trip, the book in a browser
-# pytest and the book's build run side by side (each leaves a core idle for long stretches), then the browser checks.
+# pytest and the book's build run side by side (neither keeps two cores busy throughout), then the browser checks.
 test: $(STAMP)
 	$(MAKE) check-release
 	$(MAKE) -j2 --output-sync=target pytest book /usr/bin/chromium
