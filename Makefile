@@ -6,8 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: book test lint bench notebook reset-notebook clean
-.PHONY: test-book release check-release bench-grading
+.PHONY: book test lint unit bench notebook reset-notebook clean
+.PHONY: test-book release check-release bench-grading pytest
 
 # The venv is rebuilt only when requirements.txt or pyproject.toml change.
 $(STAMP): requirements.txt pyproject.toml
@@ -23,11 +23,20 @@ book: _build/.figures-code
 	$(BIN)/jupyter-book build . --all -W --keep-going
 
 ## test: every check: lint, release in sync, unit tests, pitfall mutants, autograding round trip, the book in a browser
+# pytest and the book's build run side by side (neither keeps two cores busy throughout), then the browser checks.
 test: $(STAMP)
 	$(MAKE) lint
 	$(MAKE) check-release
+	$(MAKE) -j2 --output-sync=target pytest book /usr/bin/chromium
+	$(BOOK_CHECKS)
+
+## pytest: every test of tests/ (the book's own checks skip: they need `make test-book`)
+pytest: $(STAMP)
 	$(PY) -m pytest -q
-	$(MAKE) test-book
+
+## unit: the inner loop: every test but the slow ones (sandboxed grading, real kernels), in about a minute
+unit: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
 
 ## lint: ruff over every Python file and notebook source (rules in pyproject.toml)
 lint: $(STAMP)
@@ -52,8 +61,10 @@ reset-notebook: $(STAMP)
 	$(BIN)/g2c reset-notebook
 
 ## test-book: build the book (-W), then check it in headless chromium (offline, axe-core WCAG 2.1 AA, keyboard) and for published solutions
+BOOK_CHECKS = G2C_TEST_BOOK=1 $(PY) -m pytest -q tests/test_book_browser.py tests/test_book_solutions.py tests/test_book_content.py \
+	tests/test_book_labels.py tests/test_book_glossary.py tests/test_book_legibility.py tests/test_book_tryit.py
 test-book: book /usr/bin/chromium
-	G2C_TEST_BOOK=1 $(PY) -m pytest -q tests/test_book_browser.py tests/test_book_solutions.py tests/test_book_content.py tests/test_book_labels.py tests/test_book_glossary.py tests/test_book_legibility.py tests/test_book_tryit.py
+	$(BOOK_CHECKS)
 
 # The browser tests drive Debian's chromium (playwright cannot download its own here).
 /usr/bin/chromium:

@@ -15,12 +15,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from conftest import KIT, ROOT, SOURCE
 from g2c.grading import notebook_build as build
 from g2c.grading.regions import solution_lines, strip_solutions
 
-ROOT = Path(__file__).resolve().parents[1]
-SOURCE = ROOT / "source_notebooks" / "03b-training" / "training.ipynb"
-KIT = ROOT / "release" / "03b-training"
 TRAINING_SOURCES = {name: (ROOT / "g2c" / "training" / f"{name}.py").read_text() for name in ("optim", "clip", "schedule")}
 GIVEN = 7  # tests of the code students receive written
 
@@ -120,6 +118,7 @@ def run_kit(kit: Path) -> tuple[int, int]:
     return counts.get("passed", 0), counts.get("failed", 0)
 
 
+@pytest.mark.slow  # the contract twice in a subprocess
 def test_untouched_kit_gives_7_passed_14_failed_and_tests_the_notebook(tmp_path):
     kit = tmp_path / "03b-training"
     shutil.copytree(KIT, kit)

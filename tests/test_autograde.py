@@ -1,46 +1,37 @@
 """Round trip through real nbgrader: `g2c autograde` tells right from wrong, part by part.
 
-One batch grades every variant (one CLI call, two jobs): the solution, the untouched release,
-one mutant per pitfall (the mutants of tests/test_pitfalls.py, put in the answer cells), two
-correct implementations written differently, a wrong hand computation, a student who games
-the checks, and duplicated / deleted answer cells.
+Every variant is graded in the shared class batch (``batch`` in conftest.py, one CLI call, two
+jobs): the solution, the untouched release, one mutant per pitfall (the mutants of
+tests/test_pitfalls.py, put in the answer cells), two correct implementations written
+differently, a wrong hand computation, a student who games the checks, and duplicated / deleted
+answer cells.
 """
 
 from __future__ import annotations
 
 import copy
-import csv
-import importlib.util
-import subprocess
-import sys
-from pathlib import Path
+import json
+import re
 
 import nbformat
 import pytest
 
+import test_pitfalls as pitfalls
+from conftest import MODULE_OF, RELEASED, SOURCE, TIMEOUT, feedback_page, grade_id
 from g2c.grading import notebook_build as build
 
-ROOT = Path(__file__).resolve().parents[1]
-SOURCE = ROOT / "source_notebooks" / "03b-training" / "training.ipynb"
-RELEASED = ROOT / "release" / "03b-training" / "training.ipynb"
-
-_spec = importlib.util.spec_from_file_location("pitfall_mutants", ROOT / "tests" / "test_pitfalls.py")
-pitfalls = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(pitfalls)
-
-MODULE_OF = {"optim": "adamw", "clip": "clip", "schedule": "schedule"}
 PART_CELLS = {part: [gid for gid, _, _, _ in cells] for part, cells in build.TEST_CELLS.items()}
 POINTS = build.autograded_points()
 AUTOGRADED = list(POINTS)
 CELL_OF_TEST = {test: gid for cells in build.TEST_CELLS.values() for gid, _, tests, _ in cells for test in tests}
 PITFALL_WORDS = {  # what the feedback must say, in plain words
-    "adam_l2_instead_of_decoupled_decay": "Adam + L2",
+    "adam_l2": "Adam + L2",
     "step_counter_per_parameter": "per parameter",
     "no_bias_correction": "bias correction",
     "update_recorded_by_autograd": "torch.no_grad()",
     "clip_each_parameter_alone": "clip globally",
     "schedule_warmup_off_by_one": "off by one",
-    "schedule_decays_past_max_steps": "after max_steps",
+    "schedule_no_floor": "after max_steps",
 }
 GAMING = """
 import math, torch, pytest
@@ -56,9 +47,8 @@ def with_answers(nb, texts: dict[str, str]):
     """``nb`` with the answer cells cut from the given module sources (module -> text)."""
     sources = build.answer_sources(texts)
     for cell in nb.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if grade_id in sources and any(MODULE_OF[m] == grade_id for m in texts):
-            cell.source = sources[grade_id]
+        if grade_id(cell) in sources and any(MODULE_OF[m] == grade_id(cell) for m in texts):
+            cell.source = sources[grade_id(cell)]
     return nb
 
 
@@ -68,9 +58,7 @@ def variants() -> dict[str, nbformat.NotebookNode]:
     for name, (texts, _) in pitfalls.MUTANTS.items():
         out[f"mutant-{name}"] = with_answers(copy.deepcopy(solution), texts)
     out["alternative"] = with_answers(copy.deepcopy(solution), {
-        "optim": pitfalls.replace_region(pitfalls.SOURCES["optim"], pitfalls.ALT_ADAMW_STEP),
-        "clip": pitfalls.replace_region(pitfalls.SOURCES["clip"], pitfalls.ALT_CLIP),
-        "schedule": pitfalls.replace_region(pitfalls.SOURCES["schedule"], pitfalls.ALT_SCHEDULE),
+        pitfalls.pitfalls.ANSWERS[answer][0]: pitfalls.with_region(answer, body) for answer, body in pitfalls.ALT_REGIONS.items()
     })
     l2 = copy.deepcopy(solution)
     answer = next(c for c in l2.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "adamw_by_hand_answer")
@@ -99,29 +87,23 @@ def variants() -> dict[str, nbformat.NotebookNode]:
     return out
 
 
+def batch_submissions(paths) -> dict[str, nbformat.NotebookNode]:
+    """This module's students in the shared class batch (conftest.py)."""
+    return variants()
+
+
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("course")
-    submitted, out = tmp / "submitted", tmp / "out"
-    for student, nb in variants().items():
-        folder = submitted / student / "03b-training"
-        folder.mkdir(parents=True)
-        nbformat.write(nb, folder / "training.ipynb")
-    command = [sys.executable, "-m", "g2c.cli", "autograde", "03b-training", "--course", str(ROOT), "--submitted", str(submitted),
-               "--out", str(out), "--jobs", "2", "--timeout", "180", "--memory", "6000"]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp)
-    assert run.returncode == 0, run.stderr[-3000:]
-    with (out / "grades.csv").open() as f:
-        rows = {row["student_id"]: row for row in csv.DictReader(f)}
-    return rows, out, run.stdout
+def graded(batch):
+    """grades.csv rows, the batch's folder and what the CLI printed."""
+    assert batch.run.returncode == 0, batch.run.stderr[-3000:]
+    return batch.rows, batch.out, batch.run.stdout
 
 
 def score(row, cells) -> float:
     return sum(float(row[c]) for c in cells)
 
 
-def feedback(out: Path, student: str) -> str:
-    return (out / "feedback" / student / "03b-training" / "training.html").read_text()
+feedback = feedback_page
 
 
 def test_grades_csv_has_the_promised_columns(graded):
@@ -209,15 +191,26 @@ def test_feedback_never_shows_hidden_tests(graded):
     values = build.by_hand_values()
     leaks = ["BEGIN HIDDEN TESTS", "graded outside your notebook", "_hidden", "verdict", "check(", "test_p1_value",
              repr(values["right"]), repr(values["adam_l2"]), "overfitting&#x27;, &#x27;C"]
-    for student in rows:
+    for student in variants():
         html = feedback(out, student)
         found = [leak for leak in leaks if leak in html and not (student == "by-hand-adam-l2" and leak == repr(values["adam_l2"]))]
         assert not found, f"{student}'s feedback shows {found}"
     assert "not written yet" in feedback(out, "starter")
 
 
-def test_grading_speed_is_reported(graded):
-    _, _, stdout = graded
-    seconds = [float(line.rsplit(" in ", 1)[1].split(" s")[0]) for line in stdout.splitlines() if " graded in " in line]
-    assert len(seconds) == len(variants())
+SUMMARY_LINE = re.compile(r"^(?P<student>.+): (?P<score>[\d.]+)/(?P<max>[\d.]+) (?P<status>[a-z ]+?) in (?P<seconds>[\d.]+) s", re.M)
+
+
+def test_the_printed_summary_agrees_with_grades_csv_and_the_results(graded):
+    """The CLI's one line per submission (score, status, time) is what grades.csv and results/ hold."""
+    rows, out, stdout = graded
+    printed = {m["student"]: m for m in SUMMARY_LINE.finditer(stdout)}
+    assert set(variants()) <= set(printed)
+    for student in variants():
+        line, row = printed[student], rows[student]
+        result = json.loads((out / "results" / f"{student}.json").read_text())
+        assert (float(line["score"]), float(line["max"]), line["status"]) == (float(row["score"]), float(row["max_score"]), row["status"])
+        assert float(line["seconds"]) == pytest.approx(result["seconds"], abs=0.051)
+        assert 0 < result["seconds"] < 2 * TIMEOUT + 60, student  # two runs at most, each stopped at TIMEOUT
+    seconds = [float(printed[s]["seconds"]) for s in variants()]
     print(f"\nseconds per graded submission (2 jobs on this machine): mean {sum(seconds) / len(seconds):.1f}, max {max(seconds):.1f}")

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import pytest
 
+from conftest import RELEASED, ROOT, SOURCE
 from g2c.grading import notebook_build as build
 from g2c.grading.autograde import autograde
 from g2c.grading.sandbox import isolation_available
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = {"solution": ROOT / "source_notebooks" / "03b-training" / "training.ipynb",
-             "starter": ROOT / "release" / "03b-training" / "training.ipynb"}
+NOTEBOOKS = {"solution": SOURCE, "starter": RELEASED}
 FULL = sum(build.autograded_points().values())
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(isolation_available() is not None, reason="no sandbox here")
 def test_a_local_dask_cluster_grades_like_the_local_pool(tmp_path):
     from distributed import LocalCluster

@@ -11,48 +11,42 @@ the other students' submitted files are unchanged, the host's /tmp and /dev/shm 
 named g2c-*, System V IPC is unchanged, no process of a sandbox uid survives, every status is
 a clear one and never ``grading failed``.
 
-The longer attack sources live in tests/hostile/ (see its README).
+The longer attack sources live in tests/hostile/ (see its README). The class is graded in the shared
+batch of conftest.py (``batch_submissions`` below), beside the round trip's students.
 """
 
 from __future__ import annotations
 
+import ast
 import base64
 import copy
-import csv
-import hashlib
 import json
 import os
 import re
-import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from conftest import (RELEASED, ROOT, SOURCE, TOKEN, BatchPaths, Link, autograde_command, cell_of, feedback_page, g2c_entries,
+                      grade_id, grading_env, rows, solution, write_submission)
 from g2c.grading import notebook_build as build
 from g2c.grading.sandbox import UID_BASE, isolation_available
 
-ROOT = Path(__file__).resolve().parents[1]
 HOSTILE = Path(__file__).resolve().parent / "hostile"
-SOURCE = ROOT / "source_notebooks" / "03b-training" / "training.ipynb"
-RELEASED = ROOT / "release" / "03b-training" / "training.ipynb"
 POINTS = build.autograded_points()
 AUTOGRADED = list(POINTS)
 FULL = sum(POINTS.values())
 PART_CELLS = {part: [gid for gid, _, _, _ in cells] for part, cells in build.TEST_CELLS.items()}
-TIMEOUT, CELL_TIMEOUT, MEMORY = 60, 20, 4096
-TOKEN = f"g2c-hostile-{secrets.token_hex(4)}"  # in every sandboxed process's environment: finds leftovers
 CLEAR = {"graded", "timeout", "memory", "crashed", "unreadable notebook", "missing notebook"}
 IPC_KEYS = (0x67326301, 0x67326302, 0x67326303)
 
-pytestmark = pytest.mark.skipif(isolation_available() is not None, reason=f"no sandbox here: {isolation_available()}")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(isolation_available() is not None, reason=f"no sandbox here: {isolation_available()}")]
 
 # ---------------------------------------------------------------- building submissions
 
@@ -75,15 +69,6 @@ def encoded(source: str) -> str:
     return f"exec(__import__('base64').b64decode({base64.b64encode(source.encode()).decode()!r}).decode())"
 
 
-def grade_id(cell) -> str | None:
-    meta = cell.metadata.get("nbgrader")
-    return meta.get("grade_id") if isinstance(meta, dict) else None
-
-
-def solution():
-    return nbformat.read(SOURCE, as_version=4)
-
-
 def wrong():
     nb = solution()
     for cell in nb.cells:
@@ -91,10 +76,6 @@ def wrong():
             cell.source = SOLUTION_REGION.sub(lambda m: m.group(1) + WRONG_BODIES[gid], cell.source)
             assert "SOLUTION" not in cell.source, gid
     return nb
-
-
-def cell_of(nb, gid: str):
-    return next(c for c in nb.cells if grade_id(c) == gid)
 
 
 def appended(nb, gid: str, source: str):
@@ -120,13 +101,6 @@ def inserted(nb, source: str, *, at_end: bool = False):
     new = nbformat.v4.new_code_cell(source)
     nb.cells.insert(len(nb.cells) if at_end else 2, new)
     return nb
-
-
-def write(submitted: Path, student: str, data: bytes | None) -> None:
-    folder = submitted / student / "03b-training"
-    folder.mkdir(parents=True)
-    if data is not None:
-        (folder / "training.ipynb").write_bytes(data)
 
 
 def as_bytes(nb) -> bytes:
@@ -452,15 +426,16 @@ def peek_cell(course: Path, out: Path, submitted: Path) -> str:
     return f"READ = {json.dumps({k: str(v) for k, v in reads.items()})}\nWRITE = {json.dumps({k: str(v) for k, v in writes.items()})}\n" + hostile("peek.py")
 
 
-def submissions(course: Path, out: Path, submitted: Path, port: int) -> dict[str, object]:
-    """student -> notebook (or raw bytes). Baselines first, then one attack each."""
+def batch_submissions(paths: BatchPaths) -> dict[str, object]:
+    """student -> notebook (raw bytes, None: no notebook, a Link). Baselines first, then one attack each."""
+    course, out, submitted, port = paths.course, paths.out, paths.submitted, paths.port
     W, S = wrong(), solution()
     forged = {mode: SUBSTITUTES + f"\nMODE = {mode!r}\n" + hostile("forge.py") for mode in ("first", "report", "table", "code")}
     targets = {"other-submitted": str(submitted / "honest"), "out": str(out), "course": str(course), "root": "/",
                "init-root": "/proc/1/root", "kernel.json": str(out / "gradebook.db")}
     return {
         # baselines
-        "honest": S, "honest-2": S, "wrong": W,
+        "honest": S, "wrong": W,
         # delegation to torch, each tuned to the contract (the grader must give 0 for that part)
         "delegates-plainly": appended(appended(appended(W, "adamw", DELEGATION + "\n" + PLAIN_BINDINGS["adamw"]),
                                                "clip", DELEGATION + "\n" + PLAIN_BINDINGS["clip"]),
@@ -533,14 +508,13 @@ def submissions(course: Path, out: Path, submitted: Path, port: int) -> dict[str
         "truncated-json": as_bytes(S)[: len(as_bytes(S)) // 2],
         "not-utf8": b"\xff\xfe" + as_bytes(S)[:1000],
         "no-notebook": None,
+        # links: to another student's notebook, to the solution, another student's folder
+        "symlink-to-honest": Link("notebook", "../../honest/03b-training/training.ipynb"),
+        "symlink-to-solution": Link("notebook", str(SOURCE)),
+        "symlinked-folder": Link("folder", "honest"),
     }
 
 
-SYMLINKED = {  # student -> (what is a symlink, its target relative to the student's folder or absolute)
-    "symlink-to-honest": ("notebook", "../../honest/03b-training/training.ipynb"),
-    "symlink-to-solution": ("notebook", str(SOURCE)),
-    "symlinked-folder": ("folder", "honest"),
-}
 STATUS = {  # student -> allowed statuses; every other student: graded
     "answer-hangs": {"timeout", "graded"}, "honest-hangs-in-a-late-scenario": {"timeout"}, "early-done-then-hangs": {"timeout"}, "defeats-the-alarm": {"timeout"},
     "answer-memory-bomb": {"memory", "graded", "crashed"}, "answer-aborts": {"crashed"}, "exits-early": {"crashed", "graded"},
@@ -549,7 +523,7 @@ STATUS = {  # student -> allowed statuses; every other student: graded
     "symlink-to-solution": {"unreadable notebook", "missing notebook", "graded"},
     "symlinked-folder": {"unreadable notebook", "missing notebook", "graded"},
 }
-HONEST = {"honest", "honest-2", "glob[1]", "spaced name *", "honest-ordinary-hang", "honest-ordinary-memory-bomb", "honest-ordinary-abort", "honest-huge-output",
+HONEST = {"honest", "glob[1]", "spaced name *", "honest-ordinary-hang", "honest-ordinary-memory-bomb", "honest-ordinary-abort", "honest-huge-output",
           "honest-ignores-signals", "meta-honest-points-100", "meta-honest-extra-grade-cells"}
 DELEGATED = {"delegates-plainly": ["adamw", "clip", "schedule"], "delegates-by-getattr": ["adamw", "clip", "schedule"],
              "delegates-encoded": ["adamw", "clip", "schedule"], "delegates-from-another-cell": ["adamw", "clip", "schedule"],
@@ -559,99 +533,12 @@ DELEGATED = {"delegates-plainly": ["adamw", "clip", "schedule"], "delegates-by-g
 # ---------------------------------------------------------------- the host around the batch
 
 
-class Listener:
-    """A TCP server on the host's loopback that counts who reaches it."""
-
-    def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.connections = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            self.connections += 1
-            conn.close()
-
-
-def course_copy(dest: Path) -> Path:
-    """The course's files as they are on disk (tracked and untracked, not ignored), copied: the batch's --course.
-
-    Grading against a copy lets the test demand that not one of its files changes while other
-    engineers edit the working tree; the working tree itself is checked too (see ``wip``).
-    """
-    names = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                           capture_output=True, check=True).stdout.split(b"\0")
-    for name in filter(None, names):
-        source, target = ROOT / name.decode(), dest / name.decode()
-        if source.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(source.read_bytes())
-    (dest / ".git").mkdir()
-    (dest / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
-    return dest
-
-
-def wip() -> set[str]:
-    """Files of the working tree someone is editing (modified or untracked): left out of the check."""
-    status = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "-z"], capture_output=True, check=True).stdout
-    return {entry[3:].decode() for entry in status.split(b"\0") if len(entry) > 3}
-
-
-def tracked_files(course: Path) -> dict[str, str]:
-    """path -> sha256 of every file git tracks in the course repository (as it is on disk)."""
-    names = subprocess.run(["git", "-C", str(course), "ls-files", "-z"], capture_output=True, check=True).stdout.split(b"\0")
-    out = {}
-    for name in filter(None, names):
-        path = course / name.decode()
-        try:
-            out[name.decode()] = "link:" + os.readlink(path) if path.is_symlink() else hashlib.sha256(path.read_bytes()).hexdigest()
-        except OSError as err:
-            out[name.decode()] = f"missing: {err.errno}"
-    return out
-
-
-def files_under(folder: Path) -> dict[str, str]:
-    out = {}
-    for top, dirs, files in os.walk(folder):
-        for name in dirs + files:
-            path = Path(top) / name
-            rel = str(path.relative_to(folder))
-            if path.is_symlink():
-                out[rel] = "link:" + os.readlink(path)
-            elif path.is_file():
-                out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return out
-
-
-OURS = ("g2c-grade-", "g2c-kit-", "g2c-register-", "g2c-zygote-", "g2c-fill-", TOKEN)  # what this grader and corpus name
-
-
-def g2c_entries() -> set[str]:
-    """g2c-* in the host's /tmp and /dev/shm under a name this grader or this corpus makes (the machine
-    is shared: other engineers' runs of older code leave g2c-verdict-* and such meanwhile)."""
-    return {f"{folder}/{name}" for folder in ("/tmp", "/dev/shm") for name in os.listdir(folder)
-            if name.startswith(OURS) or (name.startswith("g2c-") and TOKEN in name)}
-
-
-def head() -> str:
-    return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-
-
 def moved(before: str, after: str) -> set[str]:
     """Files a commit, merge or checkout by someone else changed between two HEADs."""
     if before == after:
         return set()
     diff = subprocess.run(["git", "-C", str(ROOT), "diff", "--name-only", before, after], capture_output=True, text=True).stdout
     return set(diff.split())
-
-
-def ipcs() -> str:
-    return subprocess.run(["ipcs"], capture_output=True, text=True).stdout
 
 
 def our_leftovers(grace: float = 15.0) -> list[str]:
@@ -688,48 +575,6 @@ def running(text: str, grace: float = 15.0) -> list[str]:
         time.sleep(0.5)
 
 
-def grade_batch(course: Path, submitted: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "g2c.cli", "autograde", "03b-training", "--course", str(course), "--submitted", str(submitted),
-               "--out", str(out), "--jobs", "2", "--timeout", str(TIMEOUT), "--cell-timeout", str(CELL_TIMEOUT),
-               "--memory", str(MEMORY), *extra]
-    # The token must not reach student code; PYDEVD_DISABLE_FILE_VALIDATION is kept in sandboxes: it marks our processes.
-    env = {**os.environ, "G2C_INSTRUCTOR_TOKEN": "g2c-secret-token", "PYDEVD_DISABLE_FILE_VALIDATION": TOKEN}
-    return subprocess.run(command, capture_output=True, text=True, timeout=1800, env=env)
-
-
-def rows(out: Path) -> dict[str, dict]:
-    with (out / "grades.csv").open() as f:
-        return {row["student_id"]: row for row in csv.DictReader(f)}
-
-
-@pytest.fixture(scope="module")
-def batch(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("hostile")
-    submitted, out, course = tmp / "submitted", tmp / "out", course_copy(tmp / "course")
-    listener = Listener()
-    for student, nb in submissions(course, out, submitted, listener.port).items():
-        write(submitted, student, nb if isinstance(nb, bytes) or nb is None else as_bytes(nb))
-    for student, (kind, target) in SYMLINKED.items():
-        if kind == "notebook":
-            write(submitted, student, None)
-            (submitted / student / "03b-training" / "training.ipynb").symlink_to(target)
-        else:
-            (submitted / student).symlink_to(target)
-    def snapshot() -> dict:
-        return {"course": files_under(course), "tracked": tracked_files(ROOT), "wip": wip(), "head": head(), "submitted": files_under(submitted),
-                "g2c": g2c_entries(), "ipcs": ipcs()}
-
-    before = snapshot()
-    start = time.perf_counter()
-    run = grade_batch(course, submitted, out)
-    seconds = time.perf_counter() - start
-    after = snapshot()
-    print(f"\nhostile batch: {len(list(submitted.iterdir()))} submissions in {seconds:.0f} s (exit {run.returncode})")
-    print(run.stderr[-3000:])
-    return {"run": run, "rows": rows(out) if (out / "grades.csv").exists() else {}, "out": out, "submitted": submitted, "course": course,
-            "listener": listener, "seconds": seconds, "before": before, "after": after}
-
-
 def autograded(row) -> dict[str, float]:
     return {c: float(row[c] or 0) for c in AUTOGRADED}
 
@@ -744,27 +589,26 @@ def printed(out: Path, student: str) -> str:
     return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
 
 
-def feedback(out: Path, student: str) -> str:
-    return (out / "feedback" / student / "03b-training" / "training.html").read_text()
+feedback = feedback_page
 
 
 # ---------------------------------------------------------------- verdicts
 
 
 def test_the_batch_finishes_and_every_submission_gets_one_row_with_a_clear_status(batch):
-    assert batch["run"].returncode == 0, batch["run"].stderr[-3000:]
-    graded = batch["rows"]
-    assert set(graded) == {p.name for p in batch["submitted"].iterdir()}
+    assert batch.run.returncode == 0, batch.run.stderr[-3000:]
+    graded = batch.rows
+    assert set(graded) == {p.name for p in batch.submitted.iterdir()}
     for student, row in sorted(graded.items()):
         print(f"  {student:32s} {row['status']:20s} {row['score']:>5s}/{row['max_score']}")
-    failed = {s: result(batch["out"], s).get("detail") for s, r in graded.items() if r["status"] not in CLEAR}
+    failed = {s: result(batch.out, s).get("detail") for s, r in graded.items() if r["status"] not in CLEAR}
     assert failed == {}, f"statuses that are not clear (detail): {failed}"
     wrong_status = {s: r["status"] for s, r in graded.items() if r["status"] not in STATUS.get(s, {"graded"})}
     assert wrong_status == {}
 
 
 def test_honest_students_keep_full_marks_and_no_more(batch):
-    graded = batch["rows"]
+    graded = batch.rows
     assert graded["wrong"]["max_score"] == graded["honest"]["max_score"]
     lost = {s: {c: v for c, v in autograded(graded[s]).items() if v != POINTS[c]} for s in HONEST}
     assert {s: cells for s, cells in lost.items() if cells} == {}
@@ -772,7 +616,7 @@ def test_honest_students_keep_full_marks_and_no_more(batch):
 
 
 def test_the_plain_wrong_implementation_scores_nothing(batch):
-    assert autograded(batch["rows"]["wrong"]) == {c: 0.0 for c in AUTOGRADED}
+    assert autograded(batch.rows["wrong"]) == {c: 0.0 for c in AUTOGRADED}
 
 
 # honest answers whose probe hung late: what was recorded before the hang is verified and counts
@@ -780,12 +624,11 @@ VERIFIED_BEFORE_A_HANG = {"honest-hangs-in-a-late-scenario": ("adamw", "clip")}
 
 
 def test_no_attack_scores_more_than_its_plain_wrong_implementation(batch):
-    graded = batch["rows"]
+    graded = batch.rows
     base = autograded(graded["wrong"])
     gains = {}
-    for student, row in graded.items():
-        if student in HONEST or student in VERIFIED_BEFORE_A_HANG or student == "wrong":
-            continue
+    for student in batch.contributed[__name__] - HONEST - set(VERIFIED_BEFORE_A_HANG) - {"wrong"}:
+        row = graded[student]
         more = {c: v for c, v in autograded(row).items() if v > base[c]}
         if more:
             gains[student] = f"{sum(autograded(row).values()):g} of {FULL}: " + ", ".join(sorted(more))
@@ -793,7 +636,7 @@ def test_no_attack_scores_more_than_its_plain_wrong_implementation(batch):
 
 
 def test_delegating_to_torch_gets_nothing_for_that_part_and_says_why(batch):
-    graded, out = batch["rows"], batch["out"]
+    graded, out = batch.rows, batch.out
     paid = {s: [p for p in parts if any(float(graded[s][c] or 0) for c in PART_CELLS[p])] for s, parts in DELEGATED.items()}
     assert {s: p for s, p in paid.items() if p} == {}
     for student, parts in DELEGATED.items():
@@ -805,7 +648,7 @@ def test_delegating_to_torch_gets_nothing_for_that_part_and_says_why(batch):
 def test_the_grades_csv_the_results_and_the_gradebook_agree(batch):
     from nbgrader.api import Gradebook
 
-    graded, out = batch["rows"], batch["out"]
+    graded, out = batch.rows, batch.out
     with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
         scores = {s.student.id: s.score for s in gb.assignment_submissions("03b-training")}
     assert set(scores) == set(graded)
@@ -814,7 +657,7 @@ def test_the_grades_csv_the_results_and_the_gradebook_agree(batch):
 
 
 def test_nothing_outside_the_job_changed(batch):
-    before, after = batch["before"], batch["after"]
+    before, after = batch.before, batch.after
     assert after["course"] == before["course"], "files of the graded course changed"
     editing = before["wip"] | after["wip"] | moved(before["head"], after["head"])  # the working tree is shared
     changed = {p for p in before["tracked"].keys() | after["tracked"].keys()
@@ -827,7 +670,7 @@ def test_nothing_outside_the_job_changed(batch):
 
 
 def test_system_v_ipc_dies_with_each_sandbox(batch):
-    before, after, out = batch["before"], batch["after"], batch["out"]
+    before, after, out = batch.before, batch.after, batch.out
     assert after["ipcs"] == before["ipcs"]
     assert not any(f"0x{key:08x}" in after["ipcs"] for key in IPC_KEYS)
     assert "IPC made" in printed(out, "leaves-ipc")
@@ -842,13 +685,13 @@ def test_nothing_the_students_started_is_still_running(batch):
 
 
 def test_no_network(batch):
-    page = printed(batch["out"], "network")
+    page = printed(batch.out, "network")
     assert "OPENED" not in page and "SENT" not in page and page.count("BLOCKED") >= 3
-    assert batch["listener"].connections == 0
+    assert batch.listener.connections == 0
 
 
 def test_the_kernel_reads_writes_and_captures_nothing_it_should_not(batch):
-    page = printed(batch["out"], "peeks-from-the-kernel")
+    page = printed(batch.out, "peeks-from-the-kernel")
     assert "BLOCKED instructor environment" in page and "OPENED instructor environment" not in page
     opened = [line for line in page.splitlines() if line.startswith(("OPENED", "FOUND")) or " FOUND" in line]
     assert opened == [], "\n".join(opened)
@@ -859,28 +702,28 @@ def test_the_kernel_reads_writes_and_captures_nothing_it_should_not(batch):
 
 
 def test_the_reference_and_the_keys_are_nowhere_to_be_found(batch):
-    page = printed(batch["out"], "steals-the-reference")
+    page = printed(batch.out, "steals-the-reference")
     assert "LOOT []" in page, page[-3000:]
     assert "FOUND" not in page, page[-3000:]
 
 
 def test_forged_kernel_outputs_change_no_point_and_no_verdict_shown(batch):
-    out = batch["out"]
+    out = batch.out
     page = feedback(out, "peeks-from-the-kernel")
-    assert autograded(batch["rows"]["peeks-from-the-kernel"]) == autograded(batch["rows"]["wrong"])
+    assert autograded(batch.rows["peeks-from-the-kernel"]) == autograded(batch.rows["wrong"])
     summary = page.split("why points were lost", 1)[1][:20000]
     assert "passed: 3 of 3" not in summary
 
 
 def test_hidden_parts_never_reach_the_kernel_or_the_feedback(batch):
-    out = batch["out"]
+    out = batch.out
     for student in ("honest", "wrong", "peeks-from-the-kernel"):
         page = feedback(out, student)
         assert "BEGIN HIDDEN TESTS" not in page and "graded outside your notebook" not in page, student
 
 
 def test_huge_output_is_truncated_and_feedback_stays_small(batch):
-    out = batch["out"]
+    out = batch.out
     for student in ("honest-huge-output", "huge-output-in-answer"):
         page = feedback(out, student)
         assert "output truncated" in page, student
@@ -889,13 +732,17 @@ def test_huge_output_is_truncated_and_feedback_stays_small(batch):
 
 
 def test_fork_bombs_and_full_disks_stay_inside(batch):
-    out = batch["out"]
-    assert "fork bomb stopped after" in printed(out, "fork-bomb")
-    assert "MB written" in printed(out, "fills-the-disks")
+    out = batch.out
+    forks = re.search(r"fork bomb stopped after (\d+)", printed(out, "fork-bomb"))
+    assert forks and int(forks[1]) < 256, "RLIMIT_NPROC (256 per sandbox uid) must stop a fork bomb"
+    written = ast.literal_eval(re.search(r"MB written (\{.*?\})", printed(out, "fills-the-disks"))[1])
+    home, *others = written  # HOME lives in the sandbox's /tmp
+    assert written[home] + written["/tmp"] <= 256 and written["/var/tmp"] <= 64 and written["/dev/shm"] <= 64, written
+    assert written[home] > 0, "the sandbox's own /tmp is writable"  # a full disk, not a read-only one
 
 
 def test_trouble_in_an_ordinary_cell_is_reported_but_costs_nothing(batch):
-    out = batch["out"]
+    out = batch.out
     for student in ("honest-ordinary-hang", "honest-ignores-signals"):
         nb = nbformat.read(out / "autograded" / student / "03b-training" / "training.ipynb", as_version=4)
         assert "CellTimeoutError" in json.dumps(nb.cells[2].outputs), student
@@ -903,25 +750,24 @@ def test_trouble_in_an_ordinary_cell_is_reported_but_costs_nothing(batch):
 
 
 def test_a_second_run_grades_nothing_again(batch):
-    out, submitted = batch["out"], batch["submitted"]
+    out, submitted = batch.out, batch.submitted
     before = {p.name: p.stat().st_mtime_ns for p in (out / "results").iterdir()}
-    again = grade_batch(batch["course"], submitted, out)
+    again = batch.grade_again()
     assert again.returncode == 0, again.stderr[-2000:]
-    failed = {f"{s}.json" for s, r in batch["rows"].items() if r["status"] == "grading failed"}  # regraded by design
+    failed = {f"{s}.json" for s, r in batch.rows.items() if r["status"] == "grading failed"}  # regraded by design
     assert {n: t for n, t in ((p.name, p.stat().st_mtime_ns) for p in (out / "results").iterdir()) if n not in failed} == \
         {n: t for n, t in before.items() if n not in failed}
-    assert {s: r for s, r in rows(out).items() if f"{s}.json" not in failed} == \
-        {s: r for s, r in batch["rows"].items() if f"{s}.json" not in failed}
+    assert {s: r for s, r in rows(out / "grades.csv").items() if f"{s}.json" not in failed} == \
+        {s: r for s, r in batch.rows.items() if f"{s}.json" not in failed}
 
 
 def test_a_run_killed_halfway_resumes_with_what_is_missing(tmp_path):
     submitted, out = tmp_path / "submitted", tmp_path / "out"
     honest = SOURCE.read_bytes()
-    for student in ("a", "b", "c"):
-        write(submitted, student, honest)
-    command = [sys.executable, "-m", "g2c.cli", "autograde", "03b-training", "--course", str(ROOT), "--submitted", str(submitted),
-               "--out", str(out), "--jobs", "1", "--timeout", str(TIMEOUT), "--cell-timeout", str(CELL_TIMEOUT), "--memory", str(MEMORY)]
-    env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": TOKEN}
+    for student in ("a", "b"):  # killed after the first result: the second is what is missing
+        write_submission(submitted, student, honest)
+    command = autograde_command(ROOT, submitted, out, jobs=1)
+    env = grading_env()
     before_g2c = g2c_entries()
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
     deadline = time.monotonic() + 300
@@ -932,19 +778,19 @@ def test_a_run_killed_halfway_resumes_with_what_is_missing(tmp_path):
     assert our_leftovers() == []
     assert g2c_entries() - before_g2c == set()
     done = {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("*.json")}
-    assert 1 <= len(done) < 3
+    assert len(done) == 1
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert all((out / "results" / name).stat().st_mtime_ns == mtime for name, mtime in done.items())
-    assert {s: r["status"] for s, r in rows(out).items()} == {"a": "graded", "b": "graded", "c": "graded"}
-    assert all(json.loads((out / "results" / f"{s}.json").read_text())["score"] == FULL for s in "abc")
+    assert {s: r["status"] for s, r in rows(out / "grades.csv").items()} == {"a": "graded", "b": "graded"}
+    assert all(json.loads((out / "results" / f"{s}.json").read_text())["score"] == FULL for s in "ab")
     assert not list(out.rglob("*.partial"))
     assert our_leftovers() == []
 
 
 def test_a_hang_late_in_the_probe_keeps_only_what_was_verified_before_it(batch):
     for student, parts in VERIFIED_BEFORE_A_HANG.items():
-        row = batch["rows"][student]
+        row = batch.rows[student]
         assert row["status"] == "timeout"
         verified = {gid for part in parts for gid, *_ in build.TEST_CELLS[part]}
         for gid, points in build.autograded_points().items():

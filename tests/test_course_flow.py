@@ -10,8 +10,6 @@ folder flags, hand grades written through nbgrader's API, ``g2c autograde`` agai
 
 from __future__ import annotations
 
-import csv
-import importlib.util
 import json
 import re
 import os
@@ -25,11 +23,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from conftest import ROOT, mutant_answers, rows
 from g2c.grading import notebook_build as build
 from g2c.grading import path_with_this_environment
 from g2c.grading.course import layout
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # a whole course through nbgrader's exchange, graded twice
 ASSIGNMENT, NOTEBOOK = build.ASSIGNMENT, build.NOTEBOOK
 STUDENTS = ["alice", "bob", "carol"]
 AUTOGRADED_POINTS = sum(build.autograded_points().values())
@@ -38,18 +37,6 @@ PLOT = "import matplotlib.pyplot as plt\nplt.plot([1e-4, 1e-3, 1e-2], [2.0, 0.7,
 HANG = "import time\nwhile True:  # a demo that never ends\n    time.sleep(0.1)"
 AFTER_HANG = "print('this cell ran after the hang')"
 PITFALL = "no_bias_correction"  # carol's AdamW
-MODULE_OF = {"optim": "adamw", "clip": "clip", "schedule": "schedule"}
-
-_spec = importlib.util.spec_from_file_location("pitfall_mutants", ROOT / "tests" / "test_pitfalls.py")
-pitfalls = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(pitfalls)
-
-
-def mutant_answers(name: str) -> dict[str, str]:
-    """grade_id -> answer cell source with the named pitfall (the mutants of tests/test_pitfalls.py)."""
-    texts, _ = pitfalls.MUTANTS[name]
-    sources = build.answer_sources(texts)
-    return {MODULE_OF[module]: sources[MODULE_OF[module]] for module in texts}
 
 
 def nbgrader(*args: str, cwd: Path, user: str | None = None) -> str:
@@ -137,11 +124,6 @@ def course(tmp_path_factory):
     print(f"\ntimings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     return {"course": course, "lay": lay, "before": before, "after": rows(lay.grades / "grades.csv"), "seeds": seeds,
             "stdout": first.stdout, "tmp": tmp}
-
-
-def rows(path: Path) -> dict[str, dict]:
-    with path.open() as f:
-        return {row["student_id"]: row for row in csv.DictReader(f)}
 
 
 def feedback(lay, student: str) -> str:

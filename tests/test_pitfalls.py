@@ -113,6 +113,15 @@ def visible_tests(scenarios: set[str]) -> set[str]:
 
 GRADED = visible_tests({s for scenarios in build.scenarios_of().values() for s in scenarios})
 
+# One catalogue pitfall per kind of check cell, for the tests that grade whole submissions
+# (tests/test_autograde.py, tests/test_course_flow.py): name -> ({module: source}, a contract test it fails).
+GRADED_PITFALLS = ("adam_l2", "step_counter_per_parameter", "no_bias_correction", "update_recorded_by_autograd",
+                   "clip_each_parameter_alone", "schedule_warmup_off_by_one", "schedule_no_floor")
+MUTANTS = {
+    name: ({pitfalls.ANSWERS[p.answer][0]: pitfalls.mutated_source(p.answer, (name,))}, sorted(visible_tests(set(p.charged_to)))[0])
+    for name, p in ((n, pitfalls.BY_NAME[n]) for n in GRADED_PITFALLS)
+}
+
 
 def test_the_starter_fails_exactly_the_tests_of_the_parts_students_write_and_says_not_written_yet():
     starter = {OBJECT_OF[a]: defined(a, strip_solutions(pitfalls.reference_source(a))) for a in OBJECT_OF}

@@ -15,21 +15,18 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
-
 import pytest
-import test_pitfalls as TP  # its correct-but-different implementations (ALT_REGIONS)
 
+import test_pitfalls as TP  # its correct-but-different implementations (ALT_REGIONS)
+from conftest import ROOT
 from g2c.grading import compare, pitfalls, probe
 from g2c.grading.notebook_build import answer_sources, by_hand_values, diagnosis_key
 from g2c.grading.regions import strip_solutions
 
-ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {name: (ROOT / "g2c" / "training" / f"{name}.py").read_text() for name in ("optim", "clip", "schedule")}
 OBJECTS = {"optim": "AdamW", "clip": "clip_grad_norm_", "schedule": "cosine_with_warmup"}
 SEED = 20261126
 ALL = set(probe.SCENARIOS)
-
 
 
 

@@ -29,9 +29,11 @@ from pathlib import Path
 from g2c.grading.sandbox import KEPT_ENVIRONMENT, Box, init
 from g2c.grading.syscalls import MS_PRIVATE, MS_REC, PR_SET_PDEATHSIG, SANDBOX_NAMESPACES, mount, open_no_follow, prctl, unshare
 
+# torch._dynamo (with sympy; the first torch.optim optimizer imports it) and ipykernel.debugger (debugpy, at kernel
+# start) are third-party only, and were ~1.5 s of every notebook run; here they are imported once per worker.
 WARM = ["torch", "numpy", "matplotlib.pyplot", "matplotlib_inline.backend_inline", "IPython", "ipykernel.kernelapp",
         "ipykernel.ipkernel", "ipytest", "pytest", "ipywidgets", "nbformat", "nbclient", "jupyter_client",
-        "g2c.grading.probe", "g2c.grading.runner"]
+        "torch._dynamo", "ipykernel.debugger", "g2c.grading.probe", "g2c.grading.runner"]
 
 
 class Zygote:
@@ -135,6 +137,7 @@ def _spawn(request: dict) -> int:
 
 def serve(control_fd: int) -> None:
     """Accept requests until the worker's end of the control socket closes; each connection owns one run."""
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # debugpy's import says nothing on the worker's stderr
     for name in WARM:  # matplotlib with the Agg backend the worker set (g2c.grading.worker._grading_environment)
         __import__(name)
     control = socket.socket(fileno=control_fd)

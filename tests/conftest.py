@@ -1,0 +1,312 @@
+"""What several test modules share: the course's paths, small notebook helpers, and one graded class.
+
+The graded class (``batch``) is one ``g2c autograde`` run over every submission the selected test
+modules contribute: a module adds students by defining ``batch_submissions(paths) -> {student:
+submission}``. Grading the round trip's and the hostile class's students together pays the
+grader's start-up once and keeps both workers busy to the end, instead of twice over two
+half-empty tails. Select one module (``pytest tests/test_autograde.py``) and only its students
+are graded.
+
+Tests that grade real submissions or run real kernels are marked ``slow``; ``pytest -m "not
+slow"`` (``make unit``) is the inner loop.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSIGNMENT = "03b-training"
+SOURCE = ROOT / "source_notebooks" / ASSIGNMENT / "training.ipynb"  # the solution notebook
+RELEASED = ROOT / "release" / ASSIGNMENT / "training.ipynb"  # the untouched student notebook
+KIT = ROOT / "release" / ASSIGNMENT
+MODULE_OF = {"optim": "adamw", "clip": "clip", "schedule": "schedule"}  # g2c.training module -> answer cell
+TOKEN = f"g2c-tests-{secrets.token_hex(4)}"  # in every sandboxed process's environment: finds leftovers
+# The batch's limits: each submission that hangs costs TIMEOUT of a worker, each hanging cell CELL_TIMEOUT
+# (twice when it ignores interrupts). Not less: on a loaded machine loot.py's walk through memory needs ~15 s
+# of its cell, and a wrong notebook with a hanging cell must still reach its last cell (peek.py) within TIMEOUT.
+TIMEOUT, CELL_TIMEOUT, MEMORY = 50, 20, 4096
+
+
+# ---------------------------------------------------------------- notebooks
+
+
+def grade_id(cell) -> str | None:
+    """The cell's nbgrader grade_id, or None (also when a hostile notebook's metadata is not a dict)."""
+    meta = cell.metadata.get("nbgrader")
+    return meta.get("grade_id") if isinstance(meta, dict) else None
+
+
+def solution() -> nbformat.NotebookNode:
+    return nbformat.read(SOURCE, as_version=4)
+
+
+def cell_of(nb, gid: str):
+    return next(c for c in nb.cells if grade_id(c) == gid)
+
+
+def write_submission(submitted: Path, student: str, data: bytes | None) -> None:
+    """``submitted/<student>/03b-training/training.ipynb`` (only the folder when ``data`` is None)."""
+    folder = submitted / student / ASSIGNMENT
+    folder.mkdir(parents=True)
+    if data is not None:
+        (folder / "training.ipynb").write_bytes(data)
+
+
+def rows(grades_csv: Path) -> dict[str, dict]:
+    """grades.csv as student -> row."""
+    with grades_csv.open() as f:
+        return {row["student_id"]: row for row in csv.DictReader(f)}
+
+
+def feedback_page(out: Path, student: str) -> str:
+    return (out / "feedback" / student / ASSIGNMENT / "training.html").read_text()
+
+
+def mutant_answers(name: str) -> dict[str, str]:
+    """grade_id -> answer cell source with the named pitfall of tests/test_pitfalls.py."""
+    from test_pitfalls import MUTANTS
+
+    from g2c.grading.notebook_build import answer_sources
+
+    texts, _ = MUTANTS[name]
+    sources = answer_sources(texts)
+    return {MODULE_OF[module]: sources[MODULE_OF[module]] for module in texts}
+
+
+# ---------------------------------------------------------------- the graded class
+
+
+@dataclass(frozen=True)
+class BatchPaths:
+    """Where a module's submissions go, and what they may aim at (the host's listener)."""
+
+    course: Path  # a copy of the course's files: the batch's --course
+    submitted: Path
+    out: Path
+    port: int  # a TCP listener on the host's loopback
+
+
+@dataclass(frozen=True)
+class Link:
+    """A submission that is a symlink: the notebook itself (``what="notebook"``) or the student's folder."""
+
+    what: str
+    target: str
+
+
+@dataclass
+class Batch:
+    """One graded class: the run, its grades, and the host as it was before and after."""
+
+    paths: BatchPaths
+    run: subprocess.CompletedProcess
+    seconds: float
+    rows: dict[str, dict]
+    before: dict
+    after: dict
+    listener: Listener
+    contributed: dict[str, set[str]] = field(default_factory=dict)  # test module -> its students
+
+    @property
+    def out(self) -> Path:
+        return self.paths.out
+
+    @property
+    def submitted(self) -> Path:
+        return self.paths.submitted
+
+    @property
+    def course(self) -> Path:
+        return self.paths.course
+
+    def grade_again(self) -> subprocess.CompletedProcess:
+        return grade_batch(self.course, self.submitted, self.out)
+
+
+class Listener:
+    """A TCP server on the host's loopback that counts who reaches it."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+
+def autograde_command(course: Path, submitted: Path, out: Path, jobs: int = 2) -> list[str]:
+    return [sys.executable, "-m", "g2c.cli", "autograde", ASSIGNMENT, "--course", str(course), "--submitted", str(submitted),
+            "--out", str(out), "--jobs", str(jobs), "--timeout", str(TIMEOUT), "--cell-timeout", str(CELL_TIMEOUT), "--memory", str(MEMORY)]
+
+
+def grading_env() -> dict[str, str]:
+    """The instructor's token must not reach student code; PYDEVD_DISABLE_FILE_VALIDATION is kept in
+    sandboxes, so it carries TOKEN, which marks every process of ours."""
+    return {**os.environ, "G2C_INSTRUCTOR_TOKEN": "g2c-secret-token", "PYDEVD_DISABLE_FILE_VALIDATION": TOKEN}
+
+
+def grade_batch(course: Path, submitted: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(autograde_command(course, submitted, out), capture_output=True, text=True, timeout=1800, env=grading_env())
+
+
+def course_copy(dest: Path) -> Path:
+    """The course's files as they are on disk (tracked and untracked, not ignored), copied: the batch's --course.
+
+    Grading against a copy lets the hostile tests demand that not one of its files changes while
+    other engineers edit the working tree; the working tree itself is checked too (see ``wip``).
+    """
+    names = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           capture_output=True, check=True).stdout.split(b"\0")
+    for name in filter(None, names):
+        source, target = ROOT / name.decode(), dest / name.decode()
+        if source.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read_bytes())
+    (dest / ".git").mkdir()
+    (dest / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    return dest
+
+
+def wip() -> set[str]:
+    """Files of the working tree someone is editing (modified or untracked): left out of the check."""
+    status = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "-z"], capture_output=True, check=True).stdout
+    return {entry[3:].decode() for entry in status.split(b"\0") if len(entry) > 3}
+
+
+def tracked_files(course: Path) -> dict[str, str]:
+    """path -> sha256 of every file git tracks in the course repository (as it is on disk)."""
+    names = subprocess.run(["git", "-C", str(course), "ls-files", "-z"], capture_output=True, check=True).stdout.split(b"\0")
+    out = {}
+    for name in filter(None, names):
+        path = course / name.decode()
+        try:
+            out[name.decode()] = "link:" + os.readlink(path) if path.is_symlink() else hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError as err:
+            out[name.decode()] = f"missing: {err.errno}"
+    return out
+
+
+def files_under(folder: Path) -> dict[str, str]:
+    out = {}
+    for top, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = Path(top) / name
+            rel = str(path.relative_to(folder))
+            if path.is_symlink():
+                out[rel] = "link:" + os.readlink(path)
+            elif path.is_file():
+                out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+OURS = ("g2c-grade-", "g2c-kit-", "g2c-register-", "g2c-zygote-", "g2c-fill-", TOKEN)  # what this grader and corpus name
+
+
+def g2c_entries() -> set[str]:
+    """g2c-* in the host's /tmp and /dev/shm under a name this grader or this corpus makes (the machine
+    is shared: other engineers' runs of older code leave g2c-verdict-* and such meanwhile)."""
+    return {f"{folder}/{name}" for folder in ("/tmp", "/dev/shm") for name in os.listdir(folder)
+            if name.startswith(OURS) or (name.startswith("g2c-") and TOKEN in name)}
+
+
+def head() -> str:
+    return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+
+
+def ipcs() -> str:
+    return subprocess.run(["ipcs"], capture_output=True, text=True).stdout
+
+
+def host_snapshot(paths: BatchPaths) -> dict:
+    """What grading must leave as it found: the course copy, the working tree, the submissions, the
+    host's temp folders and its System V IPC."""
+    return {"course": files_under(paths.course), "tracked": tracked_files(ROOT), "wip": wip(), "head": head(),
+            "submitted": files_under(paths.submitted), "g2c": g2c_entries(), "ipcs": ipcs()}
+
+
+def contributors(session: pytest.Session) -> list:
+    """The selected test modules that add students to the batch, in collection order."""
+    modules = []
+    for item in session.items:
+        module = getattr(item, "module", None)
+        if hasattr(module, "batch_submissions") and module not in modules:
+            modules.append(module)
+    return modules
+
+
+def write_all(paths: BatchPaths, submissions: dict[str, object]) -> None:
+    for student, submission in submissions.items():
+        if isinstance(submission, Link):
+            if submission.what == "notebook":
+                write_submission(paths.submitted, student, None)
+                (paths.submitted / student / ASSIGNMENT / "training.ipynb").symlink_to(submission.target)
+            else:
+                (paths.submitted / student).symlink_to(submission.target)
+        elif isinstance(submission, nbformat.NotebookNode):
+            write_submission(paths.submitted, student, nbformat.writes(submission).encode())
+        else:
+            write_submission(paths.submitted, student, submission)
+
+
+SLOW_MODULES = {  # modules that are not ours to edit, marked here
+    "test_widgets_kernel.py": "a notebook in a real kernel",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects on the markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the graded class is slow by construction (minutes of sandboxed grading)."""
+    for item in items:
+        if "batch" in getattr(item, "fixturenames", ()) or item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def batch(request, tmp_path_factory) -> Batch:
+    """Every contributed submission, graded in one ``g2c autograde --jobs 2`` run."""
+    from g2c.grading.sandbox import isolation_available
+
+    if problem := isolation_available():
+        pytest.skip(f"no sandbox here: {problem}")
+    tmp = tmp_path_factory.mktemp("class")
+    listener = Listener()
+    paths = BatchPaths(course_copy(tmp / "course"), tmp / "submitted", tmp / "out", listener.port)
+    paths.submitted.mkdir()
+    submissions: dict[str, object] = {}
+    contributed: dict[str, set[str]] = {}
+    for module in contributors(request.session):
+        added = module.batch_submissions(paths)
+        assert not set(added) & set(submissions), f"{module.__name__} reuses student names"
+        submissions |= added
+        contributed[module.__name__] = set(added)
+    write_all(paths, submissions)
+    before = host_snapshot(paths)
+    start = time.perf_counter()
+    run = grade_batch(paths.course, paths.submitted, paths.out)
+    seconds = time.perf_counter() - start
+    after = host_snapshot(paths)
+    print(f"\ngraded class: {len(submissions)} submissions in {seconds:.0f} s (exit {run.returncode})\n{run.stderr[-3000:]}")
+    graded = rows(paths.out / "grades.csv") if (paths.out / "grades.csv").exists() else {}
+    return Batch(paths, run, seconds, graded, before, after, listener, contributed)
