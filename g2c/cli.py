@@ -10,8 +10,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from g2c.grading.limits import CELL_TIMEOUT, MEMORY_MB, TIMEOUT
 from g2c.grading import assignment
+from g2c.grading.limits import CELL_TIMEOUT, MEMORY_MB, TIMEOUT
 from g2c.grading.notebook_build import ASSIGNMENT
 
 # nbgrader's instructor tools: students get the assignment list and Validate, not these.

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from conftest import KIT, ROOT, SOURCE
+
 from g2c.grading import notebook_build as build
 from g2c.grading.regions import solution_lines, strip_solutions
 

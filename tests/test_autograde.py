@@ -15,9 +15,9 @@ import re
 
 import nbformat
 import pytest
-
 import test_pitfalls as pitfalls
 from conftest import MODULE_OF, RELEASED, SOURCE, TIMEOUT, feedback_page, grade_id
+
 from g2c.grading import notebook_build as build
 
 PART_CELLS = {part: [gid for gid, _, _, _ in cells] for part, cells in build.TEST_CELLS.items()}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 
 import pytest
-
 from conftest import RELEASED, ROOT, SOURCE
+
 from g2c.grading import notebook_build as build
 from g2c.grading.autograde import autograde
 from g2c.grading.sandbox import isolation_available

@@ -32,9 +32,24 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import (
+    RELEASED,
+    ROOT,
+    SOURCE,
+    TOKEN,
+    BatchPaths,
+    Link,
+    autograde_command,
+    cell_of,
+    feedback_page,
+    g2c_entries,
+    grade_id,
+    grading_env,
+    rows,
+    solution,
+    write_submission,
+)
 
-from conftest import (RELEASED, ROOT, SOURCE, TOKEN, BatchPaths, Link, autograde_command, cell_of, feedback_page, g2c_entries,
-                      grade_id, grading_env, rows, solution, write_submission)
 from g2c.grading import notebook_build as build
 from g2c.grading.sandbox import UID_BASE, isolation_available
 
@@ -750,7 +765,7 @@ def test_trouble_in_an_ordinary_cell_is_reported_but_costs_nothing(batch):
 
 
 def test_a_second_run_grades_nothing_again(batch):
-    out, submitted = batch.out, batch.submitted
+    out = batch.out
     before = {p.name: p.stat().st_mtime_ns for p in (out / "results").iterdir()}
     again = batch.grade_again()
     assert again.returncode == 0, again.stderr[-2000:]

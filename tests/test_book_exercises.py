@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from g2c.data import regression
-from g2c.training import SGD, AdamW, clip_grad_norm_, cosine_with_warmup, train
 from g2c.nn import MLP, seeded
+from g2c.training import SGD, AdamW, clip_grad_norm_, cosine_with_warmup, train
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
 FIRST_PART = ("learning-rates", "optimizers", "clipping", "schedules", "reading-curves", "regularization", "concepts")

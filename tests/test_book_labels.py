@@ -79,7 +79,7 @@ def by_lr(sentence: str) -> dict[float, str]:
     """'**stalled** at lr 0.001 to 0.03; **healthy** at lr 0.1' (as text) -> {lr: label} for the rates in the sweep."""
     found: dict = {}
     sentence = sentence.replace("*", "")
-    for label, rates in re.findall(r"((?:%s)(?:, \d+ spikes?)?) at lr ([\d.e+-]+(?: (?:to|and) [\d.e+-]+)?)" % "|".join(KINDS), sentence):
+    for label, rates in re.findall(r"((?:{})(?:, \d+ spikes?)?) at lr ([\d.e+-]+(?: (?:to|and) [\d.e+-]+)?)".format("|".join(KINDS)), sentence):
         ends = [float(x) for x in re.split(" to | and ", rates)]
         found[(ends[0], ends[-1], " to " in rates)] = label  # type: ignore[index]
     return found
@@ -180,7 +180,7 @@ def test_race_table_and_summary_give_each_run_its_label():
 
 @needs_book
 def test_curve_shapes_caption_gives_each_panel_its_label():
-    shown = re.findall(r"\b([A-E]) \(.*?\): (%s)\b" % "|".join(KINDS), caption("reading-curves.html", "fig-curve-shapes"))
+    shown = re.findall(r"\b([A-E]) \(.*?\): ({})\b".format("|".join(KINDS)), caption("reading-curves.html", "fig-curve-shapes"))
     assert shown == [("ABCDE"[n], diagnose(h).label) for n, h in enumerate(F.curve_shape_runs().values())]
 
 

@@ -51,7 +51,6 @@ def test_missing_kit_is_a_clear_message(course):
 
 
 def test_the_assignment_is_named_or_the_only_one(course, capsys):
-    from g2c.cli import main
 
     with pytest.raises(SystemExit, match="no assignment 'nope' \\(the course has 03b-training\\)"):
         _run_in(course, ["workspace", "nope"])

@@ -11,19 +11,19 @@ folder flags, hand grades written through nbgrader's API, ``g2c autograde`` agai
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nbformat
 import pytest
-
 from conftest import ROOT, mutant_answers, rows
+
 from g2c.grading import notebook_build as build
 from g2c.grading import path_with_this_environment
 from g2c.grading.course import layout
@@ -97,7 +97,7 @@ def course(tmp_path_factory):
         home.mkdir(parents=True)
         if student == "carol":  # everyone before this instant is on time
             time.sleep(1.1)
-            due = datetime.now(timezone.utc).isoformat(sep=" ")
+            due = datetime.now(UTC).isoformat(sep=" ")
             time.sleep(1.1)
         nbgrader("fetch_assignment", ASSIGNMENT, "--course", "g2c", f"--Exchange.root={tmp / 'exchange'}", cwd=home, user=student)
         work(home / ASSIGNMENT / NOTEBOOK, extras[student], mutant_answers(PITFALL) if student == "carol" else {})
@@ -121,7 +121,7 @@ def course(tmp_path_factory):
     start = time.perf_counter()
     g2c_autograde(course)
     timings["hand grades"] = time.perf_counter() - start
-    print(f"\ntimings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+    print("\ntimings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     return {"course": course, "lay": lay, "before": before, "after": rows(lay.grades / "grades.csv"), "seeds": seeds,
             "stdout": first.stdout, "tmp": tmp}
 

@@ -15,10 +15,11 @@ import re
 import subprocess
 import sys
 import time
-import pytest
 
+import pytest
 import test_pitfalls as TP  # its correct-but-different implementations (ALT_REGIONS)
 from conftest import ROOT
+
 from g2c.grading import compare, pitfalls, probe
 from g2c.grading.notebook_build import answer_sources, by_hand_values, diagnosis_key
 from g2c.grading.regions import strip_solutions

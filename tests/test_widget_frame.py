@@ -16,7 +16,17 @@ import pytest
 import torch
 
 from g2c.training import AdamW, clip_grad_norm_, cosine_with_warmup
-from g2c.widgets import KINDS, TERMS, clipping_demo, curve_doctor, diagnose, example_curves, lr_sweep, optimizer_race, schedule_explorer
+from g2c.widgets import (
+    KINDS,
+    TERMS,
+    clipping_demo,
+    curve_doctor,
+    diagnose,
+    example_curves,
+    lr_sweep,
+    optimizer_race,
+    schedule_explorer,
+)
 from g2c.widgets.doctor import quiz_truth
 from g2c.widgets.frames import Frame, Panel, Picture, static_panel
 from g2c.widgets.live import GridSlider, grid_with, live, nearest
@@ -291,7 +301,7 @@ FACTORY_NAMES = {"lr_sweep", "optimizer_race", "clipping_demo", "schedule_explor
 def test_the_package_docstring_shows_calls_the_factories_accept():
     import g2c.widgets
 
-    calls = re.findall(r"``((?:%s)\(.*?\))``" % "|".join(FACTORY_NAMES), g2c.widgets.__doc__)
+    calls = re.findall(r"``((?:{})\(.*?\))``".format("|".join(FACTORY_NAMES)), g2c.widgets.__doc__)
     assert {bind(call) for call in calls} == FACTORY_NAMES
 
 

@@ -18,11 +18,20 @@ import torch
 from ipywidgets.embed import embed_data
 
 from g2c.data import regression
-from g2c.training import SGD, AdamW, train
 from g2c.nn import MLP, seeded
+from g2c.training import SGD, AdamW, train
 from g2c.widgets import (
-    KINDS, Panel, Picture, clipping_demo, curve_doctor, diagnose, example_curves, frame_switcher,
-    lr_sweep, optimizer_race, schedule_explorer,
+    KINDS,
+    Panel,
+    Picture,
+    clipping_demo,
+    curve_doctor,
+    diagnose,
+    example_curves,
+    frame_switcher,
+    lr_sweep,
+    optimizer_race,
+    schedule_explorer,
 )
 from g2c.widgets.clipping import clip_example
 from g2c.widgets.runs import Runs
@@ -234,7 +243,7 @@ def test_static_mode_links_the_slider_to_a_stack_of_distinct_frames(static, name
     state = embed_data(views=[panel])["manager_state"]["state"]
     links = [s["state"] for s in state.values() if s["model_name"] == "LinkModel"]
     wanted = (f"IPY_MODEL_{slider.model_id}", "index", f"IPY_MODEL_{stack.model_id}", "selected_index")
-    assert any((*l["source"], *l["target"]) == wanted for l in links), "the jslink is in the embedded state"
+    assert any((*link["source"], *link["target"]) == wanted for link in links), "the jslink is in the embedded state"
     assert json.dumps(state)  # serialisable as the book embeds it
 
 

@@ -135,7 +135,7 @@ def clipping_demo(
     tensors = [torch.as_tensor(g, dtype=torch.float32).flatten() for g in grads]
     if not tensors or any(t.numel() == 0 for t in tensors):
         raise ValueError("grads must hold at least one non-empty tensor")
-    for name, value in (("max_norm", max_norm), *((f"every max_norm in max_norms", m) for m in max_norms)):
+    for name, value in (("max_norm", max_norm), *(("every max_norm in max_norms", m) for m in max_norms)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
             raise ValueError(f"{name} must be a positive number, got {value!r}")
     check_lr(lr)

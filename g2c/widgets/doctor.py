@@ -17,7 +17,6 @@ from g2c.widgets.live import Values, live
 from g2c.widgets.render import TRAIN_COLOR, VAL_COLOR, curve_words, legend_below, message_html, new_figure, to_png
 from g2c.widgets.runs import Runs
 
-
 Curves = tuple  # (train, val) or (train, val, baseline) evaluation-time losses
 
 

@@ -65,7 +65,7 @@ def main() -> None:
         build_s, panel = timed(factory)
         answer_s, where = slowest_answer(panel)
         rows.append((name, build_s, answer_s, where))
-        static_s, _ = timed(lambda: factory(static=True))
+        static_s, _ = timed(lambda factory=factory: factory(static=True))
         rows.append((f"{name}(static=True)", static_s, 0.0, "in the browser"))
     build_s, panel = timed(lambda: curve_doctor(quiz=True))
     answer_s, where = slowest_answer(panel)

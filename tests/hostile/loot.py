@@ -2,7 +2,6 @@
 import gc as _gc
 import importlib as _importlib
 import os as _os
-import sys as _sys
 import time as _time
 
 _FOUND = {}
