@@ -43,7 +43,8 @@ plt.rcParams.update({
     "font.size": 12, "axes.titlesize": 13, "axes.labelsize": 12, "xtick.labelsize": 11.5, "ytick.labelsize": 11.5,
     "legend.fontsize": 11.5, "legend.framealpha": 0.9,
 })
-RUN_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#882255")  # Okabe-Ito (its yellow is too faint on white: a wine red instead)
+# Okabe-Ito (its yellow is too faint on white: a wine red instead)
+RUN_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#882255")
 RUN_STYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (1, 1)), (0, (8, 2)), (0, (3, 1, 1, 1, 1, 1)))
 
 
@@ -152,7 +153,11 @@ def lr_sweep_caption(runs: dict[float, History]) -> str:
     """The sweep's caption, written from the classifier's labels (Markdown)."""
     parts = [sweep_summary(runs)]
     best = best_smooth_lr(list(runs), list(runs.values()))
-    pick = f"The largest rate that trains smoothly (healthy, at most one spike) is {best:g}." if best is not None else "No rate trains smoothly."
+    pick = (
+        f"The largest rate that trains smoothly (healthy, at most one spike) is {best:g}."
+        if best is not None
+        else "No rate trains smoothly."
+    )
     return (f"An LR sweep on one model, each run named by `g2c.widgets.diagnose`: {parts[0]}. "
             f"A cross marks the step whose loss became NaN or inf. {pick}")
 
@@ -190,7 +195,8 @@ def matched_runs(steps: int = MATCHED_STEPS) -> dict[str, History]:
 
 
 def sgd_vs_adamw_figure(runs: dict[str, History]) -> Figure:
-    """Validation loss of each matched run, one colour and line style each (SGD broken lines, AdamW solid ones); the legend names each diagnosis."""
+    """Validation loss of each matched run, one colour and line style each (SGD broken lines, AdamW solid ones);
+    the legend names each diagnosis."""
     fig, ax = plt.subplots(figsize=(8, 4.4), layout="constrained")
     styles = {"SGD": iter(("--", ":")), "AdamW": iter(("-", "-."))}
     for (name, history), color in zip(runs.items(), RUN_COLORS):
@@ -281,7 +287,10 @@ def clipping_figure(max_norm: float = 1.0) -> Figure:
     before = [float(p.grad) for p in params]
     total = float(clip_grad_norm_(params, max_norm))
     after = [float(p.grad) for p in params]
-    for vec, color, ls, label in ((before, "0.6", "--", f"before: norm {total:.2f}"), (after, "#D55E00", "-", f"after: norm {math.hypot(*after):.2f}")):
+    for vec, color, ls, label in (
+        (before, "0.6", "--", f"before: norm {total:.2f}"),
+        (after, "#D55E00", "-", f"after: norm {math.hypot(*after):.2f}"),
+    ):
         ax3.annotate("", xy=vec, xytext=(0, 0), arrowprops={"arrowstyle": "-|>", "lw": 2, "ls": ls, "color": color})
         ax3.plot([], [], color=color, lw=2, ls=ls, label=label)
     circle = plt.Circle((0, 0), max_norm, fill=False, ls="--", color="#D55E00", alpha=0.6)
@@ -305,7 +314,9 @@ def schedule_figure(warmup_steps: int = 100, max_steps: int = 1000, max_lr: floa
     ax.axvspan(0, warmup_steps, color="#E69F00", alpha=0.12, label="linear warmup")
     ax.axvspan(warmup_steps, max_steps, color="#0072B2", alpha=0.06, label="cosine decay")
     ax.axvspan(max_steps, steps[-1], color="0.5", alpha=0.10, label="floor: min_lr")
-    for start, stop, name in ((0, warmup_steps, "warmup"), (warmup_steps, max_steps, "cosine decay"), (max_steps, steps[-1], "floor")):
+    for start, stop, name in (
+        (0, warmup_steps, "warmup"), (warmup_steps, max_steps, "cosine decay"), (max_steps, steps[-1], "floor")
+    ):
         ax.text((start + stop) / 2, 0.5 * max_lr, name, ha="center", rotation=90 if stop - start < 150 else 0, color="0.25")
     ax.axhline(max_lr, color="0.6", ls=":", lw=1)
     ax.axhline(min_lr, color="0.6", ls=":", lw=1)
@@ -335,7 +346,9 @@ def curve_shape_runs() -> dict[str, History]:
     runs["TinyLM, AdamW lr 3e-3"] = train(model, healthy_data, AdamW(model.parameters(), 3e-3), steps=SHAPE_STEPS)
     runs["TinyLM on only 512 training pairs, AdamW lr 3e-3"] = small_data_run()
     model = seeded(0, lambda: MLP([2, 1]))
-    runs["a linear model (no hidden layer) on the MLP's data, AdamW lr 1e-2"] = train(model, regression(), AdamW(model.parameters(), 1e-2), steps=SHAPE_STEPS)
+    runs["a linear model (no hidden layer) on the MLP's data, AdamW lr 1e-2"] = train(
+        model, regression(), AdamW(model.parameters(), 1e-2), steps=SHAPE_STEPS
+    )
     model = lm()
     runs["TinyLM, SGD lr 1e-3"] = train(model, healthy_data, SGD(model.parameters(), 1e-3), steps=SHAPE_STEPS)
     model = mlp()

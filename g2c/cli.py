@@ -58,7 +58,11 @@ def student_environment(root: Path) -> dict[str, str]:
     """The environment the student's Jupyter runs in: this venv first on PATH, instructor tools hidden."""
     extra = [str(student_jupyter_config(root)), os.environ.get("JUPYTER_CONFIG_PATH", "")]
     bin_dir = str(Path(sys.executable).parent)
-    return {**os.environ, "JUPYTER_CONFIG_PATH": os.pathsep.join(filter(None, extra)), "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return {
+        **os.environ,
+        "JUPYTER_CONFIG_PATH": os.pathsep.join(filter(None, extra)),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
 
 
 def open_notebook(root: Path, name: str) -> None:

@@ -75,7 +75,9 @@ def chosen(root: Path, given: str | None) -> str:
     if given in known:
         return given
     have = ", ".join(known) or "none"
-    raise ValueError(f"name an assignment (the course has {have})" if given is None else f"no assignment {given!r} (the course has {have})")
+    raise ValueError(
+        f"name an assignment (the course has {have})" if given is None else f"no assignment {given!r} (the course has {have})"
+    )
 
 
 @functools.cache

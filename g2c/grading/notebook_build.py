@@ -79,7 +79,10 @@ def hidden_part(scenarios: list[str]) -> str:
     Nothing of it runs in the student's kernel (the grader strips it before the notebook runs);
     ``g2c autograde`` reads the names from the source notebook.
     """
-    return f"### BEGIN HIDDEN TESTS\n# graded outside your notebook by g2c autograde: {', '.join(scenarios)}\n### END HIDDEN TESTS"
+    return (
+        f"### BEGIN HIDDEN TESTS\n# graded outside your notebook by g2c autograde: {', '.join(scenarios)}\n"
+        "### END HIDDEN TESTS"
+    )
 
 
 MANUAL_CELLS = SPEC.manual
@@ -98,7 +101,10 @@ def diagnosis_key() -> dict[str, str]:
     from g2c.widgets.diagnosis import diagnose
 
     (curves,) = [cell.body for cell in text_cells() if cell.grade_id == "curves"]
-    namespace = {"torch": torch, "regression": regression, "tokens": tokens, "MLP": MLP, "TinyLM": TinyLM, "seeded": seeded, "SGD": SGD, "train": train}
+    namespace = {
+        "torch": torch, "regression": regression, "tokens": tokens, "MLP": MLP,
+        "TinyLM": TinyLM, "seeded": seeded, "SGD": SGD, "train": train,
+    }
     exec(curves, namespace)
     return {name: diagnose(history).label for name, history in namespace["curves"].items()}
 
@@ -118,13 +124,21 @@ PROBE_PREAMBLE = f"import math\n\nimport torch\n\nKINDS = {KINDS!r}\n"
 def _segment(lines: list[str], node: ast.AST) -> str:
     start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
     end = node.end_lineno  # the AST ends at the last statement: keep trailing comments (### END SOLUTION)
-    while end < len(lines) and lines[end].strip().startswith("#") and len(lines[end]) - len(lines[end].lstrip()) > node.col_offset:
+    while (
+        end < len(lines)
+        and lines[end].strip().startswith("#")
+        and len(lines[end]) - len(lines[end].lstrip()) > node.col_offset
+    ):
         end += 1
     return "\n".join(lines[start - 1 : end])
 
 
 def _imports(tree: ast.Module, lines: list[str]) -> list[str]:
-    return [_segment(lines, n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) and getattr(n, "module", None) != "__future__"]
+    return [
+        _segment(lines, n)
+        for n in tree.body
+        if isinstance(n, (ast.Import, ast.ImportFrom)) and getattr(n, "module", None) != "__future__"
+    ]
 
 
 def answer_source(module: str, name: str, methods: list[str] | None = None, text: str | None = None) -> str:
@@ -194,7 +208,11 @@ def by_hand_values() -> dict[str, float]:
 
     m, v = (1 - h["beta1"]) * h["g"], (1 - h["beta2"]) * h["g"] ** 2
     no_bias = h["p"] * (1 - h["lr"] * h["weight_decay"]) - h["lr"] * m / (math.sqrt(v) + h["eps"])
-    return {"right": first_step(h["weight_decay"]), "adam_l2": first_step(0.0, l2=h["weight_decay"]), "no_bias_correction": no_bias}
+    return {
+        "right": first_step(h["weight_decay"]),
+        "adam_l2": first_step(0.0, l2=h["weight_decay"]),
+        "no_bias_correction": no_bias,
+    }
 
 
 # ---------------------------------------------------------------- cells
@@ -233,10 +251,16 @@ WIDGET_TAG = "widget"
 def test_cell(graded: assignment.Graded, own_checks: str) -> nbformat.NotebookNode:
     """``%%check``, the visible checks (cut from the contract, or the cell's own), then the hidden part."""
     if graded.tests:
-        visible = f"# Visible checks (from {CONTRACT.relative_to(ROOT)}); hidden ones run when graded.\n{contract_code(list(graded.tests))}"
+        visible = (
+            f"# Visible checks (from {CONTRACT.relative_to(ROOT)}); hidden ones run when graded.\n"
+            f"{contract_code(list(graded.tests))}"
+        )
     else:
         visible = own_checks
-    return code(f"%%check\n{visible}\n\n{hidden_part(list(graded.scenarios))}", graded.grade_id, grade=True, locked=True, points=graded.points)
+    return code(
+        f"%%check\n{visible}\n\n{hidden_part(list(graded.scenarios))}",
+        graded.grade_id, grade=True, locked=True, points=graded.points,
+    )
 
 
 def solution(text: str) -> str:
@@ -245,7 +269,13 @@ def solution(text: str) -> str:
 
 def facts() -> dict[str, object]:
     """What ``{{name}}`` in notebook.md may name: the spec's constants and what is derived from the package."""
-    return {**SPEC.constants, "given": given_tests(), "failing": len(graded_tests()), "KINDS": KINDS, "diagnosis_key": diagnosis_key()}
+    return {
+        **SPEC.constants,
+        "given": given_tests(),
+        "failing": len(graded_tests()),
+        "KINDS": KINDS,
+        "diagnosis_key": diagnosis_key(),
+    }
 
 
 def cell_of(cell: assignment.TextCell, answers: dict[str, str], known: dict[str, object]) -> nbformat.NotebookNode:

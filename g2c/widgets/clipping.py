@@ -56,7 +56,10 @@ def draw(example: dict, history: History, max_norm: float, lr: float) -> bytes:
     width = 0.27
     bars.bar(x - width, example["flat"].numpy(), width, color="#aaaaaa", label="gradient")
     bars.bar(x, example["flat_global"].numpy(), width, color="#1f77b4", label=f"global clip (x{example['scale']:.2f})")
-    bars.bar(x + width, example["flat_per"].numpy(), width, color="#d62728", hatch="///", edgecolor="white", label="per-tensor clip (wrong)")
+    bars.bar(
+        x + width, example["flat_per"].numpy(), width, color="#d62728", hatch="///", edgecolor="white",
+        label="per-tensor clip (wrong)",
+    )
     edge = -0.5
     for size in example["sizes"][:-1]:
         edge += size
@@ -64,7 +67,11 @@ def draw(example: dict, history: History, max_norm: float, lr: float) -> bytes:
     bars.axhline(0, color="black", lw=0.5)
     bars.set_xticks(list(range(n)))
     bars.set_xlabel("component (dotted: tensor boundary)")
-    bars.set_title(f"norm {example['before']:.2f} -> {example['after']:.2f}; cos {example['cos_global']:.3f} vs {example['cos_per_tensor']:.3f}", fontsize=10)
+    bars.set_title(
+        f"norm {example['before']:.2f} -> {example['after']:.2f}; "
+        f"cos {example['cos_global']:.3f} vs {example['cos_per_tensor']:.3f}",
+        fontsize=10,
+    )
     legend_below(bars, ncol=1)
 
     steps = range(len(history.grad_norm))
@@ -97,7 +104,11 @@ def alt_text(example: dict, history: History, max_norm: float, lr: float) -> str
 
 def readout_html(example: dict, history: History, max_norm: float) -> str:
     rate = history.clip_rate
-    advice = " Clipping fires on most steps: the lr is probably too high (clipping is a guardrail, not a tuning knob)." if rate > 0.5 else ""
+    advice = (
+        " Clipping fires on most steps: the lr is probably too high (clipping is a guardrail, not a tuning knob)."
+        if rate > 0.5
+        else ""
+    )
     bent = " (direction bent)" if round(example["cos_per_tensor"], 4) < 1 else ""  # below max_norm nothing is clipped
     return message_html(
         f"global norm before <b>{example['before']:.3f}</b>, after <b>{example['after']:.3f}</b> (max_norm {fmt(max_norm)}), "
@@ -150,6 +161,8 @@ def clipping_demo(
 
     if static:
         frames = [frame(m, lr) for m in norm_grid]
-        return static_panel("clipping threshold max_norm", [fmt(m) for m in norm_grid], frames, index=nearest(norm_grid, max_norm))
+        return static_panel(
+            "clipping threshold max_norm", [fmt(m) for m in norm_grid], frames, index=nearest(norm_grid, max_norm)
+        )
     controls = {"max_norm": GridSlider("max_norm", norm_grid, max_norm), "lr": GridSlider("lr of the run", lr_grid, lr)}
     return live(controls, lambda values: frame(values["max_norm"], values["lr"]), what="clipping_demo")

@@ -41,28 +41,35 @@ TERMS: dict[str, Term] = {
         "diverging", "loss explodes",
         "the loss became NaN or inf, or the training loss rose above 1.5 times its start and validation ended high "
         "(above 60 % of the predict-the-mean loss); a spike the run recovers from is counted, not called diverging",
-        "Lower the learning rate 3-10x (the steps overshoot), look at the gradient norm, and make sure clipping sits before optimizer.step().",
+        "Lower the learning rate 3-10x (the steps overshoot), look at the gradient norm, "
+        "and make sure clipping sits before optimizer.step().",
     ),
     "overfitting": Term(
         "overfitting", "train low, validation high",
         "the validation loss ended at least 10 % above its own minimum while the training loss kept falling, "
         "or ended more than 3 times the training loss and 10 % of the predict-the-mean loss above it",
-        "The model memorizes its training examples: get more data, regularize (weight decay, dropout), use a smaller model, or stop at the validation minimum.",
+        "The model memorizes its training examples: get more data, regularize (weight decay, dropout), "
+        "use a smaller model, or stop at the validation minimum.",
     ),
     "underfit": Term(
         "underfit", "train and validation high",
-        "the loss fell, then levelled off (the last quarter of the run removed under 8 % of the whole drop and under 1.5 % of the final loss) while validation stayed above 60 % of the predict-the-mean loss",
-        "The optimizer has done its job and the model cannot do better: give it more capacity (wider or deeper) or better inputs. Training longer will not help.",
+        "the loss fell, then levelled off (the last quarter of the run removed under 8 % of the whole drop "
+        "and under 1.5 % of the final loss) while validation stayed above 60 % of the predict-the-mean loss",
+        "The optimizer has done its job and the model cannot do better: give it more capacity (wider or deeper) "
+        "or better inputs. Training longer will not help.",
     ),
     "stalled": Term(
         "stalled", "train and validation flat",
-        "validation stayed above 60 % of the predict-the-mean loss and the loss either barely moved (under 5 % below its start) or was still creeping down at the end",
-        "The steps are too short: raise the learning rate 3-10x or switch to AdamW. A bigger model will not help; if neither moves it, check that gradients reach the parameters.",
+        "validation stayed above 60 % of the predict-the-mean loss and the loss either barely moved "
+        "(under 5 % below its start) or was still creeping down at the end",
+        "The steps are too short: raise the learning rate 3-10x or switch to AdamW. A bigger model will not help; "
+        "if neither moves it, check that gradients reach the parameters.",
     ),
     "healthy": Term(
         "healthy", "train and validation fall together and end low",
         "none of the above: both losses fell well below the predict-the-mean loss and validation did not turn up",
-        "Keep the recipe; in a sweep keep the largest learning rate that still trains smoothly, or spend the budget on more steps or a larger model.",
+        "Keep the recipe; in a sweep keep the largest learning rate that still trains smoothly, "
+        "or spend the budget on more steps or a larger model.",
     ),
 }
 KINDS = tuple(TERMS)  # ("diverging", "overfitting", "underfit", "stalled", "healthy")
@@ -112,7 +119,9 @@ def _verdict(label: str, reason: str, spikes: int = 0) -> Diagnosis:
     return Diagnosis(label, ACTIONS[label], reason, spikes)
 
 
-def _curves(train: History | Sequence[float], val: Sequence[float] | None, baseline: float | None) -> tuple[np.ndarray, np.ndarray | None, float | None]:
+def _curves(
+    train: History | Sequence[float], val: Sequence[float] | None, baseline: float | None
+) -> tuple[np.ndarray, np.ndarray | None, float | None]:
     """(train, val, baseline) from a History or from two arrays, checked."""
     if isinstance(train, History):
         if val is not None:
@@ -149,9 +158,18 @@ def _overfitting(t: np.ndarray, v: np.ndarray, scale: float, bumps: str, spikes:
     best = int(np.argmin(v))
     rise = v_end - v[best]
     if rise > VAL_RISE * v[best] and rise > VAL_RISE_FLOOR * scale and best < len(v) - 2 and t_end <= 1.02 * t[best]:
-        return _verdict("overfitting", f"validation bottomed out at {v[best]:.3g} (point {best}) and ended {100 * rise / v[best]:.0f}% higher while the training loss kept falling{bumps}", spikes)
+        return _verdict(
+            "overfitting",
+            f"validation bottomed out at {v[best]:.3g} (point {best}) and ended {100 * rise / v[best]:.0f}% higher "
+            f"while the training loss kept falling{bumps}",
+            spikes,
+        )
     if v_end > GAP_RATIO * t_end and v_end - t_end > GAP_FLOOR * scale:
-        return _verdict("overfitting", f"the training loss ended at {t_end:.3g}, validation {v_end / t_end:.0f} times higher at {v_end:.3g}{bumps}", spikes)
+        return _verdict(
+            "overfitting",
+            f"the training loss ended at {t_end:.3g}, validation {v_end / t_end:.0f} times higher at {v_end:.3g}{bumps}",
+            spikes,
+        )
     return None
 
 
@@ -162,10 +180,24 @@ def _still_high(t: np.ndarray, height: float, against: str, bumps: str, spikes: 
     quarter = t[(3 * len(t)) // 4] - t_end
     late = quarter / (first - t_end) if first > t_end else 0.0
     if drop < FLAT:
-        return _verdict("stalled", f"the training loss fell only {100 * drop:.1f}% and validation ended at {100 * height:.0f}% of {against}{bumps}", spikes)
+        return _verdict(
+            "stalled",
+            f"the training loss fell only {100 * drop:.1f}% and validation ended at {100 * height:.0f}% of {against}{bumps}",
+            spikes,
+        )
     if late >= LEVELLED or quarter >= LEVELLED_END * t_end:
-        return _verdict("stalled", f"validation ended at {100 * height:.0f}% of {against} and the loss was still creeping down ({100 * late:.0f}% of its drop came in the last quarter){bumps}", spikes)
-    return _verdict("underfit", f"the training loss fell {100 * drop:.0f}% and levelled off ({100 * late:.0f}% of the drop in the last quarter) with validation at {100 * height:.0f}% of {against}{bumps}", spikes)
+        return _verdict(
+            "stalled",
+            f"validation ended at {100 * height:.0f}% of {against} and the loss was still creeping down "
+            f"({100 * late:.0f}% of its drop came in the last quarter){bumps}",
+            spikes,
+        )
+    return _verdict(
+        "underfit",
+        f"the training loss fell {100 * drop:.0f}% and levelled off ({100 * late:.0f}% of the drop in the last quarter) "
+        f"with validation at {100 * height:.0f}% of {against}{bumps}",
+        spikes,
+    )
 
 
 def diagnose(train: History | Sequence[float], val: Sequence[float] | None = None, baseline: float | None = None) -> Diagnosis:
@@ -191,7 +223,11 @@ def diagnose(train: History | Sequence[float], val: Sequence[float] | None = Non
     height = ended(v) / scale
     against = "the predict-the-mean loss" if baseline is not None else "its start"
     if t.max() > EXPLODE * t[0] and height >= HIGH:
-        return _verdict("diverging", f"the training loss rose from {t[0]:.3g} to {t.max():.3g} and validation ended at {100 * height:.0f}% of {against}", spikes)
+        return _verdict(
+            "diverging",
+            f"the training loss rose from {t[0]:.3g} to {t.max():.3g} and validation ended at {100 * height:.0f}% of {against}",
+            spikes,
+        )
     bumps = f"; the training loss spiked {spikes} time{'s' * (spikes != 1)}" if spikes else ""
     overfit = _overfitting(t, v, scale, bumps, spikes)
     if overfit is not None:

@@ -23,7 +23,12 @@ Curves = tuple  # (train, val) or (train, val, baseline) evaluation-time losses
 def curves_of(source: History | Curves) -> tuple[list[float], np.ndarray, np.ndarray, float | None]:
     """(x, train, val, baseline) to plot: a History's evaluation steps, or evaluation indices for arrays."""
     if isinstance(source, History):
-        return list(source.eval_steps), np.asarray(source.eval_train_loss, float), np.asarray(source.val_loss, float), source.baseline_loss
+        return (
+            list(source.eval_steps),
+            np.asarray(source.eval_train_loss, float),
+            np.asarray(source.val_loss, float),
+            source.baseline_loss,
+        )
     train, val = (np.asarray(c, float) for c in source[:2])
     return list(range(len(train))), train, val, (source[2] if len(source) > 2 else None)
 
@@ -67,7 +72,9 @@ def alt_text(source: History | Curves, title: str) -> str:
 
 
 def verdict_html(d: Diagnosis) -> str:
-    return message_html(f"<b>Diagnosis: {d.tag}</b> ({d.reason}).<br><b>Next:</b> {d.action}", kind="ok" if d.label == "healthy" else "warn")
+    return message_html(
+        f"<b>Diagnosis: {d.tag}</b> ({d.reason}).<br><b>Next:</b> {d.action}", kind="ok" if d.label == "healthy" else "warn"
+    )
 
 
 def example_runs(seed: int = 0) -> dict[str, History]:
@@ -144,7 +151,9 @@ def frame(source: History | Curves, title: str, caption: str | widgets.Widget) -
 
 def folded(verdict: str) -> widgets.Accordion:
     """The verdict under a closed "Diagnosis" header, so a reader of the book can guess first."""
-    return widgets.Accordion(children=[widgets.HTML(verdict)], titles=("Diagnosis (open after you have guessed)",), selected_index=None)
+    return widgets.Accordion(
+        children=[widgets.HTML(verdict)], titles=("Diagnosis (open after you have guessed)",), selected_index=None
+    )
 
 
 def quiz_verdict(answer: str | None, truth: Diagnosis) -> str:
@@ -169,7 +178,12 @@ def _quiz(seed: int) -> Panel:
     answer = widgets.ToggleButtons(options=KINDS, value=None, description="Your diagnosis:", style={"button_width": "95px"})
     check = widgets.Button(description="Check", button_style="primary")
     image, readout = png_image(), widgets.HTML()
-    panel = Panel([widgets.HBox([new, check]), answer, image, readout], controls={"new": new, "answer": answer, "check": check}, image=image, readout=readout)
+    panel = Panel(
+        [widgets.HBox([new, check]), answer, image, readout],
+        controls={"new": new, "answer": answer, "check": check},
+        image=image,
+        readout=readout,
+    )
     drawn: list[Diagnosis] = []
 
     def draw_new(_button: object = None) -> None:

@@ -95,7 +95,10 @@ class Picture(widgets.HTML):
 def picture_html(png: bytes, alt: str) -> str:
     """The ``<img>`` of a PNG as a data URI (no file to serve), scaled down to fit its cell."""
     data = base64.b64encode(png).decode("ascii")
-    return f'<img class="g2c-frame" style="max-width:100%;height:auto" alt="{html.escape(alt, quote=True)}" src="data:image/png;base64,{data}">'
+    return (
+        '<img class="g2c-frame" style="max-width:100%;height:auto" '
+        f'alt="{html.escape(alt, quote=True)}" src="data:image/png;base64,{data}">'
+    )
 
 
 def png_image(value: bytes = b"", alt: str = "") -> Picture:

@@ -51,11 +51,15 @@ class GridSlider(widgets.SelectionSlider):
     changes: the book's ``widgets-a11y.js`` makes it, with the value, the handle's accessible name.
     """
 
-    def __init__(self, description: str, grid: Sequence[float], value: float, *, label: Callable[[float], str] = fmt, **kwargs: Any):
+    def __init__(
+        self, description: str, grid: Sequence[float], value: float, *, label: Callable[[float], str] = fmt, **kwargs: Any
+    ):
         self.grid = tuple(grid)
         kwargs.setdefault("continuous_update", False)
         kwargs.setdefault("style", SLIDER_STYLE)
-        super().__init__(options=[label(x) for x in self.grid], index=nearest(self.grid, value), description=description, **kwargs)
+        super().__init__(
+            options=[label(x) for x in self.grid], index=nearest(self.grid, value), description=description, **kwargs
+        )
 
     @property
     def number(self) -> float:

@@ -78,7 +78,10 @@ def table(results: dict[str, tuple[float, float, History]]) -> str:
         end = "NaN" if h.diverged else f"{h.eval_train_loss[-1]:.4f} / {h.val_loss[-1]:.4f}"
         rows.append(f"<tr><td>{html.escape(name)}</td><td>{fmt(lr)}</td><td>{fmt(wd)}</td><td>{end}</td><td>{d.tag}</td></tr>")
     head = "<tr><th>optimizer</th><th>lr</th><th>weight decay</th><th>final train / val</th><th>diagnosis</th></tr>"
-    return f'<table style="font-family:sans-serif;font-size:13px;border-collapse:separate;border-spacing:12px 2px">{head}{"".join(rows)}</table>'
+    return (
+        '<table style="font-family:sans-serif;font-size:13px;border-collapse:separate;border-spacing:12px 2px">'
+        f'{head}{"".join(rows)}</table>'
+    )
 
 
 @guarded("optimizer_race")
@@ -119,12 +122,17 @@ def optimizer_race(
 
     def frame(settings: dict[str, tuple[float, float]]) -> Frame:
         """The race at ``settings`` (name -> (lr, weight decay)); each run trains once (``Runs`` caches it)."""
-        results = {name: (x, wd, runner.run(x, weight_decay=wd, optimizer=optimizers[name], key=name)) for name, (x, wd) in settings.items()}
+        results = {
+            name: (x, wd, runner.run(x, weight_decay=wd, optimizer=optimizers[name], key=name))
+            for name, (x, wd) in settings.items()
+        }
         return Frame(figure.png(results), alt_text(results), table(results))
 
     if static:
         frames = [frame({name: (x, 0.0) for name in optimizers}) for x in STATIC_LRS]
-        return static_panel("learning rate of every optimizer", [fmt(x) for x in STATIC_LRS], frames, index=nearest(STATIC_LRS, 0.01))
+        return static_panel(
+            "learning rate of every optimizer", [fmt(x) for x in STATIC_LRS], frames, index=nearest(STATIC_LRS, 0.01)
+        )
 
     controls: dict[str, GridSlider] = {}
     for name in optimizers:

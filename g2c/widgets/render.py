@@ -32,7 +32,8 @@ def new_figure(width: float = 8.0, height: float = 3.2, ncols: int = 1, *, legen
     ``legend_below``: the fraction of the height kept under the axes for a legend, so it covers no data.
     """
     fig = Figure(figsize=(width * TEXT_SCALE, height * TEXT_SCALE), dpi=DPI)
-    fig.subplots_adjust(left=0.12, right=0.96, bottom=0.2 + legend_below, top=0.88, wspace=0.3)  # fixed: layout engines cost ~0.1 s a frame
+    # fixed: layout engines cost ~0.1 s a frame
+    fig.subplots_adjust(left=0.12, right=0.96, bottom=0.2 + legend_below, top=0.88, wspace=0.3)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, ncols, squeeze=False)[0]
     return fig, list(axes)
@@ -78,7 +79,12 @@ def png_with(fig: Figure, add: Callable[[], object]) -> bytes:
 
 def message_html(text: str, *, kind: str = "info") -> str:
     """A one-line box: ``kind`` is "info", "ok", "warn" or "error" (red, for bad input)."""
-    colors = {"info": ("#eef4fb", "#1f4e79"), "ok": ("#eaf7ea", "#1e6b1e"), "warn": ("#fff6e0", "#7a5200"), "error": ("#fdecea", "#a11d1d")}
+    colors = {
+        "info": ("#eef4fb", "#1f4e79"),
+        "ok": ("#eaf7ea", "#1e6b1e"),
+        "warn": ("#fff6e0", "#7a5200"),
+        "error": ("#fdecea", "#a11d1d"),
+    }
     background, color = colors.get(kind, colors["info"])
     return (
         f'<div style="background:{background};color:{color};padding:4px 8px;border-radius:4px;'

@@ -72,7 +72,10 @@ def check_lrs(lrs: Sequence[float], name: str = "lrs") -> tuple[float, ...]:
 class Runs:
     """Train once per setting, remember the History: moving a slider back costs nothing."""
 
-    def __init__(self, model: ModelArg, data: Dataset | None, optimizer: OptimizerFactory | None, *, steps: int, seed: int = 0, eval_every: int | None = None):
+    def __init__(
+        self, model: ModelArg, data: Dataset | None, optimizer: OptimizerFactory | None, *,
+        steps: int, seed: int = 0, eval_every: int | None = None,
+    ):
         self.build = model_factory(model)
         self.data = dataset(data)
         self.optimizer = SGD if optimizer is None else optimizer
@@ -83,7 +86,10 @@ class Runs:
         self.eval_every = eval_every or max(1, self.steps // 20)
         self.cache: dict[tuple, History] = {}
 
-    def run(self, lr: float, *, weight_decay: float | None = None, clip: float | None = None, optimizer: OptimizerFactory | None = None, key: Any = None) -> History:
+    def run(
+        self, lr: float, *, weight_decay: float | None = None, clip: float | None = None,
+        optimizer: OptimizerFactory | None = None, key: Any = None,
+    ) -> History:
         """One run of ``g2c.training.train`` from the same seeded start, cached by its settings."""
         check_lr(lr)
         if weight_decay is not None and not weight_decay >= 0:
@@ -97,13 +103,19 @@ class Runs:
             if weight_decay is not None:
                 kwargs["weight_decay"] = weight_decay
             opt = (optimizer or self.optimizer)(model.parameters(), **kwargs)
-            self.cache[cache_key] = train(model, self.data, opt, steps=self.steps, clip=clip, eval_every=self.eval_every, seed=self.seed)
+            self.cache[cache_key] = train(
+                model, self.data, opt, steps=self.steps, clip=clip, eval_every=self.eval_every, seed=self.seed
+            )
         return self.cache[cache_key]
 
 
 def finite_curve(history: History) -> tuple[list[int], list[float], list[float]]:
     """The evaluation curve (steps, train, val) with non-finite points dropped, for plotting."""
-    points = [(s, t, v) for s, t, v in zip(history.eval_steps, history.eval_train_loss, history.val_loss) if math.isfinite(t) and math.isfinite(v)]
+    points = [
+        (s, t, v)
+        for s, t, v in zip(history.eval_steps, history.eval_train_loss, history.val_loss)
+        if math.isfinite(t) and math.isfinite(v)
+    ]
     if not points:
         return [], [], []
     steps, train_loss, val_loss = zip(*points)

@@ -15,11 +15,15 @@ WARMUPS = (0, 25, 50, 100, 200, 400, 800)
 Schedule = Callable[..., float]  # called as schedule(step, *, warmup_steps, max_steps, max_lr, min_lr)
 
 
-def curve(warmup_steps: int, max_steps: int, max_lr: float, min_lr: float, schedule: Schedule = cosine_with_warmup) -> tuple[list[int], list[float]]:
+def curve(
+    warmup_steps: int, max_steps: int, max_lr: float, min_lr: float, schedule: Schedule = cosine_with_warmup
+) -> tuple[list[int], list[float]]:
     """(steps, lrs) of ``schedule`` from step 0 to 20% past ``max_steps`` (it raises on bad settings)."""
     end = max(int(1.2 * max_steps), max_steps + 10)
     steps = list(range(end + 1))
-    return steps, [float(schedule(s, warmup_steps=warmup_steps, max_steps=max_steps, max_lr=max_lr, min_lr=min_lr)) for s in steps]
+    return steps, [
+        float(schedule(s, warmup_steps=warmup_steps, max_steps=max_steps, max_lr=max_lr, min_lr=min_lr)) for s in steps
+    ]
 
 
 def draw(warmup_steps: int, max_steps: int, max_lr: float, min_lr: float, schedule: Schedule = cosine_with_warmup) -> bytes:
@@ -52,7 +56,8 @@ def alt_text(warmup_steps: int, max_steps: int, max_lr: float, min_lr: float, sc
     mid = (warmup_steps + max_steps) // 2
     return (
         f"Learning rate against step for warmup_steps {warmup_steps}, max_steps {max_steps}, max_lr {fmt(max_lr)}, "
-        f"min_lr {fmt(min_lr)}, phases shaded and named (warmup to step {warmup_steps}, cosine decay to step {max_steps}, floor after): "
+        f"min_lr {fmt(min_lr)}, phases shaded and named "
+        f"(warmup to step {warmup_steps}, cosine decay to step {max_steps}, floor after): "
         f"lr {lrs[0]:.3g} at step 0, highest {lrs[peak]:.3g} at step {peak}, {lrs[mid]:.3g} at step {mid}, "
         f"{lrs[max_steps]:.3g} at step {max_steps}, {lrs[-1]:.3g} at step {steps[-1]}."
     )
@@ -94,10 +99,22 @@ def schedule_explorer(
         return static_panel("warmup steps", [f"{w:g}" for w in warmups], frames, index=nearest(warmups, warmup_steps))
 
     controls = {
-        "warmup_steps": widgets.IntSlider(value=warmup_steps, min=0, max=max(2000, int(warmup_steps)), step=10, description="warmup_steps", continuous_update=False, style=SLIDER_STYLE),
-        "max_steps": widgets.IntSlider(value=max_steps, min=10, max=max(3000, int(max_steps)), step=10, description="max_steps", continuous_update=False, style=SLIDER_STYLE),
-        "max_lr": widgets.FloatLogSlider(value=max_lr, base=10, min=-5, max=0, step=0.25, description="max_lr", readout_format=".1e", continuous_update=False, style=SLIDER_STYLE),
-        "min_lr": widgets.FloatLogSlider(value=min_lr, base=10, min=-6, max=0, step=0.25, description="min_lr", readout_format=".1e", continuous_update=False, style=SLIDER_STYLE),
+        "warmup_steps": widgets.IntSlider(
+            value=warmup_steps, min=0, max=max(2000, int(warmup_steps)), step=10, description="warmup_steps",
+            continuous_update=False, style=SLIDER_STYLE,
+        ),
+        "max_steps": widgets.IntSlider(
+            value=max_steps, min=10, max=max(3000, int(max_steps)), step=10, description="max_steps",
+            continuous_update=False, style=SLIDER_STYLE,
+        ),
+        "max_lr": widgets.FloatLogSlider(
+            value=max_lr, base=10, min=-5, max=0, step=0.25, description="max_lr", readout_format=".1e",
+            continuous_update=False, style=SLIDER_STYLE,
+        ),
+        "min_lr": widgets.FloatLogSlider(
+            value=min_lr, base=10, min=-6, max=0, step=0.25, description="min_lr", readout_format=".1e",
+            continuous_update=False, style=SLIDER_STYLE,
+        ),
     }
     rows = [("warmup_steps", "max_steps"), ("max_lr", "min_lr")]
     return live(controls, lambda values: frame(**values, schedule=schedule), what="cosine_with_warmup", rows=rows)

@@ -102,8 +102,15 @@ def alt_text(lrs: Sequence[float], runs: Sequence[History], selected: int) -> st
 def caption(lrs: Sequence[float], runs: Sequence[History], selected: int) -> str:
     d = diagnose(runs[selected])
     best = best_smooth_lr(lrs, runs)
-    pick = f"Largest lr that still trains smoothly: <b>{fmt(best)}</b>." if best is not None else "No lr in this sweep trains smoothly."
-    return message_html(f"<b>lr {fmt(lrs[selected])}: {d.tag}</b> ({d.reason}). {d.action}<br>{pick}", kind="ok" if d.label == "healthy" else "warn")
+    pick = (
+        f"Largest lr that still trains smoothly: <b>{fmt(best)}</b>."
+        if best is not None
+        else "No lr in this sweep trains smoothly."
+    )
+    return message_html(
+        f"<b>lr {fmt(lrs[selected])}: {d.tag}</b> ({d.reason}). {d.action}<br>{pick}",
+        kind="ok" if d.label == "healthy" else "warn",
+    )
 
 
 def sweep_frames(lrs: Sequence[float], runs: Sequence[History]) -> Callable[[int], Frame]:
