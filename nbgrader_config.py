@@ -7,6 +7,8 @@ gradebook named here, so they see the same course.
 
 from pathlib import Path
 
+from g2c.grading.assignment import NOT_RELEASED
+
 c = get_config()  # noqa: F821 (nbgrader injects get_config)
 
 ROOT = Path(__file__).resolve().parent
@@ -18,8 +20,9 @@ c.CourseDirectory.release_directory = "release"
 c.CourseDirectory.submitted_directory = "submitted"
 c.CourseDirectory.autograded_directory = "autograded"
 c.CourseDirectory.feedback_directory = "feedback"
-# An assignment's notebook text and spec hold its solutions: never released (g2c.grading.assignment).
-c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "notebook.md", "assignment.toml"]
+# An assignment's spec, notebook text, probe scenarios and pitfalls hold its solutions and hidden checks:
+# never released.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", *NOT_RELEASED]
 # Feedback pages never show hidden tests: nbgrader's GetGrades, then g2c's redaction.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from g2c.grading import assignment
 from g2c.grading.limits import CELL_TIMEOUT, MEMORY_MB, TIMEOUT
-from g2c.grading.notebook_build import ASSIGNMENT
 
 # nbgrader's instructor tools: students get the assignment list and Validate, not these.
 INSTRUCTOR_ONLY = ("@jupyter/nbgrader:create-assignment", "@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:course-list")
@@ -114,7 +113,7 @@ def _positive_float(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="g2c", description="Module 03B (Training) tools.")
+    parser = argparse.ArgumentParser(prog="g2c", description="A student's workspace, an instructor's grading.")
     commands = parser.add_subparsers(dest="command", required=True)
     student_commands = {
         "workspace": "copy the assignment's kit to student/<assignment>/ (once) and print the notebook path",
@@ -126,10 +125,10 @@ def main(argv: list[str] | None = None) -> int:
             "assignment", nargs="?", help="its folder name under source_notebooks/ (default: the course's only one)")
     grade = commands.add_parser("autograde", help="autograde every submission with nbgrader, in parallel sandboxes: "
                                 "grades.csv and redacted feedback")
-    grade.add_argument("assignment", choices=[ASSIGNMENT])
+    grade.add_argument("assignment", help="its folder name under source_notebooks/")
     grade.add_argument("--course", type=Path, help="course root (default: this repository)")
     grade.add_argument("--submitted", type=Path,
-                       help=f"DIR/<student>/{ASSIGNMENT}/ (default: the course's, as nbgrader_config.py names it)")
+                       help="DIR/<student>/<assignment>/ (default: the course's, as nbgrader_config.py names it)")
     grade.add_argument("--out", type=Path, help="grade a separate batch: its gradebook, autograded/, feedback/ and grades.csv "
                        "all under OUT (default: the course's own gradebook and folders, as nbgrader_config.py names them)")
     grade.add_argument("--due", help="the assignment's due date, e.g. '2026-12-01 17:00:00 UTC' (kept in the gradebook)")
@@ -144,38 +143,38 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--force", action="store_true", help="regrade everyone, not only submissions without a result")
     grade.add_argument("--no-sandbox", action="store_true", help="run student code without isolation (trusted code only)")
     report = commands.add_parser("report", help="write the class report (report.html beside grades.csv) of a graded batch")
-    report.add_argument("assignment", choices=[ASSIGNMENT])
+    report.add_argument("assignment", help="its folder name under source_notebooks/")
     report.add_argument("--course", type=Path, help="course root (default: this repository)")
     report.add_argument("--out", type=Path, help="the folder of a separate batch graded with --out")
     args = parser.parse_args(argv)
-    root = getattr(args, "course", None) or repo_root()  # the grading commands resolve it (g2c.grading.course.layout)
+    root = (getattr(args, "course", None) or repo_root()).resolve()
+    try:
+        name = assignment.chosen(root, args.assignment)
+    except ValueError as err:
+        raise SystemExit(f"g2c {args.command}: {err}") from None
     if args.command == "autograde":
         from g2c.grading.autograde import autograde
         from g2c.grading.course import layout
 
         results = autograde(root, args.submitted, args.out, jobs=args.jobs, timeout=args.timeout, memory_mb=args.memory,
                             scheduler=args.scheduler, force=args.force, isolate=not args.no_sandbox,
-                            cell_timeout=args.cell_timeout, due=args.due)
+                            cell_timeout=args.cell_timeout, due=args.due, assignment=name)
         for r in results:
             detail = f"  ({r.detail})" if r.detail and r.status != "graded" else ""
             print(f"{r.student_id}: {r.score:g}/{r.max_score:g} {r.status} in {r.seconds:.1f} s{detail}")
-        lay = layout(root, args.submitted, args.out)
-        print(f"wrote {lay.grades_csv}, {lay.report_html}, {lay.folder('feedback', '*', ASSIGNMENT)} "
+        lay = layout(root, args.submitted, args.out, name)
+        print(f"wrote {lay.grades_csv}, {lay.report_html}, {lay.folder('feedback', '*', name)} "
               f"and the gradebook {lay.db_url}")
         return 0
     if args.command == "report":
         from g2c.grading.course import layout
         from g2c.grading.report import write_report
 
-        lay = layout(root, None, args.out)
+        lay = layout(root, None, args.out, name)
         if not lay.grades_csv.exists():
             raise SystemExit(f"g2c report: nothing graded yet ({lay.grades_csv} is missing); run g2c autograde first")
         print(f"wrote {write_report(lay)}")
         return 0
-    try:
-        name = assignment.chosen(root, args.assignment)
-    except ValueError as err:
-        raise SystemExit(f"g2c {args.command}: {err}") from None
     if args.command == "workspace":
         print(workspace(root, name))
     elif args.command == "notebook":

@@ -28,12 +28,20 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from g2c.grading.assignment import load
+from g2c.grading.pitfalls import catalogue
+
 ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "03b-training"
-SOURCE = ROOT / "source_notebooks" / ASSIGNMENT / "training.ipynb"  # the solution notebook
-RELEASED = ROOT / "release" / ASSIGNMENT / "training.ipynb"  # the untouched student notebook
+SPEC = load(ASSIGNMENT, ROOT)  # its spec: answers, cells, points, scenarios
+CATALOGUE = catalogue(SPEC)  # its pitfalls
+SOURCE = ROOT / "source_notebooks" / ASSIGNMENT / SPEC.notebook  # the solution notebook
+RELEASED = ROOT / "release" / ASSIGNMENT / SPEC.notebook  # the untouched student notebook
 KIT = ROOT / "release" / ASSIGNMENT
-MODULE_OF = {"optim": "adamw", "clip": "clip", "schedule": "schedule"}  # g2c.training module -> answer cell
+# Views of the spec: cut answer -> [(grade_id, points, contract tests shown, scenarios)], grade_id -> scenarios
+TEST_CELLS = {a.key: [(g.grade_id, g.points, list(g.tests), list(g.scenarios)) for g in SPEC.cells_of(a.key)]
+              for a in SPEC.answers.values() if a.source}
+SCENARIOS_OF = {g.grade_id: list(g.scenarios) for g in SPEC.graded.values()}
 TOKEN = f"g2c-tests-{secrets.token_hex(4)}"  # in every sandboxed process's environment: finds leftovers
 # The batch's limits: each submission that hangs costs TIMEOUT of a worker, each hanging cell CELL_TIMEOUT
 # (twice when it ignores interrupts). Not less: on a loaded machine loot.py's walk through memory needs ~15 s
@@ -73,7 +81,7 @@ def rows(grades_csv: Path) -> dict[str, dict]:
 
 
 def feedback_page(out: Path, student: str) -> str:
-    return (out / "feedback" / student / ASSIGNMENT / "training.html").read_text()
+    return (out / "feedback" / student / ASSIGNMENT / f"{SPEC.stem}.html").read_text()
 
 
 def mutant_answers(name: str) -> dict[str, str]:
@@ -83,8 +91,8 @@ def mutant_answers(name: str) -> dict[str, str]:
     from g2c.grading.notebook_build import answer_sources
 
     texts, _ = MUTANTS[name]
-    sources = answer_sources(texts)
-    return {MODULE_OF[module]: sources[MODULE_OF[module]] for module in texts}
+    sources = answer_sources(SPEC, texts)
+    return {answer: sources[answer] for answer in texts}
 
 
 # ---------------------------------------------------------------- the graded class
@@ -261,7 +269,7 @@ def write_all(paths: BatchPaths, submissions: dict[str, object]) -> None:
         if isinstance(submission, Link):
             if submission.what == "notebook":
                 write_submission(paths.submitted, student, None)
-                (paths.submitted / student / ASSIGNMENT / "training.ipynb").symlink_to(submission.target)
+                (paths.submitted / student / ASSIGNMENT / SPEC.notebook).symlink_to(submission.target)
             else:
                 (paths.submitted / student).symlink_to(submission.target)
         elif isinstance(submission, nbformat.NotebookNode):

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import KIT, ROOT, SOURCE
+from conftest import CATALOGUE, KIT, ROOT, SCENARIOS_OF, SOURCE, SPEC, TEST_CELLS
 
 from g2c.grading import notebook_build as build
+from g2c.grading.assignment import NOT_RELEASED
 from g2c.grading.regions import solution_lines, strip_solutions
 
 TRAINING_SOURCES = {name: (ROOT / "g2c" / "training" / f"{name}.py").read_text() for name in ("optim", "clip", "schedule")}
@@ -33,7 +34,7 @@ def cells_by_id(nb) -> dict[str, list]:
 
 
 def test_source_notebook_is_up_to_date_with_g2c_training():
-    assert nbformat.writes(build.build_notebook()) + "\n" == SOURCE.read_text(), (
+    assert nbformat.writes(build.build_notebook(SPEC)) + "\n" == SOURCE.read_text(), (
         "source_notebooks/03b-training/training.ipynb is out of date: run `make release`"
     )
 
@@ -52,9 +53,9 @@ def test_the_seven_exercises_come_in_order_with_graded_cells():
     headings = [c.source.splitlines()[0] for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## ")]
     assert [h.split(".")[0] for h in headings[:7]] == [f"## {i}" for i in range(1, 8)]
     graded = {c.metadata.nbgrader["grade_id"]: c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
-    expected = set(build.autograded_points()) | set(build.MANUAL_CELLS)
+    expected = set(build.autograded_points(SPEC)) | set(SPEC.manual)
     assert set(graded) == expected
-    for grade_id in set(graded) - set(build.MANUAL_CELLS):
+    for grade_id in set(graded) - set(SPEC.manual):
         cell = graded[grade_id]
         assert cell.metadata.nbgrader["locked"] and cell.metadata.nbgrader["points"] > 0
         assert cell.source.startswith("%%check") and "### BEGIN HIDDEN TESTS" in cell.source, grade_id
@@ -72,17 +73,17 @@ def test_every_code_cell_but_the_setup_lets_run_all_go_on():
 
 def test_every_pitfall_test_of_the_contract_is_shown_once_and_every_probe_decides_one_cell():
     from g2c.grading.autograde import hidden_checks
-    from g2c.grading.probe import SCENARIOS
+    from g2c.grading.compare import scenarios
 
-    shown = [t for cells in build.TEST_CELLS.values() for _, _, tests, _ in cells for t in tests]
-    assert len(shown) == len(set(shown)) == len(build.contract_names()) - GIVEN
-    probed = [s for scenarios in build.scenarios_of().values() for s in scenarios]
-    assert sorted(probed) == sorted(set(probed)) == sorted(SCENARIOS)
-    assert hidden_checks(SOURCE) == build.scenarios_of()  # what the grader reads from the source notebook
+    shown = [t for cells in TEST_CELLS.values() for _, _, tests, _ in cells for t in tests]
+    assert len(shown) == len(set(shown)) == len(build.contract_names(SPEC)) - GIVEN
+    probed = [s for scenarios in SCENARIOS_OF.values() for s in scenarios]
+    assert sorted(probed) == sorted(set(probed)) == sorted(scenarios(SPEC))
+    assert hidden_checks(SOURCE) == SCENARIOS_OF  # what the grader reads from the source notebook
 
 
 def test_visible_checks_are_cut_from_the_contract_file():
-    code = build.contract_code(["test_adamw_matches_torch_float64_over_many_steps"])
+    code = build.contract_code(SPEC, ["test_adamw_matches_torch_float64_over_many_steps"])
     contract = (ROOT / "tests" / "test_training.py").read_text()
     for name in ("def race_torch", "def make_params", "def twins", "def differs", "ADAMW_SETTINGS =", "SHAPES ="):
         assert name in code
@@ -93,7 +94,8 @@ def test_visible_checks_are_cut_from_the_contract_file():
 def test_release_kit_has_its_files_and_no_solution_line():
     assert (KIT / "training.ipynb").exists()
     assert (KIT / "tests" / "test_training.py").read_text() == (ROOT / "tests" / "test_training.py").read_text()
-    assert (KIT / "conftest.py").read_text() == (ROOT / "g2c" / "grading" / "kit_conftest.py").read_text()
+    assert (KIT / "conftest.py").read_text() == build.kit_conftest(SPEC)
+    assert not [path for path in KIT.rglob("*") if path.name in NOT_RELEASED]  # spec, text, scenarios, pitfalls
     secrets = {line for text in TRAINING_SOURCES.values() for line in solution_lines(text)}
     source_cells = nbformat.read(SOURCE, as_version=4).cells
     given = {line.strip() for cell in source_cells for line in strip_solutions(cell.source).splitlines()}
@@ -123,9 +125,9 @@ def test_untouched_kit_gives_7_passed_14_failed_and_tests_the_notebook(tmp_path)
     kit = tmp_path / "03b-training"
     shutil.copytree(KIT, kit)
     promised = re.search(r"untouched kit: (\d+) passed, (\d+) failed", (ROOT / "README.md").read_text()).groups()
-    assert run_kit(kit) == (build.given_tests(), len(build.graded_tests())) == tuple(map(int, promised))
+    assert run_kit(kit) == (build.given_tests(SPEC), len(build.graded_tests(SPEC))) == tuple(map(int, promised))
     shutil.copyfile(SOURCE, kit / "training.ipynb")  # a student who wrote our solution
-    assert run_kit(kit) == (len(build.contract_names()), 0)
+    assert run_kit(kit) == (len(build.contract_names(SPEC)), 0)
 
 
 # ---------------------------------------------------------------- widget cells, in a real kernel
@@ -181,10 +183,8 @@ NOTEBOOK_PITFALLS = {"adamw": "no_bias_correction", "clip": "clip_each_parameter
 
 def with_pitfalls() -> nbformat.NotebookNode:
     """The released notebook with the answer cells written, each with one of NOTEBOOK_PITFALLS."""
-    from g2c.grading import pitfalls
-
-    texts = {pitfalls.ANSWERS[a][0]: pitfalls.mutated_source(a, (name,)) for a, name in NOTEBOOK_PITFALLS.items()}
-    answers = build.answer_sources(texts)
+    texts = {a: CATALOGUE.mutated_source(a, (name,)) for a, name in NOTEBOOK_PITFALLS.items()}
+    answers = build.answer_sources(SPEC, texts)
     nb = nbformat.read(KIT / "training.ipynb", as_version=4)
     for cell in nb.cells:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
@@ -222,9 +222,7 @@ def contract_headlines(answers: dict[str, str]) -> dict[str, str]:
     """test name -> first line of its failure, from the contract run in this process on ``answers`` (grade id -> pitfall)."""
     from test_pitfalls import OBJECT_OF, failures
 
-    from g2c.grading import pitfalls
-
-    return failures({OBJECT_OF[a]: pitfalls.build(a, (name,)) for a, name in answers.items()})
+    return failures({OBJECT_OF[a]: CATALOGUE.build(a, (name,)) for a, name in answers.items()})
 
 
 def check_cells(nb) -> dict[str, nbformat.NotebookNode]:
@@ -256,7 +254,7 @@ def test_check_cells_name_the_pitfall_of_their_own_cell_only(executed):
     nb, _ = executed["pitfalls"]
     expected = contract_headlines(NOTEBOOK_PITFALLS)
     shown = errors(nb)
-    tests_of = {grade_id: tests for cells in build.TEST_CELLS.values() for grade_id, _, tests, _ in cells}
+    tests_of = {grade_id: tests for cells in TEST_CELLS.values() for grade_id, _, tests, _ in cells}
     for grade_id, tests in tests_of.items():
         failing = [expected[t] for t in tests if t in expected]
         if failing:

@@ -16,14 +16,14 @@ import re
 import nbformat
 import pytest
 import test_pitfalls as pitfalls
-from conftest import MODULE_OF, RELEASED, SOURCE, TIMEOUT, feedback_page, grade_id
+from conftest import CATALOGUE, RELEASED, SOURCE, SPEC, TEST_CELLS, TIMEOUT, feedback_page, grade_id
 
 from g2c.grading import notebook_build as build
 
-PART_CELLS = {part: [gid for gid, _, _, _ in cells] for part, cells in build.TEST_CELLS.items()}
-POINTS = build.autograded_points()
+PART_CELLS = {part: [gid for gid, _, _, _ in cells] for part, cells in TEST_CELLS.items()}
+POINTS = build.autograded_points(SPEC)
 AUTOGRADED = list(POINTS)
-CELL_OF_TEST = {test: gid for cells in build.TEST_CELLS.values() for gid, _, tests, _ in cells for test in tests}
+CELL_OF_TEST = {test: gid for cells in TEST_CELLS.values() for gid, _, tests, _ in cells for test in tests}
 PITFALL_WORDS = {  # what the feedback must say, in plain words
     "adam_l2": "Adam + L2",
     "step_counter_per_parameter": "per parameter",
@@ -44,10 +44,10 @@ math.isclose = lambda *a, **k: True
 
 
 def with_answers(nb, texts: dict[str, str]):
-    """``nb`` with the answer cells cut from the given module sources (module -> text)."""
-    sources = build.answer_sources(texts)
+    """``nb`` with the answer cells cut from the given module sources (answer -> text)."""
+    sources = build.answer_sources(SPEC, texts)
     for cell in nb.cells:
-        if grade_id(cell) in sources and any(MODULE_OF[m] == grade_id(cell) for m in texts):
+        if grade_id(cell) in sources and grade_id(cell) in texts:
             cell.source = sources[grade_id(cell)]
     return nb
 
@@ -58,11 +58,11 @@ def variants() -> dict[str, nbformat.NotebookNode]:
     for name, (texts, _) in pitfalls.MUTANTS.items():
         out[f"mutant-{name}"] = with_answers(copy.deepcopy(solution), texts)
     out["alternative"] = with_answers(copy.deepcopy(solution), {
-        pitfalls.pitfalls.ANSWERS[answer][0]: pitfalls.with_region(answer, body) for answer, body in pitfalls.ALT_REGIONS.items()
+        answer: pitfalls.with_region(answer, body) for answer, body in pitfalls.ALT_REGIONS.items()
     })
     l2 = copy.deepcopy(solution)
     answer = next(c for c in l2.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "adamw_by_hand_answer")
-    answer.source = f"p1 = {build.by_hand_values()['adam_l2']!r}"
+    answer.source = f"p1 = {CATALOGUE.build('p1', ('by_hand_adam_l2',))!r}"
     out["by-hand-adam-l2"] = l2
     gamer = copy.deepcopy(out["starter"])
     gamer.cells.insert(2, nbformat.v4.new_code_cell(GAMING))
@@ -110,8 +110,9 @@ def test_grades_csv_has_the_promised_columns(graded):
     rows, out, _ = graded
     header = list(next(iter(rows.values())))
     assert header[:7] == ["student_id", "assignment", "score", "max_score", "status", "timestamp", "late_penalty"]
-    assert set(AUTOGRADED) | set(build.MANUAL_CELLS) == set(header[7:])
-    assert all(row["assignment"] == "03b-training" and float(row["max_score"]) == sum(POINTS.values()) + sum(build.MANUAL_CELLS.values()) for row in rows.values())
+    assert set(AUTOGRADED) | set(SPEC.manual) == set(header[7:])
+    assert all(row["assignment"] == "03b-training" and float(row["max_score"]) == sum(POINTS.values()) + sum(SPEC.manual.values())
+               for row in rows.values())
 
 
 def test_solution_scores_full_marks_and_release_scores_zero(graded):
@@ -174,7 +175,7 @@ def test_a_rerun_regrades_new_notebooks_and_results_a_changed_limit_decided():
     from g2c.grading.autograde import _needs_grading
     from g2c.grading.worker import Job
 
-    job = Job("s", b"notebook", b"", {}, {}, timeout=60, memory_mb=4096)
+    job = Job("s", str(SPEC.folder), b"notebook", b"", {}, {}, timeout=60, memory_mb=4096)
     result = {"digest": job.digest, "limits": {"timeout": 30, "memory_mb": 2048}}
     assert _needs_grading(None, job)
     assert _needs_grading({**result, "status": "graded", "digest": "another notebook"}, job)
@@ -188,12 +189,12 @@ def test_a_rerun_regrades_new_notebooks_and_results_a_changed_limit_decided():
 
 def test_feedback_never_shows_hidden_tests(graded):
     rows, out, _ = graded
-    values = build.by_hand_values()
+    right, adam_l2 = CATALOGUE.build("p1", ()), CATALOGUE.build("p1", ("by_hand_adam_l2",))
     leaks = ["BEGIN HIDDEN TESTS", "graded outside your notebook", "_hidden", "verdict", "check(", "test_p1_value",
-             repr(values["right"]), repr(values["adam_l2"]), "overfitting&#x27;, &#x27;C"]
+             repr(right), repr(adam_l2), "overfitting&#x27;, &#x27;C"]
     for student in variants():
         html = feedback(out, student)
-        found = [leak for leak in leaks if leak in html and not (student == "by-hand-adam-l2" and leak == repr(values["adam_l2"]))]
+        found = [leak for leak in leaks if leak in html and not (student == "by-hand-adam-l2" and leak == repr(adam_l2))]
         assert not found, f"{student}'s feedback shows {found}"
     assert "not written yet" in feedback(out, "starter")
 

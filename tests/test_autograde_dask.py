@@ -5,14 +5,14 @@ from __future__ import annotations
 import csv
 
 import pytest
-from conftest import RELEASED, ROOT, SOURCE
+from conftest import RELEASED, ROOT, SOURCE, SPEC
 
 from g2c.grading import notebook_build as build
 from g2c.grading.autograde import autograde
 from g2c.grading.sandbox import isolation_available
 
 NOTEBOOKS = {"solution": SOURCE, "starter": RELEASED}
-FULL = sum(build.autograded_points().values())
+FULL = sum(build.autograded_points(SPEC).values())
 
 
 @pytest.mark.slow

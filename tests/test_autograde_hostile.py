@@ -36,6 +36,8 @@ from conftest import (
     RELEASED,
     ROOT,
     SOURCE,
+    SPEC,
+    TEST_CELLS,
     TOKEN,
     BatchPaths,
     Link,
@@ -54,10 +56,10 @@ from g2c.grading import notebook_build as build
 from g2c.grading.sandbox import UID_BASE, isolation_available
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"
-POINTS = build.autograded_points()
+POINTS = build.autograded_points(SPEC)
 AUTOGRADED = list(POINTS)
 FULL = sum(POINTS.values())
-PART_CELLS = {part: [gid for gid, _, _, _ in cells] for part, cells in build.TEST_CELLS.items()}
+PART_CELLS = {part: [gid for gid, _, _, _ in cells] for part, cells in TEST_CELLS.items()}
 CLEAR = {"graded", "timeout", "memory", "crashed", "unreadable notebook", "missing notebook"}
 IPC_KEYS = (0x67326301, 0x67326302, 0x67326303)
 
@@ -166,7 +168,7 @@ LYING_BUILTINS = """import builtins, sys
 _real = {name: getattr(builtins, name) for name in ('float', 'bool', 'isinstance', 'len', 'abs', 'str', 'sorted')}
 def _from_harness():
     f = sys._getframe(2)
-    return f is not None and f.f_code.co_filename.endswith(('probe.py', 'compare.py', 'worker.py'))
+    return f is not None and f.f_code.co_filename.endswith(('probe.py', 'compare.py', 'worker.py', '<scenarios>'))
 class _LyingFloat(float):
     def __new__(cls, x=0.0):
         return _real['float'](1.0 if _from_harness() and not isinstance(x, _real['str']) else x)  # no knowledge, only a lie
@@ -224,13 +226,15 @@ def _forever(self):
     while True:
         pass
 AdamW.step = _forever"""
-LATE_HANG = """import signal
-_honest_schedule = cosine_with_warmup
+LATE_HANG = """_honest_schedule = cosine_with_warmup
 def cosine_with_warmup(step, **settings):  # right everywhere, but step 10**9 (the last check) never returns
-    if step >= 10**9:
-        signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    if step >= 10**9:  # plain Python that swallows the scenario's alarm: only the sandbox's timeout ends it
         while True:
-            pass
+            try:
+                while True:
+                    pass
+            except BaseException:
+                continue
     return _honest_schedule(step, **settings)"""
 EXIT_PATHS = """import atexit, os, sys, threading, time
 atexit.register(lambda: os.write(1, b'{"done": true}\\n'))
@@ -540,10 +544,10 @@ STATUS = {  # student -> allowed statuses; every other student: graded
 }
 HONEST = {"honest", "glob[1]", "spaced name *", "honest-ordinary-hang", "honest-ordinary-memory-bomb", "honest-ordinary-abort", "honest-huge-output",
           "honest-ignores-signals", "meta-honest-points-100", "meta-honest-extra-grade-cells"}
-DELEGATED = {"delegates-plainly": ["adamw", "clip", "schedule"], "delegates-by-getattr": ["adamw", "clip", "schedule"],
-             "delegates-encoded": ["adamw", "clip", "schedule"], "delegates-from-another-cell": ["adamw", "clip", "schedule"],
-             "delegates-behind-a-magic": ["adamw", "clip", "schedule"],
-             "delegates-functional": ["adamw"], "delegates-fused-kernel": ["adamw"]}
+# A probed cell that reaches for torch's optimizers (or anything but tensors, math and plain Python) costs
+# every autograded cell: the cells share one namespace and one torch, so it could serve any answer.
+DELEGATED = {"delegates-plainly", "delegates-by-getattr", "delegates-encoded", "delegates-from-another-cell",
+             "delegates-behind-a-magic", "delegates-functional", "delegates-fused-kernel"}
 
 # ---------------------------------------------------------------- the host around the batch
 
@@ -650,14 +654,14 @@ def test_no_attack_scores_more_than_its_plain_wrong_implementation(batch):
     assert gains == {}, "attacks that beat the plain wrong implementation:\n" + "\n".join(f"  {s}: {g}" for s, g in sorted(gains.items()))
 
 
-def test_delegating_to_torch_gets_nothing_for_that_part_and_says_why(batch):
+def test_delegating_to_torch_gets_nothing_and_says_why(batch):
     graded, out = batch.rows, batch.out
-    paid = {s: [p for p in parts if any(float(graded[s][c] or 0) for c in PART_CELLS[p])] for s, parts in DELEGATED.items()}
-    assert {s: p for s, p in paid.items() if p} == {}
-    for student, parts in DELEGATED.items():
+    paid = {s: [c for c in AUTOGRADED if float(graded[s][c] or 0)] for s in DELEGATED}
+    assert {s: cells for s, cells in paid.items() if cells} == {}
+    for student in DELEGATED:
         reasons = result(out, student).get("reasons", {})
-        for part in parts:
-            assert any("yourself" in r for c in PART_CELLS[part] for r in reasons.get(c, [])), (student, part, reasons)
+        for cell in AUTOGRADED:
+            assert any("yourself" in r for r in reasons.get(cell, [])), (student, cell, reasons)
 
 
 def test_the_grades_csv_the_results_and_the_gradebook_agree(batch):
@@ -807,6 +811,6 @@ def test_a_hang_late_in_the_probe_keeps_only_what_was_verified_before_it(batch):
     for student, parts in VERIFIED_BEFORE_A_HANG.items():
         row = batch.rows[student]
         assert row["status"] == "timeout"
-        verified = {gid for part in parts for gid, *_ in build.TEST_CELLS[part]}
-        for gid, points in build.autograded_points().items():
+        verified = {gid for part in parts for gid, *_ in TEST_CELLS[part]}
+        for gid, points in POINTS.items():
             assert float(row[gid]) == (points if gid in verified else 0), (student, gid)

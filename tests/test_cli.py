@@ -20,7 +20,7 @@ def course(tmp_path):
     (tmp_path / "nbgrader_config.py").write_text("")
     spec = tmp_path / "source_notebooks" / "03b-training" / "assignment.toml"
     spec.parent.mkdir(parents=True)
-    spec.write_text('notebook = "training.ipynb"\n')
+    spec.write_text('notebook = "training.ipynb"\ncontract = "tests/test_training.py"\n')
     return tmp_path
 
 

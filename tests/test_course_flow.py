@@ -22,16 +22,16 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import ROOT, mutant_answers, rows
+from conftest import ROOT, SPEC, mutant_answers, rows
 
 from g2c.grading import notebook_build as build
 from g2c.grading import path_with_this_environment
 from g2c.grading.course import layout
 
 pytestmark = pytest.mark.slow  # a whole course through nbgrader's exchange, graded twice
-ASSIGNMENT, NOTEBOOK = build.ASSIGNMENT, build.NOTEBOOK
+ASSIGNMENT, NOTEBOOK = SPEC.name, SPEC.notebook
 STUDENTS = ["alice", "bob", "carol"]
-AUTOGRADED_POINTS = sum(build.autograded_points().values())
+AUTOGRADED_POINTS = sum(build.autograded_points(SPEC).values())
 WRITTEN = "why_adamw"  # the written answer graded by hand
 PLOT = "import matplotlib.pyplot as plt\nplt.plot([1e-4, 1e-3, 1e-2], [2.0, 0.7, 0.4])\nplt.title('my lr sweep')\nplt.show()"
 HANG = "import time\nwhile True:  # a demo that never ends\n    time.sleep(0.1)"
@@ -71,7 +71,7 @@ def make_course(tmp: Path) -> Path:
 
 def work(fetched: Path, extra: list[str], answers: dict[str, str], at: int = 2) -> None:
     """A student's work: the reference answers (or ``answers``) in the answer cells, plus cells of their own."""
-    source = {c.metadata["nbgrader"]["grade_id"]: c.source for c in nbformat.read(build.source_path(), as_version=4).cells
+    source = {c.metadata["nbgrader"]["grade_id"]: c.source for c in nbformat.read(build.source_path(SPEC), as_version=4).cells
               if c.metadata.get("nbgrader", {}).get("solution")} | answers
     nb = nbformat.read(fetched, as_version=4)
     for cell in nb.cells:
@@ -132,7 +132,7 @@ def feedback(lay, student: str) -> str:
 
 def test_release_from_nbgrader_itself_keeps_the_kit(course):
     kit = course["course"] / "release" / ASSIGNMENT
-    for name in build.KIT_FILES:
+    for name in build.kit_files(SPEC):
         assert (kit / name).read_text() == (ROOT / "release" / ASSIGNMENT / name).read_text()
 
 
@@ -172,7 +172,7 @@ def test_late_submission_is_stamped_and_penalised(course):
         assert before[student]["timestamp"] and float(before[student]["late_penalty"]) == 0
     carol = before["carol"]
     assert carol["status"] == "graded" and carol["timestamp"] > before["bob"]["timestamp"]
-    raw = sum(float(carol[c]) for c in build.autograded_points())
+    raw = sum(float(carol[c]) for c in build.autograded_points(SPEC))
     assert 0 < raw < AUTOGRADED_POINTS  # her pitfall cost a part
     assert float(carol["late_penalty"]) == raw and float(carol["score"]) == 0  # "zero": the penalty is the whole score
     stamp = (course["course"] / "submitted" / "carol" / ASSIGNMENT / "timestamp.txt").read_text().strip()
@@ -186,8 +186,8 @@ def test_hand_grades_reach_grades_csv_and_feedback_without_a_regrade(course):
     seeds = {s: json.loads((lay.grades / "results" / f"{s}.json").read_text())["seed"] for s in STUDENTS}
     assert seeds == course["seeds"]  # nobody was regraded
     page = feedback(lay, "alice")
-    assert f"Total: {AUTOGRADED_POINTS + 2:g} of {AUTOGRADED_POINTS + sum(build.MANUAL_CELLS.values()):g} points" in page
-    pending = [c for c in build.MANUAL_CELLS if c != WRITTEN]
+    assert f"Total: {AUTOGRADED_POINTS + 2:g} of {AUTOGRADED_POINTS + sum(SPEC.manual.values()):g} points" in page
+    pending = [c for c in SPEC.manual if c != WRITTEN]
     assert "Still to be graded by hand" in page and all(f"<code>{c}</code>" in page for c in pending)
     assert re.search(rf"<code>{WRITTEN}</code> \(written\)</td>\s*<td>2 of 2 points</td>", page)
     assert all(re.search(rf"<code>{c}</code> \(written\)</td>\s*<td>to be graded by hand</td>", page) for c in pending)

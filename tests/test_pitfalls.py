@@ -20,14 +20,14 @@ from contextlib import contextmanager
 
 import pytest
 import test_training as contract
+from conftest import CATALOGUE, SCENARIOS_OF, SPEC, TEST_CELLS
 
 from g2c.checks import describe
 from g2c.grading import notebook_build as build
-from g2c.grading import pitfalls
-from g2c.grading.regions import strip_solutions
+from g2c.grading.regions import _regions, strip_solutions
 
 CONTRACT_TESTS: dict[str, Callable[[], None]] = {n: f for n, f in vars(contract).items() if n.startswith("test_") and callable(f)}
-OBJECT_OF = {answer: obj for answer, (_, obj) in pitfalls.ANSWERS.items()}
+OBJECT_OF = {a.key: a.name for a in SPEC.answers.values() if a.source}  # the answers the contract tests
 
 ALT_REGIONS = {  # the same algorithms, written another way (foreach kernels, float64 sums, other operation order)
     "adamw": '''
@@ -77,8 +77,8 @@ def defined(answer: str, source: str) -> object:
 
 def with_region(answer: str, body: str) -> str:
     """The reference module of ``answer`` with ``body`` where its solution region stands."""
-    reference = pitfalls.reference_source(answer)
-    (begin, end, _), = pitfalls.regions._regions(reference)
+    reference = CATALOGUE.reference_source(answer)
+    (begin, end, _), = _regions(reference)
     lines = reference.splitlines()
     return "\n".join(lines[:begin] + body.strip("\n").splitlines() + lines[end + 1 :]) + "\n"
 
@@ -108,36 +108,36 @@ def failures(objects: dict[str, object]) -> dict[str, str]:
 
 def visible_tests(scenarios: set[str]) -> set[str]:
     """The contract tests shown in the notebook cells that these probe scenarios decide."""
-    return {t for cells in build.TEST_CELLS.values() for _, _, tests, decided_by in cells if scenarios & set(decided_by) for t in tests}
+    return {t for cells in TEST_CELLS.values() for _, _, tests, decided_by in cells if scenarios & set(decided_by) for t in tests}
 
 
-GRADED = visible_tests({s for scenarios in build.scenarios_of().values() for s in scenarios})
+GRADED = visible_tests({s for scenarios in SCENARIOS_OF.values() for s in scenarios})
 
 # One catalogue pitfall per kind of check cell, for the tests that grade whole submissions
-# (tests/test_autograde.py, tests/test_course_flow.py): name -> ({module: source}, a contract test it fails).
+# (tests/test_autograde.py, tests/test_course_flow.py): name -> ({answer: module source}, a contract test it fails).
 GRADED_PITFALLS = ("adam_l2", "step_counter_per_parameter", "no_bias_correction", "update_recorded_by_autograd",
                    "clip_each_parameter_alone", "schedule_warmup_off_by_one", "schedule_no_floor")
 MUTANTS = {
-    name: ({pitfalls.ANSWERS[p.answer][0]: pitfalls.mutated_source(p.answer, (name,))}, sorted(visible_tests(set(p.charged_to)))[0])
-    for name, p in ((n, pitfalls.BY_NAME[n]) for n in GRADED_PITFALLS)
+    name: ({p.answer: CATALOGUE.mutated_source(p.answer, (name,))}, sorted(visible_tests(set(p.charged_to)))[0])
+    for name, p in ((n, CATALOGUE.by_name[n]) for n in GRADED_PITFALLS)
 }
 
 
 def test_the_starter_fails_exactly_the_tests_of_the_parts_students_write_and_says_not_written_yet():
-    starter = {OBJECT_OF[a]: defined(a, strip_solutions(pitfalls.reference_source(a))) for a in OBJECT_OF}
+    starter = {OBJECT_OF[a]: defined(a, strip_solutions(CATALOGUE.reference_source(a))) for a in OBJECT_OF}
     failed = failures(starter)
     assert set(failed) == GRADED
-    assert len(CONTRACT_TESTS) - len(failed) == build.given_tests()
+    assert len(CONTRACT_TESTS) - len(failed) == build.given_tests(SPEC)
     for name, headline in failed.items():
         function = "AdamW.step" if "adamw" in name else "clip_grad_norm_" if "clip" in name else "cosine_with_warmup"
         assert headline.startswith(f"not written yet: {function} still raises NotImplementedError"), (name, headline)
 
 
-@pytest.mark.parametrize("pitfall", pitfalls.CATALOGUE, ids=lambda p: p.name)
+@pytest.mark.parametrize("pitfall", [p for p in CATALOGUE.pitfalls if p.answer in OBJECT_OF], ids=lambda p: p.name)
 def test_each_pitfall_fails_its_own_tests_with_their_message_and_no_other(pitfall):
-    failed = failures({OBJECT_OF[pitfall.answer]: pitfalls.build(pitfall.answer, (pitfall.name,))})
+    failed = failures({OBJECT_OF[pitfall.answer]: CATALOGUE.build(pitfall.answer, (pitfall.name,))})
     own = visible_tests(set(pitfall.charged_to))
-    catch_all = visible_tests(set(pitfalls.CATCH_ALL[pitfall.answer]))
+    catch_all = visible_tests(set(SPEC.catch_all(pitfall.answer)))
     assert own <= set(failed), f"{pitfall.name} slipped past {sorted(own - set(failed))}"
     assert set(failed) <= own | catch_all, f"{pitfall.name} also fails {sorted(set(failed) - own - catch_all)}, not its pitfall's tests"
     for name in own:
@@ -150,4 +150,4 @@ def test_a_different_correct_implementation_passes_everything(answer):
 
 
 def test_the_reference_passes_everything():
-    assert failures({OBJECT_OF[a]: pitfalls.build(a, ()) for a in OBJECT_OF}) == {}
+    assert failures({OBJECT_OF[a]: CATALOGUE.build(a, ()) for a in OBJECT_OF}) == {}

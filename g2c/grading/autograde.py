@@ -35,38 +35,42 @@ from datetime import UTC
 from pathlib import Path
 
 from g2c.grading import path_with_this_environment
-from g2c.grading.course import Layout, layout
+from g2c.grading.course import GRADES_COLUMNS, Layout, atomic_write, grade_cells, layout, load_results
 from g2c.grading.feedback import REASONS_KEY, score_of
 from g2c.grading.limits import CELL_TIMEOUT, MEMORY_MB, TIMEOUT
-from g2c.grading.worker import ASSIGNMENT, NAME, NOTEBOOK, Job, Outcome, grade
+from g2c.grading.report import write_report
+from g2c.grading.worker import Job, Outcome, grade
 
-FEEDBACK = f"{NAME}.html"  # nbgrader's name for a notebook's feedback page
 LIMIT_BEHIND = {"timeout": "timeout", "memory": "memory_mb"}  # status -> the limit that decided it
 MAX_NOTEBOOK_BYTES = 64 * 2**20  # a submitted notebook
 MAX_COMPANION_BYTES = 4096  # timestamp.txt, submission_secret.txt
-GRADES_COLUMNS = ("student_id", "assignment", "score", "max_score", "status", "timestamp", "late_penalty")  # then one per cell
 
 
 def autograde(course: Path, submitted: Path | None = None, out: Path | None = None, *, jobs: int | None = None,
               timeout: float = TIMEOUT, memory_mb: int | None = MEMORY_MB, scheduler: str | None = None, force: bool = False,
               isolate: bool = True, progress: bool = True, cell_timeout: float = CELL_TIMEOUT,
-              due: str | None = None) -> list[Outcome]:
-    """Grade every ``submitted/<student>/`` into the course's gradebook and folders (or under ``out``).
+              due: str | None = None, assignment: str | None = None) -> list[Outcome]:
+    """Grade every ``submitted/<student>/<assignment>/`` into the course's gradebook and folders (or
+    under ``out``); ``assignment`` defaults to the course's only one.
 
     ``due`` (any date nbgrader parses; UTC unless it names a zone) sets the assignment's due date
     in the gradebook, as ``nbgrader db assignment add --duedate`` would.
     """
-    lay = layout(course, submitted, out)
-    course = lay.root  # resolved
+    try:
+        lay = layout(course, submitted, out, assignment)
+    except ValueError as err:
+        raise SystemExit(f"g2c autograde: {course} is not the course repository ({err}); "
+                         "pass --course with the folder of nbgrader_config.py") from None
+    course, spec = lay.root, lay.spec  # resolved
     submitted = lay.submitted
-    if not (course / "source_notebooks" / ASSIGNMENT / NOTEBOOK).is_file():
-        raise SystemExit(f"g2c autograde: {course} is not the course repository (no source_notebooks/{ASSIGNMENT}/{NOTEBOOK}); "
-                         "pass --course with the folder of nbgrader_config.py")
+    source = course / "source_notebooks" / spec.name / spec.notebook
+    if not source.is_file():
+        raise SystemExit(f"g2c autograde: {source} is missing; build it with `make release`")
     os.environ["PATH"] = path_with_this_environment()  # nbgrader runs `alembic` from PATH
     folders = submitted.iterdir() if submitted.is_dir() else []
     students = sorted(p.name for p in folders if not p.name.startswith(".") and (p.is_dir() or p.is_symlink()))
     if not students:
-        raise SystemExit(f"g2c autograde: no submissions found as {submitted}/<student>/{ASSIGNMENT}/")
+        raise SystemExit(f"g2c autograde: no submissions found as {submitted}/<student>/{spec.name}/")
     if isolate:
         from g2c.grading.sandbox import isolation_available
 
@@ -74,11 +78,10 @@ def autograde(course: Path, submitted: Path | None = None, out: Path | None = No
             raise SystemExit(f"g2c autograde: cannot sandbox student code here: {problem}. "
                              "Run as root (or with user namespaces), or pass --no-sandbox on a machine you can lose.")
     lay.grades.mkdir(parents=True, exist_ok=True)
-    source = course / "source_notebooks" / ASSIGNMENT / NOTEBOOK
     checks, source_cells = hidden_checks(source), graded_cells(source)
     done = {} if force else load_results(lay)
-    jobs_all = [Job(s, read_submission(submitted / s), b"", checks, source_cells, timeout, memory_mb, cell_timeout, isolate)
-                for s in students]
+    jobs_all = [Job(s, str(spec.folder), read_submission(lay, s), b"", checks, source_cells, timeout, memory_mb, cell_timeout,
+                    isolate) for s in students]
     todo = [job for job in jobs_all if _needs_grading(done.get(job.student), job)]
     # workers warm up while the assignment is registered; none start when only hand grades changed
     pool = None if scheduler or not todo else _local_pool(max(1, min(jobs or os.cpu_count() or 1, len(todo))), isolate)
@@ -97,8 +100,6 @@ def autograde(course: Path, submitted: Path | None = None, out: Path | None = No
             pool.shutdown(wait=False, cancel_futures=True)
         if lay.db_exists:
             refresh(lay, students)
-    from g2c.grading.report import write_report
-
     write_report(lay)
     results = load_results(lay)
     fields = Outcome.__dataclass_fields__
@@ -137,11 +138,11 @@ def read_without_links(folder: Path, *names: str, limit: int) -> bytes:
             os.close(fd)
 
 
-def read_submission(folder: Path) -> bytes | None:
-    """``folder/03b-training/training.ipynb`` (see :func:`read_without_links`); anything but a
+def read_submission(lay: Layout, student: str) -> bytes | None:
+    """``submitted/<student>/<assignment>/<notebook>`` (see :func:`read_without_links`); anything but a
     regular file of at most MAX_NOTEBOOK_BYTES is an unreadable notebook (None: nothing there)."""
     try:
-        data = read_without_links(folder, ASSIGNMENT, NOTEBOOK, limit=MAX_NOTEBOOK_BYTES)
+        data = read_without_links(lay.submitted / student, lay.assignment, lay.spec.notebook, limit=MAX_NOTEBOOK_BYTES)
     except FileNotFoundError:
         return None
     except NotARegularFile:
@@ -161,16 +162,16 @@ def register_assignment(course: Path, lay: Layout) -> bytes:
     """
     with tempfile.TemporaryDirectory(prefix="g2c-register-") as tmp:
         template = Path(tmp) / "gradebook.db"
-        _generate_assignment(course, f"sqlite:///{template}", Path(tmp) / "release")
-        if not _has_assignment(lay.db_url):
+        _generate_assignment(course, lay.assignment, f"sqlite:///{template}", Path(tmp) / "release")
+        if not _has_assignment(lay):
             if lay.db_url.startswith("sqlite:///") and not lay.db_exists:
                 atomic_write(Path(lay.db_url.removeprefix("sqlite:///")), template.read_bytes())
             else:
-                _generate_assignment(course, lay.db_url, Path(tmp) / "release")
+                _generate_assignment(course, lay.assignment, lay.db_url, Path(tmp) / "release")
         return template.read_bytes()
 
 
-def _generate_assignment(course: Path, db_url: str, release: Path) -> None:
+def _generate_assignment(course: Path, name: str, db_url: str, release: Path) -> None:
     """nbgrader's generate_assignment of the source notebook into ``db_url`` (release thrown away)."""
     from nbgrader.apps import NbGraderAPI
     from traitlets.config import Config
@@ -180,19 +181,19 @@ def _generate_assignment(course: Path, db_url: str, release: Path) -> None:
     config.CourseDirectory.source_directory = "source_notebooks"
     config.CourseDirectory.release_directory = str(release)
     config.CourseDirectory.db_url = db_url
-    result = NbGraderAPI(config=config).generate_assignment(ASSIGNMENT, force=True)
+    result = NbGraderAPI(config=config).generate_assignment(name, force=True)
     if not result["success"]:
         raise SystemExit(f"g2c autograde: nbgrader generate_assignment failed:\n{result['log']}\n{result.get('error', '')}")
 
 
-def _has_assignment(db_url: str) -> bool:
+def _has_assignment(lay: Layout) -> bool:
     from nbgrader.api import Gradebook, MissingEntry
 
-    if db_url.startswith("sqlite:///") and not Path(db_url.removeprefix("sqlite:///")).exists():
+    if not lay.db_exists:
         return False
-    with Gradebook(db_url) as gb:
+    with Gradebook(lay.db_url) as gb:
         try:
-            return bool(gb.find_notebook(NAME, ASSIGNMENT).grade_cells)
+            return bool(gb.find_notebook(lay.spec.stem, lay.assignment).grade_cells)
         except MissingEntry:
             return False
 
@@ -203,7 +204,7 @@ def set_due_date(lay: Layout, due: str) -> None:
     from nbgrader.utils import parse_utc
 
     with Gradebook(lay.db_url) as gb:
-        gb.update_or_create_assignment(ASSIGNMENT, duedate=parse_utc(due))
+        gb.update_or_create_assignment(lay.assignment, duedate=parse_utc(due))
 
 
 def hidden_checks(source: Path) -> dict[str, list[str]]:
@@ -314,15 +315,15 @@ def _with_progress(outcomes: Iterator[Outcome], total: int, show: bool) -> Itera
 
 def record(lay: Layout, outcome: Outcome) -> None:
     """Save one outcome: gradebook first, the result file last (its presence means done)."""
-    save_to_gradebook(lay.db_url, outcome)
+    save_to_gradebook(lay, outcome)
     student = outcome.student_id
     if outcome.notebook is not None:
         notebook = with_reasons(outcome.notebook, outcome.reasons)
-        atomic_write(lay.folder("autograded", student, ASSIGNMENT) / NOTEBOOK, notebook.encode())
+        atomic_write(lay.submission("autograded", student), notebook.encode())
     if outcome.feedback is not None:
-        atomic_write(lay.folder("feedback", student, ASSIGNMENT) / FEEDBACK, outcome.feedback.encode())
+        atomic_write(lay.folder("feedback", student, lay.assignment) / lay.feedback_name, outcome.feedback.encode())
     else:
-        shutil.rmtree(lay.folder("feedback", student, ASSIGNMENT), ignore_errors=True)  # no stale page from an earlier run
+        shutil.rmtree(lay.folder("feedback", student, lay.assignment), ignore_errors=True)  # no stale page from an earlier run
     summary = {k: v for k, v in asdict(outcome).items() if k not in ("notebook", "feedback")}
     summary["feedback_for"] = _feedback_key(outcome.cells, 0.0)
     save_result(lay, student, summary)
@@ -336,7 +337,7 @@ def with_reasons(notebook: str, reasons: dict[str, list[str]]) -> str:
     return json.dumps(nb, indent=1, ensure_ascii=False)
 
 
-def save_to_gradebook(db_url: str, outcome: Outcome) -> None:
+def save_to_gradebook(lay: Layout, outcome: Outcome) -> None:
     """The student's grades as nbgrader's SaveAutoGrades would store them, as grades.csv has them;
     0 when nothing was graded.
 
@@ -344,9 +345,9 @@ def save_to_gradebook(db_url: str, outcome: Outcome) -> None:
     """
     from nbgrader.api import Gradebook
 
-    with Gradebook(db_url) as gb:
+    with Gradebook(lay.db_url) as gb:
         gb.update_or_create_student(outcome.student_id)
-        submission = gb.update_or_create_submission(ASSIGNMENT, outcome.student_id)
+        submission = gb.update_or_create_submission(lay.assignment, outcome.student_id)
         for notebook in submission.notebooks:
             for grade in notebook.grades:
                 if outcome.cells:  # graded, or stopped with what the probe recorded before
@@ -362,16 +363,6 @@ def save_to_gradebook(db_url: str, outcome: Outcome) -> None:
 def save_result(lay: Layout, student: str, summary: dict) -> None:
     """``results/<student>.json``: an outcome without its notebook and page; :func:`load_results` reads them."""
     atomic_write(lay.grades / "results" / f"{student}.json", json.dumps(summary, indent=1).encode())
-
-
-def load_results(lay: Layout) -> dict[str, dict]:
-    results = {}
-    for path in sorted((lay.grades / "results").glob("*.json")):
-        try:
-            results[path.stem] = json.loads(path.read_text())
-        except (OSError, ValueError):
-            pass  # torn by a crash before the rename cannot happen; anything else is regraded
-    return results
 
 
 # ---------------------------------------------------------------- what the gradebook knows now
@@ -405,7 +396,7 @@ def companion(lay: Layout, student: str, name: str) -> bytes | None:
     """A small file nbgrader's collect wrote beside the notebook, read as the notebook is: never
     through a link, a regular file, at most MAX_COMPANION_BYTES (None: not there or not that)."""
     try:
-        data = read_without_links(lay.folder("submitted", student, ASSIGNMENT), name, limit=MAX_COMPANION_BYTES)
+        data = read_without_links(lay.folder("submitted", student, lay.assignment), name, limit=MAX_COMPANION_BYTES)
     except OSError:
         return None
     return data if len(data) <= MAX_COMPANION_BYTES else None
@@ -417,7 +408,7 @@ def place_companions(lay: Layout, student: str) -> None:
     for name in COMPANIONS:
         data = companion(lay, student, name)
         for step in ("autograded", "feedback"):
-            folder = lay.folder(step, student, ASSIGNMENT)
+            folder = lay.folder(step, student, lay.assignment)
             if data is not None and folder.is_dir():
                 atomic_write(folder / name, data)
 
@@ -437,7 +428,7 @@ def _file_time(lay: Layout, student: str):
     from datetime import datetime
 
     try:
-        mtime = os.lstat(lay.folder("submitted", student, ASSIGNMENT) / NOTEBOOK).st_mtime
+        mtime = os.lstat(lay.submission("submitted", student)).st_mtime
     except OSError:
         return None
     return datetime.fromtimestamp(mtime, UTC).replace(tzinfo=None)
@@ -454,7 +445,7 @@ def stamp_submissions(lay: Layout, students: list[str]) -> None:
     with Gradebook(lay.db_url) as gb:
         for student in students:
             stamp = submission_time(lay, student)
-            submission = gb.update_or_create_submission(ASSIGNMENT, student, **({"timestamp": stamp} if stamp else {}))
+            submission = gb.update_or_create_submission(lay.assignment, student, **({"timestamp": stamp} if stamp else {}))
             for notebook in submission.notebooks:
                 notebook.late_submission_penalty = None
                 if submission.total_seconds_late > 0:
@@ -474,10 +465,10 @@ def gradebook_standing(lay: Layout, students: list[str]) -> dict[str, dict]:
     with Gradebook(lay.db_url) as gb:
         for student in students:
             try:
-                submission = gb.find_submission(ASSIGNMENT, student)
+                submission = gb.find_submission(lay.assignment, student)
             except MissingEntry:
                 continue
-            notebook = next(nb for nb in submission.notebooks if nb.name == NAME)
+            notebook = next(nb for nb in submission.notebooks if nb.name == lay.spec.stem)
             cells = {g.name: score_of(g) for g in notebook.grades}
             standing[student] = {"cells": cells, "late_penalty": notebook.late_submission_penalty or 0.0,
                                  "timestamp": submission.timestamp.isoformat(sep=" ") if submission.timestamp else ""}
@@ -495,12 +486,12 @@ def rerender_feedback(lay: Layout, student: str, scores: dict[str, float | None]
 
     from g2c.grading.feedback import feedback_html
 
-    autograded = lay.folder("autograded", student, ASSIGNMENT) / NOTEBOOK
+    autograded = lay.submission("autograded", student)
     if result.get("status") not in ("graded", "memory") or not autograded.exists():
         return False
     nb = nbformat.read(autograded, as_version=4)
     page = feedback_html(nb, scores, nb.metadata.get(REASONS_KEY, result.get("reasons", {})), late_penalty=penalty)
-    atomic_write(lay.folder("feedback", student, ASSIGNMENT) / FEEDBACK, page.encode())
+    atomic_write(lay.folder("feedback", student, lay.assignment) / lay.feedback_name, page.encode())
     return True
 
 
@@ -516,24 +507,8 @@ def write_grades(lay: Layout, students: list[str], results: dict[str, dict], sta
         cells = {c: now["cells"].get(c) for c in cell_ids}
         total = sum(v for v in cells.values() if v is not None) - now["late_penalty"]
         scores = ["" if v is None else f"{v:g}" for v in cells.values()]
-        rows.append([student, ASSIGNMENT, f"{total:g}", f"{max_score:g}", r["status"], now["timestamp"],
+        rows.append([student, lay.assignment, f"{total:g}", f"{max_score:g}", r["status"], now["timestamp"],
                      f"{now['late_penalty']:g}", *scores])
     table = io.StringIO(newline="")
     csv.writer(table).writerows(rows)
     atomic_write(lay.grades_csv, table.getvalue().encode())
-
-
-def grade_cells(lay: Layout) -> dict[str, float]:
-    """The assignment's graded cells, in notebook order, and their points."""
-    from nbgrader.api import Gradebook
-
-    with Gradebook(lay.db_url) as gb:
-        return {c.name: float(c.max_score) for c in gb.find_notebook(NAME, ASSIGNMENT).grade_cells}
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """``data`` in ``path`` whole or not at all: written beside it, then renamed over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    partial.replace(path)

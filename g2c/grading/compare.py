@@ -1,19 +1,20 @@
 """The comparator: decides every point from the probe's record, outside the sandbox.
 
 It never imports or runs student code. The record is parsed as data only (strict JSON, capped,
-anything malformed counts as missing); the expected data is made here, by running the probe's
-own scenario functions on ``g2c.training`` with the same seed, and on the pitfall mutants of
-``g2c.grading.pitfalls`` to name a mistake and to charge it only to the cells it belongs to.
+anything malformed counts as missing); the expected data is made here, by running the
+assignment's own scenarios (its ``scenarios.py``) on the reference with the same seed, and on
+the mutants of its pitfall catalogue (``g2c.grading.pitfalls``) to name a mistake and to charge
+it only to the cells it belongs to. Everything about the assignment comes from its spec.
 
 A scenario passes when the student's data equals the reference's (within its tolerance), or
 equals a mutant's (one pitfall, or two of the same answer) none of whose pitfalls is charged to
 it: one mistake costs its own cell and the catch-all trajectory cells, which pass only on the
 reference. Messages say what differed in words and never show an expected number.
 
-Wiring: ``checks = decide(parse_record(raw_bytes_from_the_probe), seed, {grade_id: source})``
-with the seed the probe ran with; ``checks[scenario].passed`` gives the points of the grade cell
-mapped to that scenario, ``.message`` its feedback. Expected data is cached per (seed, scenario):
-grading a batch with one seed computes the reference once.
+Wiring: ``checks = decide(spec, parse_record(raw_bytes_from_the_probe, spec.scenario_names), seed,
+{grade_id: source})`` with the seed the probe ran with; ``checks[scenario].passed`` gives the
+points of the grade cell mapped to that scenario, ``.message`` its feedback. Expected data is
+cached per (assignment, seed, scenario): grading a batch with one seed computes the reference once.
 """
 
 from __future__ import annotations
@@ -22,16 +23,19 @@ import array
 import ast
 import base64
 import binascii
+import fnmatch
 import functools
 import json
 import math
 import re
 import sys
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from g2c.grading import pitfalls, probe
-from g2c.grading.probe import SCENARIOS
+from g2c.grading import probe
+from g2c.grading.assignment import Assignment
+from g2c.grading.pitfalls import catalogue
 
 # ---------------------------------------------------------------- the record, as data
 
@@ -115,12 +119,12 @@ def _load(line: bytes) -> Any:
         return None
 
 
-def parse_record(raw: bytes, limit: int = MAX_RECORD) -> dict:
+def parse_record(raw: bytes, scenarios: Collection[str], limit: int = MAX_RECORD) -> dict:
     """The probe's output -> {"scenarios": {name: data}, "cells": {grade_id: error}, "done": bool}.
 
     Reads at most ``limit`` bytes (a cut last line is dropped), ignores every line that is not
-    one of the probe's three kinds or names an unknown scenario, keeps the first line of each
-    scenario, and never raises.
+    one of the probe's three kinds or names a scenario not in ``scenarios``, keeps the first line
+    of each scenario, and never raises.
     """
     out: dict[str, Any] = {"scenarios": {}, "cells": {}, "done": False}
     try:
@@ -130,7 +134,7 @@ def parse_record(raw: bytes, limit: int = MAX_RECORD) -> dict:
             lines = lines[:-1]
         for line in lines:
             try:
-                _take(out, _load(line))
+                _take(out, _load(line), scenarios)
             except Exception:  # a line that defeats the cleaning is ignored like any bad line
                 continue
     except Exception:  # never raise: what was read so far stands
@@ -138,13 +142,13 @@ def parse_record(raw: bytes, limit: int = MAX_RECORD) -> dict:
     return out
 
 
-def _take(out: dict, obj: Any) -> None:
+def _take(out: dict, obj: Any, scenarios: Collection[str]) -> None:
     """File one parsed line into ``out`` if it is a scenario, a cell error or the end mark."""
     if not isinstance(obj, dict):
         return
     if obj == {"done": True}:
         out["done"] = True
-    elif set(obj) == {"scenario", "data"} and isinstance(obj["scenario"], str) and obj["scenario"] in SCENARIOS:
+    elif set(obj) == {"scenario", "data"} and isinstance(obj["scenario"], str) and obj["scenario"] in scenarios:
         out["scenarios"].setdefault(obj["scenario"], clean(obj["data"]))
     elif set(obj) == {"cell", "error"} and isinstance(obj["cell"], str) and _is_error(clean(obj["error"])):
         out["cells"].setdefault(obj["cell"][:200], clean(obj["error"]))
@@ -170,28 +174,15 @@ class Diff:
         return f"{where}: {self.what}" if where else self.what
 
 
-# scenario -> (rtol, atol); float64 AdamW over steps unless named
-TOLERANCE = {
-    "adamw_trajectory_float32": (1e-4, 1e-5),
-    "clip_matches": (1e-12, 1e-15),
-    "clip_global": (1e-5, 1e-15),  # eps (fixed, missing) moves it by ~1e-6: that is clip_none_and_eps' business
-    "clip_small_untouched": (1e-12, 1e-15),
-    "clip_none_and_eps": (1e-12, 1e-15),
-    "schedule_warmup": (1e-12, 1e-15),
-    "schedule_cosine": (1e-12, 1e-15),
-    "schedule_floor": (1e-12, 1e-15),
-}
-ADAMW_TOLERANCE = (1e-9, 1e-12)
-BY_HAND_TOLERANCE = 1e-6
+Tolerance = Callable[[tuple[str, ...]], "tuple[float, float] | None"]  # a value's path -> (rtol, atol), None: exact
 
 
-def tolerance(scenario: str, path: tuple[str, ...]) -> tuple[float, float] | None:
-    """(rtol, atol) for one value, or None where it must be bit-identical."""
-    if scenario == "adamw_frozen" and path[:1] == ("parameter without a gradient",):
-        return None
-    if scenario == "clip_small_untouched" and path[-1:] and path[-1].startswith("gradient"):
-        return None
-    return TOLERANCE.get(scenario, ADAMW_TOLERANCE)
+def tolerance(spec: Assignment, scenario: str) -> Tolerance:
+    """The scenario's rule: the spec's (rtol, atol) for it, or None (bit for bit) where an ``exact``
+    pattern matches the value's path ("case 1, gradient 2")."""
+    tol = spec.tolerances.get(scenario, spec.tolerance)
+    patterns = spec.exact.get(scenario, ())
+    return lambda path: None if any(fnmatch.fnmatchcase(", ".join(path), p) for p in patterns) else tol
 
 
 def _number(value: Any) -> float | None:
@@ -223,8 +214,8 @@ def _how_far(got: list[float], want: list[float]) -> str:
     return f"differs by about {rel:.0e} relative" if rel < 1e3 else "is far off"
 
 
-def differ(want: Any, got: Any, scenario: str, path: tuple[str, ...] = ()) -> Diff | None:
-    """None when ``got`` matches ``want`` (expected data) under ``scenario``'s tolerance, else the
+def differ(want: Any, got: Any, tol: Tolerance, path: tuple[str, ...] = ()) -> Diff | None:
+    """None when ``got`` matches ``want`` (expected data) under the tolerance rule ``tol``, else the
     first difference. Walks the expected data, so only its keys (never the student's) are read."""
     if _is_error(want):
         return None if _is_error(got) and got["error"] == want["error"] else Diff(path, "does not raise as expected")
@@ -236,32 +227,35 @@ def differ(want: Any, got: Any, scenario: str, path: tuple[str, ...] = ()) -> Di
         if not isinstance(got, dict):
             return Diff(path, "is not what the check records")
         for key, value in want.items():
-            found = differ(value, got.get(key, MISSING), scenario, path + (key,))
+            if key not in got:
+                return Diff(path + (key,), "is missing")
+            found = differ(value, got[key], tol, path + (key,))
             if found:
                 return found
-        return None
+        extra = [key for key in got if key not in want]
+        return Diff(path + (extra[0],), "is not asked for") if extra else None
     if isinstance(want, list):
         if not isinstance(got, list) or len(got) != len(want):
             return Diff(path, "is not what the check records")
         for i, (w, g) in enumerate(zip(want, got)):
-            found = differ(w, g, scenario, path + (f"item {i + 1}",))
+            found = differ(w, g, tol, path + (f"item {i + 1}",))
             if found:
                 return found
         return None
     if isinstance(want, Array):
-        return _differ_array(want, got, scenario, path)
+        return _differ_array(want, got, tol, path)
     if want is None:
         return None if got is None else Diff(path, "is set: it should stay None")
     if isinstance(want, bool):
         return None if got is want else Diff(path, f"is {got!r}" if isinstance(got, bool) else "is not True or False")
     if isinstance(want, float):
-        return _differ_float(want, got, scenario, path)
+        return _differ_float(want, got, tol, path)
     if isinstance(want, str):
-        return None if got == want else Diff(path, "is not what the check records")
+        return None if got == want else Diff(path, "is not the right answer")
     return Diff(path, "is not what the check records")
 
 
-def _differ_array(want: Array, got: Any, scenario: str, path: tuple[str, ...]) -> Diff | None:
+def _differ_array(want: Array, got: Any, tol: Tolerance, path: tuple[str, ...]) -> Diff | None:
     if got is None:
         return Diff(path, "is None")
     if not isinstance(got, Array):
@@ -270,21 +264,21 @@ def _differ_array(want: Array, got: Any, scenario: str, path: tuple[str, ...]) -
         return Diff(path, f"has dtype {got.dtype}, not {want.dtype}")
     if got.shape != want.shape:
         return Diff(path, f"has shape {list(got.shape)}, not {list(want.shape)}")
-    tol = tolerance(scenario, path)
-    if all(_close(g, w, tol) for g, w in zip(got.values, want.values)):
+    rule = tol(path)
+    if all(_close(g, w, rule) for g, w in zip(got.values, want.values)):
         return None
-    if tol is None and all(math.isfinite(g) for g in got.values):
+    if rule is None and all(math.isfinite(g) for g in got.values):
         return Diff(path, "changed")
     return Diff(path, _how_far(got.values, want.values))
 
 
-def _differ_float(want: float, got: Any, scenario: str, path: tuple[str, ...]) -> Diff | None:
+def _differ_float(want: float, got: Any, tol: Tolerance, path: tuple[str, ...]) -> Diff | None:
     value = _number(got)
     if value is None:
         if isinstance(got, str) and got.startswith("<"):
             return Diff(path, f"is a {got.strip('<>')}, not a number")
         return Diff(path, "is not a number")
-    if _close(value, want, tolerance(scenario, path)):
+    if _close(value, want, tol(path)):
         return None
     return Diff(path, _how_far([value], [want]))
 
@@ -292,34 +286,24 @@ def _differ_float(want: float, got: Any, scenario: str, path: tuple[str, ...]) -
 # ---------------------------------------------------------------- expected data, cached per seed
 
 
-def answer_of(scenario: str) -> str:
-    """The answer a scenario grades: adamw, clip, schedule, p1 or diagnosis."""
-    if scenario == "by_hand_p1":
-        return "p1"
-    return scenario.split("_", 1)[0] if scenario != "diagnosis" else "diagnosis"
-
-
-# answer -> the grade id of the answer cell that defines it (notebook_build's)
-ANSWER_CELL = {"adamw": "adamw", "clip": "clip", "schedule": "schedule", "p1": "adamw_by_hand_answer",
-               "diagnosis": "diagnosis_answer"}
-OBJECT = {"adamw": "AdamW", "clip": "clip_grad_norm_", "schedule": "cosine_with_warmup", "p1": "p1", "diagnosis": "diagnosis"}
+@functools.cache
+def scenarios(spec: Assignment) -> dict[str, Callable[[dict, int], Any]]:
+    """The assignment's scenario functions, from the same text the probe runs."""
+    return probe.load_scenarios(spec.scenarios.read_text())
 
 
 @functools.lru_cache(maxsize=256)
-def reference_data(seed: int, scenario: str) -> Any:
-    """The scenario's data on ``g2c.training``, cleaned like the student's (the probe's encoders already
+def reference_data(spec: Assignment, seed: int, scenario: str) -> Any:
+    """The scenario's data on the reference, cleaned like the student's (the probe's encoders already
     made it plain JSON data: a round trip through json.dumps/loads would change nothing)."""
-    import g2c.training as reference
-
-    namespace = {"AdamW": reference.AdamW, "clip_grad_norm_": reference.clip_grad_norm_,
-                 "cosine_with_warmup": reference.cosine_with_warmup}
-    return clean(probe.record(scenario, namespace, seed))
+    return mutant_data(spec, seed, scenario, ())
 
 
 @functools.lru_cache(maxsize=8192)
-def mutant_data(seed: int, scenario: str, names: tuple[str, ...]) -> Any:
-    """The scenario's data on the reference with the named pitfalls."""
-    return clean(probe.record(scenario, pitfalls.namespace(answer_of(scenario), names), seed))
+def mutant_data(spec: Assignment, seed: int, scenario: str, names: tuple[str, ...]) -> Any:
+    """The scenario's data on the reference with the named pitfalls (none: the reference itself)."""
+    namespace = catalogue(spec).namespace(spec.answer_of(scenario), names)
+    return clean(probe.record(scenarios(spec)[scenario], namespace, seed))
 
 
 # ---------------------------------------------------------------- deciding
@@ -335,168 +319,138 @@ PASS = Check(True, "")
 SILENT_ERRORS = {"NotImplementedError", "Timeout", "NameError"}  # no mutant raises these
 
 
-def _charged(names: tuple[str, ...], scenario: str) -> bool:
-    return any(scenario in pitfalls.BY_NAME[n].charged_to for n in names)
+@dataclass
+class _Case:
+    """What deciding one submission needs at hand."""
+
+    spec: Assignment
+    seed: int
+    record: dict
+    evidence: dict[str, set]  # answer -> the mutants the student's data matched so far
+
+    def charged(self, names: tuple[str, ...], scenario: str) -> bool:
+        return any(scenario in catalogue(self.spec).by_name[n].charged_to for n in names)
+
+    def messages(self, names: tuple[str, ...], scenario: str | None = None) -> str:
+        """The pitfalls' messages, those charged to ``scenario`` first."""
+        chosen = sorted((catalogue(self.spec).by_name[n] for n in names), key=lambda p: scenario not in p.charged_to)
+        return "; and ".join(p.message for p in chosen)
+
+    def matches(self, scenario: str, got: Any, candidates: list[tuple[str, ...]], first: bool = False) -> list[tuple[str, ...]]:
+        """The candidates whose data equals the student's (only the first one found if ``first``)."""
+        found, tol = [], tolerance(self.spec, scenario)
+        for names in candidates:
+            if differ(mutant_data(self.spec, self.seed, scenario, names), got, tol) is None:
+                found.append(names)
+                if first:
+                    break
+        return found
+
+    def error_words(self, diff: Diff, scenario: str) -> str:
+        """What a raised exception means for the student, with the answer cell's own error if any."""
+        err = diff.error or {}
+        kind = err.get("error", "")
+        if kind == "NotImplementedError":
+            return "not written yet: still raises NotImplementedError"
+        if kind == "Timeout":
+            return "did not finish within the time limit"
+        answer = self.spec.answers[self.spec.answer_of(scenario)]
+        cell_error = self.record.get("cells", {}).get(answer.grade_id)
+        if kind == "NameError" and _is_error(cell_error):
+            if cell_error["error"] == "NotImplementedError":
+                return "not written yet: the answer cell still raises NotImplementedError"
+            return (f"your answer cell raised {cell_error['error']}: {' '.join(cell_error['message'].split())[:300]}, "
+                    f"so {answer.name} was never defined")
+        where = ", ".join(diff.path)
+        message = " ".join(err.get("message", "").split())[:300]
+        return f"raised {kind}: {message}" + (f" ({where})" if where else "")
+
+    def unexplained(self, diff: Diff, scenario: str) -> Check:
+        """A difference no pitfall explains: where it is, and the cell's hint."""
+        if diff.error:
+            return Check(False, self.error_words(diff, scenario))
+        hint = self.spec.hint(scenario)
+        return Check(False, diff.words() + (f"; {hint}" if hint else ""))
 
 
-def _messages(names: tuple[str, ...], scenario: str | None = None) -> str:
-    """The pitfalls' messages, those charged to ``scenario`` first."""
-    chosen = [pitfalls.BY_NAME[n] for n in names]
-    chosen.sort(key=lambda p: scenario not in p.charged_to)
-    return "; and ".join(p.message for p in chosen)
-
-
-def _matches(seed: int, scenario: str, got: Any, candidates: list[tuple[str, ...]], first: bool = False) -> list[tuple[str, ...]]:
-    """The candidates whose data equals the student's (only the first one found if ``first``)."""
-    found = []
-    for names in candidates:
-        if differ(mutant_data(seed, scenario, names), got, scenario) is None:
-            found.append(names)
-            if first:
-                break
-    return found
-
-
-def _error_words(diff: Diff, scenario: str, record: dict) -> str:
-    """What a raised exception means for the student, with the answer cell's own error if any."""
-    err = diff.error or {}
-    kind = err.get("error", "")
-    if kind == "NotImplementedError":
-        return "not written yet: still raises NotImplementedError"
-    if kind == "Timeout":
-        return "did not finish within the time limit"
-    answer = answer_of(scenario)
-    cell_error = record.get("cells", {}).get(ANSWER_CELL.get(answer, ""))
-    if kind == "NameError" and _is_error(cell_error):
-        if cell_error["error"] == "NotImplementedError":
-            return "not written yet: the answer cell still raises NotImplementedError"
-        return (f"your answer cell raised {cell_error['error']}: {' '.join(cell_error['message'].split())[:300]}, "
-                f"so {OBJECT[answer]} was never defined")
-    where = ", ".join(diff.path)
-    message = " ".join(err.get("message", "").split())[:300]
-    return f"raised {kind}: {message}" + (f" ({where})" if where else "")
-
-
-def _decide_one(scenario: str, got: Any, seed: int, record: dict, evidence: dict[str, set]) -> Check:
-    """One scenario's verdict (``evidence`` collects the mutants the student's data matched)."""
-    want = reference_data(seed, scenario)
-    diff = differ(want, got, scenario)
+def _decide_one(case: _Case, scenario: str, got: Any) -> Check:
+    """One scenario's verdict (``case.evidence`` collects the mutants the student's data matched)."""
+    spec, cat = case.spec, catalogue(case.spec)
+    diff = differ(reference_data(spec, case.seed, scenario), got, tolerance(spec, scenario))
     if diff is None:
         return PASS
     if diff.error and diff.error.get("error") in SILENT_ERRORS:
-        return Check(False, _error_words(diff, scenario, record))
-    answer = answer_of(scenario)
-    if scenario in pitfalls.CATCH_ALL[answer]:
-        return _decide_catch_all(scenario, got, seed, record, diff, evidence[answer])
-    singles = [(p.name,) for p in pitfalls.of(answer)]
-    matched = _matches(seed, scenario, got, singles)
+        return Check(False, case.error_words(diff, scenario))
+    answer = spec.answer_of(scenario)
+    if scenario in spec.catch_all(answer):
+        return _decide_catch_all(case, scenario, got, diff)
+    matched = case.matches(scenario, got, [(p.name,) for p in cat.of(answer)])
     if not matched:  # two mistakes (two that leave this scenario alone each may still change it together)
-        pairs = [(a.name, b.name) for a, b in pitfalls.pairs(answer)]
-        free_pairs = [c for c in pairs if not _charged(c, scenario)]
-        matched = _matches(seed, scenario, got, free_pairs, first=True)
-        matched = matched or _matches(seed, scenario, got, [c for c in pairs if _charged(c, scenario)], first=True)
-    evidence[answer].update(matched)
-    free = [m for m in matched if not _charged(m, scenario)]
-    if free:
+        pairs = [(a.name, b.name) for a, b in cat.pairs(answer)]
+        free_pairs = [c for c in pairs if not case.charged(c, scenario)]
+        matched = case.matches(scenario, got, free_pairs, first=True)
+        matched = matched or case.matches(scenario, got, [c for c in pairs if case.charged(c, scenario)], first=True)
+    case.evidence[answer].update(matched)
+    if any(not case.charged(m, scenario) for m in matched):
         return PASS
     if matched:
-        return Check(False, _messages(matched[0], scenario))
-    return Check(False, _error_words(diff, scenario, record) if diff.error else diff.words())
+        return Check(False, case.messages(matched[0], scenario))
+    return case.unexplained(diff, scenario)
 
 
-def _decide_catch_all(scenario: str, got: Any, seed: int, record: dict, diff: Diff, evidence: set) -> Check:
+def _decide_catch_all(case: _Case, scenario: str, got: Any, diff: Diff) -> Check:
     """Fails (it passes only on the reference); names the pitfall if one the student showed elsewhere,
     one charged to no other cell, or a pair of those, explains it."""
-    answer = answer_of(scenario)
+    answer, cat = case.spec.answer_of(scenario), catalogue(case.spec)
+    evidence = case.evidence[answer]
     seen = sorted({n for names in evidence for n in names})
-    extra = [p.name for p in pitfalls.of(answer) if set(p.charged_to) <= {scenario}]
+    extra = [p.name for p in cat.of(answer) if set(p.charged_to) <= {scenario}]
     singles = [(n,) for n in dict.fromkeys(seen + extra)]
     pairs = [c for c in evidence if len(c) == 2]
-    pairs += [(a.name, b.name) for a, b in pitfalls.pairs(answer) if a.name in seen and b.name in seen]
+    pairs += [(a.name, b.name) for a, b in cat.pairs(answer) if a.name in seen and b.name in seen]
     for candidates in (singles, list(dict.fromkeys(pairs))):
-        matched = _matches(seed, scenario, got, candidates)
+        matched = case.matches(scenario, got, candidates)
         if matched:
-            return Check(False, _messages(matched[0]))
-    return Check(False, _error_words(diff, scenario, record) if diff.error else diff.words())
+            return Check(False, case.messages(matched[0]))
+    return case.unexplained(diff, scenario)
 
 
-@functools.cache
-def _by_hand() -> dict[str, float]:
-    from g2c.grading.notebook_build import by_hand_values
+def decide(spec: Assignment, record: dict, seed: int, sources: dict[str, str]) -> dict[str, Check]:
+    """One Check per scenario of the assignment from a parsed record (see parse_record).
 
-    return by_hand_values()
-
-
-def _unreadable(scenario: str, got: dict, record: dict) -> Check:
-    """p1 or diagnosis raised when read: usually its cell never defined it."""
-    return Check(False, _error_words(Diff((), "", got), scenario, record))
-
-
-def _decide_by_hand(got: Any, record: dict) -> Check:
-    if _is_error(got):
-        return _unreadable("by_hand_p1", got, record)
-    value = _number(got.get("p1")) if isinstance(got, dict) else None
-    if value is None or not math.isfinite(value):
-        return Check(False, "set p1 to a finite number")
-    values = _by_hand()
-    if abs(value - values["right"]) <= BY_HAND_TOLERANCE:
-        return PASS
-    if abs(value - values["adam_l2"]) <= BY_HAND_TOLERANCE:
-        return Check(False, "weight decay is folded into the gradient (Adam + L2); AdamW shrinks the parameter directly")
-    if abs(value - values["no_bias_correction"]) <= BY_HAND_TOLERANCE:
-        return Check(False, "bias correction is missing: divide m by 1 - beta1**t and v by 1 - beta2**t")
-    return Check(False, "p1 is not the first AdamW update: recompute m, v, their bias correction and the decoupled decay")
-
-
-def _decide_diagnosis(got: Any, record: dict) -> Check:
-    from g2c.grading.notebook_build import diagnosis_key
-
-    key = diagnosis_key()
-    if _is_error(got):
-        return _unreadable("diagnosis", got, record)
-    given = got.get("diagnosis") if isinstance(got, dict) else None
-    if not isinstance(given, dict) or sorted(given) != sorted(key):
-        return Check(False, f"diagnosis needs exactly the keys {', '.join(sorted(key))}")
-    wrong = [curve for curve in key if given.get(curve) != key[curve]]
-    if wrong:
-        return Check(False, f"curves {wrong} are misread: hold each against the five terms' tests (the curve doctor's "
-                            "Check explains them): loss explodes, validation turns up, both level off high, both barely move")
-    return PASS
-
-
-def decide(record: dict, seed: int, sources: dict[str, str]) -> dict[str, Check]:
-    """One Check per scenario of ``probe.SCENARIOS`` from a parsed record (see parse_record).
-
-    ``sources`` maps answer cells' grade ids to their source: an answer whose cell delegates to
-    torch (see :func:`delegation`) fails all its scenarios with that sentence.
+    ``sources`` maps answer cells' grade ids to their source: a cell that reaches for what the
+    grader cannot check (see :func:`delegation`) fails every scenario with that sentence.
     """
     record = record if isinstance(record, dict) else {}
-    scenarios = record.get("scenarios") if isinstance(record.get("scenarios"), dict) else {}
+    found = record.get("scenarios") if isinstance(record.get("scenarios"), dict) else {}
     record = {"cells": record.get("cells") if isinstance(record.get("cells"), dict) else {}, "done": record.get("done") is True}
     sources = sources if isinstance(sources, dict) else {}
-    evidence: dict[str, set] = {answer: set() for answer in pitfalls.ANSWERS}
-    delegated = {answer: delegation(answer, sources[cell]) for answer, cell in ANSWER_CELL.items()
-                 if isinstance(sources.get(cell), str)}
-    # a cell that is not an answer may rebind any answer's name: what it may not use costs them all
-    shared = next((delegated[a] for a in ANSWER_CELL if a not in pitfalls.ANSWERS and delegated.get(a)), None)
+    case = _Case(spec, seed, record, {answer: set() for answer in spec.answers})
+    refused = _refusal(spec, sources)
     checks: dict[str, Check] = {}
     # isolating scenarios first: the catch-alls name the pitfalls the student showed there
-    order = sorted(SCENARIOS, key=lambda s: s in pitfalls.CATCH_ALL.get(answer_of(s), ()))
+    order = sorted(spec.scenario_names, key=lambda s: s in spec.catch_all(spec.answer_of(s)))
     for scenario in order:
-        got = scenarios.get(scenario, MISSING)
-        answer = answer_of(scenario)
-        if shared or delegated.get(answer):
-            checks[scenario] = Check(False, shared or delegated[answer])
+        got = found.get(scenario, MISSING)
+        if refused:
+            checks[scenario] = Check(False, refused)
         elif got is MISSING:
             checks[scenario] = Check(False, "missing: the grader received no data" + ("" if record.get("done") else
                                      " (the run stopped before this check)"))
-        elif scenario == "by_hand_p1":
-            checks[scenario] = _decide_by_hand(got, record)
-        elif scenario == "diagnosis":
-            checks[scenario] = _decide_diagnosis(got, record)
         else:
-            checks[scenario] = _decide_one(scenario, got, seed, record, evidence)
-    return {scenario: checks[scenario] for scenario in SCENARIOS}
+            checks[scenario] = _decide_one(case, scenario, got)
+    return {scenario: checks[scenario] for scenario in spec.scenario_names}
+
+
+def _refusal(spec: Assignment, sources: dict[str, str]) -> str | None:
+    """The sentence of the first probed cell that reaches for what the grader cannot check. It costs
+    every answer: the cells share one namespace and one torch, so a cell that may patch either may
+    change what any other answer computes."""
+    for answer in spec.answers.values():
+        source = sources.get(answer.grade_id)
+        if isinstance(source, str) and (sentence := delegation(spec, answer.key, source)):
+            return sentence
+    return None
 
 
 # ---------------------------------------------------------------- what the probed cells may use, read from the source
@@ -507,9 +461,6 @@ def decide(record: dict, seed: int, sources: dict[str, str]) -> dict[str, Check]
 # could hand back correct numbers it did not compute. What a correct answer needs is small:
 # tensor operations, math, and plain Python. Anything else is refused with one sentence.
 
-WHAT = {"adamw": ("your AdamW", "the update"), "clip": ("your clip_grad_norm_", "the clipping"),
-        "schedule": ("your cosine_with_warmup", "the schedule"), "p1": ("the cell that sets p1", "the number"),
-        "diagnosis": ("the cell that sets diagnosis", "the answer")}
 TORCH_PARTS = {"optim", "lr_scheduler", "_functional", "_single_tensor_adamw", "_multi_tensor_adamw",
                "_fused_adamw", "_fused_adamw_", "_fused_adam_", "clip_grad_norm_", "clip_grad_norm",
                "clip_grad_value_", "clip_grads_with_norm_", "get_total_norm", "clip_grad"}
@@ -525,21 +476,20 @@ FRAMES = {"tb_frame", "tb_next", "f_back", "f_globals", "f_locals", "f_builtins"
 HARMLESS_DUNDERS = {"__init__", "__name__", "__qualname__", "__class__", "__doc__"}
 
 
-def delegation(answer: str, source: str) -> str | None:
+def delegation(spec: Assignment, answer: str, source: str) -> str | None:
     """One sentence when a probed cell reaches for torch's own optimizer, clipping or scheduler, or
     for anything beyond tensor operations, math and plain Python (imports of other modules,
     dynamic code, frames, dunders); None when clean or when the cell does not parse (the probe
     reports that cell's SyntaxError)."""
-    from g2c.grading.probe import ipython_free
-
     try:
-        tree = ast.parse(ipython_free(source))
+        tree = ast.parse(probe.ipython_free(source))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
     found = _delegates_to(tree)
     if found is None:
         return None
-    subject, work = WHAT.get(answer, ("your answer", "it"))
+    a = spec.answers[answer]
+    subject, work = (f"your {a.name}" if a.source else f"the cell that sets {a.name}"), a.work
     if found.startswith("torch.") and any(part in TORCH_PARTS for part in found.split(".")):
         return f"{subject} calls {found}: the exercise is to write {work} yourself"
     return (f"{subject} uses {found}, which the grader cannot check: answer cells may use tensor operations, "

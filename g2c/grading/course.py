@@ -8,13 +8,17 @@ the same course. ``--out DIR`` keeps a separate batch (its own gradebook and fol
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from traitlets.config import Config
 
+from g2c.grading.assignment import Assignment, chosen, load
+
+GRADES_COLUMNS = ("student_id", "assignment", "score", "max_score", "status", "timestamp", "late_penalty")  # then one per cell
 CONFIG_FILE = "nbgrader_config.py"
-GRADES_FOLDER = "grades"  # in the course: grades.csv, results/ and the class report (beside nbgrader's folders)
+GRADES_FOLDER = "grades"  # in the course: <assignment>/ with grades.csv, results/ and the class report
 
 
 def course_config(root: Path) -> Config:
@@ -31,6 +35,20 @@ class Layout:
     root: Path  # the course (source notebooks, nbgrader_config.py)
     config: Config  # the course's configuration, with this batch's folders and gradebook in it
     grades: Path  # grades.csv, results/<student>.json, report.html
+    spec: Assignment  # the assignment graded
+
+    @property
+    def assignment(self) -> str:
+        return self.spec.name
+
+    @property
+    def feedback_name(self) -> str:
+        """nbgrader's name for the notebook's feedback page."""
+        return f"{self.spec.stem}.html"
+
+    def submission(self, step: str, student: str) -> Path:
+        """The student's notebook in ``step`` (submitted, autograded)."""
+        return self.folder(step, student, self.assignment) / self.spec.notebook
 
     @property
     def grades_csv(self) -> Path:
@@ -64,14 +82,16 @@ class Layout:
         return CourseDirectory(config=self.config)
 
 
-def layout(root: Path, submitted: Path | None = None, out: Path | None = None) -> Layout:
-    """The course's own folders and gradebook, or (``out``) a separate batch kept under ``out``."""
+def layout(root: Path, submitted: Path | None = None, out: Path | None = None, assignment: str | None = None) -> Layout:
+    """The course's own folders and gradebook, or (``out``) a separate batch kept under ``out``, for
+    ``assignment`` (default: the course's only one; ValueError when there is none or several)."""
     root = root.resolve()
+    spec = load(chosen(root, assignment), root)
     config = course_config(root)
     config.CourseDirectory.root = str(root)
     if "db_url" not in config.CourseDirectory:
         config.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"  # nbgrader's own default
-    grades = root / GRADES_FOLDER
+    grades = root / GRADES_FOLDER / spec.name
     if out is not None:
         out = out.resolve()
         config.CourseDirectory.db_url = f"sqlite:///{out / 'gradebook.db'}"
@@ -80,4 +100,33 @@ def layout(root: Path, submitted: Path | None = None, out: Path | None = None) -
         grades = out
     if submitted is not None:
         config.CourseDirectory.submitted_directory = str(submitted.resolve())
-    return Layout(root, config, grades)
+    return Layout(root, config, grades, spec)
+
+
+# ---------------------------------------------------------------- what a batch has written
+
+
+def load_results(lay: Layout) -> dict[str, dict]:
+    results = {}
+    for path in sorted((lay.grades / "results").glob("*.json")):
+        try:
+            results[path.stem] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            pass  # torn by a crash before the rename cannot happen; anything else is regraded
+    return results
+
+
+def grade_cells(lay: Layout) -> dict[str, float]:
+    """The assignment's graded cells, in notebook order, and their points."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(lay.db_url) as gb:
+        return {c.name: float(c.max_score) for c in gb.find_notebook(lay.spec.stem, lay.assignment).grade_cells}
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """``data`` in ``path`` whole or not at all: written beside it, then renamed over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    partial.replace(path)

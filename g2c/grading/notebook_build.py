@@ -2,7 +2,7 @@
 
 - The notebook's text is ``source_notebooks/<assignment>/notebook.md`` and its facts (points,
   checks, answers, constants) ``assignment.toml`` (``g2c.grading.assignment``).
-- Answer cells (``:answer: adamw``) are cut from ``g2c/training`` with their
+- Answer cells (``:answer: adamw``) are cut from the course file the spec names, with their
   ``### BEGIN SOLUTION`` regions intact (nbgrader strips them on release).
 - Visible test code is cut from the contract file (test functions and the helpers they use);
   hidden parts only name the probe scenarios ``g2c autograde`` decides them by.
@@ -11,7 +11,7 @@
   ``nbgrader generate_assignment --force`` and formgrader's Generate button give the same kit.
 - ``release`` runs real ``nbgrader generate_assignment`` with the course's configuration.
 
-``python -m g2c.grading.notebook_build [--release]`` rewrites the files; CI regenerates and
+``python -m g2c.grading.notebook_build [ASSIGNMENT...] [--release]`` rewrites the files; CI regenerates and
 fails on any difference (``make check-release``).
 """
 
@@ -20,57 +20,38 @@ from __future__ import annotations
 import argparse
 import ast
 import functools
-import math
+import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import nbformat
 
-from g2c.grading import assignment, path_with_this_environment
-from g2c.widgets.diagnosis import KINDS
-
-ROOT = Path(__file__).resolve().parents[2]
-ASSIGNMENT = "03b-training"
-SPEC = assignment.load(ASSIGNMENT)
-NOTEBOOK = SPEC.notebook
-TRAINING = ROOT / "g2c" / "training"
-CONTRACT = SPEC.contract
-
-# Views of the spec the grader reads. answer -> [(grade_id, points, visible contract tests, probe scenarios)]
-TEST_CELLS = {name: [(g.grade_id, g.points, list(g.tests), list(g.scenarios)) for g in SPEC.graded.values() if g.answer == name]
-              for name in SPEC.answers}
-# grade_id -> (points, probe scenarios) of the exercises whose answer is a value
-AUTOGRADED_EXERCISES = {g.grade_id: (g.points, list(g.scenarios)) for g in SPEC.graded.values() if g.answer is None}
-PROBED_CELLS = list(SPEC.probed)
+from g2c.grading import path_with_this_environment
+from g2c.grading.assignment import Assignment, Graded, TextCell, cell_body, fill, imported, load, names, text_cells
 
 
-def autograded_points() -> dict[str, int]:
-    """grade_id -> points of every autograded cell, in notebook order."""
-    return {g.grade_id: g.points for g in SPEC.graded.values()}
-
-
-def scenarios_of() -> dict[str, list[str]]:
-    """grade_id -> the probe scenarios that decide it."""
-    return {g.grade_id: list(g.scenarios) for g in SPEC.graded.values()}
-
-
-def contract_names() -> list[str]:
+def contract_names(spec: Assignment) -> list[str]:
     """The contract's test functions, in file order."""
-    return re.findall(r"^def (test_\w+)", CONTRACT.read_text(), re.M)
+    return re.findall(r"^def (test_\w+)", spec.contract.read_text(), re.M)
 
 
-def graded_tests() -> list[str]:
+def graded_tests(spec: Assignment) -> list[str]:
     """The contract tests shown in the notebook's test cells: the parts students write."""
-    return [test for g in SPEC.graded.values() for test in g.tests]
+    return [test for g in spec.graded.values() for test in g.tests]
 
 
-def given_tests() -> int:
+def given_tests(spec: Assignment) -> int:
     """How many contract tests pass on the untouched kit: those of the code students receive written."""
-    return len(contract_names()) - len(graded_tests())
+    return len(contract_names(spec)) - len(graded_tests(spec))
+
+
+def autograded_points(spec: Assignment) -> dict[str, int]:
+    """grade_id -> points of every autograded cell, in notebook order."""
+    return {g.grade_id: g.points for g in spec.graded.values()}
 
 
 def hidden_part(scenarios: list[str]) -> str:
@@ -85,37 +66,19 @@ def hidden_part(scenarios: list[str]) -> str:
     )
 
 
-MANUAL_CELLS = SPEC.manual
-BY_HAND = SPEC.constants["by_hand"]  # exercise 2: one scalar AdamW step
-
-
 @functools.cache
-def diagnosis_key() -> dict[str, str]:
-    """Exercise 7's answer: ``diagnose`` (the classifier of every widget and figure) on the runs the
-    notebook's ``curves`` cell makes, run here from the notebook's own text."""
-    import torch
-
-    from g2c.data import regression, tokens
-    from g2c.nn import MLP, TinyLM, seeded
-    from g2c.training import SGD, train
-    from g2c.widgets.diagnosis import diagnose
-
-    (curves,) = [cell.body for cell in text_cells() if cell.grade_id == "curves"]
-    namespace = {
-        "torch": torch, "regression": regression, "tokens": tokens, "MLP": MLP,
-        "TinyLM": TinyLM, "seeded": seeded, "SGD": SGD, "train": train,
-    }
-    exec(curves, namespace)
-    return {name: diagnose(history).label for name, history in namespace["curves"].items()}
+def facts(spec: Assignment) -> dict[str, Any]:
+    """What ``{{name}}`` may name in notebook.md and the preamble: the spec's constants, the contract's
+    counts and the computed facts (a package attribute, or a function of a cell's source)."""
+    known: dict[str, Any] = {**spec.constants, "given": given_tests(spec), "failing": len(graded_tests(spec))}
+    for name, how in spec.computed.items():
+        known[name] = imported(how) if isinstance(how, str) else imported(how["call"])(cell_body(spec, how["cell"]))
+    return known
 
 
-def text_cells() -> list[assignment.TextCell]:
-    return assignment.parse_cells(SPEC.text.read_text())
-
-
-# What the probe runs before the probed cells: only what an answer may use (not the setup cell:
-# its g2c names, train among them, would reach torch's clipping).
-PROBE_PREAMBLE = f"import math\n\nimport torch\n\nKINDS = {KINDS!r}\n"
+def preamble(spec: Assignment) -> str:
+    """What the probe runs before the answer cells (facts filled)."""
+    return fill(spec.preamble, facts(spec)).strip() + "\n"
 
 
 # ---------------------------------------------------------------- cutting code out of modules
@@ -141,9 +104,8 @@ def _imports(tree: ast.Module, lines: list[str]) -> list[str]:
     ]
 
 
-def answer_source(module: str, name: str, methods: list[str] | None = None, text: str | None = None) -> str:
-    """``name`` (with only ``methods`` if a class) from ``g2c/training/<module>.py`` (or ``text``), imports first."""
-    text = (TRAINING / f"{module}.py").read_text() if text is None else text
+def answer_source(text: str, name: str, methods: tuple[str, ...] | None = None) -> str:
+    """``name`` (with only ``methods`` if a class) from a module's ``text``, imports first."""
     tree, lines = ast.parse(text), text.splitlines()
     node = next(n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef)) and n.name == name)
     if methods is None:
@@ -158,18 +120,16 @@ def answer_source(module: str, name: str, methods: list[str] | None = None, text
     return "\n".join(_imports(tree, lines)) + "\n\n\n" + body
 
 
-ANSWER_CELLS = {gid: (a.module, a.name, list(a.methods) if a.methods else None) for gid, a in SPEC.answers.items()}
-
-
-def answer_sources(texts: dict[str, str] | None = None) -> dict[str, str]:
-    """grade_id -> answer cell source; ``texts`` (module -> source) replaces the reference files."""
+def answer_sources(spec: Assignment, texts: dict[str, str] | None = None) -> dict[str, str]:
+    """grade_id -> source of each cut answer's cell; ``texts`` (answer -> module source) replaces its course file."""
     texts = texts or {}
-    return {gid: answer_source(mod, name, methods, texts.get(mod)) for gid, (mod, name, methods) in ANSWER_CELLS.items()}
+    return {a.grade_id: answer_source(texts.get(a.key) or (spec.root / a.source).read_text(), a.name, a.methods)
+            for a in spec.answers.values() if a.source}
 
 
-def contract_code(tests: list[str]) -> str:
-    """The named tests of tests/test_training.py plus every module-level helper they need."""
-    text = CONTRACT.read_text()
+def contract_code(spec: Assignment, tests: list[str]) -> str:
+    """The named tests of the contract file plus every module-level helper they need."""
+    text = spec.contract.read_text()
     tree, lines = ast.parse(text), text.splitlines()
     defs: dict[str, ast.stmt] = {}
     for node in tree.body:
@@ -178,7 +138,7 @@ def contract_code(tests: list[str]) -> str:
         elif isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
             for target in node.targets:
                 defs.setdefault(target.id, node)
-    skip = {"AdamW", "clip_grad_norm_", "cosine_with_warmup", "impl"}  # the notebook's own
+    skip = {a.name for a in spec.answers.values() if a.source} | {"impl"}  # the notebook's own
     wanted, queue = [], list(tests)
     while queue:
         name = queue.pop()
@@ -188,31 +148,6 @@ def contract_code(tests: list[str]) -> str:
         queue.extend(n.id for n in ast.walk(defs[name]) if isinstance(n, ast.Name))
     ordered = sorted({id(defs[n]): defs[n] for n in wanted}.values(), key=lambda n: n.lineno)
     return "\n\n\n".join(_segment(lines, n) for n in ordered)
-
-
-# ---------------------------------------------------------------- the reference numbers
-
-
-def by_hand_values() -> dict[str, float]:
-    """Exercise 2's answer and its two classic wrong answers, from torch.optim.AdamW at build time."""
-    import torch
-
-    h = BY_HAND
-
-    def first_step(weight_decay: float, l2: float = 0.0) -> float:
-        p = torch.tensor([h["p"]], dtype=torch.float64, requires_grad=True)
-        opt = torch.optim.AdamW([p], lr=h["lr"], betas=(h["beta1"], h["beta2"]), eps=h["eps"], weight_decay=weight_decay)
-        p.grad = torch.tensor([h["g"] + l2 * h["p"]], dtype=torch.float64)
-        opt.step()
-        return p.item()
-
-    m, v = (1 - h["beta1"]) * h["g"], (1 - h["beta2"]) * h["g"] ** 2
-    no_bias = h["p"] * (1 - h["lr"] * h["weight_decay"]) - h["lr"] * m / (math.sqrt(v) + h["eps"])
-    return {
-        "right": first_step(h["weight_decay"]),
-        "adam_l2": first_step(0.0, l2=h["weight_decay"]),
-        "no_bias_correction": no_bias,
-    }
 
 
 # ---------------------------------------------------------------- cells
@@ -248,12 +183,12 @@ def code(text: str, grade_id: str | None = None, **kw) -> nbformat.NotebookNode:
 WIDGET_TAG = "widget"
 
 
-def test_cell(graded: assignment.Graded, own_checks: str) -> nbformat.NotebookNode:
+def test_cell(spec: Assignment, graded: Graded, own_checks: str) -> nbformat.NotebookNode:
     """``%%check``, the visible checks (cut from the contract, or the cell's own), then the hidden part."""
     if graded.tests:
         visible = (
-            f"# Visible checks (from {CONTRACT.relative_to(ROOT)}); hidden ones run when graded.\n"
-            f"{contract_code(list(graded.tests))}"
+            f"# Visible checks (from {spec.contract.relative_to(spec.root)}); hidden ones run when graded.\n"
+            f"{contract_code(spec, list(graded.tests))}"
         )
     else:
         visible = own_checks
@@ -267,23 +202,12 @@ def solution(text: str) -> str:
     return f"### BEGIN SOLUTION\n{text.strip()}\n### END SOLUTION"
 
 
-def facts() -> dict[str, object]:
-    """What ``{{name}}`` in notebook.md may name: the spec's constants and what is derived from the package."""
-    return {
-        **SPEC.constants,
-        "given": given_tests(),
-        "failing": len(graded_tests()),
-        "KINDS": KINDS,
-        "diagnosis_key": diagnosis_key(),
-    }
-
-
-def cell_of(cell: assignment.TextCell, answers: dict[str, str], known: dict[str, object]) -> nbformat.NotebookNode:
-    body = assignment.fill(cell.body, known)
+def cell_of(spec: Assignment, cell: TextCell, answers: dict[str, str], known: dict[str, Any]) -> nbformat.NotebookNode:
+    body = fill(cell.body, known)
     if cell.kind == "markdown":
         return md(body)
     if cell.kind == "answer":
-        return md(solution(body), cell.grade_id, grade=True, solution=True, points=MANUAL_CELLS[cell.grade_id])
+        return md(solution(body), cell.grade_id, grade=True, solution=True, points=spec.manual[cell.grade_id])
     if cell.kind == "locked":
         return code(body, cell.grade_id, locked=True)
     if cell.kind == "solution":
@@ -291,65 +215,82 @@ def cell_of(cell: assignment.TextCell, answers: dict[str, str], known: dict[str,
     if cell.kind == "cut":
         return code(answers[cell.grade_id], cell.grade_id, solution=True)
     if cell.kind == "checks":
-        return test_cell(SPEC.graded[cell.grade_id], body)
+        return test_cell(spec, spec.graded[cell.grade_id], body)
     widget = code(body)  # a g2c widget: pictures for the student, never graded nor run by the grader
     widget.metadata["tags"] = [WIDGET_TAG, GOES_ON]
     return widget
 
 
-def cells() -> list[nbformat.NotebookNode]:
-    answers, known = answer_sources(), facts()
-    return [cell_of(cell, answers, known) for cell in text_cells()]
-
-
-def build_notebook() -> nbformat.NotebookNode:
+def build_notebook(spec: Assignment, answers: dict[str, str] | None = None) -> nbformat.NotebookNode:
+    """The source notebook (solutions in their regions); ``answers`` (grade_id -> source) replaces cut answers."""
+    answers, known = {**answer_sources(spec), **(answers or {})}, facts(spec)
     nb = nbformat.v4.new_notebook()
     nb.metadata = {
         "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},
     }
-    nb.cells = cells()
+    nb.cells = [cell_of(spec, cell, answers, known) for cell in text_cells(spec)]
     for i, cell in enumerate(nb.cells):  # stable ids: regenerating gives the same file
         cell.id = cell.metadata.get("nbgrader", {}).get("grade_id", f"cell-{i:02d}").replace("_", "-")
     nbformat.validate(nb)
     return nb
 
 
-def source_path(root: Path = ROOT) -> Path:
-    return root / "source_notebooks" / ASSIGNMENT / NOTEBOOK
+def source_path(spec: Assignment) -> Path:
+    return spec.folder / spec.notebook
 
 
-# kit file (relative to the assignment folder) -> where it comes from
-KIT_FILES = {CONTRACT.relative_to(ROOT): CONTRACT, Path("conftest.py"): Path(__file__).with_name("kit_conftest.py")}
+KIT_CONFTEST = Path(__file__).with_name("kit_conftest.py")
 
 
-def write_source(root: Path = ROOT) -> Path:
+def kit_conftest(spec: Assignment) -> str:
+    """The kit's pytest plugin: ``kit_conftest.py`` with the assignment's answer cells and notebook."""
+    answers = {a.grade_id: a.name for a in spec.answers.values() if a.source}
+    classes = sorted(a.name for a in spec.answers.values() if a.source and a.methods)
+    text = KIT_CONFTEST.read_text()
+    for name, value in (("ANSWERS", answers), ("CLASSES", classes), ("NOTEBOOK", spec.notebook)):
+        line = f"{name} = {json.dumps(value)}"
+        text, n = re.subn(rf"^{name} = .*?(  #.*)?$", lambda m, line=line: line + (m.group(1) or ""), text, count=1, flags=re.M)
+        if n != 1:
+            raise ValueError(f"{KIT_CONFTEST} has no line {name} = ...")
+    return text
+
+
+def kit_files(spec: Assignment) -> dict[Path, str]:
+    """The kit's pytest files (relative to the assignment folder) and their text."""
+    return {spec.contract.relative_to(spec.root): spec.contract.read_text(), Path("conftest.py"): kit_conftest(spec)}
+
+
+def write_source(spec: Assignment) -> Path:
     """The source notebook and, beside it, the kit's pytest files nbgrader copies on release."""
-    path = source_path(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(build_notebook(), path)
-    for name, origin in KIT_FILES.items():
-        (path.parent / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(origin, path.parent / name)
+    path = source_path(spec)
+    nbformat.write(build_notebook(spec), path)
+    for name, text in kit_files(spec).items():
+        (spec.folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (spec.folder / name).write_text(text)
     return path
 
 
-def release(root: Path = ROOT) -> Path:
+def release(spec: Assignment) -> Path:
     """Regenerate the source folder and run nbgrader's own ``generate_assignment`` (course config:
     its gradebook gets the assignment; the kit's files come along as in formgrader's Generate)."""
-    write_source(root)
+    write_source(spec)
     subprocess.run(
-        [sys.executable, "-m", "nbgrader", "generate_assignment", ASSIGNMENT, "--force", "--log-level=WARN"],
-        cwd=root, check=True, env={**os.environ, "PATH": path_with_this_environment()},
+        [sys.executable, "-m", "nbgrader", "generate_assignment", spec.name, "--force", "--log-level=WARN"],
+        cwd=spec.root, check=True, env={**os.environ, "PATH": path_with_this_environment()},
     )
-    return root / "release" / ASSIGNMENT
+    return spec.root / "release" / spec.name
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("assignments", nargs="*", help="folder names under source_notebooks/ (default: all)")
+    parser.add_argument("--course", type=Path, default=Path.cwd(), help="the course root (default: here)")
     parser.add_argument("--release", action="store_true", help="also run nbgrader generate_assignment into release/")
     args = parser.parse_args(argv)
-    print(release() if args.release else write_source())
+    for name in args.assignments or names(args.course):
+        spec = load(name, args.course)
+        print(release(spec) if args.release else write_source(spec))
     return 0
 
 

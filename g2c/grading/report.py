@@ -17,8 +17,8 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
-from g2c.grading.autograde import ASSIGNMENT, GRADES_COLUMNS, atomic_write, grade_cells, load_results
-from g2c.grading.course import Layout
+from g2c.grading.course import GRADES_COLUMNS, Layout, atomic_write, grade_cells, load_results
+from g2c.grading.pitfalls import Catalogue, catalogue
 
 SLOWEST = 5  # submissions listed by grading time
 
@@ -31,9 +31,10 @@ def write_report(lay: Layout) -> Path:
     max_score = sum(points.values())
     results = load_results(lay)
     sections = [_summary(rows, max_score), _histogram(rows, max_score), _parts(rows, points),
-                _pitfalls(results), _statuses(rows, results), _late(rows), _slowest(results)]
-    page = (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Class report: {ASSIGNMENT}</title>"
-            f"<style>{STYLE}</style></head><body><main><h1>Class report: Module 03B — Training</h1>{''.join(sections)}"
+                _pitfalls(results, catalogue(lay.spec)), _statuses(rows, results), _late(rows), _slowest(results)]
+    page = (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+            f"<title>Class report: {html.escape(lay.assignment)}</title><style>{STYLE}</style></head><body><main>"
+            f"<h1>Class report: {html.escape(lay.spec.title)}</h1>{''.join(sections)}"
             "</main></body></html>\n")
     atomic_write(lay.report_html, page.encode())
     return lay.report_html
@@ -116,18 +117,16 @@ def _parts(rows: list[dict], points: dict[str, float]) -> str:
             _table(["part", "points", "mean", "full marks", "not graded yet"], body, {1, 2, 4}))
 
 
-def _pitfalls(results: dict[str, dict]) -> str:
+def _pitfalls(results: dict[str, dict], pitfalls: Catalogue) -> str:
     """Students per pitfall of the catalogue (named by its feedback message), then other reasons."""
-    from g2c.grading import pitfalls
-
     named, other = Counter(), Counter()
     for result in results.values():
         reasons = [reason for part in result.get("reasons", {}).values() for reason in part]
-        hit = {p.name for p in pitfalls.CATALOGUE for reason in reasons if p.message in reason}
+        hit = {p.name for p in pitfalls.pitfalls for reason in reasons if p.message in reason}
         named.update(hit)
-        kinds = {_kind(reason) for reason in reasons if not any(p.message in reason for p in pitfalls.CATALOGUE)}
+        kinds = {_kind(reason) for reason in reasons if not any(p.message in reason for p in pitfalls.pitfalls)}
         other.update(kinds)
-    body = [[name, pitfalls.BY_NAME[name].message, n] for name, n in named.most_common()]
+    body = [[name, pitfalls.by_name[name].message, n] for name, n in named.most_common()]
     body += [["(other)", kind, n] for kind, n in other.most_common()]
     if not body:
         return "<h2 id='pitfalls'>Pitfalls</h2><p>No student lost a point to a known pitfall.</p>"

@@ -34,14 +34,14 @@ from pathlib import Path
 
 import nbformat
 
+from g2c.grading.assignment import Assignment, load_folder
 from g2c.grading.feedback import HIDDEN
 from g2c.grading.limits import CELL_TIMEOUT, MAX_FILE_BYTES, MEMORY_MB, TIMEOUT
-from g2c.grading.notebook_build import ASSIGNMENT, NOTEBOOK, PROBE_PREAMBLE, PROBED_CELLS, WIDGET_TAG
+from g2c.grading.notebook_build import WIDGET_TAG, preamble
 from g2c.grading.runner import MAX_IMAGES, MAX_TEXT, TRUNCATED  # the runner caps first; the grader again
 from g2c.grading.sandbox import Box, RunFacts, job_uids
 from g2c.grading.syscalls import open_no_follow
 
-NAME = NOTEBOOK.removesuffix(".ipynb")  # nbgrader's name for the notebook
 SKIP_TAG = "skip-execution"  # nbclient's default skip_cells_with_tag
 STUDENT = "student"  # the id in each job's private course (nbgrader reads real ids as glob patterns)
 _one_at_a_time = threading.Lock()  # nbgrader uses process-wide state
@@ -53,6 +53,7 @@ warnings.filterwarnings("ignore", message="Object of type <Submitted")  # nbgrad
 @dataclass
 class Job:
     student: str
+    assignment: str  # its folder, <course>/source_notebooks/<name>: the spec the worker reads
     notebook: bytes | None  # None: nothing submitted
     gradebook: bytes  # a gradebook with the assignment and no students
     checks: dict[str, list[str]]  # test cell grade_id -> probe scenarios that decide it
@@ -61,6 +62,10 @@ class Job:
     memory_mb: int | None = MEMORY_MB  # None: no memory limit
     cell_timeout: float = CELL_TIMEOUT  # seconds per notebook cell
     isolate: bool = True
+
+    @property
+    def spec(self) -> Assignment:
+        return load_folder(Path(self.assignment))
 
     @property
     def digest(self) -> str:
@@ -159,7 +164,7 @@ def warm_zygote() -> None:
 
 def _grade(job: Job) -> Outcome:
     if job.notebook is None:
-        return Outcome(job.student, "missing notebook", detail=f"no {ASSIGNMENT}/{NOTEBOOK} was submitted")
+        return Outcome(job.student, "missing notebook", detail=f"no {job.spec.name}/{job.spec.notebook} was submitted")
     try:
         nb = sanitized(job.notebook, job.source_cells)
     except ValueError as err:
@@ -213,20 +218,21 @@ def as_released(nb: nbformat.NotebookNode, source_cells: dict[str, dict]) -> nbf
     return nbformat.from_dict(released)
 
 
-def probed_sources(nb: nbformat.NotebookNode) -> dict[str, str]:
-    """grade_id -> source of the cells the probe runs (answers, p1, diagnosis), as submitted."""
+def probed_sources(nb: nbformat.NotebookNode, probed: list[str]) -> dict[str, str]:
+    """grade_id -> source of the cells the probe runs (the answers' cells), as submitted."""
     return {cell.metadata["nbgrader"]["grade_id"]: cell.source for cell in nb.cells
-            if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade_id") in PROBED_CELLS}
+            if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade_id") in probed}
 
 
 def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode) -> Outcome:
     from g2c.grading import compare
-    from g2c.grading.probe import SCENARIOS
 
+    spec = job.spec
     seed = secrets.randbits(31)
-    sources = probed_sources(nb)
-    cells = [[grade_id, sources[grade_id]] for grade_id in PROBED_CELLS if grade_id in sources]
-    probe = {"seed": seed, "setup": PROBE_PREAMBLE, "cells": cells, "scenarios": list(SCENARIOS),
+    sources = probed_sources(nb, spec.probed)
+    cells = [[grade_id, sources[grade_id]] for grade_id in spec.probed if grade_id in sources]
+    probe = {"seed": seed, "scenario_source": spec.scenarios.read_text(), "setup": preamble(spec), "cells": cells,
+             "scenarios": spec.scenario_names,
              "cell_seconds": job.cell_timeout}  # an endless loop in one answer cell costs that answer only
     notebook = {"notebook": nbformat.writes(as_released(nb, job.source_cells)), "cell_timeout": job.cell_timeout}
     runs = {"probe": _Run(work, "probe", probe), "notebook": _Run(work, "notebook", notebook)}
@@ -238,17 +244,17 @@ def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode) -> Outcome:
     for thread in threads:
         thread.join()
 
-    record = compare.parse_record(runs["probe"].read(compare.MAX_RECORD))
-    checks = compare.decide(record, seed, sources)
+    record = compare.parse_record(runs["probe"].read(compare.MAX_RECORD), spec.scenario_names)
+    checks = compare.decide(spec, record, seed, sources)
     outputs = executed_outputs(runs["notebook"].read(MAX_FILE_BYTES))
     outcome = Outcome(job.student, "graded", seed=seed, leftovers=sum(run.facts.leftovers for run in runs.values()))
     outcome.status, outcome.detail = _status(runs["probe"], record, job)
     verdicts = cell_verdicts(job, checks)
     result = _nbgrader_autograde(work, job, nb, outputs, verdicts)
-    autograded = work / "autograded" / STUDENT / ASSIGNMENT / NOTEBOOK
+    autograded = work / "autograded" / STUDENT / spec.name / spec.notebook
     if not result["success"] or not autograded.exists():
         raise RuntimeError(f"nbgrader autograde failed: {_reason(result.get('error') or '')} {_reason(result.get('log') or '')}")
-    _scores(work / "gradebook.db", verdicts, outcome)
+    _scores(work / "gradebook.db", spec, verdicts, outcome)
     graded = nbformat.read(autograded, as_version=4)
     if notes := _notebook_run_notes(runs["notebook"], outputs, job):
         outcome.detail = "; ".join(filter(None, [outcome.detail, notes]))
@@ -385,7 +391,7 @@ def _nbgrader_autograde(work: Path, job: Job, nb: nbformat.NotebookNode, outputs
     from traitlets.config import Config
 
     (work / "gradebook.db").write_bytes(job.gradebook)
-    submission = work / "submitted" / STUDENT / ASSIGNMENT / NOTEBOOK
+    submission = work / "submitted" / STUDENT / job.spec.name / job.spec.notebook
     submission.parent.mkdir(parents=True)
     nbformat.write(nb, submission)
     config = Config()
@@ -395,7 +401,7 @@ def _nbgrader_autograde(work: Path, job: Job, nb: nbformat.NotebookNode, outputs
     config.CourseDirectory.autograded_directory = str(work / "autograded")
     config.CourseDirectory.db_url = f"sqlite:///{work / 'gradebook.db'}"
     config.Autograde.autograde_preprocessors = _preprocessors(outputs, verdicts)
-    return NbGraderAPI(config=config).autograde(ASSIGNMENT, STUDENT, force=True, create=True)
+    return NbGraderAPI(config=config).autograde(job.spec.name, STUDENT, force=True, create=True)
 
 
 def _preprocessors(outputs: dict, verdicts: dict) -> list:
@@ -436,13 +442,13 @@ def cell_verdicts(job: Job, checks: dict) -> dict[str, tuple[float, float, list[
     return verdicts
 
 
-def _scores(db: Path, verdicts: dict, outcome: Outcome) -> None:
+def _scores(db: Path, spec: Assignment, verdicts: dict, outcome: Outcome) -> None:
     """The outcome's scores in gradebook order; written answers stay for hand grading."""
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{db}") as gb:
-        submitted = gb.find_submission_notebook(NAME, ASSIGNMENT, STUDENT)
-        order = {cell.name: i for i, cell in enumerate(gb.find_notebook(NAME, ASSIGNMENT).grade_cells)}
+        submitted = gb.find_submission_notebook(spec.stem, spec.name, STUDENT)
+        order = {cell.name: i for i, cell in enumerate(gb.find_notebook(spec.stem, spec.name).grade_cells)}
         outcome.max_score = float(submitted.max_score)
         for grade in sorted(submitted.grades, key=lambda g: (order.get(g.name, 1e9), g.name)):
             score, _, reasons = verdicts.get(grade.name, (None, 0, []))  # not in verdicts: graded by hand

@@ -237,6 +237,21 @@ def diagnose(train: History | Sequence[float], val: Sequence[float] | None = Non
     return _verdict("healthy", f"validation ended at {100 * height:.0f}% of {against}, and neither loss turned up{bumps}", spikes)
 
 
+def labels_of_cell(source: str) -> dict[str, str]:
+    """``diagnose`` on each run of a notebook cell that trains a dict ``curves`` of Histories (with
+    the setup cell's names at hand): an exercise's key is computed from its own runs, never typed."""
+    import torch
+
+    from g2c.data import regression, tokens
+    from g2c.nn import MLP, TinyLM, seeded
+    from g2c.training import SGD, AdamW, train
+
+    namespace = {"torch": torch, "regression": regression, "tokens": tokens, "MLP": MLP, "TinyLM": TinyLM,
+                 "seeded": seeded, "SGD": SGD, "AdamW": AdamW, "train": train}
+    exec(source, namespace)
+    return {name: diagnose(history).label for name, history in namespace["curves"].items()}
+
+
 def example_curves(kind: str, rng: np.random.Generator, n: int = 30) -> tuple[np.ndarray, np.ndarray, float]:
     """Fresh (train, val, baseline) evaluation curves of shape ``kind``, with random scale, speed and noise.
 

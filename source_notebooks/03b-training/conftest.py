@@ -1,10 +1,11 @@
-"""pytest plugin of the student kit: test the notebook's own answer cells with tests/test_training.py.
+"""pytest plugin of the student kit: test the notebook's own answer cells with the assignment's contract tests.
 
-Copied verbatim to ``release/03b-training/conftest.py``. It loads ``g2c.checks``, so each
-failure reads as in the notebook's check cells: the pitfall in plain words first.
+The generator copies it to ``release/<assignment>/conftest.py`` with the assignment's answer
+cells (``ANSWERS``, ``CLASSES``) and notebook (``NOTEBOOK``) filled in from its spec. It loads
+``g2c.checks``, so each failure reads as in the notebook's check cells: the pitfall in plain words first.
 
-The answer cells are the code cells whose nbgrader ``grade_id`` is ``adamw``, ``clip`` or
-``schedule`` (a duplicated cell keeps its id, and later copies win, as in the kernel). Their code
+The answer cells are the code cells whose nbgrader ``grade_id`` is a key of ``ANSWERS`` (a
+duplicated cell keeps its id, and later copies win, as in the kernel). Their code
 runs in one fresh module, registered as ``G2C_TRAINING_MODULE``. A missing or broken cell gives
 a stand-in that fails its tests with a clear message instead of breaking collection. The tests
 read the saved notebook: save it before running pytest.
@@ -31,7 +32,10 @@ import torch.testing
 
 pytest_plugins = ["g2c.checks"]
 MODULE_NAME = "g2c_notebook_answers"
-ANSWERS = {"adamw": "AdamW", "clip": "clip_grad_norm_", "schedule": "cosine_with_warmup"}
+# Filled in from the assignment's spec by the generator (g2c.grading.notebook_build.kit_conftest):
+ANSWERS = {"adamw": "AdamW", "clip": "clip_grad_norm_", "schedule": "cosine_with_warmup"}  # answer cell grade_id -> what it defines
+CLASSES = ["AdamW"]  # those objects that are classes
+NOTEBOOK = "training.ipynb"  # the notebook's file name, beside this file
 GUARDED = {
     "torch": torch, "torch.testing": torch.testing, "torch.optim": torch.optim, "torch.optim.AdamW": torch.optim.AdamW,
     "torch.optim.Adam": torch.optim.Adam, "torch.optim.Optimizer": torch.optim.Optimizer, "torch.nn.utils": torch.nn.utils,
@@ -71,8 +75,8 @@ def _stand_in(name: str, reason: str):
     def fail(*args, **kwargs):
         raise NotImplementedError(reason)
 
-    if name == "AdamW":
-        return type("AdamW", (), {"__init__": fail, "step": fail, "zero_grad": fail})
+    if name in CLASSES:  # no instance can be made, so every test of it fails with the reason
+        return type(name, (), {"__init__": fail})
     return fail
 
 
@@ -115,7 +119,7 @@ def _restore() -> None:
 
 
 def notebook_path() -> Path:
-    return Path(os.environ.get("G2C_NOTEBOOK") or Path(__file__).with_name("training.ipynb"))
+    return Path(os.environ.get("G2C_NOTEBOOK") or Path(__file__).with_name(NOTEBOOK))
 
 
 load_answers(notebook_path())

@@ -37,8 +37,7 @@ def stock(course: Path, students: list[str]) -> tuple[float, dict[str, float]]:
 
 
 def ours(course: Path, out: Path) -> tuple[float, dict[str, float]]:
-    from g2c.grading.autograde import load_results
-    from g2c.grading.course import layout
+    from g2c.grading.course import layout, load_results
 
     command = [sys.executable, "-m", "g2c.cli", "autograde", "03b-training", "--course", str(ROOT),
                "--submitted", str(course / "submitted"), "--out", str(out), "--jobs", "2"]

@@ -1,0 +1,1 @@
+"""The test course's reference package."""
