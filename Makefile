@@ -81,7 +81,7 @@ _build/.figures-code: book/_figures.py $(wildcard g2c/training/*.py g2c/data/*.p
 clean:
 	rm -rf _build
 
-## release: regenerate the source notebook from g2c/training and the student kit in release/ (nbgrader)
+## release: regenerate every assignment's source notebook (from its folder of data and g2c) and its student kit in release/ (nbgrader)
 release: $(STAMP)
 	$(PY) -m g2c.grading.notebook_build --release
 

@@ -639,7 +639,7 @@ def test_the_plain_wrong_implementation_scores_nothing(batch):
 
 
 # honest answers whose probe hung late: what was recorded before the hang is verified and counts
-VERIFIED_BEFORE_A_HANG = {"honest-hangs-in-a-late-scenario": ("adamw", "clip")}
+VERIFIED_BEFORE_A_HANG = {"honest-hangs-in-a-late-scenario": ("p1", "adamw", "clip")}  # answers whose scenarios run first
 
 
 def test_no_attack_scores_more_than_its_plain_wrong_implementation(batch):
@@ -811,6 +811,6 @@ def test_a_hang_late_in_the_probe_keeps_only_what_was_verified_before_it(batch):
     for student, parts in VERIFIED_BEFORE_A_HANG.items():
         row = batch.rows[student]
         assert row["status"] == "timeout"
-        verified = {gid for part in parts for gid, *_ in TEST_CELLS[part]}
+        verified = {cell.grade_id for part in parts for cell in SPEC.cells_of(part)}
         for gid, points in POINTS.items():
             assert float(row[gid]) == (points if gid in verified else 0), (student, gid)

@@ -82,7 +82,9 @@ class Visit:
         self.context.close()
 
 
-@pytest.mark.parametrize("path", pages() if os.environ.get("G2C_TEST_BOOK") == "1" else [], ids=lambda p: str(p.relative_to(HTML)))
+@pytest.mark.parametrize(
+    "path", pages() if os.environ.get("G2C_TEST_BOOK") == "1" else [], ids=lambda p: str(p.relative_to(HTML))
+)
 def test_page_is_self_contained_and_renders_math(browser, path: Path) -> None:
     visit = Visit(browser, path)
     try:
@@ -136,7 +138,9 @@ def rendered(visit: Visit, path: Path) -> None:
     visit.page.evaluate(NEXT_FRAMES)  # what scripts do after a render (widgets-a11y.js) is done by then
 
 
-@pytest.mark.parametrize("path", pages() if os.environ.get("G2C_TEST_BOOK") == "1" else [], ids=lambda p: str(p.relative_to(HTML)))
+@pytest.mark.parametrize(
+    "path", pages() if os.environ.get("G2C_TEST_BOOK") == "1" else [], ids=lambda p: str(p.relative_to(HTML))
+)
 def test_page_meets_wcag_21_aa(browser, path: Path) -> None:
     """axe-core finds no WCAG 2.0/2.1 A or AA violation on the rendered page (math and widgets drawn)."""
     visit = Visit(browser, path)
@@ -266,7 +270,9 @@ def test_every_widget_chapter_is_tested() -> None:
     assert {p.name for p in widget_pages()} == WIDGET_CHAPTERS
 
 
-@pytest.mark.parametrize("path", widget_pages() if os.environ.get("G2C_TEST_BOOK") == "1" else [], ids=lambda p: str(p.relative_to(HTML)))
+@pytest.mark.parametrize(
+    "path", widget_pages() if os.environ.get("G2C_TEST_BOOK") == "1" else [], ids=lambda p: str(p.relative_to(HTML))
+)
 def test_every_static_widget_slider_switches_the_picture(browser, path: Path) -> None:
     """Keyboard on the real slider, through every position: each shows its own precomputed frame.
 
@@ -305,7 +311,8 @@ def test_every_static_widget_slider_switches_the_picture(browser, path: Path) ->
 
 FOCUSED = """() => {
     const el = document.activeElement, style = getComputedStyle(el);
-    return {handle: el.classList.contains('noUi-handle'), area: [...document.querySelectorAll('.widget-subarea')].findIndex(a => a.contains(el)),
+    return {handle: el.classList.contains('noUi-handle'),
+            area: [...document.querySelectorAll('.widget-subarea')].findIndex(a => a.contains(el)),
             label: el.getAttribute('aria-label'), valuetext: el.getAttribute('aria-valuetext'),
             outline: style.outlineStyle === 'none' ? 0 : parseFloat(style.outlineWidth)};
 }"""
@@ -343,7 +350,9 @@ def live_caption(area, wanted: list[str], timeout: float = 5.0) -> list[list[str
         area.page.wait_for_timeout(50)
 
 
-@pytest.mark.parametrize("path", widget_pages() if os.environ.get("G2C_TEST_BOOK") == "1" else [], ids=lambda p: str(p.relative_to(HTML)))
+@pytest.mark.parametrize(
+    "path", widget_pages() if os.environ.get("G2C_TEST_BOOK") == "1" else [], ids=lambda p: str(p.relative_to(HTML))
+)
 def test_every_static_widget_works_from_the_keyboard_and_says_what_it_shows(browser, path: Path) -> None:
     """Tab reaches the slider (with a visible focus ring), its name says what it sets and the value,
     and an arrow key changes the picture, its alt text, the name, and what the live region reads out.
@@ -369,7 +378,10 @@ def test_every_static_widget_works_from_the_keyboard_and_says_what_it_shows(brow
                 shown, alt = wait_for_picture(area, frame.png)
                 assert shown == frame.png, f"widget {n} on {path.name}: {key} did not bring frame {i}"
                 assert alt == frame.alt != widget.frames[before].alt, f"widget {n} on {path.name}: frame {i} alt {alt!r}"
-                assert focused_name(page, f"{widget.description} {widget.options[i]}") == f"{widget.description} {widget.options[i]}"
+                assert (
+                    focused_name(page, f"{widget.description} {widget.options[i]}")
+                    == f"{widget.description} {widget.options[i]}"
+                )
                 regions = live_caption(area, frame.caption)
                 assert [words(text) for _, text in regions] == [frame.caption], f"frame {i} caption not announced: {regions}"
     finally:
@@ -411,7 +423,10 @@ def test_formulas_carry_assistive_mathml(browser) -> None:
         try:
             visit.page.wait_for_selector("mjx-container", state="attached", timeout=15_000)
             visit.settle()
-            counts = visit.page.evaluate("() => [...document.querySelectorAll('mjx-container')].map(c => c.querySelectorAll('mjx-assistive-mml math').length)")
+            counts = visit.page.evaluate(
+                "() => [...document.querySelectorAll('mjx-container')]"
+                ".map(c => c.querySelectorAll('mjx-assistive-mml math').length)"
+            )
             assert counts and all(c == 1 for c in counts), f"{path.name}: formulas without assistive MathML: {counts}"
         finally:
             visit.close()

@@ -52,7 +52,10 @@ def test_every_bibliography_entry_is_cited_and_listed():
     bib = (BOOK / "references.bib").read_text(encoding="utf-8")
     titles = [re.sub(r"[{}\\]", "", t) for t in re.findall(r"^\s*title\s*=\s*\{(.*)\},?$", bib, re.M)]
     reading = (HTML / "reading.html").read_text(encoding="utf-8")
-    entries = [" ".join(re.sub(r"<[^>]+>", " ", e).split()).lower() for e in re.findall(r'<div class="citation".*?</div>', reading, re.S)]
+    entries = [
+        " ".join(re.sub(r"<[^>]+>", " ", e).split()).lower()
+        for e in re.findall(r'<div class="citation".*?</div>', reading, re.S)
+    ]
     assert len(entries) == len(titles) == len(re.findall(r"^@\w+\{", bib, re.M))
     for title in titles:
         assert any(" ".join(title.split()).lower()[:40] in e for e in entries), f"{title!r} is not in the bibliography"

@@ -36,7 +36,11 @@ def tag(history) -> str:
 
 
 def text(fragment: str) -> str:
-    return " ".join(htmllib.unescape(re.sub(r"<[^>]+>", " ", fragment)).split()).replace(" ,", ",").replace(" .", ".").replace(" ;", ";").replace(" :", ":").replace("( ", "(").replace(" )", ")")
+    return (
+        " ".join(htmllib.unescape(re.sub(r"<[^>]+>", " ", fragment)).split())
+        .replace(" ,", ",").replace(" .", ".").replace(" ;", ";").replace(" :", ":")
+        .replace("( ", "(").replace(" )", ")")
+    )
 
 
 def page(name: str) -> str:
@@ -58,7 +62,9 @@ def widget_html(name: str) -> list[str]:
     (an HTML widget, or an Accordion holding one); the state's own order is not the slider's.
     """
     body = page(name)
-    state = json.loads(re.search(r'<script type="application/vnd.jupyter.widget-state\+json">(.*?)</script>', body, re.S).group(1))["state"]
+    state = json.loads(
+        re.search(r'<script type="application/vnd.jupyter.widget-state\+json">(.*?)</script>', body, re.S).group(1)
+    )["state"]
     (view,) = re.findall(r'<script type="application/vnd.jupyter.widget-view\+json">(.*?)</script>', body, re.S)
 
     def model(ref: str) -> dict:
@@ -79,7 +85,9 @@ def by_lr(sentence: str) -> dict[float, str]:
     """'**stalled** at lr 0.001 to 0.03; **healthy** at lr 0.1' (as text) -> {lr: label} for the rates in the sweep."""
     found: dict = {}
     sentence = sentence.replace("*", "")
-    for label, rates in re.findall(r"((?:{})(?:, \d+ spikes?)?) at lr ([\d.e+-]+(?: (?:to|and) [\d.e+-]+)?)".format("|".join(KINDS)), sentence):
+    for label, rates in re.findall(
+        r"((?:{})(?:, \d+ spikes?)?) at lr ([\d.e+-]+(?: (?:to|and) [\d.e+-]+)?)".format("|".join(KINDS)), sentence
+    ):
         ends = [float(x) for x in re.split(" to | and ", rates)]
         found[(ends[0], ends[-1], " to " in rates)] = label  # type: ignore[index]
     return found
@@ -100,7 +108,11 @@ def sweep():
 
 
 def legend_texts(fig) -> list[str]:
-    return [t.get_text() for legend in fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend()] for t in legend.get_texts()]
+    return [
+        t.get_text()
+        for legend in fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+        for t in legend.get_texts()
+    ]
 
 
 def test_lr_sweep_legend_names_each_run_as_diagnose_does(sweep):
@@ -144,7 +156,9 @@ def test_sweep_widget_summary_and_frames_give_each_rate_its_label():
 
 @needs_book
 def test_sgd_vs_adamw_caption_gives_each_run_its_label():
-    shown = dict(re.findall(r"((?:SGD|AdamW) lr [\d.e-]+) ends at [\d.]+ \(([^)]+)\)", caption("optimizers.html", "fig-sgd-vs-adamw")))
+    shown = dict(
+        re.findall(r"((?:SGD|AdamW) lr [\d.e-]+) ends at [\d.]+ \(([^)]+)\)", caption("optimizers.html", "fig-sgd-vs-adamw"))
+    )
     assert shown == {name: tag(h) for name, h in F.matched_runs().items()}
 
 
@@ -166,7 +180,10 @@ def race_expected() -> dict[tuple[str, float], str]:
 @needs_book
 def test_race_table_and_summary_give_each_run_its_label():
     expected = race_expected()
-    rows = re.findall(r"<tr><td>([^<]+)</td><td>([^<]+)</td><td>[^<]*</td><td>[^<]*</td><td>([^<]+)</td></tr>", "".join(widget_html("optimizers.html")))
+    rows = re.findall(
+        r"<tr><td>([^<]+)</td><td>([^<]+)</td><td>[^<]*</td><td>[^<]*</td><td>([^<]+)</td></tr>",
+        "".join(widget_html("optimizers.html")),
+    )
     assert {(name, float(lr)): shown for name, lr, shown in rows} == expected
     body = re.sub(r"<script.*?</script>", "", page("optimizers.html"), flags=re.S)  # the page, not the widget's state
     summary = next(t for t in re.findall(r"<table.*?</table>", body, re.S) if "SGD momentum 0.9" in t and "<th" in t)
@@ -204,4 +221,6 @@ def test_clipping_widget_names_each_runs_diagnosis():
 def test_the_parsers_catch_a_wrong_label():
     """A caption that calls a stalled rate 'healthy' is read as saying so."""
     groups = by_lr("**stalled** at lr 0.001 to 0.01; **healthy** at lr 0.03 and 0.1; **diverging** at lr 1")
-    assert [label_of(groups, lr) for lr in (0.001, 0.003, 0.01, 0.03, 0.1, 1.0, 3.0)] == ["stalled", "stalled", "stalled", "healthy", "healthy", "diverging", None]
+    assert [label_of(groups, lr) for lr in (0.001, 0.003, 0.01, 0.03, 0.1, 1.0, 3.0)] == [
+        "stalled", "stalled", "stalled", "healthy", "healthy", "diverging", None,
+    ]

@@ -28,7 +28,9 @@ FLOOR = 0.8  # of the body text
 SCREENS = {"normal": 1, "hidpi": 2}
 FIGURE_PAGES = ("learning-rates", "optimizers", "clipping", "schedules", "reading-curves")
 
-pytestmark = pytest.mark.skipif(os.environ.get("G2C_TEST_BOOK") != "1", reason="needs the built book and chromium: run `make test-book`")
+pytestmark = pytest.mark.skipif(
+    os.environ.get("G2C_TEST_BOOK") != "1", reason="needs the built book and chromium: run `make test-book`"
+)
 
 
 def min_font_px(png: bytes) -> float:
@@ -66,7 +68,8 @@ def browser():
 MEASURE = """() => {
     const body = parseFloat(getComputedStyle(document.querySelector('article p, main p')).fontSize);
     const shown = img => img.offsetParent !== null && img.clientWidth > 0;
-    const figures = [...document.querySelectorAll('figure img, .cell_output img')].filter(img => !img.classList.contains('g2c-frame') && shown(img))
+    const figures = [...document.querySelectorAll('figure img, .cell_output img')]
+        .filter(img => !img.classList.contains('g2c-frame') && shown(img))
         .map(img => ({src: img.src, drawn: img.getBoundingClientRect().width, natural: img.naturalWidth}));
     const widgets = [...document.querySelectorAll('img.g2c-frame')].filter(shown)
         .map(img => ({drawn: img.getBoundingClientRect().width, natural: img.naturalWidth}));
@@ -91,8 +94,12 @@ def test_no_figure_text_below_the_floor(browser, name: str, screen: str) -> None
     for figure in found["figures"]:
         png = Path(unquote(urlparse(figure["src"]).path)).read_bytes()
         smallest = min_font_px(png) * figure["drawn"] / figure["natural"]
-        assert smallest >= floor, f"{name} ({screen}): {figure['src'].rsplit('/', 1)[-1]} has text {smallest:.1f} px tall, below {floor:.1f} px"
-        assert figure["natural"] >= 1.9 * figure["drawn"], f"{name}: a figure is not a 2x PNG ({figure['natural']} px drawn at {figure['drawn']:.0f})"
+        assert smallest >= floor, (
+            f"{name} ({screen}): {figure['src'].rsplit('/', 1)[-1]} has text {smallest:.1f} px tall, below {floor:.1f} px"
+        )
+        assert figure["natural"] >= 1.9 * figure["drawn"], (
+            f"{name}: a figure is not a 2x PNG ({figure['natural']} px drawn at {figure['drawn']:.0f})"
+        )
     frames = widget_frames(path.read_text(encoding="utf-8"))
     for widget in found["widgets"]:
         scale = widget["drawn"] / widget["natural"]

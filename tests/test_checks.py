@@ -24,7 +24,9 @@ def test_an_unwritten_stub_is_named_by_its_function_even_behind_another_error():
         except RuntimeError as err:
             raise AssertionError("step() let the update enter autograd") from err
 
-    assert describe(raised(test_runs_step))[0].startswith("not written yet: test_an_unwritten_stub_is_named_by_its_function_even_behind_another_error.<locals>.AdamW.step")
+    assert describe(raised(test_runs_step))[0].startswith(
+        "not written yet: test_an_unwritten_stub_is_named_by_its_function_even_behind_another_error.<locals>.AdamW.step"
+    )
 
 
 def test_an_unset_answer_read_by_the_check_is_not_written_yet_but_a_typo_inside_an_answer_is_reported_as_such():
@@ -53,4 +55,6 @@ def test_a_looping_exception_chain_ends():
 
 def test_the_notebook_shows_only_the_blocks():
     shown = ChecksFailed([["✗ one", "    (test_a)"], ["✗ two", "    (test_b)"]])._render_traceback_()
-    assert [line.replace("\x1b[31m", "").replace("\x1b[0m", "") for line in shown] == ["✗ one", "    (test_a)", "✗ two", "    (test_b)"]
+    assert [line.replace("\x1b[31m", "").replace("\x1b[0m", "") for line in shown] == [
+        "✗ one", "    (test_a)", "✗ two", "    (test_b)",
+    ]

@@ -99,7 +99,9 @@ def figures_module():
         sys.path.remove(str(BOOK))
 
 
-@pytest.mark.parametrize("name", ["lr_sweep_figure", "sgd_vs_adamw_figure", "clipping_figure", "schedule_figure", "curve_shapes_figure"])
+@pytest.mark.parametrize(
+    "name", ["lr_sweep_figure", "sgd_vs_adamw_figure", "clipping_figure", "schedule_figure", "curve_shapes_figure"]
+)
 def test_book_figures_tell_curves_apart_without_colour(figures_module, name) -> None:
     runs = {"lr_sweep_figure": "sweep_runs", "sgd_vs_adamw_figure": "matched_runs", "curve_shapes_figure": "curve_shape_runs"}
     args = [getattr(figures_module, runs[name])()] if name in runs else []

@@ -60,6 +60,11 @@ def make_course(tmp: Path) -> Path:
     """This course's configuration and source folder, with a temporary exchange and a late penalty."""
     course = tmp / "course"
     shutil.copytree(ROOT / "source_notebooks", course / "source_notebooks")
+    # what the spec names in the course: the package its answers are cut from (whole: run from the course, it is
+    # the g2c imported) and the contract
+    shutil.copytree(ROOT / "g2c", course / "g2c", ignore=shutil.ignore_patterns("__pycache__"))
+    (course / SPEC.contract.relative_to(ROOT)).parent.mkdir(parents=True)
+    shutil.copyfile(SPEC.contract, course / SPEC.contract.relative_to(ROOT))
     exchange = tmp / "exchange"
     exchange.mkdir(mode=0o777)
     exchange.chmod(0o777)

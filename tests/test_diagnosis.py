@@ -63,7 +63,10 @@ CASES: dict[str, list[tuple[str, Callable[[], History]]]] = {
         ("MLP 128x128 on 16 points, AdamW", lambda: run(mlp(2, 128, 128, 1), R16, AdamW, 1e-2, 600)),
         ("MLP 256x256 on 16 points, AdamW, seed 1", lambda: run(mlp(2, 256, 256, 1), R16, AdamW, 1e-2, 600, seed=1)),
         ("MLP 128x128 on 32 points, AdamW", lambda: run(mlp(2, 128, 128, 1), R32, AdamW, 1e-2, 600)),
-        ("MLP 64x64x64 on 16 points, SGD momentum, seed 2", lambda: run(mlp(2, 64, 64, 64, 1), R16, MOMENTUM, 0.01, 1000, seed=2)),
+        (
+            "MLP 64x64x64 on 16 points, SGD momentum, seed 2",
+            lambda: run(mlp(2, 64, 64, 64, 1), R16, MOMENTUM, 0.01, 1000, seed=2),
+        ),
         ("TinyLM on 512 pairs, AdamW", lambda: run(lm(), T512, AdamW, 3e-3, 300)),
         ("TinyLM hidden 128 on 256 pairs, AdamW, seed 1", lambda: run(lm(hidden_dim=128), T256, AdamW, 1e-2, 300, seed=1)),
     ],

@@ -93,6 +93,10 @@ def test_small_training_set_overfits_and_the_default_does_not():
 def test_bad_loop_arguments():
     model = mlp()
     opt = SGD(model.parameters(), 0.1)
-    for kwargs, name in [({"steps": -1}, "steps"), ({"steps": 5, "eval_every": 0}, "eval_every"), ({"steps": 5, "clip": 0}, "clip")]:
+    for kwargs, name in [
+        ({"steps": -1}, "steps"),
+        ({"steps": 5, "eval_every": 0}, "eval_every"),
+        ({"steps": 5, "clip": 0}, "clip"),
+    ]:
         with pytest.raises(ValueError, match=name):
             train(model, regression(), opt, **kwargs)

@@ -81,6 +81,10 @@ def test_load_state_dict_rejects_a_mismatched_state_and_changes_nothing():
 
 def test_sgd_rejects_bad_hyperparameters():
     params, _ = params_and_twins()
-    for kwargs, name in [({"lr": -1.0}, "lr"), ({"lr": 0.1, "momentum": 1.0}, "momentum"), ({"lr": 0.1, "weight_decay": -1.0}, "weight_decay")]:
+    for kwargs, name in [
+        ({"lr": -1.0}, "lr"),
+        ({"lr": 0.1, "momentum": 1.0}, "momentum"),
+        ({"lr": 0.1, "weight_decay": -1.0}, "weight_decay"),
+    ]:
         with pytest.raises(ValueError, match=name):
             SGD(params, **kwargs)

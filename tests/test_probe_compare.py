@@ -242,6 +242,8 @@ def test_delegation_leaves_honest_answers_alone():
     assert compare.delegation(SPEC, "adamw", "def broken(:\n") is None  # the probe reports the cell's SyntaxError
     prose = 'import math\n\ndef f(model):\n    """Same as torch.optim.AdamW, written by hand."""\n    model.eval()\n    return math.sqrt(2)\n'
     assert compare.delegation(SPEC, "adamw", prose) is None
+    linalg = "from torch import linalg\n\ndef norm(p):\n    return linalg.vector_norm(p)\n"  # a passable module, by its name
+    assert compare.delegation(SPEC, "clip", linalg) is None
 
 
 # ---------------------------------------------------------------- the record is only data
@@ -434,6 +436,18 @@ ROUTES_AROUND_THE_CHECK = {
     "encoded code": "import base64\nexec(base64.b64decode('cHJpbnQoMSk='))",
     "the type system's back door": "hooks = ().__class__.__base__.__subclasses__()",
     "another module": "import os\nos.write(1, b'{}')",
+    "a module hanging off torch": "import torch\nmodules = torch.sys.modules",
+    "a module as a value": "import torch\nbox = [torch]",
+    "a module rebound": "import torch\nfor torch in [print]:\n    pass",
+    "torch written into": "import torch\ntorch.Tensor.addcdiv_ = print",
+    "a class pattern's keyword": "match err:\n    case object(__traceback__=tb):\n        pass",
+    "a frame through a class pattern": "match tb:\n    case object(tb_frame=frame):\n        pass",
+    "self that is not the instance": "self = [].copy\nself._private",
+    "self caught as an exception": "try:\n    1 / 0\nexcept ZeroDivisionError as self:\n    self._x",
+    "self in a static method": "class A:\n    @staticmethod\n    def f(self):\n        return self._write",
+    "self in a lambda": "f = lambda self: self._write",
+    "an annotation evaluator": "from typing import get_type_hints",
+    "a cell too deep to parse": "x = " + "-" * 3000 + "1",
 }
 
 
@@ -453,4 +467,4 @@ def test_a_probed_cell_that_reaches_outside_costs_every_answer(cell, source):
     assert not failed(decide(record))
     checks = decide(record, SEED, {cell: source})
     assert failed(checks) == ALL
-    assert all("torch.optim" in check.message for check in checks.values())
+    assert len({check.message for check in checks.values()}) == 1 and "yourself" in checks["clip_matches"].message

@@ -201,13 +201,19 @@ WRITTEN = {
     "lr_sweep": lambda: lr_sweep(optimizer=AdamW, **SMALL),
     "optimizer_race": lambda: optimizer_race(optimizers={"your AdamW": AdamW, "torch.optim.AdamW": torch.optim.AdamW}, **RACE),
     "clipping_demo": lambda: clipping_demo(clip=clip_grad_norm_, **CLIP),
-    "schedule_explorer": lambda: schedule_explorer(warmup_steps=100, max_steps=1000, max_lr=3e-4, min_lr=3e-5, schedule=cosine_with_warmup),
+    "schedule_explorer": lambda: schedule_explorer(
+        warmup_steps=100, max_steps=1000, max_lr=3e-4, min_lr=3e-5, schedule=cosine_with_warmup
+    ),
 }
 UNWRITTEN = {
     "lr_sweep": lambda: lr_sweep(optimizer=UnwrittenAdamW, **SMALL),
-    "optimizer_race": lambda: optimizer_race(optimizers={"your AdamW": UnwrittenAdamW, "torch.optim.AdamW": torch.optim.AdamW}, **RACE),
+    "optimizer_race": lambda: optimizer_race(
+        optimizers={"your AdamW": UnwrittenAdamW, "torch.optim.AdamW": torch.optim.AdamW}, **RACE
+    ),
     "clipping_demo": lambda: clipping_demo(clip=unwritten_clip, **CLIP),
-    "schedule_explorer": lambda: schedule_explorer(warmup_steps=100, max_steps=1000, max_lr=3e-4, min_lr=3e-5, schedule=unwritten_schedule),
+    "schedule_explorer": lambda: schedule_explorer(
+        warmup_steps=100, max_steps=1000, max_lr=3e-4, min_lr=3e-5, schedule=unwritten_schedule
+    ),
 }
 
 

@@ -52,7 +52,13 @@ def alt(image: Picture) -> str:
     found = re.search(r'<img [^>]*alt="([^"]*)"', image.value)
     assert found, f"no alt attribute in {image.value[:80]!r}"
     return html.unescape(found.group(1))
-FACTORIES = {"lr_sweep": lr_sweep, "optimizer_race": optimizer_race, "clipping_demo": clipping_demo, "schedule_explorer": schedule_explorer, "curve_doctor": curve_doctor}
+FACTORIES = {
+    "lr_sweep": lr_sweep,
+    "optimizer_race": optimizer_race,
+    "clipping_demo": clipping_demo,
+    "schedule_explorer": schedule_explorer,
+    "curve_doctor": curve_doctor,
+}
 
 
 @pytest.fixture(scope="module")
@@ -174,13 +180,20 @@ def test_diagnose_names_an_overfitting_run_and_accepts_arrays_like_a_history():
     assert diagnose(history.eval_train_loss, history.val_loss, history.baseline_loss) == diagnose(history)
     panel = curve_doctor(history)
     assert "overfitting" in panel.readout.value and "Next:" in panel.readout.value
-    assert curve_doctor(history.eval_train_loss, history.val_loss, baseline=history.baseline_loss).readout.value == panel.readout.value
+    assert (
+        curve_doctor(history.eval_train_loss, history.val_loss, baseline=history.baseline_loss).readout.value
+        == panel.readout.value
+    )
 
 
 def test_diagnose_reads_shapes_not_scales():
     rng = np.random.default_rng(7)
     train_loss, val_loss, baseline = example_curves("overfitting", rng)
-    assert diagnose(train_loss * 100, val_loss * 100, baseline * 100).label == diagnose(train_loss / 100, val_loss / 100, baseline / 100).label == "overfitting"
+    assert (
+        diagnose(train_loss * 100, val_loss * 100, baseline * 100).label
+        == diagnose(train_loss / 100, val_loss / 100, baseline / 100).label
+        == "overfitting"
+    )
     flat = np.full(20, 2.0)
     assert diagnose(flat, flat).label == "stalled"
     assert diagnose([2.0, 1.5, float("nan"), float("nan")], [2.0, 1.6, 1.7, float("nan")]).label == "diverging"
@@ -298,7 +311,10 @@ def test_static_curve_doctor_alt_text_gives_the_numbers_but_not_the_verdict(stat
     """A reader who hears the picture can guess too: the numbers are there, the answer is not."""
     for page in static["curve_doctor"].stack.children:
         text = alt(page.children[0])
-        assert re.search(r"Train [\d.e+-]+ at (step|evaluation) \d+", text) and re.search(r"; validation [\d.e+-]+ at", text), text
+        assert (
+            re.search(r"Train [\d.e+-]+ at (step|evaluation) \d+", text)
+            and re.search(r"; validation [\d.e+-]+ at", text)
+        ), text
         assert not any(kind in text for kind in KINDS), text
 
 
@@ -309,7 +325,11 @@ def final_losses(panel: Panel) -> dict[str, str]:
 
 
 def test_race_of_g2c_adamw_against_torch_adamw_ends_level():
-    panel = optimizer_race(optimizers={"g2c AdamW": AdamW, "torch AdamW": torch.optim.AdamW}, lr={"g2c AdamW": 1e-2, "torch AdamW": 1e-2}, weight_decay={"g2c AdamW": 0.1, "torch AdamW": 0.1})
+    panel = optimizer_race(
+        optimizers={"g2c AdamW": AdamW, "torch AdamW": torch.optim.AdamW},
+        lr={"g2c AdamW": 1e-2, "torch AdamW": 1e-2},
+        weight_decay={"g2c AdamW": 0.1, "torch AdamW": 0.1},
+    )
     ends = final_losses(panel)
     assert set(ends) == {"g2c AdamW", "torch AdamW"}, panel.readout.value
     assert ends["g2c AdamW"] == ends["torch AdamW"] != "NaN"
@@ -350,7 +370,10 @@ def test_widgets_draw_without_pyplot():
     import subprocess
     import sys
 
-    code = "import sys; from g2c.widgets import lr_sweep, curve_doctor; lr_sweep(lrs=(1e-3, 0.1)); curve_doctor(quiz=True); print('matplotlib.pyplot' in sys.modules)"
+    code = (
+        "import sys; from g2c.widgets import lr_sweep, curve_doctor; "
+        "lr_sweep(lrs=(1e-3, 0.1)); curve_doctor(quiz=True); print('matplotlib.pyplot' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

@@ -36,8 +36,13 @@ def test_notebook_stores_the_jslink_between_slider_and_stack(executed):
     by_id = {f"IPY_MODEL_{key}": value for key, value in state.items()}
     links = [s["state"] for s in state.values() if s["model_name"] == "LinkModel"]
     assert links, "no jslink in the stored widget state"
-    pairs = {(by_id[link["source"][0]]["model_name"], link["source"][1], by_id[link["target"][0]]["model_name"], link["target"][1])
-             for link in links}
+    pairs = {
+        (
+            by_id[link["source"][0]]["model_name"], link["source"][1],
+            by_id[link["target"][0]]["model_name"], link["target"][1],
+        )
+        for link in links
+    }
     assert ("SelectionSliderModel", "index", "StackModel", "selected_index") in pairs
     images = [s for s in state.values() if s["model_name"] == "HTMLModel" and 'class="g2c-frame"' in s["state"]["value"]]
     assert len(images) >= 10  # the sweep's frames (each an <img> with alt text) travel inside the page

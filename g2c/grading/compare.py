@@ -20,20 +20,18 @@ cached per (assignment, seed, scenario): grading a batch with one seed computes 
 from __future__ import annotations
 
 import array
-import ast
 import base64
 import binascii
 import fnmatch
 import functools
 import json
 import math
-import re
 import sys
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from g2c.grading import probe
+from g2c.grading import cellcheck, probe
 from g2c.grading.assignment import Assignment
 from g2c.grading.pitfalls import catalogue
 
@@ -247,7 +245,7 @@ def differ(want: Any, got: Any, tol: Tolerance, path: tuple[str, ...] = ()) -> D
     if want is None:
         return None if got is None else Diff(path, "is set: it should stay None")
     if isinstance(want, bool):
-        return None if got is want else Diff(path, f"is {got!r}" if isinstance(got, bool) else "is not True or False")
+        return None if got is want else Diff(path, "is not as it should be" if isinstance(got, bool) else "is not True or False")
     if isinstance(want, float):
         return _differ_float(want, got, tol, path)
     if isinstance(want, str):
@@ -453,114 +451,19 @@ def _refusal(spec: Assignment, sources: dict[str, str]) -> str | None:
     return None
 
 
-# ---------------------------------------------------------------- what the probed cells may use, read from the source
-#
-# Every cell the probe runs is read (parsed, never executed) before its data counts. torch itself
-# holds a correct AdamW, clipping and schedule, and a probed cell shares its process with the
-# probe harness, so a cell that can reach torch's optimizers or run code it builds at run time
-# could hand back correct numbers it did not compute. What a correct answer needs is small:
-# tensor operations, math, and plain Python. Anything else is refused with one sentence.
-
-TORCH_PARTS = {"optim", "lr_scheduler", "_functional", "_single_tensor_adamw", "_multi_tensor_adamw",
-               "_fused_adamw", "_fused_adamw_", "_fused_adam_", "clip_grad_norm_", "clip_grad_norm",
-               "clip_grad_value_", "clip_grads_with_norm_", "get_total_norm", "clip_grad"}
-# torch's doors to code that is not the cell's: its C++ operators, compilers, loaders and utilities
-TORCH_DOORS = {"ops", "_C", "_VF", "_ops", "jit", "hub", "library", "package", "utils", "compile", "_dynamo", "fx",
-               "load", "save", "serialization", "classes", "_refs", "_prims", "_decomp", "export"}
-ALLOWED_MODULES = {"torch", "math", "typing", "collections", "__future__", "dataclasses", "itertools", "numbers", "abc"}
-ESCAPES = {"__import__", "importlib", "exec", "eval", "compile", "ctypes", "builtins", "__builtins__", "globals",
-           "locals", "vars", "open", "breakpoint", "input", "memoryview", "__loader__", "__spec__", "getattr",
-           "setattr", "delattr"}
-FRAMES = {"tb_frame", "tb_next", "f_back", "f_globals", "f_locals", "f_builtins", "f_code", "gi_frame", "gi_code",
-          "cr_frame", "ag_frame", "co_code"}
-HARMLESS_DUNDERS = {"__init__", "__name__", "__qualname__", "__class__", "__doc__"}
+# ---------------------------------------------------------------- what the probed cells may use
 
 
 def delegation(spec: Assignment, answer: str, source: str) -> str | None:
-    """One sentence when a probed cell reaches for torch's own optimizer, clipping or scheduler, or
-    for anything beyond tensor operations, math and plain Python (imports of other modules,
-    dynamic code, frames, dunders); None when clean or when the cell does not parse (the probe
-    reports that cell's SyntaxError)."""
-    try:
-        tree = ast.parse(probe.ipython_free(source))
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
-    found = _delegates_to(tree)
+    """One sentence when a probed cell reaches for torch's own optimizer, clipping or scheduler, or for
+    anything beyond tensor operations, math and plain Python (``g2c.grading.cellcheck``); None when
+    it is clean or does not parse (the probe reports that cell's SyntaxError)."""
+    found = cellcheck.refused(probe.ipython_free(source))
     if found is None:
         return None
     a = spec.answers[answer]
     subject, work = (f"your {a.name}" if a.source else f"the cell that sets {a.name}"), a.work
-    if found.startswith("torch.") and any(part in TORCH_PARTS for part in found.split(".")):
+    if found.startswith("torch.") and any(part in cellcheck.TORCH_PARTS for part in found.split(".")):
         return f"{subject} calls {found}: the exercise is to write {work} yourself"
     return (f"{subject} uses {found}, which the grader cannot check: answer cells may use tensor operations, "
             f"math and plain Python only (no other imports, no code built at run time); write {work} yourself")
-
-
-def _delegates_to(tree: ast.AST) -> str | None:
-    """The first thing the tree names that a probed cell may not use, as a dotted name, or None."""
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                if hit := _forbidden_module(alias.name):
-                    return hit
-        elif isinstance(node, ast.ImportFrom):
-            module = "." * node.level + (node.module or "")
-            if hit := _forbidden_module(module):
-                return hit
-            for alias in node.names:
-                if hit := _forbidden_module(f"{module}.{alias.name}"):
-                    return hit
-        elif isinstance(node, ast.Attribute) and (hit := _forbidden_attribute(node)):
-            return hit
-        elif isinstance(node, ast.Name) and node.id in ESCAPES:
-            return node.id
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and (hit := _forbidden_text(node.value)):
-            return hit
-    return None
-
-
-def _forbidden_attribute(node: ast.Attribute) -> str | None:
-    """torch's parts and doors, frames, every dunder but the harmless ones, and private names of
-    anything but self or cls (torch._foreach_* is fine)."""
-    dotted = _dotted(node)
-    name = node.attr
-    if name in HARMLESS_DUNDERS:
-        return None
-    if name in TORCH_PARTS or (dotted.startswith("torch.") and name in TORCH_DOORS):
-        return f"torch.{dotted.split('.', 1)[1]}" if dotted.startswith("torch.") else dotted
-    if name in FRAMES or name.startswith("__"):
-        return name
-    base = node.value.id if isinstance(node.value, ast.Name) else None
-    if name.startswith("_") and not name.startswith("_foreach_") and base not in ("self", "cls"):
-        return dotted
-    return None
-
-
-def _forbidden_module(module: str) -> str | None:
-    parts = module.split(".")
-    if parts[0] not in ALLOWED_MODULES:
-        return parts[0] or module
-    if parts[0] == "torch" and any(part in TORCH_PARTS or part in TORCH_DOORS or part.startswith("_") for part in parts[1:]):
-        return module
-    return None
-
-
-def _forbidden_text(text: str) -> str | None:
-    """A string naming a forbidden module or attribute; prose such as a docstring that mentions
-    torch.optim.AdamW is not one."""
-    stripped = text.strip()
-    if not re.fullmatch(r"[\w.]+", stripped):
-        return None
-    if stripped in TORCH_PARTS or stripped in ESCAPES or stripped.startswith(("torch.optim", "torch.nn.utils.clip")):
-        return stripped
-    return None
-
-
-def _dotted(node: ast.AST) -> str:
-    """``a.b.c`` for an attribute chain on a name; ``?.c`` when the base is an expression."""
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    parts.append(node.id if isinstance(node, ast.Name) else "?")
-    return ".".join(reversed(parts))

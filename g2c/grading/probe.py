@@ -257,8 +257,8 @@ def _run(payload: dict, out: int, timers: bool) -> None:
     seed = int(payload.get("seed", 0))
     scenario_seconds = float(payload.get("scenario_seconds", SCENARIO_SECONDS)) if timers else None
     cell_seconds = float(payload["cell_seconds"]) if timers and "cell_seconds" in payload else None
-    try:  # before any student code: the scenarios are the grader's
-        scenarios = load_scenarios(str(payload.get("scenario_source", "")))
+    try:  # before any student code: the scenarios are the grader's (their text is dropped once compiled)
+        scenarios = load_scenarios(str(payload.pop("scenario_source", "")))
     except BaseException as exc:
         _write(out, {"cell": "<scenarios>", "error": encode_error(exc)})
         scenarios = {}

@@ -18,7 +18,13 @@ import ipywidgets  # noqa: E402
 from g2c.widgets import clipping_demo, curve_doctor, lr_sweep, optimizer_race, schedule_explorer  # noqa: E402
 
 BUILD_BUDGET, ANSWER_BUDGET = 3.0, 1.0
-FACTORIES = {"lr_sweep": lr_sweep, "optimizer_race": optimizer_race, "clipping_demo": clipping_demo, "schedule_explorer": schedule_explorer, "curve_doctor": curve_doctor}
+FACTORIES = {
+    "lr_sweep": lr_sweep,
+    "optimizer_race": optimizer_race,
+    "clipping_demo": clipping_demo,
+    "schedule_explorer": schedule_explorer,
+    "curve_doctor": curve_doctor,
+}
 
 
 def settings(control: ipywidgets.Widget) -> list[object]:
@@ -75,7 +81,10 @@ def main() -> None:
     worst_build = max(rows, key=lambda r: r[1])
     worst_answer = max(rows, key=lambda r: r[2])
     print(f"slowest build: {worst_build[0]} {worst_build[1]:.3f} s ({worst_build[1] / BUILD_BUDGET:.2f} of budget)")
-    print(f"slowest answer: {worst_answer[0]} {worst_answer[2]:.3f} s at {worst_answer[3]} ({worst_answer[2] / ANSWER_BUDGET:.2f} of budget)")
+    print(
+        f"slowest answer: {worst_answer[0]} {worst_answer[2]:.3f} s at {worst_answer[3]} "
+        f"({worst_answer[2] / ANSWER_BUDGET:.2f} of budget)"
+    )
 
 
 if __name__ == "__main__":

@@ -228,7 +228,8 @@ def test_adamw_step_counter_advances_once_per_step():
         late = first_move(1)
         bias_corrected_at_2 = 0.01 * (0.1 / (1 - 0.9**2)) / (math.sqrt(0.001 / (1 - 0.999**2)) + 1e-8)
         assert math.isclose(late, bias_corrected_at_2, rel_tol=1e-5), (  # eps placement is its own test's pitfall
-            f"a gradient first seen at the optimizer's step 2 moved the parameter by {late:.6g}, expected {bias_corrected_at_2:.6g}: "
+            f"a gradient first seen at the optimizer's step 2 moved the parameter by {late:.6g}, "
+            f"expected {bias_corrected_at_2:.6g}: "
             "bias correction must use the optimizer's step count (one counter for the whole optimizer), "
             "not the number of gradients that parameter has seen"
         )
@@ -291,7 +292,9 @@ def test_clip_matches_torch_norm_and_grads():
             f"{float(expected):.10g}"
         )
         for i, (p, q) in enumerate(zip(ours, theirs)):
-            assert_close_in_words(p.grad, q.grad, 1e-12, 1e-15, f"clipping to max_norm={max_norm}, gradient {i} differs from torch's")
+            assert_close_in_words(
+                p.grad, q.grad, 1e-12, 1e-15, f"clipping to max_norm={max_norm}, gradient {i} differs from torch's"
+            )
 
 
 def test_clip_is_global_not_per_parameter():
@@ -304,7 +307,9 @@ def test_clip_is_global_not_per_parameter():
         "clipping changed the direction of the whole gradient: clip globally with one shared scale, "
         f"not each parameter on its own (cosine between the gradient before and after: {cosine:.6f}, must be 1)"
     )
-    assert math.isclose(after.norm().item(), 1.0, rel_tol=1e-5), f"the clipped global norm is {after.norm().item()}, not max_norm=1"
+    assert math.isclose(after.norm().item(), 1.0, rel_tol=1e-5), (
+        f"the clipped global norm is {after.norm().item()}, not max_norm=1"
+    )
 
 
 def test_clip_leaves_small_gradients_untouched():
@@ -335,7 +340,8 @@ def test_clip_skips_params_without_grad_and_uses_eps():
     scale = 1.0 / (total + 0.5)  # max_norm / (total + eps)
     assert_close_in_words(
         params[0].grad, before * scale, 1e-12, 1e-15,
-        f"with max_norm=1 and eps=0.5 the gradient must be scaled by max_norm / (total + eps) = {scale:.6g}, the eps you are given",
+        f"with max_norm=1 and eps=0.5 the gradient must be scaled by max_norm / (total + eps) = {scale:.6g}, "
+        "the eps you are given",
     )
 
 
@@ -369,5 +375,7 @@ def test_schedule_cosine_matches_closed_form():
 def test_schedule_holds_min_lr_after_max_steps():
     for t in (110, 111, 150, 210, 10_000):
         got = cosine_with_warmup(t, **SCHEDULE)
-        assert got == pytest.approx(0.1, rel=1e-12), f"from max_steps on the lr must stay at min_lr = 0.1: step {t} gave {got:.10g}"
+        assert got == pytest.approx(0.1, rel=1e-12), (
+            f"from max_steps on the lr must stay at min_lr = 0.1: step {t} gave {got:.10g}"
+        )
     assert cosine_with_warmup(5, warmup_steps=0, max_steps=0, max_lr=1.0) == 0.0, "with max_steps=0 every step is past the end"
