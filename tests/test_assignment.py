@@ -132,7 +132,13 @@ def test_untouched_kit_gives_7_passed_14_failed_and_tests_the_notebook(tmp_path)
 
 # ---------------------------------------------------------------- widget cells, in a real kernel
 
-WIDGET_SECTIONS = {"lr_sweep": "## 1", "optimizer_race": "## 4", "clipping_demo": "## 5", "schedule_explorer": "## 6", "curve_doctor": "## 7"}
+WIDGET_SECTIONS = {
+    "lr_sweep": "## 1",
+    "optimizer_race": "## 4",
+    "clipping_demo": "## 5",
+    "schedule_explorer": "## 6",
+    "curve_doctor": "## 7",
+}
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 ERROR_BOX = "#fdecea"  # background of g2c.widgets.render.error_html: a failure shown inside a widget
@@ -157,7 +163,9 @@ def test_widget_cells_sit_in_their_exercises_with_a_prompt_and_are_not_graded():
         flags = cell.metadata.get("nbgrader", {})
         assert cell.cell_type == "code" and not any(flags.get(k) for k in ("grade", "solution", "locked", "task")), factory
         prompt = nb.cells[index - 1]
-        assert prompt.cell_type == "markdown" and "nbgrader" not in prompt.metadata and len(prompt.source.splitlines()) == 1, factory
+        assert (
+            prompt.cell_type == "markdown" and "nbgrader" not in prompt.metadata and len(prompt.source.splitlines()) == 1
+        ), factory
     assert sections == WIDGET_SECTIONS
     assert "optimizers={" in cells["optimizer_race"][1].source and "AdamW" in cells["optimizer_race"][1].source
 
@@ -260,7 +268,9 @@ def test_check_cells_name_the_pitfall_of_their_own_cell_only(executed):
         if failing:
             assert headlines(shown[grade_id]) == failing, grade_id
         else:
-            assert grade_id not in shown and "passed: " in "".join(o.get("text", "") for o in check_cells(nb)[grade_id].outputs), grade_id
+            assert grade_id not in shown and "passed: " in "".join(
+                o.get("text", "") for o in check_cells(nb)[grade_id].outputs
+            ), grade_id
     assert {t for t in expected} == {t for tests in tests_of.values() for t in tests if t in expected}
     assert all(c.execution_count for c in nb.cells if c.cell_type == "code"), "Run All stopped before the end"
 
@@ -289,7 +299,9 @@ def test_validate_lists_the_same_messages(tmp_path):
     unset = [f"not written yet: {name} is not defined (write its cell and run it)" for name in ("p1", "diagnosis")]
     assert sorted(listed) == sorted([*expected.values(), *unset])
     shutil.copyfile(SOURCE, tmp_path / "solution.ipynb")
-    assert Validator(config=patient).validate(str(tmp_path / "solution.ipynb")) == {}, "Validate must pass the solution (no stderr, no error)"
+    assert Validator(config=patient).validate(str(tmp_path / "solution.ipynb")) == {}, (
+        "Validate must pass the solution (no stderr, no error)"
+    )
 
 
 def widget_html(nb, cell) -> str:

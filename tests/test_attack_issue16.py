@@ -45,7 +45,10 @@ def test_a_class_pattern_is_read_like_an_attribute():
     """``case object(optim=o)`` is getattr(torch, "optim"): torch's optimizers, dunders, frames."""
     assert refused(MATCH)
     assert refused("match torch:\n    case object(optim=o):\n        pass")
-    assert refused("try:\n    raise ValueError\nexcept ValueError as e:\n    match e:\n        case object(__traceback__=tb):\n            pass")
+    assert refused(
+        "try:\n    raise ValueError\nexcept ValueError as e:\n"
+        "    match e:\n        case object(__traceback__=tb):\n            pass"
+    )
 
 
 def test_modules_hanging_off_allowed_modules_are_refused():
@@ -72,7 +75,8 @@ def test_a_cell_the_grader_cannot_parse_is_refused():
 def test_the_deep_cell_really_runs_once_the_limit_is_raised():
     """The premise of the test above: ast.parse fails on it here, compile succeeds after setrecursionlimit."""
     code = ("import ast, sys\nsrc = open(sys.argv[1]).read()\ntry:\n    ast.parse(src)\n    print('parsed')\n"
-            "except RecursionError:\n    print('unparsable')\nsys.setrecursionlimit(100000)\ncompile(src, 'c', 'exec')\nprint('compiled')")
+            "except RecursionError:\n    print('unparsable')\nsys.setrecursionlimit(100000)\n"
+            "compile(src, 'c', 'exec')\nprint('compiled')")
     with tempfile.NamedTemporaryFile("w", suffix=".py") as f:
         f.write(DEEP)
         f.flush()
@@ -90,9 +94,12 @@ def probed(answers: dict[str, str], seed: int = SEED) -> dict[str, compare.Check
         nb = H.appended(nb, gid, text)
     sources = worker.probed_sources(nb, SPEC.probed)
     payload = {"seed": seed, "scenario_source": SPEC.scenarios.read_text(), "setup": preamble(SPEC),
-               "cells": [[g, sources[g]] for g in SPEC.probed if g in sources], "scenarios": SPEC.scenario_names, "cell_seconds": 30}
+               "cells": [[g, sources[g]] for g in SPEC.probed if g in sources],
+               "scenarios": SPEC.scenario_names, "cell_seconds": 30}
     code = "import json, sys; from g2c.grading.zygote import run_kind; run_kind('probe', json.loads(sys.stdin.read()))"
-    raw = subprocess.run([sys.executable, "-c", code], input=json.dumps(payload).encode(), capture_output=True, timeout=300).stdout
+    raw = subprocess.run(
+        [sys.executable, "-c", code], input=json.dumps(payload).encode(), capture_output=True, timeout=300
+    ).stdout
     return compare.decide(SPEC, compare.parse_record(raw, SPEC.scenario_names), seed, sources)
 
 

@@ -26,7 +26,9 @@ def test_a_local_dask_cluster_grades_like_the_local_pool(tmp_path):
         (submitted / student / "03b-training" / "training.ipynb").write_bytes(notebook.read_bytes())
     (submitted / "empty" / "03b-training").mkdir(parents=True)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster:
-        results = autograde(ROOT, submitted, out, scheduler=cluster.scheduler_address, timeout=120, memory_mb=6000, progress=False)
+        results = autograde(
+            ROOT, submitted, out, scheduler=cluster.scheduler_address, timeout=120, memory_mb=6000, progress=False
+        )
         workers = len(cluster.workers)
     assert workers == 2
     assert {r.student_id: (r.status, r.score) for r in results} == {

@@ -639,7 +639,7 @@ def test_the_plain_wrong_implementation_scores_nothing(batch):
 
 
 # honest answers whose probe hung late: what was recorded before the hang is verified and counts
-VERIFIED_BEFORE_A_HANG = {"honest-hangs-in-a-late-scenario": ("p1", "adamw", "clip")}  # answers whose scenarios run first
+VERIFIED_BEFORE_A_HANG = {"honest-hangs-in-a-late-scenario": "schedule_floor"}  # the scenario that hangs: those before it count
 
 
 def test_no_attack_scores_more_than_its_plain_wrong_implementation(batch):
@@ -808,9 +808,11 @@ def test_a_run_killed_halfway_resumes_with_what_is_missing(tmp_path):
 
 
 def test_a_hang_late_in_the_probe_keeps_only_what_was_verified_before_it(batch):
-    for student, parts in VERIFIED_BEFORE_A_HANG.items():
+    order = SPEC.scenario_names  # the order the probe runs them in
+    for student, hang in VERIFIED_BEFORE_A_HANG.items():
         row = batch.rows[student]
         assert row["status"] == "timeout"
-        verified = {cell.grade_id for part in parts for cell in SPEC.cells_of(part)}
+        verified = {g.grade_id for g in SPEC.graded.values() if all(order.index(s) < order.index(hang) for s in g.scenarios)}
+        assert {"test_adamw_matches_torch", "test_schedule_cosine"} <= verified and "test_diagnosis" not in verified
         for gid, points in POINTS.items():
             assert float(row[gid]) == (points if gid in verified else 0), (student, gid)

@@ -106,7 +106,8 @@ def course(tmp_path_factory):
             time.sleep(1.1)
         nbgrader("fetch_assignment", ASSIGNMENT, "--course", "g2c", f"--Exchange.root={tmp / 'exchange'}", cwd=home, user=student)
         work(home / ASSIGNMENT / NOTEBOOK, extras[student], mutant_answers(PITFALL) if student == "carol" else {})
-        nbgrader("submit", ASSIGNMENT, "--course", "g2c", f"--Exchange.root={tmp / 'exchange'}", f"--CourseDirectory.student_id={student}",
+        nbgrader("submit", ASSIGNMENT, "--course", "g2c", f"--Exchange.root={tmp / 'exchange'}",
+                 f"--CourseDirectory.student_id={student}",
                  cwd=home, user=student)  # one OS user plays the three students
     nbgrader("collect", ASSIGNMENT, cwd=course)
     timings["exchange"] = time.perf_counter() - start
@@ -221,12 +222,19 @@ def test_class_report_counts_what_the_batch_holds(course):
     page = (course["lay"].grades / "report.html").read_text()
     sections = re.findall(r"<h2 id='(\w+)'>", page)
     assert sections == ["summary", "histogram", "parts", "pitfalls", "statuses", "late", "slowest"]
-    assert page.count("data:image/png;base64,") == 2 and "http://" not in page and "https://" not in page and "<script" not in page
+    assert (
+        page.count("data:image/png;base64,") == 2
+        and "http://" not in page
+        and "https://" not in page
+        and "<script" not in page
+    )
     pitfalls_part = page.split("id='pitfalls'")[1].split("<h2")[0]
     assert re.search(rf"<td>{PITFALL}</td><td>[^<]*</td><td class=n>1</td>", pitfalls_part)
     late_part = page.split("id='late'")[1].split("<h2")[0]
     assert "<td>carol</td>" in late_part and "<td>alice</td>" not in late_part and "<td>bob</td>" not in late_part
     summary = page.split("id='summary'")[1].split("<h2")[0]
     assert "<td>submissions</td><td class=n>3</td>" in summary
-    run = subprocess.run([sys.executable, "-m", "g2c.cli", "report", ASSIGNMENT], cwd=course["course"], capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "g2c.cli", "report", ASSIGNMENT], cwd=course["course"], capture_output=True, text=True
+    )
     assert run.returncode == 0 and "report.html" in run.stdout

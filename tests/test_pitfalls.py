@@ -139,7 +139,9 @@ def test_each_pitfall_fails_its_own_tests_with_their_message_and_no_other(pitfal
     own = visible_tests(set(pitfall.charged_to))
     catch_all = visible_tests(set(SPEC.catch_all(pitfall.answer)))
     assert own <= set(failed), f"{pitfall.name} slipped past {sorted(own - set(failed))}"
-    assert set(failed) <= own | catch_all, f"{pitfall.name} also fails {sorted(set(failed) - own - catch_all)}, not its pitfall's tests"
+    assert set(failed) <= own | catch_all, (
+        f"{pitfall.name} also fails {sorted(set(failed) - own - catch_all)}, not its pitfall's tests"
+    )
     for name in own:
         assert not failed[name].startswith(("not written yet", "your code raised")), (name, failed[name])
 

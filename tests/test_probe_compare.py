@@ -240,7 +240,8 @@ def test_delegation_leaves_honest_answers_alone():
     alt = TP.with_region("adamw", TP.ALT_REGIONS["adamw"])  # torch._foreach_* is fine
     assert compare.delegation(SPEC, "adamw", alt) is None
     assert compare.delegation(SPEC, "adamw", "def broken(:\n") is None  # the probe reports the cell's SyntaxError
-    prose = 'import math\n\ndef f(model):\n    """Same as torch.optim.AdamW, written by hand."""\n    model.eval()\n    return math.sqrt(2)\n'
+    prose = ('import math\n\ndef f(model):\n    """Same as torch.optim.AdamW, written by hand."""\n'
+             '    model.eval()\n    return math.sqrt(2)\n')
     assert compare.delegation(SPEC, "adamw", prose) is None
     linalg = "from torch import linalg\n\ndef norm(p):\n    return linalg.vector_norm(p)\n"  # a passable module, by its name
     assert compare.delegation(SPEC, "clip", linalg) is None
@@ -271,7 +272,8 @@ def test_parse_record_survives_junk():
         b'{"scenario": "schedule_floor", "data": {"setting 1": {"step 1": NaN}}}',  # not JSON
         b'{"scenario": "schedule_cosine", "data": {"setting 1": "nan"}}',
         b'{"scenario": "by_hand_p1", "data": {"p1": 1e999999}}',
-        b'{"scenario": "diagnosis", "data": {"diagnosis": {"A": 12345678901234567890123456789012345678901234567890' + b"0" * 400 + b"}}}",
+        b'{"scenario": "diagnosis", "data": {"diagnosis": '
+        b'{"A": 12345678901234567890123456789012345678901234567890' + b"0" * 400 + b"}}}",
         b"[" * 100_000 + b"]" * 100_000,
         b'{"cell": "adamw", "error": "not a dict"}',
         good.encode(),
@@ -394,14 +396,18 @@ def test_run_records_on_the_saved_stdout_only(tmp_path):
         "seed": SEED,
         "scenario_source": SPEC.scenarios.read_text(),
         "setup": "%matplotlib inline\nimport math\nimport torch\nprint('setup output must not reach the record')",
-        "cells": [["adamw", answers["adamw"]], ["broken", "import os\nos.write(2, b'noise')\nraise ValueError('boom')"], ["clip", answers["clip"]],
+        "cells": [["adamw", answers["adamw"]],
+                  ["broken", "import os\nos.write(2, b'noise')\nraise ValueError('boom')"],
+                  ["clip", answers["clip"]],
                   ["schedule", SLOW_SCHEDULE], ["adamw_by_hand_answer", f"p1 = {RIGHT_P1!r}\n!ls\nprint(p1)"],
                   ["diagnosis_answer", f"print('noise')\ndiagnosis = {KEY!r}"]],
         "scenarios": SPEC.scenario_names,
         "scenario_seconds": 2.0,  # generous: a loaded machine must not time out the others
     }
     code = "import json, sys\nfrom g2c.grading import probe\nprobe.run(json.load(sys.stdin))\nprint('after run', flush=True)"
-    out = subprocess.run([sys.executable, "-c", code], input=json.dumps(payload).encode(), capture_output=True, timeout=120, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", code], input=json.dumps(payload).encode(), capture_output=True, timeout=120, cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr.decode()[-2000:]
     lines = out.stdout.decode().splitlines()
     assert lines[-1] == "after run" and json.loads(lines[-2]) == {"done": True}
@@ -418,7 +424,9 @@ def test_run_never_raises_and_reports_undefined_answers(tmp_path):
     payload = {"seed": 3, "scenario_source": SPEC.scenarios.read_text(), "setup": "", "cells": [["adamw", "class AdamW(:\n"]],
                "scenarios": ["adamw_first_step", "nope", "by_hand_p1"]}
     code = "import json, sys\nfrom g2c.grading import probe\nprobe.run(json.load(sys.stdin))\nprobe.run(None)\nprint('ok')"
-    out = subprocess.run([sys.executable, "-c", code], input=json.dumps(payload).encode(), capture_output=True, timeout=120, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", code], input=json.dumps(payload).encode(), capture_output=True, timeout=120, cwd=tmp_path
+    )
     assert out.returncode == 0 and out.stdout.decode().splitlines()[-1] == "ok", out.stderr.decode()[-2000:]
     record = parse(out.stdout)
     assert record["cells"]["adamw"]["error"] == "SyntaxError"
