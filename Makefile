@@ -5,6 +5,12 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# One torch (OpenMP) thread per process while building and checking: these steps run several torch processes
+# at once on few cores (pytest beside the book's kernels, two grading jobs, notebooks in kernels), where the
+# threads of each spin against the others' (notebook_build.diagnosis_key: 4 s with one thread, 47 s with two on a
+# busy 2-core machine). The grader's sandboxes run with one already (g2c/grading/worker.py). Set them to override.
+book test pytest unit test-book release check-release: export OMP_NUM_THREADS ?= 1
+book test pytest unit test-book release check-release: export MKL_NUM_THREADS ?= 1
 
 .PHONY: book test lint unit bench notebook reset-notebook clean
 .PHONY: test-book release check-release bench-grading pytest

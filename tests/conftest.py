@@ -33,6 +33,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
+# One torch thread per process, here and in every kernel and grader this session starts (they inherit it), as
+# `make test` sets: several torch processes share few cores, and threads spinning against each other's made
+# runs up to ten times slower. Before any test module imports torch. An explicit setting wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "03b-training"
 SOURCE = ROOT / "source_notebooks" / ASSIGNMENT / "training.ipynb"  # the solution notebook
