@@ -36,9 +36,9 @@ test: $(STAMP)
 	$(MAKE) check-release
 	$(MAKE) -j2 --output-sync=target pytest test-book
 
-## pytest: every test of tests/ (the book's own checks skip: they need `make test-book`)
+## pytest: every test of tests/ (the book's own checks skip: they need `make test-book`); the 25 slowest are listed
 pytest: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 ## unit: the inner loop: every test but the slow ones (sandboxed grading, real kernels), in about a minute
 unit: $(STAMP)
