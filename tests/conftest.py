@@ -1,11 +1,16 @@
 """What several test modules share: the course's paths, small notebook helpers, and one graded class.
 
-The graded class (``batch``) is one ``g2c autograde`` run over every submission the selected test
-modules contribute: a module adds students by defining ``batch_submissions(paths) -> {student:
+The graded class (``batch``) is every submission the selected test modules contribute, graded
+into one folder: a module adds students by defining ``batch_submissions(paths) -> {student:
 submission}``. Grading the round trip's and the hostile class's students together pays the
 grader's start-up once and keeps both workers busy to the end, instead of twice over two
 half-empty tails. Select one module (``pytest tests/test_autograde.py``) and only its students
 are graded.
+
+Students whose point is a hang the grader must stop (a module names them in
+``batch_limit_bound``) would each hold a worker for the whole limit: they are graded by a second
+``g2c autograde`` run over the same class and folder with tight limits (HANG_TIMEOUT,
+HANG_CELL_TIMEOUT), which, as any rerun, grades only what the first run left ungraded.
 
 Tests that grade real submissions or run real kernels are marked ``slow``; ``pytest -m "not
 slow"`` (``make unit``) is the inner loop.
@@ -28,8 +33,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from g2c.grading.assignment import load
-from g2c.grading.pitfalls import catalogue
+# One torch thread per process, here and in every kernel and grader this session starts (they inherit it), as
+# `make test` sets: several torch processes share few cores, and threads spinning against each other's made
+# runs up to ten times slower. Before any test module imports torch. An explicit setting wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+from g2c.grading.assignment import load  # noqa: E402 (after the thread settings)
+from g2c.grading.pitfalls import catalogue  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "03b-training"
@@ -43,10 +54,14 @@ TEST_CELLS = {a.key: [(g.grade_id, g.points, list(g.tests), list(g.scenarios)) f
               for a in SPEC.answers.values() if a.source}
 SCENARIOS_OF = {g.grade_id: list(g.scenarios) for g in SPEC.graded.values()}
 TOKEN = f"g2c-tests-{secrets.token_hex(4)}"  # in every sandboxed process's environment: finds leftovers
-# The batch's limits: each submission that hangs costs TIMEOUT of a worker, each hanging cell CELL_TIMEOUT
-# (twice when it ignores interrupts). Not less: on a loaded machine loot.py's walk through memory needs ~15 s
-# of its cell, and a wrong notebook with a hanging cell must still reach its last cell (peek.py) within TIMEOUT.
+# The batch's limits. No submission of the first run is meant to reach them: on a loaded machine loot.py's walk
+# through the sandbox's files and memory needs ~15 s of its cell, and a notebook must still reach its last cell
+# (peek.py) within TIMEOUT.
 TIMEOUT, CELL_TIMEOUT, MEMORY = 50, 20, 4096
+# The limits of the second run, for the students whose hang is the point (``batch_limit_bound``): each costs
+# HANG_TIMEOUT of a worker at most instead of TIMEOUT. HANG_TIMEOUT still leaves an honest probe (a few seconds)
+# time to finish, or to record what it verified before a late hang, on a loaded machine.
+HANG_TIMEOUT, HANG_CELL_TIMEOUT = 20, 6
 
 
 # ---------------------------------------------------------------- notebooks
@@ -128,6 +143,7 @@ class Batch:
     after: dict
     listener: Listener
     contributed: dict[str, set[str]] = field(default_factory=dict)  # test module -> its students
+    limits: tuple[float, float] = (TIMEOUT, CELL_TIMEOUT)  # (timeout, cell timeout) of the last run
 
     @property
     def out(self) -> Path:
@@ -142,7 +158,8 @@ class Batch:
         return self.paths.course
 
     def grade_again(self) -> subprocess.CompletedProcess:
-        return grade_batch(self.course, self.submitted, self.out)
+        """The whole class again, with the limits of the last run."""
+        return grade_batch(self.course, self.submitted, self.out, *self.limits)
 
 
 class Listener:
@@ -164,9 +181,10 @@ class Listener:
             conn.close()
 
 
-def autograde_command(course: Path, submitted: Path, out: Path, jobs: int = 2) -> list[str]:
+def autograde_command(course: Path, submitted: Path, out: Path, jobs: int = 2, timeout: float = TIMEOUT,
+                      cell_timeout: float = CELL_TIMEOUT) -> list[str]:
     return [sys.executable, "-m", "g2c.cli", "autograde", ASSIGNMENT, "--course", str(course), "--submitted", str(submitted),
-            "--out", str(out), "--jobs", str(jobs), "--timeout", str(TIMEOUT), "--cell-timeout", str(CELL_TIMEOUT), "--memory", str(MEMORY)]
+            "--out", str(out), "--jobs", str(jobs), "--timeout", str(timeout), "--cell-timeout", str(cell_timeout), "--memory", str(MEMORY)]
 
 
 def grading_env() -> dict[str, str]:
@@ -175,8 +193,10 @@ def grading_env() -> dict[str, str]:
     return {**os.environ, "G2C_INSTRUCTOR_TOKEN": "g2c-secret-token", "PYDEVD_DISABLE_FILE_VALIDATION": TOKEN}
 
 
-def grade_batch(course: Path, submitted: Path, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(autograde_command(course, submitted, out), capture_output=True, text=True, timeout=1800, env=grading_env())
+def grade_batch(course: Path, submitted: Path, out: Path, timeout: float = TIMEOUT,
+                cell_timeout: float = CELL_TIMEOUT) -> subprocess.CompletedProcess:
+    return subprocess.run(autograde_command(course, submitted, out, timeout=timeout, cell_timeout=cell_timeout),
+                          capture_output=True, text=True, timeout=1800, env=grading_env())
 
 
 def course_copy(dest: Path) -> Path:
@@ -264,18 +284,19 @@ def contributors(session: pytest.Session) -> list:
     return modules
 
 
-def write_all(paths: BatchPaths, submissions: dict[str, object]) -> None:
+def write_all(submitted: Path, submissions: dict[str, object]) -> None:
+    submitted.mkdir(exist_ok=True)
     for student, submission in submissions.items():
         if isinstance(submission, Link):
             if submission.what == "notebook":
-                write_submission(paths.submitted, student, None)
-                (paths.submitted / student / ASSIGNMENT / SPEC.notebook).symlink_to(submission.target)
+                write_submission(submitted, student, None)
+                (submitted / student / ASSIGNMENT / SPEC.notebook).symlink_to(submission.target)
             else:
-                (paths.submitted / student).symlink_to(submission.target)
+                (submitted / student).symlink_to(submission.target)
         elif isinstance(submission, nbformat.NotebookNode):
-            write_submission(paths.submitted, student, nbformat.writes(submission).encode())
+            write_submission(submitted, student, nbformat.writes(submission).encode())
         else:
-            write_submission(paths.submitted, student, submission)
+            write_submission(submitted, student, submission)
 
 
 SLOW_MODULES = {  # modules that are not ours to edit, marked here
@@ -293,7 +314,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def batch(request, tmp_path_factory) -> Batch:
-    """Every contributed submission, graded in one ``g2c autograde --jobs 2`` run."""
+    """Every contributed submission, graded by ``g2c autograde --jobs 2``: everyone but the limit-bound
+    students first (in a folder of their own), then the whole class with tight limits (only the
+    limit-bound students are left to grade)."""
     from g2c.grading.sandbox import isolation_available
 
     if problem := isolation_available():
@@ -302,19 +325,33 @@ def batch(request, tmp_path_factory) -> Batch:
     listener = Listener()
     paths = BatchPaths(course_copy(tmp / "course"), tmp / "submitted", tmp / "out", listener.port)
     paths.submitted.mkdir()
+    first = tmp / "submitted-first"  # the first run's class: everyone but the limit-bound students
     submissions: dict[str, object] = {}
     contributed: dict[str, set[str]] = {}
+    limit_bound: set[str] = set()
     for module in contributors(request.session):
         added = module.batch_submissions(paths)
         assert not set(added) & set(submissions), f"{module.__name__} reuses student names"
         submissions |= added
         contributed[module.__name__] = set(added)
-    write_all(paths, submissions)
-    before = host_snapshot(paths)
+        limit_bound |= set(getattr(module, "batch_limit_bound", ())) & set(added)
+    write_all(paths.submitted, submissions)
+    write_all(first, {s: v for s, v in submissions.items() if s not in limit_bound})
+    before = host_snapshot(paths) | {"first": files_under(first)}
     start = time.perf_counter()
-    run = grade_batch(paths.course, paths.submitted, paths.out)
+    passes = [((first if limit_bound else paths.submitted), TIMEOUT, CELL_TIMEOUT)]
+    if limit_bound:
+        passes.append((paths.submitted, HANG_TIMEOUT, HANG_CELL_TIMEOUT))
+    runs = []
+    for submitted, timeout, cell_timeout in passes:
+        runs.append(grade_batch(paths.course, submitted, paths.out, timeout, cell_timeout))
+        print(f"\n{submitted.name} (timeout {timeout:g} s, cell timeout {cell_timeout:g} s): {time.perf_counter() - start:.0f} s")
     seconds = time.perf_counter() - start
-    after = host_snapshot(paths)
-    print(f"\ngraded class: {len(submissions)} submissions in {seconds:.0f} s (exit {run.returncode})\n{run.stderr[-3000:]}")
+    after = host_snapshot(paths) | {"first": files_under(first)}
+    # the last run's summary lists every student; a failure of either run fails the batch
+    run = subprocess.CompletedProcess(runs[-1].args, next((r.returncode for r in runs if r.returncode), 0), runs[-1].stdout,
+                                      "".join(r.stderr for r in runs))
+    print(f"\ngraded class: {len(submissions)} submissions ({len(limit_bound)} limit-bound) in {seconds:.0f} s "
+          f"(exit {run.returncode})\n{run.stderr[-3000:]}")
     graded = rows(paths.out / "grades.csv") if (paths.out / "grades.csv").exists() else {}
-    return Batch(paths, run, seconds, graded, before, after, listener, contributed)
+    return Batch(paths, run, seconds, graded, before, after, listener, contributed, passes[-1][1:])

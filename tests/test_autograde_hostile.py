@@ -33,11 +33,14 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import (
+    HANG_TIMEOUT,
+    MEMORY,
     RELEASED,
     ROOT,
     SOURCE,
     SPEC,
     TEST_CELLS,
+    TIMEOUT,
     TOKEN,
     BatchPaths,
     Link,
@@ -534,6 +537,13 @@ def batch_submissions(paths: BatchPaths) -> dict[str, object]:
     }
 
 
+# Students whose hang (or wedged kernel) runs into the limits: graded in the batch's second run, with the tight
+# limits HANG_TIMEOUT and HANG_CELL_TIMEOUT (conftest.py), so that each holds a worker (and, spinning, a core) for
+# seconds, not a minute, and no spinning hang slows the first run's students. Not the fork bomb: forking ~250
+# kernels on a loaded machine takes longer than HANG_CELL_TIMEOUT, and its cell must print how far it got.
+batch_limit_bound = {"answer-hangs", "honest-ordinary-hang", "honest-hangs-in-a-late-scenario", "early-done-then-hangs",
+                     "defeats-the-alarm", "honest-ignores-signals", "leaves-daemons"}
+
 STATUS = {  # student -> allowed statuses; every other student: graded
     "answer-hangs": {"timeout", "graded"}, "honest-hangs-in-a-late-scenario": {"timeout"}, "early-done-then-hangs": {"timeout"}, "defeats-the-alarm": {"timeout"},
     "answer-memory-bomb": {"memory", "graded", "crashed"}, "answer-aborts": {"crashed"}, "exits-early": {"crashed", "graded"},
@@ -626,6 +636,15 @@ def test_the_batch_finishes_and_every_submission_gets_one_row_with_a_clear_statu
     assert wrong_status == {}
 
 
+def test_the_hangs_were_stopped_by_the_tight_limits_and_everyone_else_graded_under_the_first(batch):
+    """The limit-bound students were graded by the second run (their results carry its limits), the
+    others by the first: the hang tests prove the tight limits stop them."""
+    limits = {s: result(batch.out, s).get("limits") for s in batch.rows if "limits" in result(batch.out, s)}
+    tight = {"timeout": HANG_TIMEOUT, "memory_mb": MEMORY}
+    assert {s for s, lim in limits.items() if lim == tight} == batch_limit_bound
+    assert all(lim == {"timeout": TIMEOUT, "memory_mb": MEMORY} for s, lim in limits.items() if s not in batch_limit_bound)
+
+
 def test_honest_students_keep_full_marks_and_no_more(batch):
     graded = batch.rows
     assert graded["wrong"]["max_score"] == graded["honest"]["max_score"]
@@ -683,6 +702,7 @@ def test_nothing_outside_the_job_changed(batch):
                if before["tracked"].get(p) != after["tracked"].get(p) and p not in editing}
     assert changed == set(), "files of the working tree changed by the batch"
     assert after["submitted"] == before["submitted"], "submitted files changed by the batch"
+    assert after["first"] == before["first"], "submitted files of the first run changed by the batch"
     assert after["g2c"] - before["g2c"] == set(), "g2c-* left in the host's /tmp or /dev/shm"
     assert not Path(f"/tmp/{TOKEN}-marker").exists()
     assert not any(Path(folder, f"g2c-fill-{i}").exists() for folder in ("/tmp", "/var/tmp", "/dev/shm") for i in range(2))

@@ -82,26 +82,6 @@ class Visit:
         self.context.close()
 
 
-@pytest.mark.parametrize(
-    "path", pages() if os.environ.get("G2C_TEST_BOOK") == "1" else [], ids=lambda p: str(p.relative_to(HTML))
-)
-def test_page_is_self_contained_and_renders_math(browser, path: Path) -> None:
-    visit = Visit(browser, path)
-    try:
-        has_math = bool(MATH_IN_HTML.search(path.read_text(encoding="utf-8")))
-        if has_math:
-            visit.page.wait_for_selector("mjx-container", state="attached", timeout=15_000)
-        visit.settle()
-        assert visit.remote == [], f"{path.name} asked another host: {visit.remote}"
-        assert visit.failed == [], f"{path.name} had failed requests: {visit.failed}"
-        assert visit.errors == [], f"{path.name} raised in the browser: {visit.errors}"
-        if has_math:
-            rendered = visit.page.locator("mjx-container").count()
-            assert rendered > 0
-    finally:
-        visit.close()
-
-
 AXE = HTML.parent / "vendor" / ".axe" / "axe.min.js"  # vendored by book/_vendor/fetch.sh, never published
 WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 RUN_AXE = "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})"
@@ -141,11 +121,17 @@ def rendered(visit: Visit, path: Path) -> None:
 @pytest.mark.parametrize(
     "path", pages() if os.environ.get("G2C_TEST_BOOK") == "1" else [], ids=lambda p: str(p.relative_to(HTML))
 )
-def test_page_meets_wcag_21_aa(browser, path: Path) -> None:
-    """axe-core finds no WCAG 2.0/2.1 A or AA violation on the rendered page (math and widgets drawn)."""
+def test_page_is_self_contained_renders_math_and_meets_wcag_21_aa(browser, path: Path) -> None:
+    """One load of each page: it asks no other host, every request succeeds, no script raises, its
+    formulas render, and axe-core finds no WCAG 2.0/2.1 A or AA violation once math and widgets are drawn."""
     visit = Visit(browser, path)
     try:
         rendered(visit, path)
+        assert visit.remote == [], f"{path.name} asked another host: {visit.remote}"
+        assert visit.failed == [], f"{path.name} had failed requests: {visit.failed}"
+        assert visit.errors == [], f"{path.name} raised in the browser: {visit.errors}"
+        if MATH_IN_HTML.search(path.read_text(encoding="utf-8")):
+            assert visit.page.locator("mjx-container").count() > 0
         found = axe_violations(visit.page)
         assert found == [], f"{path.relative_to(HTML)}: {len(found)} WCAG violations:\n" + "\n".join(found)
     finally:
@@ -171,7 +157,7 @@ def test_axe_sees_missing_alt_text_labels_and_contrast(browser, tmp_path: Path) 
 
 
 def test_every_chapter_is_tested() -> None:
-    """The parametrized test above really covers the book: every chapter page exists."""
+    """The parametrized page test above really covers the book: every chapter page exists."""
     names = {p.name for p in pages()}
     for chapter in ("intro.html", "learning-rates.html", "optimizers.html", "clipping.html", "schedules.html",
                     "reading-curves.html", "pitfalls.html", "checklist.html", "search.html"):
