@@ -184,7 +184,8 @@ class Listener:
 def autograde_command(course: Path, submitted: Path, out: Path, jobs: int = 2, timeout: float = TIMEOUT,
                       cell_timeout: float = CELL_TIMEOUT) -> list[str]:
     return [sys.executable, "-m", "g2c.cli", "autograde", ASSIGNMENT, "--course", str(course), "--submitted", str(submitted),
-            "--out", str(out), "--jobs", str(jobs), "--timeout", str(timeout), "--cell-timeout", str(cell_timeout), "--memory", str(MEMORY)]
+            "--out", str(out), "--jobs", str(jobs), "--timeout", str(timeout), "--cell-timeout", str(cell_timeout),
+            "--memory", str(MEMORY)]
 
 
 def grading_env() -> dict[str, str]:
@@ -230,7 +231,8 @@ def tracked_files(course: Path) -> dict[str, str]:
     for name in filter(None, names):
         path = course / name.decode()
         try:
-            out[name.decode()] = "link:" + os.readlink(path) if path.is_symlink() else hashlib.sha256(path.read_bytes()).hexdigest()
+            link = path.is_symlink()
+            out[name.decode()] = "link:" + os.readlink(path) if link else hashlib.sha256(path.read_bytes()).hexdigest()
         except OSError as err:
             out[name.decode()] = f"missing: {err.errno}"
     return out

@@ -107,30 +107,36 @@ def passed_cut(checks: dict) -> set[str]:
     return {s for s, c in checks.items() if c.passed and SPEC.answer_of(s) in CUT}
 
 
+@pytest.mark.slow  # the real probe in a child process
 def test_torch_through_class_patterns_scores_nothing():
     assert passed_cut(probed({"diagnosis_answer": MATCH})) == set()
 
 
+@pytest.mark.slow  # the real probe in a child process
 def test_torch_through_sys_modules_scores_nothing():
     """No class pattern, no frame: torch.sys.modules, operator.attrgetter, a variable called self."""
     assert passed_cut(probed({"diagnosis_answer": SYSMODULES})) == set()
 
 
+@pytest.mark.slow  # the real probe in a child process
 def test_a_swapped_scenario_table_scores_nothing():
     """The harness's frame through class patterns, its scenario table run on torch's substitutes."""
     assert passed_cut(probed({"adamw_by_hand_answer": SUBSTITUTES + "\n" + H.hostile("match_forge.py")})) == set()
 
 
+@pytest.mark.slow  # the real probe in a child process
 def test_a_swapped_student_lookup_scores_nothing():
     """No frame at all: torch.sys.modules['gc'] finds the scenarios' globals, ``student`` is swapped."""
     assert passed_cut(probed({"adamw_by_hand_answer": SUBSTITUTES + "\n" + H.hostile("sysmodules_forge.py")})) == set()
 
 
+@pytest.mark.slow  # the real probe in a child process
 def test_plain_delegation_behind_an_unparsable_line_scores_nothing():
     checks = probed({"adamw": "torch.sys.setrecursionlimit(100000)", "diagnosis_answer": UNPARSABLE_DELEGATION})
     assert passed_cut(checks) == set()
 
 
+@pytest.mark.slow  # the real probe in a child process
 def test_exception_messages_carry_nothing_of_the_probe_out():
     checks = probed({"adamw": H.hostile("exfiltrate.py")})
     said = " ".join(c.message for c in checks.values())

@@ -199,7 +199,9 @@ def test_feedback_never_shows_hidden_tests(graded):
     assert "not written yet" in feedback(out, "starter")
 
 
-SUMMARY_LINE = re.compile(r"^(?P<student>.+): (?P<score>[\d.]+)/(?P<max>[\d.]+) (?P<status>[a-z ]+?) in (?P<seconds>[\d.]+) s", re.M)
+SUMMARY_LINE = re.compile(
+    r"^(?P<student>.+): (?P<score>[\d.]+)/(?P<max>[\d.]+) (?P<status>[a-z ]+?) in (?P<seconds>[\d.]+) s", re.M
+)
 
 
 def test_the_printed_summary_agrees_with_grades_csv_and_the_results(graded):
@@ -210,8 +212,10 @@ def test_the_printed_summary_agrees_with_grades_csv_and_the_results(graded):
     for student in variants():
         line, row = printed[student], rows[student]
         result = json.loads((out / "results" / f"{student}.json").read_text())
-        assert (float(line["score"]), float(line["max"]), line["status"]) == (float(row["score"]), float(row["max_score"]), row["status"])
+        printed = (float(line["score"]), float(line["max"]), line["status"])
+        assert printed == (float(row["score"]), float(row["max_score"]), row["status"])
         assert float(line["seconds"]) == pytest.approx(result["seconds"], abs=0.051)
         assert 0 < result["seconds"] < 2 * TIMEOUT + 60, student  # two runs at most, each stopped at TIMEOUT
     seconds = [float(printed[s]["seconds"]) for s in variants()]
-    print(f"\nseconds per graded submission (2 jobs on this machine): mean {sum(seconds) / len(seconds):.1f}, max {max(seconds):.1f}")
+    mean = sum(seconds) / len(seconds)
+    print(f"\nseconds per graded submission (2 jobs on this machine): mean {mean:.1f}, max {max(seconds):.1f}")
