@@ -66,7 +66,10 @@ PART_CELLS = {part: [gid for gid, _, _, _ in cells] for part, cells in TEST_CELL
 CLEAR = {"graded", "timeout", "memory", "crashed", "unreadable notebook", "missing notebook"}
 IPC_KEYS = (0x67326301, 0x67326302, 0x67326303)
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(isolation_available() is not None, reason=f"no sandbox here: {isolation_available()}")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(isolation_available() is not None, reason=f"no sandbox here: {isolation_available()}"),
+]
 
 # ---------------------------------------------------------------- building submissions
 
@@ -143,17 +146,30 @@ PLAIN_BINDINGS = {
     "schedule": "cosine_with_warmup = _delegated_schedule(torch.optim.lr_scheduler)",
 }
 ENCODED_BINDINGS = {  # the same through importlib, to be run from base64 (exec)
-    "adamw": "import importlib\nAdamW = _delegated_adamw(getattr(importlib.import_module('tor' + 'ch.o' + 'ptim'), 'Ad' + 'amW'))",
-    "clip": "import importlib\nclip_grad_norm_ = _delegated_clip(importlib.import_module('.'.join(['torch', 'nn', 'utils'])))",
-    "schedule": "import importlib\ncosine_with_warmup = _delegated_schedule(importlib.import_module('torch.optim.' + 'lr_' + 'scheduler'))",
+    "adamw": (
+        "import importlib\n"
+        "AdamW = _delegated_adamw(getattr(importlib.import_module('tor' + 'ch.o' + 'ptim'), 'Ad' + 'amW'))"
+    ),
+    "clip": (
+        "import importlib\n"
+        "clip_grad_norm_ = _delegated_clip(importlib.import_module('.'.join(['torch', 'nn', 'utils'])))"
+    ),
+    "schedule": (
+        "import importlib\n"
+        "cosine_with_warmup = _delegated_schedule(importlib.import_module('torch.optim.' + 'lr_' + 'scheduler'))"
+    ),
 }
 GETATTR_BINDINGS = {  # no import, no exec: torch's names split in two strings
     "adamw": "AdamW = _delegated_adamw(getattr(torch, 'opt' + 'im').AdamW)",
     "clip": "clip_grad_norm_ = _delegated_clip(torch.nn.utils)",
     "schedule": "cosine_with_warmup = _delegated_schedule(getattr(getattr(torch, 'opt' + 'im'), 'lr_' + 'scheduler'))",
 }
-DELEGATION_BY_GETATTR = DELEGATION.replace("utils.get_total_norm(", "getattr(utils, 'get_total' + '_norm')(").replace(
-    "utils.clip_grads_with_norm_(", "getattr(utils, 'clip_grads' + '_with_norm_')(").replace("_torch.optim.SGD", "getattr(_torch, 'opt' + 'im').SGD")
+DELEGATION_BY_GETATTR = (
+    DELEGATION
+    .replace("utils.get_total_norm(", "getattr(utils, 'get_total' + '_norm')(")
+    .replace("utils.clip_grads_with_norm_(", "getattr(utils, 'clip_grads' + '_with_norm_')(")
+    .replace("_torch.optim.SGD", "getattr(_torch, 'opt' + 'im').SGD")
+)
 assert DELEGATION_BY_GETATTR.count("getattr(utils") == 2
 SUBSTITUTES = hostile("torch_adamw.py", "torch_clip.py", "torch_schedule.py", "context.py", "substitutes.py")
 GAMING = """import math, torch, pytest, ipytest, builtins
@@ -396,14 +412,50 @@ def duplicated_and_deleted(nb):
 def extra_grade_cells(nb):
     nb = copy.deepcopy(nb)
     extras = [
-        nbformat.v4.new_markdown_cell("bogus", metadata={"nbgrader": {"grade": True, "grade_id": "bogus", "locked": False, "points": 100,
-                                                                       "schema_version": 3, "solution": True, "task": False}}),
-        nbformat.v4.new_markdown_cell("I answer twice", metadata={"nbgrader": dict(cell_of(nb, "lr_choice").metadata["nbgrader"])}),
-        nbformat.v4.new_markdown_cell("a markdown test", metadata={"nbgrader": dict(cell_of(nb, "test_adamw_matches_torch").metadata["nbgrader"])}),
-        nbformat.v4.new_code_cell("x = 1", metadata={"nbgrader": {"grade": True, "grade_id": "test_adamw_extra", "locked": True, "points": 50,
-                                                                   "schema_version": 3, "solution": False, "task": False}}),
-        nbformat.v4.new_markdown_cell("a task", metadata={"nbgrader": {"grade": False, "grade_id": "task_bogus", "locked": True, "points": 5,
-                                                                        "schema_version": 3, "solution": False, "task": True}}),
+        nbformat.v4.new_markdown_cell(
+            "bogus",
+            metadata={"nbgrader": {
+                "grade": True,
+                "grade_id": "bogus",
+                "locked": False,
+                "points": 100,
+                "schema_version": 3,
+                "solution": True,
+                "task": False,
+            }},
+        ),
+        nbformat.v4.new_markdown_cell(
+            "I answer twice",
+            metadata={"nbgrader": dict(cell_of(nb, "lr_choice").metadata["nbgrader"])},
+        ),
+        nbformat.v4.new_markdown_cell(
+            "a markdown test",
+            metadata={"nbgrader": dict(cell_of(nb, "test_adamw_matches_torch").metadata["nbgrader"])},
+        ),
+        nbformat.v4.new_code_cell(
+            "x = 1",
+            metadata={"nbgrader": {
+                "grade": True,
+                "grade_id": "test_adamw_extra",
+                "locked": True,
+                "points": 50,
+                "schema_version": 3,
+                "solution": False,
+                "task": False,
+            }},
+        ),
+        nbformat.v4.new_markdown_cell(
+            "a task",
+            metadata={"nbgrader": {
+                "grade": False,
+                "grade_id": "task_bogus",
+                "locked": True,
+                "points": 5,
+                "schema_version": 3,
+                "solution": False,
+                "task": True,
+            }},
+        ),
     ]
     for k, cell in enumerate(extras):
         nb.cells.insert(5 + 3 * k, cell)
@@ -415,7 +467,10 @@ def nbgrader_not_a_dict(nb):
     set_nbgrader(nb.cells[0], "x")
     set_nbgrader(nb.cells[2], None)
     set_nbgrader(nb.cells[4], ["grade_id", "adamw"])
-    nb.cells.insert(6, nbformat.v4.new_code_cell("y = 2", metadata={"nbgrader": {"grade_id": ["adamw"], "grade": True, "points": 5}}))
+    nb.cells.insert(
+        6,
+        nbformat.v4.new_code_cell("y = 2", metadata={"nbgrader": {"grade_id": ["adamw"], "grade": True, "points": 5}}),
+    )
     nb.cells.insert(6, nbformat.v4.new_code_cell("z = 3", metadata={"nbgrader": {"grade_id": {"a": 1}, "solution": True}}))
     return nb
 
@@ -436,16 +491,33 @@ def games_the_checks(nb):
 
 
 def peek_cell(course: Path, out: Path, submitted: Path) -> str:
-    reads = {"source notebook": SOURCE, "release notebook": RELEASED, "course git": course / ".git" / "HEAD",
-             "reference optim": course / "g2c" / "grading" / "notebook_build.py", "gradebook": out / "gradebook.db",
-             "grades file": out / "grades.csv", "other student": submitted / "honest" / "03b-training" / "training.ipynb",
-             "root home": Path("/root/.bashrc"), "shadow": Path("/etc/shadow"), "shared notes": Path("/work/shared/notes/trusted-verdict.md"),
-             "host tmp": Path(tempfile.gettempdir()) / "pytest-of-root"}
-    writes = {"gradebook": out / "gradebook.db", "grades file": out / "grades.csv", "source notebook": SOURCE,
-              "other student": submitted / "honest" / "03b-training" / "training.ipynb",
-              "other feedback": out / "feedback" / "honest" / "03b-training" / "training.html",
-              "kit": course / "g2c" / "training" / "optim.py", "venv": Path(sys.prefix) / "pyvenv.cfg"}
-    return f"READ = {json.dumps({k: str(v) for k, v in reads.items()})}\nWRITE = {json.dumps({k: str(v) for k, v in writes.items()})}\n" + hostile("peek.py")
+    reads = {
+        "source notebook": SOURCE,
+        "release notebook": RELEASED,
+        "course git": course / ".git" / "HEAD",
+        "reference optim": course / "g2c" / "grading" / "notebook_build.py",
+        "gradebook": out / "gradebook.db",
+        "grades file": out / "grades.csv",
+        "other student": submitted / "honest" / "03b-training" / "training.ipynb",
+        "root home": Path("/root/.bashrc"),
+        "shadow": Path("/etc/shadow"),
+        "shared notes": Path("/work/shared/notes/trusted-verdict.md"),
+        "host tmp": Path(tempfile.gettempdir()) / "pytest-of-root",
+    }
+    writes = {
+        "gradebook": out / "gradebook.db",
+        "grades file": out / "grades.csv",
+        "source notebook": SOURCE,
+        "other student": submitted / "honest" / "03b-training" / "training.ipynb",
+        "other feedback": out / "feedback" / "honest" / "03b-training" / "training.html",
+        "kit": course / "g2c" / "training" / "optim.py",
+        "venv": Path(sys.prefix) / "pyvenv.cfg",
+    }
+    return (
+        f"READ = {json.dumps({k: str(v) for k, v in reads.items()})}\n"
+        f"WRITE = {json.dumps({k: str(v) for k, v in writes.items()})}\n"
+        + hostile("peek.py")
+    )
 
 
 def batch_submissions(paths: BatchPaths) -> dict[str, object]:
@@ -468,14 +540,23 @@ def batch_submissions(paths: BatchPaths) -> dict[str, object]:
         "delegates-encoded": appended(appended(appended(W, "adamw", encoded(DELEGATION + "\n" + ENCODED_BINDINGS["adamw"])),
                                                "clip", encoded(DELEGATION + "\n" + ENCODED_BINDINGS["clip"])),
                                       "schedule", encoded(DELEGATION + "\n" + ENCODED_BINDINGS["schedule"])),
-        "delegates-behind-a-magic": appended(appended(appended(prefixed(W, "%matplotlib inline\n"), "adamw", DELEGATION + "\n" + PLAIN_BINDINGS["adamw"]),
+        "delegates-behind-a-magic": appended(appended(appended(prefixed(W, "%matplotlib inline\n"),
+                                                               "adamw", DELEGATION + "\n" + PLAIN_BINDINGS["adamw"]),
                                                       "clip", DELEGATION + "\n" + PLAIN_BINDINGS["clip"]),
                                              "schedule", DELEGATION + "\n" + PLAIN_BINDINGS["schedule"]),
         "delegates-from-another-cell": appended(W, "diagnosis_answer", DELEGATION + "\n" + "\n".join(PLAIN_BINDINGS.values())),
-        "delegates-functional": appended(W, "adamw", hostile("functional_adamw.py")
-                                         + "\nimport torch.optim.adamw\nAdamW = _functional_adamw(_python_kernel(torch.optim.adamw.adamw))"),
-        "delegates-fused-kernel": appended(W, "adamw", hostile("functional_adamw.py")
-                                           + "\nAdamW = _functional_adamw(_fused_kernel(getattr(torch.ops.aten, '_fused_' + 'adamw_')))"),
+        "delegates-functional": appended(
+            W,
+            "adamw",
+            hostile("functional_adamw.py")
+            + "\nimport torch.optim.adamw\nAdamW = _functional_adamw(_python_kernel(torch.optim.adamw.adamw))",
+        ),
+        "delegates-fused-kernel": appended(
+            W,
+            "adamw",
+            hostile("functional_adamw.py")
+            + "\nAdamW = _functional_adamw(_fused_kernel(getattr(torch.ops.aten, '_fused_' + 'adamw_')))",
+        ),
         # forging the probe's record (the answer cells stay wrong)
         "forges-record-first": appended(W, "diagnosis_answer", encoded(forged["first"])),
         "forges-record-through-report": appended(W, "diagnosis_answer", encoded(forged["report"])),
@@ -488,7 +569,14 @@ def batch_submissions(paths: BatchPaths) -> dict[str, object]:
         "defeats-the-alarm": appended(W, "adamw", SIGNALS),
         # patching what runs the checks
         "games-the-checks": games_the_checks(W),
-        "games-the-checks-in-answers": appended(W, "adamw", GAMING.replace("get_ipython().showtraceback", "(get_ipython() or __import__('types').SimpleNamespace()).showtraceback")),
+        "games-the-checks-in-answers": appended(
+            W,
+            "adamw",
+            GAMING.replace(
+                "get_ipython().showtraceback",
+                "(get_ipython() or __import__('types').SimpleNamespace()).showtraceback",
+            ),
+        ),
         "lying-builtins": appended(W, "diagnosis_answer", LYING_BUILTINS),
         "patches-torch-internals": appended(W, "adamw", TORCH_INTERNALS),
         "import-hooks": appended(W, "adamw", IMPORT_HOOKS),
@@ -545,15 +633,33 @@ batch_limit_bound = {"answer-hangs", "honest-ordinary-hang", "honest-hangs-in-a-
                      "defeats-the-alarm", "honest-ignores-signals", "leaves-daemons"}
 
 STATUS = {  # student -> allowed statuses; every other student: graded
-    "answer-hangs": {"timeout", "graded"}, "honest-hangs-in-a-late-scenario": {"timeout"}, "early-done-then-hangs": {"timeout"}, "defeats-the-alarm": {"timeout"},
-    "answer-memory-bomb": {"memory", "graded", "crashed"}, "answer-aborts": {"crashed"}, "exits-early": {"crashed", "graded"},
-    "floods-the-record": {"crashed", "graded"}, "truncated-json": {"unreadable notebook"}, "not-utf8": {"unreadable notebook"},
-    "no-notebook": {"missing notebook"}, "symlink-to-honest": {"unreadable notebook", "missing notebook", "graded"},
+    "answer-hangs": {"timeout", "graded"},
+    "honest-hangs-in-a-late-scenario": {"timeout"},
+    "early-done-then-hangs": {"timeout"},
+    "defeats-the-alarm": {"timeout"},
+    "answer-memory-bomb": {"memory", "graded", "crashed"},
+    "answer-aborts": {"crashed"},
+    "exits-early": {"crashed", "graded"},
+    "floods-the-record": {"crashed", "graded"},
+    "truncated-json": {"unreadable notebook"},
+    "not-utf8": {"unreadable notebook"},
+    "no-notebook": {"missing notebook"},
+    "symlink-to-honest": {"unreadable notebook", "missing notebook", "graded"},
     "symlink-to-solution": {"unreadable notebook", "missing notebook", "graded"},
     "symlinked-folder": {"unreadable notebook", "missing notebook", "graded"},
 }
-HONEST = {"honest", "glob[1]", "spaced name *", "honest-ordinary-hang", "honest-ordinary-memory-bomb", "honest-ordinary-abort", "honest-huge-output",
-          "honest-ignores-signals", "meta-honest-points-100", "meta-honest-extra-grade-cells"}
+HONEST = {
+    "honest",
+    "glob[1]",
+    "spaced name *",
+    "honest-ordinary-hang",
+    "honest-ordinary-memory-bomb",
+    "honest-ordinary-abort",
+    "honest-huge-output",
+    "honest-ignores-signals",
+    "meta-honest-points-100",
+    "meta-honest-extra-grade-cells",
+}
 # A probed cell that reaches for torch's optimizers (or anything but tensors, math and plain Python) costs
 # every autograded cell: the cells share one namespace and one torch, so it could serve any answer.
 DELEGATED = {"delegates-plainly", "delegates-by-getattr", "delegates-encoded", "delegates-from-another-cell",
@@ -670,7 +776,10 @@ def test_no_attack_scores_more_than_its_plain_wrong_implementation(batch):
         more = {c: v for c, v in autograded(row).items() if v > base[c]}
         if more:
             gains[student] = f"{sum(autograded(row).values()):g} of {FULL}: " + ", ".join(sorted(more))
-    assert gains == {}, "attacks that beat the plain wrong implementation:\n" + "\n".join(f"  {s}: {g}" for s, g in sorted(gains.items()))
+    assert gains == {}, (
+        "attacks that beat the plain wrong implementation:\n"
+        + "\n".join(f"  {s}: {g}" for s, g in sorted(gains.items()))
+    )
 
 
 def test_delegating_to_torch_gets_nothing_and_says_why(batch):
