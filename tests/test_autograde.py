@@ -212,8 +212,8 @@ def test_the_printed_summary_agrees_with_grades_csv_and_the_results(graded):
     for student in variants():
         line, row = printed[student], rows[student]
         result = json.loads((out / "results" / f"{student}.json").read_text())
-        printed = (float(line["score"]), float(line["max"]), line["status"])
-        assert printed == (float(row["score"]), float(row["max_score"]), row["status"])
+        shown = (float(line["score"]), float(line["max"]), line["status"])
+        assert shown == (float(row["score"]), float(row["max_score"]), row["status"])
         assert float(line["seconds"]) == pytest.approx(result["seconds"], abs=0.051)
         assert 0 < result["seconds"] < 2 * TIMEOUT + 60, student  # two runs at most, each stopped at TIMEOUT
     seconds = [float(printed[s]["seconds"]) for s in variants()]
