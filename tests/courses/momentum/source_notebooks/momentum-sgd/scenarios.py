@@ -26,25 +26,25 @@ def settings(rng: random.Random) -> tuple[float, float]:
     return log_uniform(rng, 1e-3, 1e-1), rng.uniform(0.5, 0.95)
 
 
-def first_step(namespace: dict, seed: int) -> dict:
-    """One step from zero velocity: p moves by lr * g."""
+def constant_gradient(namespace: dict, seed: int, name: str, steps: int) -> dict:
+    """``steps`` steps from zero velocity, each with the same gradient per parameter."""
     SGD = student(namespace, "MomentumSGD")
-    rng, gen = rngs("first_step", seed)
+    rng, gen = rngs(name, seed)
     shapes = random_shapes(rng, 3)
     lr, momentum = settings(rng)
     params = [leaf(s, gen) for s in shapes]
-    return run(SGD, params, [[gradient(s, rng, gen) for s in shapes]], lr, momentum)
+    grads = [gradient(s, rng, gen) for s in shapes]
+    return run(SGD, params, [grads] * steps, lr, momentum)
+
+
+def first_step(namespace: dict, seed: int) -> dict:
+    """One step: p moves by lr * g."""
+    return constant_gradient(namespace, seed, "first_step", 1)
 
 
 def accumulates(namespace: dict, seed: int) -> dict:
-    """Three steps with one constant gradient: each step (1 + momentum + ...) times the first, whatever its scale."""
-    SGD = student(namespace, "MomentumSGD")
-    rng, gen = rngs("accumulates", seed)
-    shapes = random_shapes(rng, 2)
-    lr, momentum = settings(rng)
-    params = [leaf(s, gen) for s in shapes]
-    grads = [gradient(s, rng, gen) for s in shapes]
-    return run(SGD, params, [grads] * 3, lr, momentum)
+    """Three steps with one constant gradient: each (1 + momentum + ...) times the first, whatever the scale of v."""
+    return constant_gradient(namespace, seed, "accumulates", 3)
 
 
 def trajectory(namespace: dict, seed: int) -> dict:
