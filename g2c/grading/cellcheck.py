@@ -13,8 +13,9 @@ operations, math and plain Python. So this is an allow-list, not a list of known
   ``torch``, ``torch.linalg`` and ``math`` only, names nothing private but ``torch._foreach_*``
   and nothing of torch's optimizers, schedulers or clipping;
 - any other attribute (``p.grad``, ``self.lr``) is public, or private on ``self``/``cls`` where
-  those are a method's own first parameter and never rebound; no dunder but ``__init__`` and
-  ``__name__``, no frame or code attribute, also not as a class pattern's keyword;
+  those are a method's own first parameter and never rebound; no dunder but ``__init__``,
+  ``__name__``, ``__qualname__``, ``__class__`` and ``__doc__``, no frame or code attribute, also
+  not as a class pattern's keyword;
 - no builtin that reaches beyond the cell (``getattr``, ``exec``, ``globals``, ``open``...), no
   dunder name, no annotation evaluator, no string naming torch's optimizers;
 - a cell too deep for the parser is refused (the probe could still compile it).
@@ -39,7 +40,7 @@ ESCAPES = {"__import__", "importlib", "exec", "eval", "compile", "globals", "loc
            "gc", "inspect", "ctypes", "builtins"}
 FRAMES = {"tb_frame", "tb_next", "f_back", "f_globals", "f_locals", "f_builtins", "f_code", "gi_frame", "gi_code",
           "cr_frame", "ag_frame", "co_code", "gi_yieldfrom", "cr_await", "ag_await"}
-HARMLESS_DUNDERS = {"__init__", "__name__"}
+HARMLESS_DUNDERS = {"__init__", "__name__", "__qualname__", "__class__", "__doc__"}  # no door: a type, names, text
 # attribute names that lead out of the cell from any object (model.eval() is a method, not the builtin)
 DOORS = {"sys", "os", "gc", "modules", "builtins", "inspect", "ctypes", "importlib", "get_type_hints", "ForwardRef",
          "evaluate_forward_ref"}
