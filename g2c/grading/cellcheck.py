@@ -102,9 +102,9 @@ class _Reader:
         """A module name, ``self`` or ``cls`` bound by anything but its import or a method's first parameter."""
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names = [node.name]
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(
-                    isinstance(d, ast.Name) and d.id in ("staticmethod", "classmethod") for d in node.decorator_list):
-                names += [a.arg for a in (node.args.posonlyargs + node.args.args)[:1] if a.arg == "self"]
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(  # its first parameter is no instance
+                    isinstance(d, ast.Name) and d.id == "staticmethod" for d in node.decorator_list):
+                names += [a.arg for a in (node.args.posonlyargs + node.args.args)[:1]]
         elif isinstance(node, ast.ExceptHandler):
             names = [node.name]
         elif isinstance(node, (ast.MatchAs, ast.MatchStar)):
