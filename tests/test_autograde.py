@@ -187,6 +187,32 @@ def test_a_rerun_regrades_new_notebooks_and_results_a_changed_limit_decided():
     assert not _needs_grading({**result, "status": "memory", "limits": {"timeout": 30, "memory_mb": 4096}}, job)
 
 
+def test_the_stamped_empty_gradebook_is_the_one_nbgrader_makes(tmp_path, monkeypatch):
+    """Same tables, columns and schema version as nbgrader's own new gradebook (which asks `alembic heads`)."""
+    import sqlite3
+
+    from nbgrader.api import Gradebook
+
+    from g2c.grading import path_with_this_environment
+    from g2c.grading.autograde import empty_gradebook
+
+    monkeypatch.setenv("PATH", path_with_this_environment())
+    Gradebook(f"sqlite:///{tmp_path / 'nbgrader.db'}").close()
+    empty_gradebook(tmp_path / "ours.db")
+
+    def schema_and_version(db):
+        with sqlite3.connect(db) as c:
+            tables = sorted(c.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+            return tables, c.execute("SELECT version_num FROM alembic_version").fetchall()
+
+    nbgraders, ours = schema_and_version(tmp_path / "nbgrader.db"), schema_and_version(tmp_path / "ours.db")
+    assert len(ours[0]) > 10 and len(ours[1]) == 1 and ours[1][0][0]
+    assert ours == nbgraders
+    with Gradebook(f"sqlite:///{tmp_path / 'ours.db'}") as gb:  # nbgrader opens it as one of its own
+        gb.add_assignment("a")
+        assert [a.name for a in gb.assignments] == ["a"]
+
+
 def test_feedback_never_shows_hidden_tests(graded):
     rows, out, _ = graded
     right, adam_l2 = CATALOGUE.build("p1", ()), CATALOGUE.build("p1", ("by_hand_adam_l2",))
