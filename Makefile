@@ -9,11 +9,11 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # at once on few cores (pytest beside the book's kernels, two grading jobs, notebooks in kernels), where the
 # threads of each spin against the others' (notebook_build.diagnosis_key: 4 s with one thread, 47 s with two on a
 # busy 2-core machine). The grader's sandboxes run with one already (g2c/grading/worker.py). Set them to override.
-book test pytest unit test-book release check-release: export OMP_NUM_THREADS ?= 1
-book test pytest unit test-book release check-release: export MKL_NUM_THREADS ?= 1
+book test pytest pytest-batch pytest-rest unit test-book release check-release: export OMP_NUM_THREADS ?= 1
+book test pytest pytest-batch pytest-rest unit test-book release check-release: export MKL_NUM_THREADS ?= 1
 
 .PHONY: book test lint unit bench notebook reset-notebook clean
-.PHONY: test-book release check-release bench-grading pytest
+.PHONY: test-book release check-release bench-grading pytest pytest-batch pytest-rest
 
 # The venv is rebuilt only when requirements.txt or pyproject.toml change.
 $(STAMP): requirements.txt pyproject.toml
@@ -29,16 +29,24 @@ book: _build/.figures-code
 	$(BIN)/jupyter-book build . --all -W --keep-going
 
 ## test: every check: lint, release in sync, unit tests, pitfall mutants, autograding round trip, the book in a browser
-# pytest runs beside the book's build and then, once the book is built, beside the browser checks
-# (test-book): the book and its checks take less time than pytest, which they no longer wait for.
+# The two pytests (pytest-batch, pytest-rest) run beside the book's build and then, once the book is built, beside
+# the browser checks (test-book): three streams on the cores, none of which waits for another.
 test: $(STAMP)
 	$(MAKE) lint
 	$(MAKE) check-release
-	$(MAKE) -j2 --output-sync=target pytest test-book
+	$(MAKE) -j3 --output-sync=target pytest-batch pytest-rest test-book
 
-## pytest: every test of tests/ (the book's own checks skip: they need `make test-book`); the 25 slowest are listed
+## pytest: every test of tests/ (the book's own checks skip: they need `make test-book`), in two pytests side by side
 pytest: $(STAMP)
-	$(PY) -m pytest -q --durations=25
+	$(MAKE) -j2 --output-sync=target pytest-batch pytest-rest
+
+# The graded class (about 80 sandboxed submissions: its two grading workers keep both cores busy) and the other tests
+# (mostly one process at a time: kernels, nbgrader's commands) run side by side; each lists its slowest tests.
+pytest-batch: $(STAMP)
+	$(PY) -m pytest -q -m batch --durations=10
+
+pytest-rest: $(STAMP)
+	$(PY) -m pytest -q -m "not batch" --durations=20
 
 ## unit: the inner loop: every test but the slow ones (sandboxed grading, real kernels), in about a minute
 unit: $(STAMP)

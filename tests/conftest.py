@@ -261,6 +261,15 @@ def g2c_entries() -> set[str]:
             if name.startswith(OURS) or (name.startswith("g2c-") and TOKEN in name)}
 
 
+def still_there(entries: set[str], grace: float = 15.0) -> set[str]:
+    """Of ``entries``, those still on disk after up to ``grace`` s: another grading run's working folder
+    (`make pytest` runs two pytests side by side) comes and goes; a leftover stays."""
+    deadline = time.monotonic() + grace
+    while (left := {e for e in entries if os.path.lexists(e)}) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return left
+
+
 def head() -> str:
     return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
 
@@ -308,9 +317,13 @@ SLOW_MODULES = {  # modules that are not ours to edit, marked here
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects on the markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that needs the graded class is slow by construction (minutes of sandboxed grading)."""
+    """A test that needs the graded class is slow by construction (minutes of sandboxed grading), and
+    marked ``batch``: `make pytest` runs those in a pytest of their own beside the rest."""
     for item in items:
-        if "batch" in getattr(item, "fixturenames", ()) or item.path.name in SLOW_MODULES:
+        batch = "batch" in getattr(item, "fixturenames", ())
+        if batch:
+            item.add_marker(pytest.mark.batch)
+        if batch or item.path.name in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
 
 
