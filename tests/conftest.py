@@ -59,9 +59,10 @@ TOKEN = f"g2c-tests-{secrets.token_hex(4)}"  # in every sandboxed process's envi
 # (peek.py) within TIMEOUT.
 TIMEOUT, CELL_TIMEOUT, MEMORY = 50, 20, 4096
 # The limits of the second run, for the students whose hang is the point (``batch_limit_bound``): each costs
-# HANG_TIMEOUT of a worker at most instead of TIMEOUT. HANG_TIMEOUT still leaves an honest probe (a few seconds)
-# time to finish, or to record what it verified before a late hang, on a loaded machine.
-HANG_TIMEOUT, HANG_CELL_TIMEOUT = 20, 6
+# HANG_TIMEOUT of a worker at most instead of TIMEOUT, and most of them spin a core all along. HANG_TIMEOUT still
+# leaves an honest probe (about a second) time to finish, or to record what it verified before a late hang, and a
+# kernel time to start and stop a hanging second cell after HANG_CELL_TIMEOUT, on a loaded machine.
+HANG_TIMEOUT, HANG_CELL_TIMEOUT = 12, 4
 
 
 # ---------------------------------------------------------------- notebooks

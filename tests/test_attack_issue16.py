@@ -6,7 +6,8 @@ The attack sources live in tests/hostile/ (match_delegation.py, sysmodules_deleg
 match_forge.py, sysmodules_forge.py, unparsable.py, exfiltrate.py).
 
 Fast tests run the comparator in this process (``compare.delegation``, ``compare.decide``); the
-slow ones add six students to the shared graded batch of conftest.py (``batch_submissions``).
+slow ones grade six students, one an attack, in the shared sandboxed batch of conftest.py
+(``batch_submissions``), through the whole grader.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ import pytest
 import test_autograde_hostile as H  # its wrong notebook, hostile() and appended()
 from conftest import SPEC
 
-from g2c.grading import compare, worker
-from g2c.grading.notebook_build import preamble
+from g2c.grading import compare
 
 MATCH = H.hostile("match_delegation.py")
 SYSMODULES = H.hostile("sysmodules_delegation.py")
@@ -30,8 +30,6 @@ SUBSTITUTES = (MATCH.replace("class AdamW(", "class _SubAdamW(").replace("def cl
                + '\n_SUBST = {"AdamW": _SubAdamW, "clip_" + "grad_norm_": _sub_clip, "cosine_with_warmup": _sub_schedule}\n')
 DEEP = "_deep = " + "-" * 3000 + "1\n"  # ast.parse: RecursionError under the grader's recursion limit
 UNPARSABLE_DELEGATION = H.hostile("unparsable.py") + DEEP + H.DELEGATION + "\n" + "\n".join(H.PLAIN_BINDINGS.values())
-CUT = ("adamw", "clip", "schedule")
-SEED = 16_0545611
 
 
 def refused(source: str, answer: str = "adamw") -> bool:
@@ -84,74 +82,20 @@ def test_the_deep_cell_really_runs_once_the_limit_is_raised():
     assert out.split() == ["unparsable", "compiled"], out
 
 
-# ---------------------------------------------------------------- through the real harness (unsandboxed child)
+# ---------------------------------------------------------------- the attacks, graded in the sandboxed batch
 
-
-def probed(answers: dict[str, str], seed: int = SEED) -> dict[str, compare.Check]:
-    """The wrong notebook with ``answers`` (grade_id -> text) appended, run by probe.run in a child, decided."""
-    nb = H.wrong()
-    for gid, text in answers.items():
-        nb = H.appended(nb, gid, text)
-    sources = worker.probed_sources(nb, SPEC.probed)
-    payload = {"seed": seed, "scenario_source": SPEC.scenarios.read_text(), "setup": preamble(SPEC),
-               "cells": [[g, sources[g]] for g in SPEC.probed if g in sources],
-               "scenarios": SPEC.scenario_names, "cell_seconds": 30}
-    code = "import json, sys; from g2c.grading.zygote import run_kind; run_kind('probe', json.loads(sys.stdin.read()))"
-    raw = subprocess.run(
-        [sys.executable, "-c", code], input=json.dumps(payload).encode(), capture_output=True, timeout=300
-    ).stdout
-    return compare.decide(SPEC, compare.parse_record(raw, SPEC.scenario_names), seed, sources)
-
-
-def passed_cut(checks: dict) -> set[str]:
-    return {s for s, c in checks.items() if c.passed and SPEC.answer_of(s) in CUT}
-
-
-@pytest.mark.slow  # the real probe in a child process
-def test_torch_through_class_patterns_scores_nothing():
-    assert passed_cut(probed({"diagnosis_answer": MATCH})) == set()
-
-
-@pytest.mark.slow  # the real probe in a child process
-def test_torch_through_sys_modules_scores_nothing():
-    """No class pattern, no frame: torch.sys.modules, operator.attrgetter, a variable called self."""
-    assert passed_cut(probed({"diagnosis_answer": SYSMODULES})) == set()
-
-
-@pytest.mark.slow  # the real probe in a child process
-def test_a_swapped_scenario_table_scores_nothing():
-    """The harness's frame through class patterns, its scenario table run on torch's substitutes."""
-    assert passed_cut(probed({"adamw_by_hand_answer": SUBSTITUTES + "\n" + H.hostile("match_forge.py")})) == set()
-
-
-@pytest.mark.slow  # the real probe in a child process
-def test_a_swapped_student_lookup_scores_nothing():
-    """No frame at all: torch.sys.modules['gc'] finds the scenarios' globals, ``student`` is swapped."""
-    assert passed_cut(probed({"adamw_by_hand_answer": SUBSTITUTES + "\n" + H.hostile("sysmodules_forge.py")})) == set()
-
-
-@pytest.mark.slow  # the real probe in a child process
-def test_plain_delegation_behind_an_unparsable_line_scores_nothing():
-    checks = probed({"adamw": "torch.sys.setrecursionlimit(100000)", "diagnosis_answer": UNPARSABLE_DELEGATION})
-    assert passed_cut(checks) == set()
-
-
-@pytest.mark.slow  # the real probe in a child process
-def test_exception_messages_carry_nothing_of_the_probe_out():
-    checks = probed({"adamw": H.hostile("exfiltrate.py")})
-    said = " ".join(c.message for c in checks.values())
-    assert "seed=" + str(SEED) not in said
-    assert "inputs drawn from a seed" not in said  # scenarios.py's docstring: not released
-
-
-# ---------------------------------------------------------------- the same, graded in the sandboxed batch
-
-STUDENTS = {
+STUDENTS = {  # student -> {grade_id: text appended to that cell of the wrong notebook}
+    # torch's optimizers through a class pattern's keywords
     "i16-match-delegates": {"diagnosis_answer": MATCH},
+    # no class pattern, no frame: torch.sys.modules, operator.attrgetter, a variable called self
     "i16-sysmodules-delegates": {"diagnosis_answer": SYSMODULES},
+    # the harness's frame through class patterns, its scenario table run on torch's substitutes
     "i16-match-forges-table": {"adamw_by_hand_answer": SUBSTITUTES + "\n" + H.hostile("match_forge.py")},
+    # no frame at all: torch.sys.modules['gc'] finds the scenarios' globals, ``student`` is swapped
     "i16-sysmodules-forges": {"adamw_by_hand_answer": SUBSTITUTES + "\n" + H.hostile("sysmodules_forge.py")},
+    # a plain delegation behind a line too deep for ast.parse once an earlier cell raised the recursion limit
     "i16-unparsable-delegates": {"adamw": "torch.sys.setrecursionlimit(100000)", "diagnosis_answer": UNPARSABLE_DELEGATION},
+    # the probe's memory (seed, scenario source) sent out through exception names and messages
     "i16-exfiltrates": {"adamw": H.hostile("exfiltrate.py")},
 }
 
@@ -159,7 +103,7 @@ STUDENTS = {
 def batch_submissions(paths) -> dict[str, object]:
     out = {}
     for student, answers in STUDENTS.items():
-        nb = H.wrong()
+        nb = H.attack_base()
         for gid, text in answers.items():
             nb = H.appended(nb, gid, text)
         out[student] = nb

@@ -2,7 +2,7 @@
 
 Every attack is the solution notebook with a WRONG implementation (AdamW.step does nothing,
 clip_grad_norm_ returns 0, the schedule returns 0, p1 = 0, a wrong diagnosis: the student
-``wrong``, graded plainly in the same batch) plus one attack, in an answer cell (which runs in
+``wrong``, graded plainly in the same batch) and its demos skipped, plus one attack, in an answer cell (which runs in
 the probe and in the kernel) and/or in an ordinary cell (which runs only in the kernel). Each
 must score no more than ``wrong`` on every autograded cell. Attacks that ride on an honest
 notebook (a hang, a memory bomb, a crash or a flood in an ordinary cell, tampered metadata)
@@ -99,6 +99,22 @@ def wrong():
         if (gid := grade_id(cell)) in WRONG_BODIES:
             cell.source = SOLUTION_REGION.sub(lambda m: m.group(1) + WRONG_BODIES[gid], cell.source)
             assert "SOLUTION" not in cell.source, gid
+    return nb
+
+
+def attack_base():
+    """What an attack is added to: the wrong notebook with its demos skipped (their solution cells say ``pass``).
+
+    No point depends on a demo (each is graded by hand, never probed) and a student may skip them;
+    they were half of each notebook run, and an attack needs only the answer and test cells.
+    The plain ``wrong`` student keeps them, so every attack is held to a wrong implementation
+    that did its demos.
+    """
+    nb = wrong()
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution") and not meta.get("grade") and grade_id(cell) not in SPEC.probed:
+            cell.source = "pass  # the demo, skipped"
     return nb
 
 
@@ -524,13 +540,13 @@ def peek_cell(course: Path, out: Path, submitted: Path) -> str:
 def batch_submissions(paths: BatchPaths) -> dict[str, object]:
     """student -> notebook (raw bytes, None: no notebook, a Link). Baselines first, then one attack each."""
     course, out, submitted, port = paths.course, paths.out, paths.submitted, paths.port
-    W, S = wrong(), solution()
+    W, S = attack_base(), solution()
     forged = {mode: SUBSTITUTES + f"\nMODE = {mode!r}\n" + hostile("forge.py") for mode in ("first", "report", "table", "code")}
     targets = {"other-submitted": str(submitted / "honest"), "out": str(out), "course": str(course), "root": "/",
                "init-root": "/proc/1/root", "kernel.json": str(out / "gradebook.db")}
     return {
         # baselines
-        "honest": S, "wrong": W,
+        "honest": S, "wrong": wrong(),
         # delegation to torch, each tuned to the contract (the grader must give 0 for that part)
         "delegates-plainly": appended(appended(appended(W, "adamw", DELEGATION + "\n" + PLAIN_BINDINGS["adamw"]),
                                                "clip", DELEGATION + "\n" + PLAIN_BINDINGS["clip"]),
