@@ -40,8 +40,8 @@ test: $(STAMP)
 pytest: $(STAMP)
 	$(MAKE) -j2 --output-sync=target pytest-batch pytest-rest
 
-# The graded class (about 80 sandboxed submissions: its two grading workers keep both cores busy) and the other tests
-# (mostly one process at a time: kernels, nbgrader's commands) run side by side; each lists its slowest tests.
+# The modules that grade the shared class (about 80 sandboxed submissions, `-m batch`) and the other tests (mostly
+# one process at a time: kernels, nbgrader's commands) run side by side; each lists its slowest tests.
 pytest-batch: $(STAMP)
 	$(PY) -m pytest -q -m batch --durations=10
 

@@ -318,13 +318,13 @@ SLOW_MODULES = {  # modules that are not ours to edit, marked here
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects on the markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that needs the graded class is slow by construction (minutes of sandboxed grading), and
-    marked ``batch``: `make pytest` runs those in a pytest of their own beside the rest."""
+    """A test that needs the graded class is slow by construction (minutes of sandboxed grading). Every
+    test of a module that adds students to it is marked ``batch``: `make pytest` runs those modules in a
+    pytest of their own beside the rest (two loads of about the same length)."""
     for item in items:
-        batch = "batch" in getattr(item, "fixturenames", ())
-        if batch:
+        if hasattr(getattr(item, "module", None), "batch_submissions"):
             item.add_marker(pytest.mark.batch)
-        if batch or item.path.name in SLOW_MODULES:
+        if "batch" in getattr(item, "fixturenames", ()) or item.path.name in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
 
 

@@ -109,12 +109,12 @@ class Assignment:
 
     def answer_of(self, scenario: str) -> str:
         """The answer a scenario grades (its cell's)."""
-        return self._scenario_answers()[scenario]
+        return self._scenario_answers[scenario]
 
     @property
     def scenario_names(self) -> list[str]:
         """Every scenario the cells name, in cell order."""
-        return list(self._scenario_answers())
+        return list(self._scenario_answers)
 
     def catch_all(self, answer: str) -> tuple[str, ...]:
         return tuple(s for g in self.graded.values() if g.catch_all and g.answer == answer for s in g.scenarios)
@@ -125,6 +125,7 @@ class Assignment:
     def cells_of(self, answer: str) -> list[Graded]:
         return [g for g in self.graded.values() if g.answer == answer]
 
+    @functools.cached_property  # a frozen spec: derived once (the comparator asks for each scenario of each record)
     def _scenario_answers(self) -> dict[str, str]:
         return {s: g.answer for g in self.graded.values() for s in g.scenarios}
 
