@@ -9,11 +9,11 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # at once on few cores (pytest beside the book's kernels, two grading jobs, notebooks in kernels), where the
 # threads of each spin against the others' (notebook_build.diagnosis_key: 4 s with one thread, 47 s with two on a
 # busy 2-core machine). The grader's sandboxes run with one already (g2c/grading/worker.py). Set them to override.
-book test pytest pytest-batch pytest-rest unit test-book release check-release: export OMP_NUM_THREADS ?= 1
-book test pytest pytest-batch pytest-rest unit test-book release check-release: export MKL_NUM_THREADS ?= 1
+book test pytest pytest-batch pytest-rest test-book-then-rest unit test-book release check-release: export OMP_NUM_THREADS ?= 1
+book test pytest pytest-batch pytest-rest test-book-then-rest unit test-book release check-release: export MKL_NUM_THREADS ?= 1
 
 .PHONY: book test lint unit bench notebook reset-notebook clean
-.PHONY: test-book release check-release bench-grading pytest pytest-batch pytest-rest
+.PHONY: test-book release check-release bench-grading pytest pytest-batch pytest-rest test-book-then-rest
 
 # The venv is rebuilt only when requirements.txt or pyproject.toml change.
 $(STAMP): requirements.txt pyproject.toml
@@ -29,12 +29,16 @@ book: _build/.figures-code
 	$(BIN)/jupyter-book build . --all -W --keep-going
 
 ## test: every check: lint, release in sync, unit tests, pitfall mutants, autograding round trip, the book in a browser
-# The two pytests (pytest-batch, pytest-rest) run beside the book's build and then, once the book is built, beside
-# the browser checks (test-book): three streams on the cores, none of which waits for another.
+# Two loads side by side: the graded class (pytest-batch, two grading workers) and, one after the other, the book
+# with its browser checks and the other tests (pytest-rest, mostly one process at a time). A third load at once
+# slowed every sandboxed run three- to fourfold and pushed the fork bomb's past its 50 s limit.
 test: $(STAMP)
 	$(MAKE) lint
 	$(MAKE) check-release
-	$(MAKE) -j3 --output-sync=target pytest-batch pytest-rest test-book
+	$(MAKE) -j2 --output-sync=target pytest-batch test-book-then-rest
+
+test-book-then-rest: test-book
+	$(MAKE) pytest-rest
 
 ## pytest: every test of tests/ (the book's own checks skip: they need `make test-book`), in two pytests side by side
 pytest: $(STAMP)

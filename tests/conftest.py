@@ -56,8 +56,9 @@ SCENARIOS_OF = {g.grade_id: list(g.scenarios) for g in SPEC.graded.values()}
 TOKEN = f"g2c-tests-{secrets.token_hex(4)}"  # in every sandboxed process's environment: finds leftovers
 # The batch's limits. No submission of the first run is meant to reach them: on a loaded machine loot.py's walk
 # through the sandbox's files and memory needs ~15 s of its cell, and a notebook must still reach its last cell
-# (peek.py) within TIMEOUT.
-TIMEOUT, CELL_TIMEOUT, MEMORY = 50, 20, 4096
+# (peek.py) within TIMEOUT; the fork bomb's notebook took 56 s with three loads on two cores (15 s with two).
+# A submission that finishes pays nothing for the margin.
+TIMEOUT, CELL_TIMEOUT, MEMORY = 90, 20, 4096
 # The limits of the second run, for the students whose hang is the point (``batch_limit_bound``): each costs
 # HANG_TIMEOUT of a worker at most instead of TIMEOUT, and most of them spin a core all along. HANG_TIMEOUT still
 # leaves an honest probe (about a second) time to finish, or to record what it verified before a late hang, and a
