@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
+from test_book_browser import PATIENCE_MS
 
 HTML = Path(__file__).resolve().parents[1] / "_build" / "html"
 CHROMIUM = "/usr/bin/chromium"
@@ -83,9 +84,10 @@ def test_no_figure_text_below_the_floor(browser, name: str, screen: str) -> None
     path = HTML / "book" / f"{name}.html"
     context = browser.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=SCREENS[screen])
     try:
+        context.set_default_timeout(PATIENCE_MS)
         page = context.new_page()
         page.goto(path.as_uri(), wait_until="load")
-        page.locator("img.g2c-frame").first.wait_for(state="visible", timeout=15_000)
+        page.locator("img.g2c-frame").first.wait_for(state="visible", timeout=PATIENCE_MS)
         found = page.evaluate(MEASURE)
     finally:
         context.close()
