@@ -45,8 +45,8 @@ test-book-then-rest: $(STAMP)
 pytest: $(STAMP)
 	$(MAKE) -j2 --output-sync=target pytest-batch pytest-rest
 
-# The modules that grade the shared class (about 80 sandboxed submissions, `-m batch`) and the other tests (mostly
-# one process at a time: kernels, nbgrader's commands) run side by side; each lists its slowest tests.
+# The modules that grade a class (`-m batch`: the shared class of about 80 sandboxed submissions, and the course flow)
+# and the other tests (mostly one process at a time: kernels, nbgrader's commands); each lists its slowest tests.
 pytest-batch: $(STAMP)
 	$(PY) -m pytest -q -m batch --durations=10
 

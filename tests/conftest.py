@@ -320,8 +320,8 @@ SLOW_MODULES = {  # modules that are not ours to edit, marked here
 @pytest.hookimpl(tryfirst=True)  # before -m selects on the markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that needs the graded class is slow by construction (minutes of sandboxed grading). Every
-    test of a module that adds students to it is marked ``batch``: `make pytest` runs those modules in a
-    pytest of their own beside the rest (two loads of about the same length)."""
+    test of a module that adds students to it is marked ``batch``: `make pytest` runs those modules (and
+    the course flow, marked in its module) in a pytest of their own beside the rest."""
     for item in items:
         if hasattr(getattr(item, "module", None), "batch_submissions"):
             item.add_marker(pytest.mark.batch)

@@ -28,7 +28,9 @@ from g2c.grading import notebook_build as build
 from g2c.grading import path_with_this_environment
 from g2c.grading.course import layout
 
-pytestmark = pytest.mark.slow  # a whole course through nbgrader's exchange, graded twice
+# a whole course through nbgrader's exchange, graded twice; run beside the book and the other tests with the shared
+# class (`make pytest-batch`): the two loads of `make test` then take about as long as each other
+pytestmark = [pytest.mark.slow, pytest.mark.batch]
 ASSIGNMENT, NOTEBOOK = SPEC.name, SPEC.notebook
 STUDENTS = ["alice", "bob", "carol"]
 AUTOGRADED_POINTS = sum(build.autograded_points(SPEC).values())
