@@ -6,8 +6,8 @@ The attack sources live in tests/hostile/ (match_delegation.py, sysmodules_deleg
 match_forge.py, sysmodules_forge.py, unparsable.py, exfiltrate.py).
 
 Fast tests run the comparator in this process (``compare.delegation``, ``compare.decide``); the
-slow ones grade six students, one an attack, in the shared sandboxed batch of conftest.py
-(``batch_submissions``), through the whole grader.
+slow ones grade six students, each carrying one attack, in the shared sandboxed batch of
+conftest.py (``batch_submissions``), through the whole grader.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def test_the_deep_cell_really_runs_once_the_limit_is_raised():
 
 # ---------------------------------------------------------------- the attacks, graded in the sandboxed batch
 
-STUDENTS = {  # student -> {grade_id: text appended to that cell of the wrong notebook}
+STUDENTS = {  # student -> {grade_id: text appended to that cell of the attacks' wrong notebook (H.attack_base)}
     # torch's optimizers through a class pattern's keywords
     "i16-match-delegates": {"diagnosis_answer": MATCH},
     # no class pattern, no frame: torch.sys.modules, operator.attrgetter, a variable called self
