@@ -65,7 +65,7 @@ class Visit:
         self.failed: list[str] = []
         self.errors: list[str] = []
         self.context = browser.new_context()
-        self.context.set_default_timeout(PATIENCE_MS)
+        self.context.set_default_timeout(PATIENCE_MS)  # every wait on the page below
         self.page = self.context.new_page()
         self.page.route("**/*", self._route)
         self.page.on("requestfailed", lambda r: self.failed.append(f"{r.url} ({r.failure})"))
@@ -115,7 +115,7 @@ def rendered(visit: Visit, path: Path) -> None:
     """Wait until the page's math and widgets are drawn: axe must see what a reader gets."""
     html = path.read_text(encoding="utf-8")
     if MATH_IN_HTML.search(html):
-        visit.page.wait_for_selector("mjx-container", state="attached", timeout=PATIENCE_MS)
+        visit.page.wait_for_selector("mjx-container", state="attached")
     views = len(WIDGET_VIEW.findall(html))
     if views:
         visit.page.locator(".widget-subarea").nth(views - 1).locator(".noUi-handle").wait_for(state="visible")
@@ -275,7 +275,7 @@ def test_every_static_widget_slider_switches_the_picture(browser, path: Path) ->
     try:
         page = visit.page
         areas = page.locator(".widget-subarea")  # where the widget manager renders each embedded view
-        areas.nth(len(widgets) - 1).locator(".noUi-handle").wait_for(state="visible", timeout=PATIENCE_MS)
+        areas.nth(len(widgets) - 1).locator(".noUi-handle").wait_for(state="visible")
         assert areas.count() == len(widgets)
         for n, widget in enumerate(widgets):
             area = areas.nth(n)
@@ -398,8 +398,8 @@ def test_curve_doctor_verdict_opens_from_the_keyboard(browser) -> None:
         verdict = page.locator(".widget-subarea .jupyter-widget-Collapse-contents")
         assert not verdict.is_visible()
         page.keyboard.press("Enter")
-        verdict.get_by_text("Diagnosis:").wait_for(state="visible", timeout=PATIENCE_MS)
-        page.wait_for_selector('.widget-subarea .jupyter-widget-Collapse-header[aria-expanded="true"]', timeout=PATIENCE_MS)
+        verdict.get_by_text("Diagnosis:").wait_for(state="visible")
+        page.wait_for_selector('.widget-subarea .jupyter-widget-Collapse-header[aria-expanded="true"]')
         assert axe_violations(page) == [], "the opened verdict meets WCAG 2.1 AA too"
     finally:
         visit.close()
@@ -412,7 +412,7 @@ def test_formulas_carry_assistive_mathml(browser) -> None:
             continue
         visit = Visit(browser, path)
         try:
-            visit.page.wait_for_selector("mjx-container", state="attached", timeout=PATIENCE_MS)
+            visit.page.wait_for_selector("mjx-container", state="attached")
             visit.settle()
             counts = visit.page.evaluate(
                 "() => [...document.querySelectorAll('mjx-container')]"
@@ -427,10 +427,9 @@ def test_search_works_offline(browser) -> None:
     visit = Visit(browser, HTML / "search.html", "?q=AdamW")
     try:
         summary = visit.page.locator("#search-results .search-summary")
-        summary.wait_for(timeout=PATIENCE_MS)
+        summary.wait_for()
         visit.page.wait_for_function(
-            "() => /found \\d+ page/i.test(document.querySelector('#search-results .search-summary').textContent)",
-            timeout=PATIENCE_MS,
+            "() => /found \\d+ page/i.test(document.querySelector('#search-results .search-summary').textContent)"
         )
         results = visit.page.locator("#search-results li")
         assert results.count() >= 3, f"AdamW appears on several chapters: {summary.text_content()!r}"

@@ -87,7 +87,7 @@ def test_no_figure_text_below_the_floor(browser, name: str, screen: str) -> None
         context.set_default_timeout(PATIENCE_MS)
         page = context.new_page()
         page.goto(path.as_uri(), wait_until="load")
-        page.locator("img.g2c-frame").first.wait_for(state="visible", timeout=PATIENCE_MS)
+        page.locator("img.g2c-frame").first.wait_for(state="visible")
         found = page.evaluate(MEASURE)
     finally:
         context.close()
