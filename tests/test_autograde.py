@@ -16,7 +16,7 @@ import re
 import nbformat
 import pytest
 import test_pitfalls as pitfalls
-from conftest import CATALOGUE, RELEASED, SOURCE, SPEC, TEST_CELLS, TIMEOUT, feedback_page, grade_id
+from conftest import CATALOGUE, RELEASED, SOURCE, SPEC, TEST_CELLS, TIMEOUT, feedback_page, grade_id, without_demos
 
 from g2c.grading import notebook_build as build
 
@@ -53,8 +53,8 @@ def with_answers(nb, texts: dict[str, str]):
 
 
 def variants() -> dict[str, nbformat.NotebookNode]:
-    solution = nbformat.read(SOURCE, as_version=4)
-    out = {"solution": solution, "starter": nbformat.read(RELEASED, as_version=4)}
+    out = {"solution": nbformat.read(SOURCE, as_version=4), "starter": nbformat.read(RELEASED, as_version=4)}
+    solution = without_demos(out["solution"])  # what the variants change: their demos would only repeat the solution's
     for name, (texts, _) in pitfalls.MUTANTS.items():
         out[f"mutant-{name}"] = with_answers(copy.deepcopy(solution), texts)
     out["alternative"] = with_answers(copy.deepcopy(solution), {

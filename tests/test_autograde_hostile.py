@@ -5,8 +5,8 @@ clip_grad_norm_ returns 0, the schedule returns 0, p1 = 0, a wrong diagnosis: th
 ``wrong``, graded plainly in the same batch) and its demos skipped, plus one attack, in an answer cell (which runs in
 the probe and in the kernel) and/or in an ordinary cell (which runs only in the kernel). Each
 must score no more than ``wrong`` on every autograded cell. Attacks that ride on an honest
-notebook (a hang, a memory bomb, a crash or a flood in an ordinary cell, tampered metadata)
-must keep full marks and no more. Around the batch: the course repository's tracked files and
+notebook (the solution, its demos skipped too: a hang, a memory bomb, a crash or a flood in an
+ordinary cell, tampered metadata) must keep full marks and no more. Around the batch: the course repository's tracked files and
 the other students' submitted files are unchanged, the host's /tmp and /dev/shm gain nothing
 named g2c-*, System V IPC is unchanged, no process of a sandbox uid survives, every status is
 a clear one and never ``grading failed``.
@@ -53,6 +53,7 @@ from conftest import (
     rows,
     solution,
     still_there,
+    without_demos,
     write_submission,
 )
 
@@ -103,19 +104,12 @@ def wrong():
 
 
 def attack_base():
-    """What an attack is added to: the wrong notebook with its demos skipped (their solution cells say ``pass``).
+    """What an attack is added to: the wrong notebook with its demos skipped (``without_demos``).
 
-    No point depends on a demo (each is graded by hand, never probed) and a student may skip them;
-    they were half of each notebook run, and an attack needs only the answer and test cells.
     The plain ``wrong`` student keeps them, so every attack is held to a wrong implementation
     that did its demos.
     """
-    nb = wrong()
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("solution") and not meta.get("grade") and grade_id(cell) not in SPEC.probed:
-            cell.source = "pass  # the demo, skipped"
-    return nb
+    return without_demos(wrong())
 
 
 def appended(nb, gid: str, source: str):
@@ -200,7 +194,9 @@ import _pytest.reports
 _pytest.reports.TestReport.passed = property(lambda self: True)
 _pytest.reports.TestReport.failed = property(lambda self: False)
 ipytest.run = lambda *a, **k: 0"""
-LYING_BUILTINS = """import builtins, sys
+# In the probe only, where points would be decided: in the kernel, the lies slowed every later cell tenfold (30 s).
+LYING_BUILTINS = hostile("context.py") + """
+import builtins, sys
 _real = {name: getattr(builtins, name) for name in ('float', 'bool', 'isinstance', 'len', 'abs', 'str', 'sorted')}
 def _from_harness():
     f = sys._getframe(2)
@@ -208,10 +204,11 @@ def _from_harness():
 class _LyingFloat(float):
     def __new__(cls, x=0.0):
         return _real['float'](1.0 if _from_harness() and not isinstance(x, _real['str']) else x)  # no knowledge, only a lie
-builtins.float = _LyingFloat
-builtins.bool = lambda x=False: True if _from_harness() else _real['bool'](x)
-builtins.abs = lambda x: 0.0 if _from_harness() else _real['abs'](x)
-builtins.isinstance = lambda o, t: True if _from_harness() else _real['isinstance'](o, t)"""
+if _CTX is not None:
+    builtins.float = _LyingFloat
+    builtins.bool = lambda x=False: True if _from_harness() else _real['bool'](x)
+    builtins.abs = lambda x: 0.0 if _from_harness() else _real['abs'](x)
+    builtins.isinstance = lambda o, t: True if _from_harness() else _real['isinstance'](o, t)"""
 TORCH_INTERNALS = """import ctypes, gc, torch
 import torch.optim.adamw, torch.optim.adam, torch.nn.utils.clip_grad
 _d = gc.get_referents(torch._C.TensorBase.__dict__)[0]  # the C tensor type's real dict, through its mappingproxy
@@ -252,7 +249,7 @@ if _P is not None:
     _P.torch = sys.modules['torch']
 sys.modules['torch'] = _real_torch"""
 EARLY_DONE_THEN_HANG = hostile("context.py") + """
-import os, signal
+import os, signal, time
 if _CTX is not None:
     os.write(_CTX['out'], b'{"done": true}\\n')
 signal.signal(signal.SIGALRM, signal.SIG_IGN)  # the per-scenario alarm: ignored, cancelled, blocked
@@ -260,7 +257,7 @@ signal.setitimer(signal.ITIMER_REAL, 0)
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
 def _forever(self):
     while True:
-        pass
+        time.sleep(60)  # asleep, not spinning: see batch_limit_bound
 AdamW.step = _forever"""
 LATE_HANG = """_honest_schedule = cosine_with_warmup
 def cosine_with_warmup(step, **settings):  # right everywhere, but step 10**9 (the last check) never returns
@@ -277,14 +274,14 @@ atexit.register(lambda: os.write(1, b'{"done": true}\\n'))
 sys.exitfunc = lambda: None
 threading.Thread(target=lambda: (time.sleep(1), os._exit(0)), daemon=True).start()
 raise SystemExit(0)"""
-SIGNALS = """import signal, os
+SIGNALS = """import signal, os, time
 for s in (signal.SIGALRM, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGXCPU):
     signal.signal(s, signal.SIG_IGN)
 signal.setitimer(signal.ITIMER_REAL, 0)
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
 def _slow(self):
     while True:
-        pass
+        time.sleep(60)  # asleep, not spinning: see batch_limit_bound
 AdamW.step = _slow"""
 IPC_CREATE = f"""import ctypes, os
 libc = ctypes.CDLL(None, use_errno=True)
@@ -537,17 +534,10 @@ def peek_cell(course: Path, out: Path, submitted: Path) -> str:
     )
 
 
-def batch_submissions(paths: BatchPaths) -> dict[str, object]:
-    """student -> notebook (raw bytes, None: no notebook, a Link). Baselines first, then one attack each."""
-    course, out, submitted, port = paths.course, paths.out, paths.submitted, paths.port
-    W, S = attack_base(), solution()
-    forged = {mode: SUBSTITUTES + f"\nMODE = {mode!r}\n" + hostile("forge.py") for mode in ("first", "report", "table", "code")}
-    targets = {"other-submitted": str(submitted / "honest"), "out": str(out), "course": str(course), "root": "/",
-               "init-root": "/proc/1/root", "kernel.json": str(out / "gradebook.db")}
+def delegations(W) -> dict[str, nbformat.NotebookNode]:
+    """student -> ``W`` with the exercises delegated to torch, each route tuned to the contract (reproducing the
+    reference bit for bit): the grader must give 0 for every part."""
     return {
-        # baselines
-        "honest": S, "wrong": wrong(),
-        # delegation to torch, each tuned to the contract (the grader must give 0 for that part)
         "delegates-plainly": appended(appended(appended(W, "adamw", DELEGATION + "\n" + PLAIN_BINDINGS["adamw"]),
                                                "clip", DELEGATION + "\n" + PLAIN_BINDINGS["clip"]),
                                       "schedule", DELEGATION + "\n" + PLAIN_BINDINGS["schedule"]),
@@ -574,6 +564,21 @@ def batch_submissions(paths: BatchPaths) -> dict[str, object]:
             hostile("functional_adamw.py")
             + "\nAdamW = _functional_adamw(_fused_kernel(getattr(torch.ops.aten, '_fused_' + 'adamw_')))",
         ),
+    }
+
+
+def batch_submissions(paths: BatchPaths) -> dict[str, object]:
+    """student -> notebook (raw bytes, None: no notebook, a Link). Baselines first, then one attack each."""
+    course, out, submitted, port = paths.course, paths.out, paths.submitted, paths.port
+    W, S = attack_base(), without_demos(solution())  # only the plain honest student keeps its demos
+    forged = {mode: SUBSTITUTES + f"\nMODE = {mode!r}\n" + hostile("forge.py") for mode in ("first", "report", "table", "code")}
+    targets = {"other-submitted": str(submitted / "honest"), "out": str(out), "course": str(course), "root": "/",
+               "init-root": "/proc/1/root", "kernel.json": str(out / "gradebook.db")}
+    return {
+        # baselines
+        "honest": solution(), "wrong": wrong(),
+        # delegation to torch, graded end to end (the others: test_every_route_to_torch_costs_every_answer_before_any_run)
+        **{student: nb for student, nb in delegations(W).items() if student in DELEGATED},
         # forging the probe's record (the answer cells stay wrong)
         "forges-record-first": appended(W, "diagnosis_answer", encoded(forged["first"])),
         "forges-record-through-report": appended(W, "diagnosis_answer", encoded(forged["report"])),
@@ -620,8 +625,8 @@ def batch_submissions(paths: BatchPaths) -> dict[str, object]:
         "honest-ordinary-memory-bomb": inserted(S, MEMORY_BOMB),
         "honest-ordinary-abort": inserted(S, "import os\nos.abort()"),
         "honest-huge-output": inserted(S, HUGE_OUTPUT),
-        "honest-ignores-signals": inserted(S, "import signal\nfor s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):\n"
-                                              "    signal.signal(s, signal.SIG_IGN)\nwhile True:\n    pass"),
+        "honest-ignores-signals": inserted(S, "import signal, time\nfor s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):\n"
+                                              "    signal.signal(s, signal.SIG_IGN)\nwhile True:\n    time.sleep(60)"),
         # nbgrader metadata tampering
         "meta-points-100": tampered_points(W),
         "meta-honest-points-100": tampered_points(S),
@@ -646,6 +651,11 @@ def batch_submissions(paths: BatchPaths) -> dict[str, object]:
 # limits HANG_TIMEOUT and HANG_CELL_TIMEOUT (conftest.py), so that each holds a worker (and, spinning, a core) for
 # seconds, not a minute, and no spinning hang slows the first run's students. Not the fork bomb: forking ~250
 # kernels on a loaded machine takes longer than HANG_CELL_TIMEOUT, and its cell must print how far it got.
+# The hangs that last until the run's limit sleep instead of spinning (early-done-then-hangs, defeats-the-alarm,
+# honest-ignores-signals): every limit of the grader is wall-clock time, so a sleeping hang is stopped the same way,
+# and it leaves the core to the rest of the suite. The canonical infinite loop still spins where it is cut early
+# (answer-hangs, honest-ordinary-hang: one cell timeout each), and so does the late hang: an honest answer cell may
+# import nothing that sleeps.
 batch_limit_bound = {"answer-hangs", "honest-ordinary-hang", "honest-hangs-in-a-late-scenario", "early-done-then-hangs",
                      "defeats-the-alarm", "honest-ignores-signals", "leaves-daemons"}
 
@@ -679,8 +689,10 @@ HONEST = {
 }
 # A probed cell that reaches for torch's optimizers (or anything but tensors, math and plain Python) costs
 # every autograded cell: the cells share one namespace and one torch, so it could serve any answer.
-DELEGATED = {"delegates-plainly", "delegates-by-getattr", "delegates-encoded", "delegates-from-another-cell",
-             "delegates-behind-a-magic", "delegates-functional", "delegates-fused-kernel"}
+# Graded end to end: the plain route and one built only at run time (exec of base64). What tells the other routes
+# apart is how a cell's source reaches torch, and the grader reads that source before any point is decided: each
+# route is held to it on its own by test_every_route_to_torch_costs_every_answer_before_any_run, with no sandbox.
+DELEGATED = {"delegates-plainly", "delegates-encoded"}
 
 # ---------------------------------------------------------------- the host around the batch
 
@@ -797,6 +809,24 @@ def test_no_attack_scores_more_than_its_plain_wrong_implementation(batch):
         "attacks that beat the plain wrong implementation:\n"
         + "\n".join(f"  {s}: {g}" for s, g in sorted(gains.items()))
     )
+
+
+@pytest.mark.parametrize("student", sorted(delegations(attack_base())))
+def test_every_route_to_torch_costs_every_answer_before_any_run(student):
+    """The grader's own reading of the submitted notebook (its probed cells, as the worker takes them), short of
+    the sandbox: beside a record that would pass everything, the cell costs every answer and says why."""
+    from test_probe_compare import SEED, lines_of, parse
+    from test_probe_compare import student as reference_answers
+
+    from g2c.grading.autograde import graded_cells
+    from g2c.grading.compare import decide
+    from g2c.grading.worker import probed_sources, sanitized
+
+    submitted = sanitized(as_bytes(delegations(attack_base())[student]), graded_cells(SOURCE))  # as the worker reads it
+    perfect = parse(lines_of(reference_answers(), SEED))
+    assert all(check.passed for check in decide(SPEC, perfect, SEED, {}).values())
+    checks = decide(SPEC, perfect, SEED, probed_sources(submitted, SPEC.probed))
+    assert not any(check.passed for check in checks.values()) and all("yourself" in c.message for c in checks.values())
 
 
 def test_delegating_to_torch_gets_nothing_and_says_why(batch):

@@ -108,6 +108,9 @@ def axe_violations(page) -> list[str]:
     ]
 
 
+# per formula (mjx-container), how many MathML copies MathJax left for screen readers: one each
+ASSISTIVE_MATHML = ("() => [...document.querySelectorAll('mjx-container')]"
+                    ".map(c => c.querySelectorAll('mjx-assistive-mml math').length)")
 NEXT_FRAMES = "() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))"
 
 
@@ -128,7 +131,8 @@ def rendered(visit: Visit, path: Path) -> None:
 )
 def test_page_is_self_contained_renders_math_and_meets_wcag_21_aa(browser, path: Path) -> None:
     """One load of each page: it asks no other host, every request succeeds, no script raises, its
-    formulas render, and axe-core finds no WCAG 2.0/2.1 A or AA violation once math and widgets are drawn."""
+    formulas render, each with a MathML copy for screen readers, and axe-core finds no WCAG 2.0/2.1 A or AA
+    violation once math and widgets are drawn."""
     visit = Visit(browser, path)
     try:
         rendered(visit, path)
@@ -136,7 +140,8 @@ def test_page_is_self_contained_renders_math_and_meets_wcag_21_aa(browser, path:
         assert visit.failed == [], f"{path.name} had failed requests: {visit.failed}"
         assert visit.errors == [], f"{path.name} raised in the browser: {visit.errors}"
         if MATH_IN_HTML.search(path.read_text(encoding="utf-8")):
-            assert visit.page.locator("mjx-container").count() > 0
+            counts = visit.page.evaluate(ASSISTIVE_MATHML)
+            assert counts and all(c == 1 for c in counts), f"{path.name}: formulas without assistive MathML: {counts}"
         found = axe_violations(visit.page)
         assert found == [], f"{path.relative_to(HTML)}: {len(found)} WCAG violations:\n" + "\n".join(found)
     finally:
@@ -403,24 +408,6 @@ def test_curve_doctor_verdict_opens_from_the_keyboard(browser) -> None:
         assert axe_violations(page) == [], "the opened verdict meets WCAG 2.1 AA too"
     finally:
         visit.close()
-
-
-def test_formulas_carry_assistive_mathml(browser) -> None:
-    """MathJax renders every formula with a MathML copy for screen readers, on every page with math."""
-    for path in pages():
-        if not MATH_IN_HTML.search(path.read_text(encoding="utf-8")):
-            continue
-        visit = Visit(browser, path)
-        try:
-            visit.page.wait_for_selector("mjx-container", state="attached")
-            visit.settle()
-            counts = visit.page.evaluate(
-                "() => [...document.querySelectorAll('mjx-container')]"
-                ".map(c => c.querySelectorAll('mjx-assistive-mml math').length)"
-            )
-            assert counts and all(c == 1 for c in counts), f"{path.name}: formulas without assistive MathML: {counts}"
-        finally:
-            visit.close()
 
 
 def test_search_works_offline(browser) -> None:

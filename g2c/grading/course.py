@@ -8,6 +8,7 @@ the same course. ``--out DIR`` keeps a separate batch (its own gradebook and fol
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +61,7 @@ class Layout:
 
     @property
     def db_url(self) -> str:
-        return self._coursedir().db_url
+        return self._coursedir.db_url
 
     @property
     def db_exists(self) -> bool:
@@ -69,14 +70,16 @@ class Layout:
 
     @property
     def submitted(self) -> Path:
-        return Path(self._coursedir().format_path(self._coursedir().submitted_directory, ".", ".")).resolve()
+        return Path(self._coursedir.format_path(self._coursedir.submitted_directory, ".", ".")).resolve()
 
     def folder(self, step: str, student: str, assignment: str) -> Path:
         """``<step>/<student>/<assignment>`` as nbgrader's ``directory_structure`` lays it out."""
-        coursedir = self._coursedir()
+        coursedir = self._coursedir
         return Path(coursedir.format_path(getattr(coursedir, f"{step}_directory"), student, assignment))
 
+    @functools.cached_property
     def _coursedir(self):
+        """nbgrader's view of the folders, built once per layout (10 ms each, and a batch asks hundreds of times)."""
         from nbgrader.coursedir import CourseDirectory
 
         return CourseDirectory(config=self.config)
