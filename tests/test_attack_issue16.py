@@ -5,9 +5,9 @@ Each test states the behaviour the grader must have against one attack (all of t
 The attack sources live in tests/hostile/ (match_delegation.py, sysmodules_delegation.py,
 match_forge.py, sysmodules_forge.py, unparsable.py, exfiltrate.py).
 
-Fast tests run the comparator in this process (``compare.delegation``, ``compare.decide``); the
-slow ones grade six students, each carrying one attack, in the shared sandboxed batch of
-conftest.py (``batch_submissions``), through the whole grader.
+Fast tests run the comparator in this process (``compare.delegation``, ``compare.decide``), each
+attack's notebook included; the slow ones grade three students, each carrying one attack, in the
+shared sandboxed batch of conftest.py (``batch_submissions``), through the whole grader.
 """
 
 from __future__ import annotations
@@ -100,19 +100,31 @@ STUDENTS = {  # student -> {grade_id: text appended to that cell of the attacks'
 }
 
 
+# Graded end to end: the two that forge the record (where the sandbox, not the allow-list alone, must hold) and the
+# one whose feedback is checked. Every one of the six is held to the allow-list in-process below.
+GRADED = ("i16-match-forges-table", "i16-sysmodules-forges", "i16-exfiltrates")
+
+
+def attacked(student: str):
+    nb = H.attack_base()
+    for gid, text in STUDENTS[student].items():
+        nb = H.appended(nb, gid, text)
+    return nb
+
+
 def batch_submissions(paths) -> dict[str, object]:
-    out = {}
-    for student, answers in STUDENTS.items():
-        nb = H.attack_base()
-        for gid, text in answers.items():
-            nb = H.appended(nb, gid, text)
-        out[student] = nb
-    return out
+    return {student: attacked(student) for student in GRADED}
+
+
+@pytest.mark.parametrize("student", sorted(STUDENTS))
+def test_each_attack_costs_every_answer_before_any_run(student):
+    checks = H.beside_a_perfect_record(attacked(student))
+    assert not any(check.passed for check in checks.values()) and all("yourself" in c.message for c in checks.values())
 
 
 @pytest.mark.slow
 def test_no_issue16_attack_scores_a_point(batch):
-    scores = {s: {c: v for c, v in H.autograded(batch.rows[s]).items() if v} for s in STUDENTS}
+    scores = {s: {c: v for c, v in H.autograded(batch.rows[s]).items() if v} for s in GRADED}
     assert {s: cells for s, cells in scores.items() if cells} == {}
 
 

@@ -33,6 +33,8 @@ PITFALL_WORDS = {  # what the feedback must say, in plain words
     "schedule_warmup_off_by_one": "off by one",
     "schedule_no_floor": "after max_steps",
 }
+# One pitfall of each answer graded end to end; every graded pitfall's words, in-process (the sandbox path is the same).
+BATCH_MUTANTS = ("no_bias_correction", "clip_each_parameter_alone", "schedule_warmup_off_by_one")
 GAMING = """
 import math, torch, pytest
 from IPython import get_ipython
@@ -55,8 +57,8 @@ def with_answers(nb, texts: dict[str, str]):
 def variants() -> dict[str, nbformat.NotebookNode]:
     out = {"solution": nbformat.read(SOURCE, as_version=4), "starter": nbformat.read(RELEASED, as_version=4)}
     solution = without_demos(out["solution"])  # what the variants change: their demos would only repeat the solution's
-    for name, (texts, _) in pitfalls.MUTANTS.items():
-        out[f"mutant-{name}"] = with_answers(copy.deepcopy(solution), texts)
+    for name in BATCH_MUTANTS:
+        out[f"mutant-{name}"] = with_answers(copy.deepcopy(solution), pitfalls.MUTANTS[name][0])
     out["alternative"] = with_answers(copy.deepcopy(solution), {
         answer: pitfalls.with_region(answer, body) for answer, body in pitfalls.ALT_REGIONS.items()
     })
@@ -128,6 +130,17 @@ def test_two_correct_implementations_written_differently_score_full(graded):
 
 
 @pytest.mark.parametrize("mutant", sorted(pitfalls.MUTANTS))
+def test_each_graded_pitfall_is_named_in_plain_words(mutant):
+    """The words a student reads for each pitfall the batch grades: its verdicts' messages, which the feedback shows."""
+    from test_probe_compare import failed, student, verdicts
+
+    texts, _ = pitfalls.MUTANTS[mutant]
+    (answer, _), = texts.items()
+    checks = verdicts(student() | CATALOGUE.namespace(answer, (mutant,)))
+    assert any(PITFALL_WORDS[mutant] in checks[name].message for name in failed(checks))
+
+
+@pytest.mark.parametrize("mutant", BATCH_MUTANTS)
 def test_each_pitfall_loses_points_on_its_part_only_and_feedback_names_it(graded, mutant):
     rows, out, _ = graded
     row = rows[f"mutant-{mutant}"]

@@ -815,6 +815,14 @@ def test_no_attack_scores_more_than_its_plain_wrong_implementation(batch):
 def test_every_route_to_torch_costs_every_answer_before_any_run(student):
     """The grader's own reading of the submitted notebook (its probed cells, as the worker takes them), short of
     the sandbox: beside a record that would pass everything, the cell costs every answer and says why."""
+    checks = beside_a_perfect_record(delegations(attack_base())[student])
+    assert not any(check.passed for check in checks.values()) and all("yourself" in c.message for c in checks.values())
+
+
+def beside_a_perfect_record(nb) -> dict:
+    """scenario -> Check for ``nb``'s probed cells, as the worker takes them from the submitted notebook, next to
+    the record the reference implementation writes (which alone passes everything): the grader's reading of a
+    cell's source, with no sandbox."""
     from test_probe_compare import SEED, lines_of, parse
     from test_probe_compare import student as reference_answers
 
@@ -822,11 +830,10 @@ def test_every_route_to_torch_costs_every_answer_before_any_run(student):
     from g2c.grading.compare import decide
     from g2c.grading.worker import probed_sources, sanitized
 
-    submitted = sanitized(as_bytes(delegations(attack_base())[student]), graded_cells(SOURCE))  # as the worker reads it
+    submitted = sanitized(as_bytes(nb), graded_cells(SOURCE))
     perfect = parse(lines_of(reference_answers(), SEED))
     assert all(check.passed for check in decide(SPEC, perfect, SEED, {}).values())
-    checks = decide(SPEC, perfect, SEED, probed_sources(submitted, SPEC.probed))
-    assert not any(check.passed for check in checks.values()) and all("yourself" in c.message for c in checks.values())
+    return decide(SPEC, perfect, SEED, probed_sources(submitted, SPEC.probed))
 
 
 def test_delegating_to_torch_gets_nothing_and_says_why(batch):
@@ -958,7 +965,7 @@ def test_a_second_run_grades_nothing_again(batch):
 
 def test_a_run_killed_halfway_resumes_with_what_is_missing(tmp_path):
     submitted, out = tmp_path / "submitted", tmp_path / "out"
-    honest = SOURCE.read_bytes()
+    honest = as_bytes(without_demos(solution()))
     for student in ("a", "b"):  # killed after the first result: the second is what is missing
         write_submission(submitted, student, honest)
     command = autograde_command(ROOT, submitted, out, jobs=1)
