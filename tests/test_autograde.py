@@ -1,10 +1,10 @@
 """Round trip through real nbgrader: `g2c autograde` tells right from wrong, part by part.
 
 Every variant is graded in the shared class batch (``batch`` in conftest.py, one CLI call, two
-jobs): the solution, the untouched release, one mutant per pitfall (the mutants of
+jobs): the solution, the untouched release, a mutant of each answer (BATCH_MUTANTS, from
 tests/test_pitfalls.py, put in the answer cells), two correct implementations written
 differently, a wrong hand computation, a student who games the checks, and duplicated / deleted
-answer cells.
+answer cells. The plain words of every graded pitfall are checked in-process.
 """
 
 from __future__ import annotations
@@ -131,7 +131,8 @@ def test_two_correct_implementations_written_differently_score_full(graded):
 
 @pytest.mark.parametrize("mutant", sorted(pitfalls.MUTANTS))
 def test_each_graded_pitfall_is_named_in_plain_words(mutant):
-    """The words a student reads for each pitfall the batch grades: its verdicts' messages, which the feedback shows."""
+    """The words a student reads for each graded pitfall (test_pitfalls.GRADED_PITFALLS): in its verdicts' messages,
+    which the feedback shows (end to end for BATCH_MUTANTS below)."""
     from test_probe_compare import failed, student, verdicts
 
     texts, _ = pitfalls.MUTANTS[mutant]

@@ -815,14 +815,13 @@ def test_no_attack_scores_more_than_its_plain_wrong_implementation(batch):
 def test_every_route_to_torch_costs_every_answer_before_any_run(student):
     """The grader's own reading of the submitted notebook (its probed cells, as the worker takes them), short of
     the sandbox: beside a record that would pass everything, the cell costs every answer and says why."""
-    checks = beside_a_perfect_record(delegations(attack_base())[student])
-    assert not any(check.passed for check in checks.values()) and all("yourself" in c.message for c in checks.values())
+    assert_costs_every_answer(delegations(attack_base())[student])
 
 
-def beside_a_perfect_record(nb) -> dict:
-    """scenario -> Check for ``nb``'s probed cells, as the worker takes them from the submitted notebook, next to
-    the record the reference implementation writes (which alone passes everything): the grader's reading of a
-    cell's source, with no sandbox."""
+def assert_costs_every_answer(nb) -> None:
+    """``nb``'s probed cells, as the worker takes them from the submitted notebook, fail every scenario and say why,
+    next to the record the reference implementation writes (which alone passes everything): the grader's reading
+    of a cell's source, with no sandbox."""
     from test_probe_compare import SEED, lines_of, parse
     from test_probe_compare import student as reference_answers
 
@@ -833,7 +832,8 @@ def beside_a_perfect_record(nb) -> dict:
     submitted = sanitized(as_bytes(nb), graded_cells(SOURCE))
     perfect = parse(lines_of(reference_answers(), SEED))
     assert all(check.passed for check in decide(SPEC, perfect, SEED, {}).values())
-    return decide(SPEC, perfect, SEED, probed_sources(submitted, SPEC.probed))
+    checks = decide(SPEC, perfect, SEED, probed_sources(submitted, SPEC.probed))
+    assert not any(check.passed for check in checks.values()) and all("yourself" in c.message for c in checks.values())
 
 
 def test_delegating_to_torch_gets_nothing_and_says_why(batch):
