@@ -262,47 +262,33 @@ def wait_for_picture(area, frame: str, timeout: float = PATIENCE_MS / 1000) -> t
 
 
 def test_every_widget_chapter_is_tested() -> None:
-    """The slider test below really covers the book: each widget chapter embeds its widget."""
+    """The widget tests below really cover the book: each widget chapter embeds its widget."""
     assert {p.name for p in widget_pages()} == WIDGET_CHAPTERS
 
 
-@pytest.mark.parametrize(
-    "path", widget_pages() if os.environ.get("G2C_TEST_BOOK") == "1" else [], ids=lambda p: str(p.relative_to(HTML))
-)
-def test_every_static_widget_slider_switches_the_picture(browser, path: Path) -> None:
+def walks_every_frame(page, path: Path, widgets) -> None:
     """Keyboard on the real slider, through every position: each shows its own precomputed frame.
 
     The picture changes only through the jslink between the slider and the Stack of frames,
     in the browser; no kernel runs behind a static page.
     """
-    widgets = static_widgets(path.read_text(encoding="utf-8"))
-    visit = Visit(browser, path)
-    try:
-        page = visit.page
-        areas = page.locator(".widget-subarea")  # where the widget manager renders each embedded view
-        areas.nth(len(widgets) - 1).locator(".noUi-handle").wait_for(state="visible")
-        assert areas.count() == len(widgets)
-        for n, widget in enumerate(widgets):
-            area = areas.nth(n)
-            handle = area.locator(".noUi-handle")
-            assert handle.count() == 1, f"widget {n}: expected one slider"
-            handle.focus()
-            page.keyboard.press("Home")
-            pngs = [f.png for f in widget.frames]
-            for i, frame in enumerate(widget.frames):
-                if i:
-                    page.keyboard.press("ArrowRight")
-                assert float(handle.get_attribute("aria-valuenow")) == i, f"widget {n}: the slider did not move to {i}"
-                shown, alt = wait_for_picture(area, frame.png)
-                seen = f"frame {pngs.index(shown)}" if shown in pngs else repr(shown[:60])
-                assert shown == frame.png, f"widget {n} on {path.name}: slider at {i} shows {seen}, not frame {i}"
-                assert alt == frame.alt, f"widget {n} on {path.name}: frame {i} shown with alt {alt!r}"
-        visit.settle()
-        assert visit.remote == [], f"{path.name} asked another host: {visit.remote}"
-        assert visit.failed == [], f"{path.name} had failed requests: {visit.failed}"
-        assert visit.errors == [], f"{path.name} raised in the browser: {visit.errors}"
-    finally:
-        visit.close()
+    areas = page.locator(".widget-subarea")  # where the widget manager renders each embedded view
+    assert areas.count() == len(widgets)
+    for n, widget in enumerate(widgets):
+        area = areas.nth(n)
+        handle = area.locator(".noUi-handle")
+        assert handle.count() == 1, f"widget {n}: expected one slider"
+        handle.focus()
+        page.keyboard.press("Home")
+        pngs = [f.png for f in widget.frames]
+        for i, frame in enumerate(widget.frames):
+            if i:
+                page.keyboard.press("ArrowRight")
+            assert float(handle.get_attribute("aria-valuenow")) == i, f"widget {n}: the slider did not move to {i}"
+            shown, alt = wait_for_picture(area, frame.png)
+            seen = f"frame {pngs.index(shown)}" if shown in pngs else repr(shown[:60])
+            assert shown == frame.png, f"widget {n} on {path.name}: slider at {i} shows {seen}, not frame {i}"
+            assert alt == frame.alt, f"widget {n} on {path.name}: frame {i} shown with alt {alt!r}"
 
 
 FOCUSED = """() => {
@@ -349,9 +335,10 @@ def live_caption(area, wanted: list[str], timeout: float = PATIENCE_MS / 1000) -
 @pytest.mark.parametrize(
     "path", widget_pages() if os.environ.get("G2C_TEST_BOOK") == "1" else [], ids=lambda p: str(p.relative_to(HTML))
 )
-def test_every_static_widget_works_from_the_keyboard_and_says_what_it_shows(browser, path: Path) -> None:
+def test_every_static_widget_works_from_the_keyboard_says_what_it_shows_and_shows_every_frame(browser, path: Path) -> None:
     """Tab reaches the slider (with a visible focus ring), its name says what it sets and the value,
-    and an arrow key changes the picture, its alt text, the name, and what the live region reads out.
+    and an arrow key changes the picture, its alt text, the name, and what the live region reads out;
+    then, on the same page, the slider walks through every position (``walks_every_frame``).
     """
     widgets = static_widgets(path.read_text(encoding="utf-8"))
     visit = Visit(browser, path)
@@ -380,6 +367,11 @@ def test_every_static_widget_works_from_the_keyboard_and_says_what_it_shows(brow
                 )
                 regions = live_caption(area, frame.caption)
                 assert [words(text) for _, text in regions] == [frame.caption], f"frame {i} caption not announced: {regions}"
+        walks_every_frame(page, path, widgets)
+        visit.settle()
+        assert visit.remote == [], f"{path.name} asked another host: {visit.remote}"
+        assert visit.failed == [], f"{path.name} had failed requests: {visit.failed}"
+        assert visit.errors == [], f"{path.name} raised in the browser: {visit.errors}"
     finally:
         visit.close()
 
