@@ -21,12 +21,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
-from test_book_browser import PATIENCE_MS
+from test_book_browser import CHROMIUM, CHROMIUM_ARGS, HTML, PATIENCE_MS
 
-HTML = Path(__file__).resolve().parents[1] / "_build" / "html"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 FLOOR = 0.8  # of the body text
 SCREEN_SCALE = 2  # a HiDPI screen; the CSS px measured are those of a normal one too
 FIGURE_PAGES = ("learning-rates", "optimizers", "clipping", "schedules", "reading-curves")
