@@ -66,6 +66,9 @@ TIMEOUT, CELL_TIMEOUT, MEMORY = 90, 20, 2048
 # leaves an honest probe (about a second) time to finish, or to record what it verified before a late hang, and a
 # kernel time to start and stop a hanging second cell after HANG_CELL_TIMEOUT, on a loaded machine.
 HANG_TIMEOUT, HANG_CELL_TIMEOUT = 12, 4
+# Four workers for them, not two: most of those hangs sleep (test_autograde_hostile.batch_limit_bound), so the
+# second run mostly waits, and with two workers its 56 s of waiting were the end of `make test`'s longer load.
+HANG_JOBS = 4
 
 
 # ---------------------------------------------------------------- notebooks
@@ -214,8 +217,8 @@ def grading_env() -> dict[str, str]:
 
 
 def grade_batch(course: Path, submitted: Path, out: Path, timeout: float = TIMEOUT,
-                cell_timeout: float = CELL_TIMEOUT) -> subprocess.CompletedProcess:
-    return subprocess.run(autograde_command(course, submitted, out, timeout=timeout, cell_timeout=cell_timeout),
+                cell_timeout: float = CELL_TIMEOUT, jobs: int = 2) -> subprocess.CompletedProcess:
+    return subprocess.run(autograde_command(course, submitted, out, jobs, timeout=timeout, cell_timeout=cell_timeout),
                           capture_output=True, text=True, timeout=1800, env=grading_env())
 
 
@@ -373,12 +376,12 @@ def batch(request, tmp_path_factory) -> Batch:
     write_all(first, {s: v for s, v in submissions.items() if s not in limit_bound})
     before = host_snapshot(paths) | {"first": files_under(first)}
     start = time.perf_counter()
-    passes = [((first if limit_bound else paths.submitted), TIMEOUT, CELL_TIMEOUT)]
+    passes = [((first if limit_bound else paths.submitted), TIMEOUT, CELL_TIMEOUT, 2)]
     if limit_bound:
-        passes.append((paths.submitted, HANG_TIMEOUT, HANG_CELL_TIMEOUT))
+        passes.append((paths.submitted, HANG_TIMEOUT, HANG_CELL_TIMEOUT, HANG_JOBS))
     runs = []
-    for submitted, timeout, cell_timeout in passes:
-        runs.append(grade_batch(paths.course, submitted, paths.out, timeout, cell_timeout))
+    for submitted, timeout, cell_timeout, jobs in passes:
+        runs.append(grade_batch(paths.course, submitted, paths.out, timeout, cell_timeout, jobs))
         print(f"\n{submitted.name} (timeout {timeout:g} s, cell timeout {cell_timeout:g} s): {time.perf_counter() - start:.0f} s")
     seconds = time.perf_counter() - start
     after = host_snapshot(paths) | {"first": files_under(first)}
@@ -388,4 +391,4 @@ def batch(request, tmp_path_factory) -> Batch:
     print(f"\ngraded class: {len(submissions)} submissions ({len(limit_bound)} limit-bound) in {seconds:.0f} s "
           f"(exit {run.returncode})\n{run.stderr[-3000:]}")
     graded = rows(paths.out / "grades.csv") if (paths.out / "grades.csv").exists() else {}
-    return Batch(paths, run, seconds, graded, before, after, listener, contributed, passes[-1][1:])
+    return Batch(paths, run, seconds, graded, before, after, listener, contributed, passes[-1][1:3])
