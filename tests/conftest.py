@@ -62,9 +62,9 @@ TOKEN = f"g2c-tests-{secrets.token_hex(4)}"  # in every sandboxed process's envi
 # both runs (probe and kernel) before it is stopped, and an honest run with torch needs about 1 GB of address space.
 TIMEOUT, CELL_TIMEOUT, MEMORY = 90, 20, 2048
 # The limits of the second run, for the students whose hang is the point (``batch_limit_bound``): each costs
-# HANG_TIMEOUT of a worker at most instead of TIMEOUT. HANG_TIMEOUT still
-# leaves an honest probe (about a second) time to finish, or to record what it verified before a late hang, and a
-# kernel time to start and stop a hanging second cell after HANG_CELL_TIMEOUT, on a loaded machine.
+# HANG_TIMEOUT of a worker at most instead of TIMEOUT. HANG_TIMEOUT still leaves an honest probe (about a second)
+# time to finish, or to record what it verified before a late hang, and a kernel time to start and stop a hanging
+# second cell after HANG_CELL_TIMEOUT, on a loaded machine.
 HANG_TIMEOUT, HANG_CELL_TIMEOUT = 12, 4
 # Four workers for them, not two: most of those hangs sleep (test_autograde_hostile.batch_limit_bound), so the
 # second run mostly waits, and with two workers its 56 s of waiting were the end of `make test`'s longer load.
