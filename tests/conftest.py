@@ -30,6 +30,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import nbformat
 import pytest
@@ -133,6 +134,15 @@ def mutant_answers(name: str) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------- the graded class
+
+
+class GradingPass(NamedTuple):
+    """One `g2c autograde` run over the class: which folder, with which limits, on how many workers."""
+
+    submitted: Path
+    timeout: float
+    cell_timeout: float
+    jobs: int
 
 
 @dataclass(frozen=True)
@@ -376,13 +386,14 @@ def batch(request, tmp_path_factory) -> Batch:
     write_all(first, {s: v for s, v in submissions.items() if s not in limit_bound})
     before = host_snapshot(paths) | {"first": files_under(first)}
     start = time.perf_counter()
-    passes = [((first if limit_bound else paths.submitted), TIMEOUT, CELL_TIMEOUT, 2)]
+    passes = [GradingPass(first if limit_bound else paths.submitted, TIMEOUT, CELL_TIMEOUT, 2)]
     if limit_bound:
-        passes.append((paths.submitted, HANG_TIMEOUT, HANG_CELL_TIMEOUT, HANG_JOBS))
+        passes.append(GradingPass(paths.submitted, HANG_TIMEOUT, HANG_CELL_TIMEOUT, HANG_JOBS))
     runs = []
-    for submitted, timeout, cell_timeout, jobs in passes:
-        runs.append(grade_batch(paths.course, submitted, paths.out, timeout, cell_timeout, jobs))
-        print(f"\n{submitted.name} (timeout {timeout:g} s, cell timeout {cell_timeout:g} s): {time.perf_counter() - start:.0f} s")
+    for p in passes:
+        runs.append(grade_batch(paths.course, p.submitted, paths.out, p.timeout, p.cell_timeout, p.jobs))
+        print(f"\n{p.submitted.name} (timeout {p.timeout:g} s, cell timeout {p.cell_timeout:g} s): "
+              f"{time.perf_counter() - start:.0f} s")
     seconds = time.perf_counter() - start
     after = host_snapshot(paths) | {"first": files_under(first)}
     # the last run's summary lists every student; a failure of either run fails the batch
@@ -391,4 +402,4 @@ def batch(request, tmp_path_factory) -> Batch:
     print(f"\ngraded class: {len(submissions)} submissions ({len(limit_bound)} limit-bound) in {seconds:.0f} s "
           f"(exit {run.returncode})\n{run.stderr[-3000:]}")
     graded = rows(paths.out / "grades.csv") if (paths.out / "grades.csv").exists() else {}
-    return Batch(paths, run, seconds, graded, before, after, listener, contributed, passes[-1][1:3])
+    return Batch(paths, run, seconds, graded, before, after, listener, contributed, (passes[-1].timeout, passes[-1].cell_timeout))

@@ -229,8 +229,6 @@ def test_the_stamped_empty_gradebook_is_the_one_nbgrader_makes(tmp_path, monkeyp
 
 def test_the_feedback_page_is_jupyterlabs_sanitized_page_whatever_the_source(tmp_path):
     """Skipping bleach on highlighted sources changes no byte: markup in a cell's source stays text."""
-    import copy
-
     from nbconvert import HTMLExporter
 
     from g2c.grading.feedback import feedback_html, redact
