@@ -69,9 +69,10 @@ pytest-rest: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
-## lint: ruff over every Python file and notebook source (rules in pyproject.toml)
+## lint: ruff over every Python file and notebook source, and the layer contracts (rules in pyproject.toml)
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 ## bench: time AdamW.step and clip_grad_norm_ against torch in one process
 bench: $(STAMP)

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from g2c.grading import assignment
-from g2c.grading.limits import CELL_TIMEOUT, MEMORY_MB, TIMEOUT
+from g2c.grading.sandbox.limits import CELL_TIMEOUT, MEMORY_MB, TIMEOUT
 
 # nbgrader's instructor tools: students get the assignment list and Validate, not these.
 INSTRUCTOR_ONLY = ("@jupyter/nbgrader:create-assignment", "@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:course-list")

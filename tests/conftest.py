@@ -364,7 +364,7 @@ def batch(request, tmp_path_factory) -> Batch:
     """Every contributed submission, graded by ``g2c autograde --jobs 2``: everyone but the limit-bound
     students first (in a folder of their own), then the whole class with tight limits (only the
     limit-bound students are left to grade)."""
-    from g2c.grading.sandbox import isolation_available
+    from g2c.grading.sandbox.box import isolation_available
 
     if problem := isolation_available():
         pytest.skip(f"no sandbox here: {problem}")

@@ -51,13 +51,13 @@ def test_a_class_pattern_is_read_like_an_attribute():
 
 def test_modules_hanging_off_allowed_modules_are_refused():
     """torch.sys, torch.os, typing.sys, dataclasses.inspect: every module of the process, clean syntax."""
-    for source in ('m = torch.sys.modules["g2c.grading.probe"]', "torch.os.write(3, b'x')",
+    for source in ('m = torch.sys.modules["g2c.grading.sandbox.probe"]', "torch.os.write(3, b'x')",
                    "import typing\nm = typing.sys.modules", "import dataclasses\nf = dataclasses.inspect.currentframe()"):
         assert refused(source), source
 
 
 def test_private_names_are_private_on_any_object_called_self():
-    assert refused('self = torch.sys.modules["g2c.grading.probe"]\nself._write = print')
+    assert refused('self = torch.sys.modules["g2c.grading.sandbox.probe"]\nself._write = print')
 
 
 def test_typing_does_not_evaluate_strings_for_a_cell():

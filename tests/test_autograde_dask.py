@@ -9,7 +9,7 @@ from conftest import RELEASED, ROOT, SOURCE, SPEC
 
 from g2c.grading import notebook_build as build
 from g2c.grading.autograde import autograde
-from g2c.grading.sandbox import isolation_available
+from g2c.grading.sandbox.box import isolation_available
 
 NOTEBOOKS = {"solution": SOURCE, "starter": RELEASED}
 FULL = sum(build.autograded_points(SPEC).values())

@@ -58,7 +58,7 @@ from conftest import (
 )
 
 from g2c.grading import notebook_build as build
-from g2c.grading.sandbox import UID_BASE, isolation_available
+from g2c.grading.sandbox.box import UID_BASE, isolation_available
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 POINTS = build.autograded_points(SPEC)
@@ -244,7 +244,7 @@ class _Proxy(types.ModuleType):
         return getattr(self._real, name)
 import torch as _real_torch
 sys.modules['torch'] = _Proxy(_real_torch)
-_P = sys.modules.get('g2c.grading.probe')
+_P = sys.modules.get('g2c.grading.sandbox.probe')
 if _P is not None:
     _P.torch = sys.modules['torch']
 sys.modules['torch'] = _real_torch"""

@@ -20,9 +20,10 @@ import test_pitfalls as TP  # its correct-but-different implementations (ALT_REG
 from conftest import CATALOGUE, ROOT, SPEC
 
 import g2c.training
-from g2c.grading import compare, probe
+from g2c.grading import compare
 from g2c.grading.notebook_build import answer_sources
 from g2c.grading.regions import strip_solutions
+from g2c.grading.sandbox import probe
 
 CUT = [a for a in SPEC.answers.values() if a.source]  # adamw, clip, schedule: cut from g2c/training
 SOURCES = {a.key: (ROOT / a.source).read_text() for a in CUT}
@@ -361,13 +362,13 @@ def test_by_hand_and_diagnosis():
 # ---------------------------------------------------------------- the probe itself
 
 
-@pytest.mark.parametrize("path", [ROOT / "g2c" / "grading" / "probe.py", SPEC.scenarios], ids=["probe", "scenarios"])
+@pytest.mark.parametrize("path", [ROOT / "g2c" / "grading" / "sandbox" / "probe.py", SPEC.scenarios], ids=["probe", "scenarios"])
 def test_probe_and_scenarios_import_only_the_standard_library_torch_and_the_probe(path):
     tree = ast.parse(path.read_text())
     modules = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     modules |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     outside = {m for m in modules if m.split(".")[0] not in {"__future__", "torch", *sys.stdlib_module_names}}
-    assert outside <= {"g2c.grading.probe"}, outside
+    assert outside <= {"g2c.grading.sandbox.probe"}, outside
 
 
 SLOW_SCHEDULE = '''
@@ -404,7 +405,8 @@ def test_run_records_on_the_saved_stdout_only(tmp_path):
         "scenarios": SPEC.scenario_names,
         "scenario_seconds": 2.0,  # generous: a loaded machine must not time out the others
     }
-    code = "import json, sys\nfrom g2c.grading import probe\nprobe.run(json.load(sys.stdin))\nprint('after run', flush=True)"
+    code = ("import json, sys\nfrom g2c.grading.sandbox import probe\n"
+            "probe.run(json.load(sys.stdin))\nprint('after run', flush=True)")
     out = subprocess.run(
         [sys.executable, "-c", code], input=json.dumps(payload).encode(), capture_output=True, timeout=120, cwd=tmp_path
     )
@@ -423,7 +425,8 @@ def test_run_records_on_the_saved_stdout_only(tmp_path):
 def test_run_never_raises_and_reports_undefined_answers(tmp_path):
     payload = {"seed": 3, "scenario_source": SPEC.scenarios.read_text(), "setup": "", "cells": [["adamw", "class AdamW(:\n"]],
                "scenarios": ["adamw_first_step", "nope", "by_hand_p1"]}
-    code = "import json, sys\nfrom g2c.grading import probe\nprobe.run(json.load(sys.stdin))\nprobe.run(None)\nprint('ok')"
+    code = ("import json, sys\nfrom g2c.grading.sandbox import probe\n"
+            "probe.run(json.load(sys.stdin))\nprobe.run(None)\nprint('ok')")
     out = subprocess.run(
         [sys.executable, "-c", code], input=json.dumps(payload).encode(), capture_output=True, timeout=120, cwd=tmp_path
     )

@@ -24,7 +24,7 @@ from g2c.checks import MARK
 from g2c.grading import notebook_build as build
 from g2c.grading.assignment import NOT_RELEASED, load
 from g2c.grading.pitfalls import catalogue
-from g2c.grading.sandbox import isolation_available
+from g2c.grading.sandbox.box import isolation_available
 
 pytestmark = pytest.mark.slow  # nbgrader, kernels and sandboxes
 COURSE = Path(__file__).resolve().parent / "courses" / "momentum"

@@ -37,8 +37,8 @@ from pathlib import Path
 from g2c.grading import path_with_this_environment
 from g2c.grading.course import GRADES_COLUMNS, Layout, atomic_write, grade_cells, layout, load_results
 from g2c.grading.feedback import REASONS_KEY, score_of
-from g2c.grading.limits import CELL_TIMEOUT, MEMORY_MB, TIMEOUT
 from g2c.grading.report import write_report
+from g2c.grading.sandbox.limits import CELL_TIMEOUT, MEMORY_MB, TIMEOUT
 from g2c.grading.worker import Job, Outcome, grade
 
 LIMIT_BEHIND = {"timeout": "timeout", "memory": "memory_mb"}  # status -> the limit that decided it
@@ -73,7 +73,7 @@ def autograde(course: Path, submitted: Path | None = None, out: Path | None = No
     if not students:
         raise SystemExit(f"g2c autograde: no submissions found as {submitted}/<student>/{spec.name}/")
     if isolate:
-        from g2c.grading.sandbox import isolation_available
+        from g2c.grading.sandbox.box import isolation_available
 
         if problem := isolation_available():
             raise SystemExit(f"g2c autograde: cannot sandbox student code here: {problem}. "

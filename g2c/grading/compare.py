@@ -31,9 +31,10 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from g2c.grading import cellcheck, probe
+from g2c.grading import cellcheck
 from g2c.grading.assignment import Assignment
 from g2c.grading.pitfalls import catalogue
+from g2c.grading.sandbox import probe
 
 # ---------------------------------------------------------------- the record, as data
 

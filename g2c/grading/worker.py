@@ -3,11 +3,11 @@
 A ``Job`` carries everything as bytes or plain data (the notebook, a gradebook holding only the
 assignment, the source notebook's graded cells), so a worker on another machine needs no shared
 folder. ``grade`` runs two sandboxed processes at once, both forked by the worker's zygote
-(``g2c.grading.zygote``) in sandboxes of their own (``g2c.grading.sandbox``):
+(``g2c.grading.sandbox.zygote``) in sandboxes of their own (``g2c.grading.sandbox.box``):
 
-- the **probe** (``g2c.grading.probe``) runs the setup cell and the answer cells on their own and
+- the **probe** (``g2c.grading.sandbox.probe``) runs the setup cell and the answer cells on their own and
   records plain data about the student's objects on inputs drawn from a seed chosen now;
-- the **notebook run** (``g2c.grading.runner``) executes the whole notebook, hidden tests
+- the **notebook run** (``g2c.grading.sandbox.runner``) executes the whole notebook, hidden tests
   removed, in a real kernel, for the outputs the instructor and the student see.
 
 Both send their data out through files that root created before any student code ran. Then, in
@@ -36,11 +36,11 @@ import nbformat
 
 from g2c.grading.assignment import Assignment, load_folder
 from g2c.grading.feedback import HIDDEN
-from g2c.grading.limits import CELL_TIMEOUT, MAX_FILE_BYTES, MEMORY_MB, TIMEOUT
 from g2c.grading.notebook_build import WIDGET_TAG, preamble
-from g2c.grading.runner import MAX_IMAGES, MAX_TEXT, TRUNCATED  # the runner caps first; the grader again
-from g2c.grading.sandbox import Box, RunFacts, job_uids
-from g2c.grading.syscalls import open_no_follow
+from g2c.grading.sandbox.box import Box, RunFacts, job_uids
+from g2c.grading.sandbox.limits import CELL_TIMEOUT, MAX_FILE_BYTES, MEMORY_MB, TIMEOUT
+from g2c.grading.sandbox.runner import MAX_IMAGES, MAX_TEXT, TRUNCATED  # the runner caps first; the grader again
+from g2c.grading.sandbox.syscalls import open_no_follow
 
 SKIP_TAG = "skip-execution"  # nbclient's default skip_cells_with_tag
 STUDENT = "student"  # the id in each job's private course (nbgrader reads real ids as glob patterns)
@@ -132,7 +132,7 @@ def private_scratch() -> None:
     ever left in the host's temp folder. Needs root and a single-threaded process (a local pool
     worker); elsewhere (Dask workers) the folders are removed as each job ends.
     """
-    from g2c.grading.syscalls import CLONE_NEWNS, MS_NODEV, MS_NOSUID, MS_PRIVATE, MS_REC, mount, unshare
+    from g2c.grading.sandbox.syscalls import CLONE_NEWNS, MS_NODEV, MS_NOSUID, MS_PRIVATE, MS_REC, mount, unshare
 
     try:
         unshare(CLONE_NEWNS)
@@ -157,7 +157,7 @@ def warm_zygote() -> None:
 
         atexit.register(shutil.rmtree, folder, True)
     if _zygote is None or not _zygote.alive():
-        from g2c.grading.zygote import Zygote
+        from g2c.grading.sandbox.zygote import Zygote
 
         _zygote = Zygote()
 
@@ -299,7 +299,8 @@ def _run_unsandboxed(kind: str, payload: Path, output: Path, timeout: float) -> 
     import subprocess
     import sys
 
-    code = "import json, sys; from g2c.grading.zygote import run_kind; run_kind(sys.argv[1], json.load(open(sys.argv[2])))"
+    code = ("import json, sys; from g2c.grading.sandbox.zygote import run_kind; "
+            "run_kind(sys.argv[1], json.load(open(sys.argv[2])))")
     with open(output, "wb") as out:
         try:
             return subprocess.run([sys.executable, "-c", code, kind, str(payload)], stdout=out, stderr=subprocess.DEVNULL,

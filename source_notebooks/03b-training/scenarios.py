@@ -1,7 +1,7 @@
 """The probe's scenarios of 03b-training: inputs drawn from a seed, the student's objects run on them.
 
 Each function takes the namespace the answer cells ran in and the grading run's seed, and returns
-plain data (``g2c.grading.probe``'s encoders). It runs in the sandbox, and again in the grader on
+plain data (``g2c.grading.sandbox.probe``'s encoders). It runs in the sandbox, and again in the grader on
 the reference and on the pitfall mutants; it holds no expected value. ``SCENARIOS`` names them as
 assignment.toml's cells do.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from g2c.grading.probe import (
+from g2c.grading.sandbox.probe import (
     attempt,
     encode_number,
     encode_returned,

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from g2c.grading.probe import attempt, encode_tensor, gradient, leaf, log_uniform, random_shapes, rngs, student
+from g2c.grading.sandbox.probe import attempt, encode_tensor, gradient, leaf, log_uniform, random_shapes, rngs, student
 
 
 def run(SGD: Any, params: list[torch.Tensor], grads: list[list[torch.Tensor | None]], lr: float, momentum: float) -> dict:

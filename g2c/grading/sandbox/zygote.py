@@ -26,14 +26,23 @@ import subprocess
 import sys
 from pathlib import Path
 
-from g2c.grading.sandbox import KEPT_ENVIRONMENT, Box, init
-from g2c.grading.syscalls import MS_PRIVATE, MS_REC, PR_SET_PDEATHSIG, SANDBOX_NAMESPACES, mount, open_no_follow, prctl, unshare
+from g2c.grading.sandbox.box import KEPT_ENVIRONMENT, Box, init
+from g2c.grading.sandbox.syscalls import (
+    MS_PRIVATE,
+    MS_REC,
+    PR_SET_PDEATHSIG,
+    SANDBOX_NAMESPACES,
+    mount,
+    open_no_follow,
+    prctl,
+    unshare,
+)
 
 # torch._dynamo (with sympy; the first torch.optim optimizer imports it) and ipykernel.debugger (debugpy, at kernel
 # start) are third-party only, and were ~1.5 s of every notebook run; here they are imported once per worker.
 WARM = ["torch", "numpy", "matplotlib.pyplot", "matplotlib_inline.backend_inline", "IPython", "ipykernel.kernelapp",
         "ipykernel.ipkernel", "ipytest", "pytest", "ipywidgets", "nbformat", "nbclient", "jupyter_client",
-        "torch._dynamo", "ipykernel.debugger", "g2c.grading.probe", "g2c.grading.runner"]
+        "torch._dynamo", "ipykernel.debugger", "g2c.grading.sandbox.probe", "g2c.grading.sandbox.runner"]
 
 
 class Zygote:
@@ -43,7 +52,7 @@ class Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # Only the kept variables: student code forked from it can read its /proc/self/environ.
         env = {name: os.environ[name] for name in (*KEPT_ENVIRONMENT, "HOME") if name in os.environ}
-        self.process = subprocess.Popen([sys.executable, "-m", "g2c.grading.zygote", str(theirs.fileno())],
+        self.process = subprocess.Popen([sys.executable, "-m", "g2c.grading.sandbox.zygote", str(theirs.fileno())],
                                         pass_fds=[theirs.fileno()], stdout=subprocess.PIPE, cwd="/", env=env)
         theirs.close()
         self.control = ours
@@ -84,11 +93,11 @@ class Zygote:
 def run_kind(kind: str, payload: dict) -> None:
     """What the student's process runs: the probe or the notebook run (sandboxed or not)."""
     if kind == "probe":
-        from g2c.grading import probe
+        from g2c.grading.sandbox import probe
 
         probe.run(payload)
     else:
-        from g2c.grading import runner
+        from g2c.grading.sandbox import runner
 
         runner.run(payload)
 

@@ -1,6 +1,6 @@
 """Run student code walled off: a root file system of its own, its own namespaces and uid.
 
-The grading zygote (``g2c.grading.zygote``) forks a child per run that enters new mount, PID,
+The grading zygote (``g2c.grading.sandbox.zygote``) forks a child per run that enters new mount, PID,
 network, IPC and UTS namespaces and calls :func:`init` as PID 1. ``init`` builds a new root
 from an allow-list and pivots into it:
 
@@ -34,8 +34,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from g2c.grading.limits import MAX_FILE_BYTES
-from g2c.grading.syscalls import (
+from g2c.grading.sandbox.limits import MAX_FILE_BYTES
+from g2c.grading.sandbox.syscalls import (
     MS_BIND,
     MS_NODEV,
     MS_NOEXEC,
@@ -108,7 +108,7 @@ def isolation_available() -> str | None:
     with the very call the zygote makes."""
     if os.geteuid() != 0:
         return "grading in a sandbox needs root (each run gets a uid and namespaces of its own)"
-    code = f"from g2c.grading.syscalls import unshare; unshare({SANDBOX_NAMESPACES})"
+    code = f"from g2c.grading.sandbox.syscalls import unshare; unshare({SANDBOX_NAMESPACES})"
     probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     return None if probe.returncode == 0 else f"entering new namespaces failed: {probe.stderr.strip()[-200:]}"
 

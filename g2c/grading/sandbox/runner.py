@@ -1,6 +1,6 @@
 """Run a student's notebook inside the sandbox: a real ipykernel and nbclient, both the student's.
 
-Runs as the student's uid in the sandbox (``g2c.grading.sandbox``), forked from the zygote with
+Runs as the student's uid in the sandbox (``g2c.grading.sandbox.box``), forked from the zygote with
 torch, IPython and nbclient imported. It forks the kernel first (before any ZeroMQ context
 exists here), then drives it with nbclient over Unix sockets in the sandbox's own /tmp, and
 writes one JSON line per executed cell to stdout, the descriptor the grader reads::
@@ -22,7 +22,7 @@ import signal
 import sys
 from pathlib import Path
 
-from g2c.grading.syscalls import PR_SET_DUMPABLE, prctl
+from g2c.grading.sandbox.syscalls import PR_SET_DUMPABLE, prctl
 
 MAX_TEXT = 20_000  # characters of text kept per cell
 MAX_IMAGES = 2_000_000  # characters of base64 images kept per cell
