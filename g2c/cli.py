@@ -143,7 +143,8 @@ def fetch_feedback(root: Path, name: str) -> list[Path]:
     <submission time>/`` (where the Assignment List's Fetch Feedback puts them). Returns every page there, oldest first."""
     notebook = _kit(root, name)[1]
     if nbgrader_as_student(root, "fetch_feedback", name) != 0:
-        raise SystemExit(f"g2c feedback: nbgrader could not fetch the feedback of {name} (its message is above)")
+        raise SystemExit(f"g2c feedback: nbgrader fetched no feedback for {name} (its message is above; \"Assignment not "
+                         "found at <exchange>/feedback\" means none has been released in the course yet)")
     return sorted((student_folder(root) / name / "feedback").glob(f"*/{Path(notebook).stem}.html"))
 
 
