@@ -149,7 +149,7 @@ def path(tmp_path_factory):
     timings["g2c feedback"] = time.perf_counter() - start
     print("\ntimings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     return {"course": course, "exchange": tmp / "exchange", "jupyter": jupyter, "workspace": workspace,
-            "submitted": submitted, "fetched": fetched}
+            "submitted": submitted, "fetched": fetched, "env": env}
 
 
 def inbound(path) -> list[Path]:
@@ -208,3 +208,25 @@ def test_g2c_feedback_brings_back_the_released_page_beside_the_workspace(path):
     page = path["workspace"].parent / "feedback" / stamp / NOTEBOOK.replace(".ipynb", ".html")
     assert page.read_text() == FEEDBACK
     assert f"feedback: {page.relative_to(path['course'])}" in path["fetched"].stdout
+
+
+def test_the_assignment_list_shows_the_feedback_g2c_fetched(path, monkeypatch):
+    """What the Assignments tab lists (its server's code, here in process, as the student): both submissions, the
+    latest with its feedback fetched into the workspace, nothing newer waiting in the exchange."""
+    from nbgrader.server_extensions.assignment_list.handlers import AssignmentList
+
+    from g2c.cli import student_environment
+
+    for variable in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_CONFIG_PATH"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HOME", path["env"]["HOME"])  # the student's nbgrader cache and config
+    monkeypatch.setenv("JUPYTER_CONFIG_PATH", student_environment(path["course"])["JUPYTER_CONFIG_PATH"])
+    manager = AssignmentList()
+    manager.root_dir = str(path["course"] / "student")
+    listed = manager.list_assignments(course_id="g2c")
+    assert listed["success"], listed
+    (submitted,) = [entry for entry in listed["value"] if entry["status"] == "submitted"]
+    first, latest = submitted["submissions"]
+    assert (first["has_local_feedback"], latest["has_local_feedback"], latest["feedback_updated"]) == (False, True, False)
+    page = path["workspace"].parent / "feedback" / latest["timestamp"] / NOTEBOOK.replace(".ipynb", ".html")
+    assert latest["notebooks"][0]["local_feedback_path"] == str(page)
