@@ -149,7 +149,9 @@ def test_make_passes_the_assignment_and_args_through(target, expected):
     from conftest import ROOT
 
     args = ["ARGS=--port 8890 --no-browser"] if target == "notebook" else []
-    run = subprocess.run(["make", "-n", target, "ASSIGNMENT=03b-training", *args], cwd=ROOT, capture_output=True, text=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}  # also under `make unit`
+    command = ["make", "-n", "--no-print-directory", target, "ASSIGNMENT=03b-training", *args]
+    run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout.rstrip().endswith(expected), run.stdout + run.stderr
 
 
