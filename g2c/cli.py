@@ -17,9 +17,10 @@ from g2c.grading.sandbox.limits import CELL_TIMEOUT, MEMORY_MB, TIMEOUT
 
 # nbgrader's instructor tools: students get the assignment list and Validate, not these.
 INSTRUCTOR_ONLY = ("@jupyter/nbgrader:create-assignment", "@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:course-list")
-# Their server halves, not loaded in the student's Jupyter either: formgrader reads the instructor's course (and would
-# serve its gradebook's API), and, rooted in student/, logged "The course directory root is not a subdirectory of the
-# notebook server root" at every start.
+# Their server halves, not loaded in the student's Jupyter either: formgrader serves the instructor's course and its
+# gradebook's API, and checks that course against the server's root; rooted at the notebook's folder (Jupyter's default
+# for a server opened on a file), it logged "The course directory root is not a subdirectory of the notebook server
+# root" at every start of the student's Jupyter.
 INSTRUCTOR_SERVER_EXTENSIONS = ("nbgrader.server_extensions.formgrader", "nbgrader.server_extensions.course_list")
 # JupyterLab's "File Changed" check falls back to comparing modification times when the server gives no content hash,
 # and lets a file on disk be up to this much newer than the tab's last save (its `lastModifiedCheckMargin`, 500 ms).
