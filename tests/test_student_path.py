@@ -162,6 +162,8 @@ def cells(notebook: Path) -> list[str]:
 
 
 def test_the_students_jupyter_starts_without_an_error(path):
+    """Rooted at the notebook's folder, with formgrader loaded, it logged "The course directory root is not a
+    subdirectory of the notebook server root" at every start; no error line at all now, requests and Submit included."""
     log = path["jupyter"]["log"]
     assert f"Serving notebooks from local directory: {path['course'] / 'student'}" in log
     assert "not a subdirectory of the notebook server root" not in log
