@@ -13,7 +13,7 @@ export PYTHONDONTWRITEBYTECODE :=
 book test pytest pytest-batch pytest-rest test-book-then-rest unit test-book release check-release: export OMP_NUM_THREADS ?= 1
 book test pytest pytest-batch pytest-rest test-book-then-rest unit test-book release check-release: export MKL_NUM_THREADS ?= 1
 
-.PHONY: book test lint unit bench notebook reset-notebook clean
+.PHONY: book test lint unit bench notebook reset-notebook submit feedback clean
 .PHONY: test-book release check-release bench-grading pytest pytest-batch pytest-rest test-book-then-rest
 
 # The venv is rebuilt only when requirements.txt or pyproject.toml change. uv installs the pinned requirements
@@ -84,13 +84,22 @@ bench: $(STAMP)
 bench-grading: $(STAMP)
 	$(PY) tests/benchmarks/bench_grading.py $(or $(N),8)
 
-## notebook: open your exercise notebook (student/03b-training/training.ipynb) in Jupyter, instructor tools hidden
+## notebook: open your exercise notebook (student/<assignment>/) in Jupyter, instructor tools hidden; e.g. ARGS="--port 8890 --no-browser"
+# ASSIGNMENT names one when the course has several; ARGS go to `g2c notebook` (`g2c notebook --help`).
 notebook: $(STAMP)
-	$(BIN)/g2c notebook
+	$(BIN)/g2c notebook $(ASSIGNMENT) $(ARGS)
 
 ## reset-notebook: archive your notebook under a timestamped name and start from a fresh copy
 reset-notebook: $(STAMP)
-	$(BIN)/g2c reset-notebook
+	$(BIN)/g2c reset-notebook $(ASSIGNMENT)
+
+## submit: submit your workspace (student/<assignment>/, as saved) through the course's nbgrader exchange
+submit: $(STAMP)
+	$(BIN)/g2c submit $(ASSIGNMENT)
+
+## feedback: fetch the feedback released for your submissions into student/<assignment>/feedback/
+feedback: $(STAMP)
+	$(BIN)/g2c feedback $(ASSIGNMENT)
 
 ## test-book: build the book (-W), then check it in headless chromium (offline, axe-core WCAG 2.1 AA, keyboard) and for published solutions
 BOOK_CHECKS = G2C_TEST_BOOK=1 $(PY) -m pytest -q tests/test_book_browser.py tests/test_book_solutions.py tests/test_book_content.py \

@@ -6,7 +6,9 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -15,6 +17,14 @@ from g2c.grading.sandbox.limits import CELL_TIMEOUT, MEMORY_MB, TIMEOUT
 
 # nbgrader's instructor tools: students get the assignment list and Validate, not these.
 INSTRUCTOR_ONLY = ("@jupyter/nbgrader:create-assignment", "@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:course-list")
+# Their server halves, not loaded in the student's Jupyter either: formgrader serves the instructor's course and its
+# gradebook's API, and checks that course against the server's root; rooted at the notebook's folder (Jupyter's default
+# for a server opened on a file), it logged "The course directory root is not a subdirectory of the notebook server
+# root" at every start of the student's Jupyter.
+INSTRUCTOR_SERVER_EXTENSIONS = ("nbgrader.server_extensions.formgrader", "nbgrader.server_extensions.course_list")
+# JupyterLab's "File Changed" check falls back to comparing modification times when the server gives no content hash,
+# and lets a file on disk be up to this much newer than the tab's last save (its `lastModifiedCheckMargin`, 500 ms).
+JUPYTER_CHANGED_ON_DISK_MARGIN = 0.5
 
 
 def repo_root() -> Path:
@@ -34,27 +44,46 @@ def _kit(root: Path, name: str) -> tuple[Path, str]:
     return kit, notebook
 
 
+def student_folder(root: Path) -> Path:
+    """``student/``: the student's Jupyter root and nbgrader's assignment folder, so ``student/<assignment>/`` is both
+    the workspace and the copy nbgrader's Assignment List, ``submit`` and ``fetch_feedback`` work on."""
+    return root / "student"
+
+
 def workspace(root: Path, name: str) -> Path:
     """The student's own copy of the kit, ``student/<assignment>/``, made from ``release/`` once."""
     kit, notebook = _kit(root, name)
-    dest = root / "student" / name
+    dest = student_folder(root) / name
     if not (dest / notebook).exists():
         shutil.copytree(kit, dest, dirs_exist_ok=True)
     return dest / notebook
 
 
 def student_jupyter_config(root: Path) -> Path:
-    """A Jupyter config folder, ``student/.jupyter``, whose page config hides nbgrader's instructor tools
-    (Create Assignment, Formgrader, Courses) from the student's Jupyter; added to ``JUPYTER_CONFIG_PATH``."""
-    folder = root / "student" / ".jupyter"
+    """``student/.jupyter``, first on the student's ``JUPYTER_CONFIG_PATH``. Its page config hides nbgrader's
+    instructor tools (Create Assignment, Formgrader, Courses); its server config does not load their server halves;
+    its ``nbgrader_config.py`` loads the course's, so that the Assignment List, ``g2c submit`` and ``g2c feedback``
+    use the course's id and exchange (``Exchange.root``) from the student's folder, where no config file is, and
+    names that folder nbgrader's ``Exchange.assignment_dir`` (by default ".", the process's working folder: the
+    Assignment List otherwise looked for assignments wherever ``g2c notebook`` was started)."""
+    from g2c.grading.course import CONFIG_FILE
+
+    folder = student_folder(root) / ".jupyter"
     page_config = folder / "labconfig" / "page_config.json"
     page_config.parent.mkdir(parents=True, exist_ok=True)
     page_config.write_text(json.dumps({"disabledExtensions": dict.fromkeys(INSTRUCTOR_ONLY, True)}, indent=2) + "\n")
+    server_config = {"ServerApp": {"jpserver_extensions": dict.fromkeys(INSTRUCTOR_SERVER_EXTENSIONS, False)}}
+    (folder / "jupyter_server_config.json").write_text(json.dumps(server_config, indent=2) + "\n")
+    (folder / "nbgrader_config.py").write_text(
+        "# Written by g2c: the student's nbgrader reads the course's configuration (course id, Exchange.root)\n"
+        "# and keeps assignments in the student's folder, wherever it runs from.\n"
+        f"load_subconfig({CONFIG_FILE!r}, path={str(root)!r})  # noqa: F821 (traitlets injects load_subconfig)\n"
+        f"c.Exchange.assignment_dir = {str(student_folder(root))!r}  # noqa: F821\n")
     return folder
 
 
 def student_environment(root: Path) -> dict[str, str]:
-    """The environment the student's Jupyter runs in: this venv first on PATH, instructor tools hidden."""
+    """The environment the student's Jupyter and nbgrader run in: this venv first on PATH, the student's config."""
     extra = [str(student_jupyter_config(root)), os.environ.get("JUPYTER_CONFIG_PATH", "")]
     bin_dir = str(Path(sys.executable).parent)
     return {
@@ -64,25 +93,80 @@ def student_environment(root: Path) -> dict[str, str]:
     }
 
 
-def open_notebook(root: Path, name: str) -> None:
-    """``g2c notebook``: the student's workspace notebook in Jupyter Notebook (replaces this process)."""
+def notebook_command(root: Path, name: str, port: int | None = None, browser: bool = True,
+                     as_root: bool = False) -> list[str]:
+    """The student's Jupyter Notebook, rooted at ``student/``, opening the workspace notebook. Jupyter refuses to run
+    as root unless given ``--allow-root``."""
     notebook = workspace(root, name)
-    jupyter = str(Path(sys.executable).with_name("jupyter"))
-    os.execve(jupyter, [jupyter, "notebook", str(notebook)], student_environment(root))
+    command = [str(Path(sys.executable).with_name("jupyter")), "notebook", f"--ServerApp.root_dir={student_folder(root)}"]
+    if port is not None:
+        command.append(f"--ServerApp.port={port}")
+    if not browser:
+        command.append("--no-browser")
+    if as_root:
+        command.append("--allow-root")
+    return [*command, str(notebook)]
+
+
+def open_notebook(root: Path, name: str, port: int | None = None, browser: bool = True) -> None:
+    """``g2c notebook``: the student's workspace notebook in Jupyter Notebook (replaces this process)."""
+    as_root = os.geteuid() == 0
+    if as_root:
+        print("g2c notebook: running as root, so Jupyter is given --allow-root", flush=True)
+    command = notebook_command(root, name, port, browser, as_root)
+    environment = student_environment(root)
+    os.chdir(student_folder(root))  # the server's root is its working folder, as nbgrader's extensions expect
+    os.execve(command[0], command, environment)
+
+
+def nbgrader_as_student(root: Path, *args: str) -> int:
+    """Run nbgrader's own command as the student does: from ``student/`` (nbgrader's exchange commands work on
+    ``./<assignment>/``) with the student's configuration. Its messages go to the terminal; returns its exit code."""
+    command = [sys.executable, "-m", "nbgrader", *args]
+    return subprocess.run(command, cwd=student_folder(root), env=student_environment(root), check=False).returncode
+
+
+def submit(root: Path, name: str) -> Path:
+    """``g2c submit``: the workspace, ``student/<assignment>/``, through nbgrader's exchange, as the Assignment List's
+    Submit button sends it. nbgrader names the submitter by ``CourseDirectory.student_id`` when a config sets it, else
+    by the login name."""
+    notebook = _kit(root, name)[1]
+    folder = student_folder(root) / name
+    if not (folder / notebook).exists():
+        raise SystemExit(f"g2c submit: nothing to submit ({folder / notebook} is missing); start with `g2c notebook {name}`")
+    if nbgrader_as_student(root, "submit", name) != 0:
+        raise SystemExit(f"g2c submit: nbgrader could not submit {folder.relative_to(root)}/ (its message is above)")
+    return folder
+
+
+def fetch_feedback(root: Path, name: str) -> list[Path]:
+    """``g2c feedback``: the feedback pages released for your submissions, into ``student/<assignment>/feedback/
+    <submission time>/`` (where the Assignment List's Fetch Feedback puts them). Returns every page there, oldest first."""
+    notebook = _kit(root, name)[1]
+    if nbgrader_as_student(root, "fetch_feedback", name) != 0:
+        raise SystemExit(f"g2c feedback: nbgrader fetched no feedback for {name} (its message is above; \"Assignment not "
+                         "found at <exchange>/feedback\" means none has been released in the course yet)")
+    return sorted((student_folder(root) / name / "feedback").glob(f"*/{Path(notebook).stem}.html"))
 
 
 def reset_notebook(root: Path, name: str, now: datetime | None = None) -> tuple[Path | None, Path]:
     """Archive the student's notebook under a timestamped name, then restore a fresh copy.
 
-    The archive is written before the fresh copy replaces anything, so no work is lost.
+    The archive is written before the fresh copy replaces anything, so no work is lost. A tab still open on the old
+    notebook must not save it over the fresh copy unasked: Jupyter asks first ("File Changed": Revert or Overwrite)
+    when the file's content hash differs from what the tab last loaded or saved or, where the server gives no hash,
+    when the file is newer than the tab's last save by more than JupyterLab's margin; the fresh copy is made newer than
+    the last save by twice that margin, even when that save was a moment ago.
     """
     kit, notebook = _kit(root, name)
     fresh = kit / notebook
-    current = root / "student" / name / notebook
+    current = student_folder(root) / name / notebook
     archived = None
+    last_saved = 0.0
     if current.exists():
+        last_saved = current.stat().st_mtime
         stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
-        archive_dir = root / "student" / "archive"
+        archive_dir = student_folder(root) / "archive"
         archive_dir.mkdir(parents=True, exist_ok=True)
         stem = Path(notebook).stem
         archived = archive_dir / f"{stem}-{stamp}.ipynb"
@@ -93,6 +177,8 @@ def reset_notebook(root: Path, name: str, now: datetime | None = None) -> tuple[
         shutil.copy2(current, archived)
     current.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(fresh, current)
+    modified = max(time.time(), last_saved + 2 * JUPYTER_CHANGED_ON_DISK_MARGIN)
+    os.utime(current, (modified, modified))
     return archived, current
 
 
@@ -119,10 +205,16 @@ def main(argv: list[str] | None = None) -> int:
         "workspace": "copy the assignment's kit to student/<assignment>/ (once) and print the notebook path",
         "notebook": "open your workspace notebook in Jupyter (nbgrader's instructor tools hidden)",
         "reset-notebook": "archive your notebook under a timestamped name and restore a fresh copy",
+        "submit": "submit your workspace, student/<assignment>/, through the course's nbgrader exchange",
+        "feedback": "fetch the feedback released for your submissions into student/<assignment>/feedback/",
     }
+    student_parsers = {}
     for command, help_text in student_commands.items():
-        commands.add_parser(command, help=help_text).add_argument(
+        student_parsers[command] = commands.add_parser(command, help=help_text)
+        student_parsers[command].add_argument(
             "assignment", nargs="?", help="its folder name under source_notebooks/ (default: the course's only one)")
+    student_parsers["notebook"].add_argument("--port", type=_positive_int, help="the port Jupyter listens on")
+    student_parsers["notebook"].add_argument("--no-browser", action="store_true", help="do not open a browser (print the URL)")
     grade = commands.add_parser("autograde", help="autograde every submission with nbgrader, in parallel sandboxes: "
                                 "grades.csv and redacted feedback")
     grade.add_argument("assignment", help="its folder name under source_notebooks/")
@@ -178,12 +270,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "workspace":
         print(workspace(root, name))
     elif args.command == "notebook":
-        open_notebook(root, name)
+        open_notebook(root, name, args.port, not args.no_browser)
     elif args.command == "reset-notebook":
         archived, current = reset_notebook(root, name)
         if archived:
             print(f"archived your notebook as {archived.relative_to(root)}")
         print(f"fresh notebook at {current.relative_to(root)}")
+        print("If it is still open in Jupyter, close that tab without saving, or choose Revert when Jupyter says the "
+              "file changed on disk: Overwrite would put your old notebook back over the fresh copy.")
+    elif args.command == "submit":
+        folder = submit(root, name)
+        print(f"submitted {folder.relative_to(root)}/ as saved on disk (nbgrader's Destination line names you and the course); "
+              f"`g2c feedback {name}` fetches your feedback once it is released")
+    elif args.command == "feedback":
+        pages = fetch_feedback(root, name)
+        print("\n".join(f"feedback: {page.relative_to(root)}" for page in pages) or "no feedback released to you yet")
     return 0
 
 

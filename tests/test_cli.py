@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -85,37 +85,84 @@ def test_autograde_with_a_folder_that_is_not_the_course_is_a_clear_message(tmp_p
     assert not (tmp_path / "out").exists()  # nothing written before the check
 
 
-@pytest.mark.slow
-def test_the_students_jupyter_hides_nbgrader_instructor_tools(course):
-    """A real Jupyter server started as `g2c notebook` starts it: its page config (what the front end
-    loads) disables Create Assignment, Formgrader and Courses, and keeps Validate and the assignment list."""
-    import json
-    import re
-    import socket
+def test_notebook_roots_jupyter_at_the_student_folder_with_the_options_given(course, monkeypatch, capsys):
+    """`g2c notebook --port P --no-browser` as root: Jupyter is rooted (and started) in student/, where nbgrader's
+    fetch would put the assignment, opens the workspace notebook, and is told --allow-root (it refuses root
+    otherwise); as anyone else, no --allow-root and Jupyter's own port and browser."""
+    started = []
+    monkeypatch.setattr(os, "execve", lambda path, argv, env: started.append((os.getcwd(), argv, env)))
+    for euid in (0, 1000):
+        monkeypatch.setattr(os, "geteuid", lambda euid=euid: euid)
+        _run_in(course, ["notebook", "--port", "8890", "--no-browser"] if euid == 0 else ["notebook"])
+    (cwd, as_root, env), (_, as_user, _) = started
+    student = course / "student"
+    assert Path(cwd) == student and str(student / ".jupyter") in env["JUPYTER_CONFIG_PATH"].split(os.pathsep)
+    assert as_root[1:] == ["notebook", f"--ServerApp.root_dir={student}", "--ServerApp.port=8890", "--no-browser",
+                           "--allow-root", str(student / "03b-training" / "training.ipynb")]
+    assert as_user[1:] == ["notebook", f"--ServerApp.root_dir={student}", str(student / "03b-training" / "training.ipynb")]
+    assert capsys.readouterr().out.count("--allow-root") == 1  # said once, when it was passed
+
+
+def test_the_students_nbgrader_reads_the_course_config_and_keeps_assignments_in_the_student_folder(course):
+    from traitlets.config.loader import PyFileConfigLoader
+
+    from g2c.cli import student_jupyter_config
+
+    (course / "nbgrader_config.py").write_text('c.CourseDirectory.course_id = "g2c"\nc.Exchange.root = "/srv/exchange"\n')
+    folder = student_jupyter_config(course)
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(folder)).load_config()
+    assert (config.CourseDirectory.course_id, config.Exchange.root) == ("g2c", "/srv/exchange")
+    assert config.Exchange.assignment_dir == str(course / "student")
+
+
+def test_reset_makes_a_tab_still_open_ask_before_it_saves_over_the_fresh_copy(course, capsys):
+    """What JupyterLab 4 compares before it saves a tab (the file's content hash, or without one its modification
+    time against the tab's last save, with a margin) differs after a reset, even one a moment after a save."""
+    from jupyter_server.services.contents.filemanager import FileContentsManager
+
+    from g2c.cli import JUPYTER_CHANGED_ON_DISK_MARGIN
+
+    workspace(course, "03b-training").write_text("my work, saved just now")
+    contents = FileContentsManager(root_dir=str(course / "student"))
+    tab = contents.get("03b-training/training.ipynb", content=False, require_hash=True)  # what the tab last saw
+    _run_in(course, ["reset-notebook"])
+    disk = contents.get("03b-training/training.ipynb", content=False, require_hash=True)
+    assert disk["hash"] != tab["hash"]
+    assert (disk["last_modified"] - tab["last_modified"]).total_seconds() > JUPYTER_CHANGED_ON_DISK_MARGIN
+    assert "close that tab without saving, or choose Revert" in capsys.readouterr().out
+
+
+def test_submit_without_a_workspace_is_a_clear_message(course):
+    with pytest.raises(SystemExit, match="nothing to submit .*start with `g2c notebook 03b-training`"):
+        _run_in(course, ["submit"])
+
+
+@pytest.mark.parametrize("target, expected", [
+    ("notebook", "g2c notebook 03b-training --port 8890 --no-browser"),
+    ("reset-notebook", "g2c reset-notebook 03b-training"),
+    ("submit", "g2c submit 03b-training"),
+    ("feedback", "g2c feedback 03b-training"),
+])
+def test_make_passes_the_assignment_and_args_through(target, expected):
     import subprocess
-    import time
-    import urllib.request
 
-    from g2c.cli import INSTRUCTOR_ONLY, student_environment
+    from conftest import ROOT
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("jupyter")), "notebook", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-         "--IdentityProvider.token=t", "--allow-root", f"--ServerApp.root_dir={course}"],
-        env=student_environment(course), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(120):
-            try:
-                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/tree?token=t", timeout=2).read().decode()
-                break
-            except OSError:
-                time.sleep(0.5)
-        config = json.loads(re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', page, re.S)[1])
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    disabled = config["disabledExtensions"]
-    assert set(INSTRUCTOR_ONLY) <= set(disabled)
-    assert not {"@jupyter/nbgrader:validate-assignment", "@jupyter/nbgrader:assignment-list"} & set(disabled)
+    args = ["ARGS=--port 8890 --no-browser"] if target == "notebook" else []
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}  # also under `make unit`
+    command = ["make", "-n", "--no-print-directory", target, "ASSIGNMENT=03b-training", *args]
+    run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.rstrip().endswith(expected), run.stdout + run.stderr
+
+
+def test_git_ignores_what_nbgrader_writes_at_the_course_root():
+    """nbgrader export's grades.csv, zip_collect's downloads, a course's local exchange and nbgrader's log file."""
+    import subprocess
+
+    from conftest import ROOT
+    from nbgrader.apps.zipcollectapp import ZipCollectApp
+
+    written = ["grades.csv", f"{ZipCollectApp.downloaded_directory.default_value}/x.zip", "exchange/g2c/inbound/x",
+               ".nbgrader.log", "gradebook.db"]
+    run = subprocess.run(["git", "check-ignore", "--no-index", "--verbose", *written], cwd=ROOT, capture_output=True, text=True)
+    assert run.stdout.count("\n") == len(written), run.stdout
