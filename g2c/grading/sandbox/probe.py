@@ -214,7 +214,9 @@ def run(payload: dict) -> None:
     optionally "scenario_seconds" (default above) and "cell_seconds" (the grader's cell timeout;
     without it the cells are not timed here, only the sandbox's timeout bounds them).
 
-    Student code runs with fds 1 and 2 on /dev/null; the record goes to the fd that was stdout
+    Every cell is compiled first, then the run-time walls are armed (``walls.arm``: torch's optimizers
+    stubbed, an audit hook that lets only those cells' code be executed), then the cells run. Student
+    code runs with fds 1 and 2 on /dev/null; the record goes to the fd that was stdout
     before, one JSON line per scenario as soon as it is done, then {"done": true}. Never raises.
     """
     saved_out = saved_err = -1
