@@ -192,10 +192,24 @@ RUN_TIME_ROUTES = {  # route -> (what a cell evaluates, no static check in the w
     "clip_grads_with_norm_": ("torch.nn.utils.clip_grads_with_norm_(_p, 1.0, torch.tensor(2.0))", "_clip_grads_with_norm_"),
     "a scheduler": ("torch.optim.lr_scheduler.CosineAnnealingLR(None, 3)", "CosineAnnealingLR.__init__"),
     "a scheduler's closed form": ("torch.optim.lr_scheduler.CosineAnnealingLR._get_closed_form_lr(None)", "_get_closed_form_lr"),
+    # the override's handle, from weakref.finalize's registry (the walls detach it), reset: torch's kernel would be back
+    "the fused kernel's override undone": ("_undo_override() or torch._fused_adamw_" + _FUSED_ARGS,
+                                           "torch.ops.aten._fused_adamw_"),
 }
 ROUTES_CELL = _TENSORS + '''
 REPORT = {}
 _f = lambda: 0
+
+# First, what would open the hook if it read its tables from its module: they are emptied.
+_walls = torch.serialization.sys.modules["g2c.grading.sandbox.walls"]
+for _table in (_walls.REFUSED, _walls.REFUSED_PREFIXES, _walls.FRAME_ATTRIBUTES):
+    _table.clear()
+
+
+def _undo_override():
+    for info in list(torch.library.weakref.finalize._registry.values()):
+        if "_fused_adamw_/CPU" in str(info.args[1]):
+            info.args[5].reset()
 
 
 def _frame():
@@ -277,18 +291,24 @@ def test_honest_answers_keep_full_marks_through_the_walls(tmp_path):
 def test_the_hook_refuses_its_events_and_lets_the_harness_exec_its_own_code():
     harness = compile("x = 1", "<cell adamw>", "exec")
     mine = compile("x = 1", "<cell adamw>", "exec")
+    hook = walls.audit_hook(frozenset({id(harness)}))
 
-    def allowed(code):
-        return code is harness
+    def refused(event: str, *args) -> bool:
+        try:
+            hook(event, args)
+        except RuntimeError as err:
+            assert walls.MESSAGE in str(err)
+            return True
+        return False
 
     for event in [*walls.REFUSED, "ctypes.dlopen", "os.system", "socket.connect", "subprocess.Popen"]:
-        assert walls.refusal(event, (), allowed), event
-    assert walls.refusal("exec", (harness,), allowed) is None
-    assert walls.refusal("exec", (mine,), allowed)
-    assert walls.refusal("object.__getattr__", (None, "tb_frame"), allowed)
-    assert walls.refusal("object.__getattr__", (None, "__code__"), allowed) is None  # torch.no_grad() reads it
+        assert refused(event), event
+    assert not refused("exec", harness) and refused("exec", mine)
+    assert refused("object.__getattr__", None, "tb_frame")
+    assert not refused("object.__getattr__", None, "__code__")  # torch.no_grad() reads it when it decorates
+    assert refused("object.__setattr__", None, "__code__", None)
     for harmless in ("array.__new__", "builtins.id", "time.sleep"):
-        assert walls.refusal(harmless, (), allowed) is None
+        assert not refused(harmless), harmless
 
 
 # ---------------------------------------------------------------- end to end

@@ -15,6 +15,8 @@ decides nothing. Two walls, both for the life of the process (it ends after the 
    Only what the harness itself compiled may be executed; nothing new may be loaded, decoded or
    built into code; no frame, no file, no process, no socket.
 
+The hook holds everything it uses (its tables copied, the builtins it calls, the harness's code, the
+kernels' library) where no cell reaches: rewriting this module or the builtins changes nothing.
 Both raise ``RuntimeError("... is not available while grading")``: the probe records it as the
 cell's or scenario's error, the grader sees data unlike the reference's, the part scores nothing.
 This module imports nothing but the standard library and torch (the sandbox side, see probe.py).
@@ -27,6 +29,7 @@ import importlib
 import sys
 import types
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -103,24 +106,28 @@ WHY_ATTRIBUTES = {
 }
 
 
-def refusal(event: str, args: tuple, allowed: Callable[[Any], bool]) -> str | None:
-    """Why the hook refuses ``event``, or None. ``allowed(code)`` says a code object is the harness's."""
-    if event in REFUSED or event.startswith(tuple(REFUSED_PREFIXES)):
-        return event
-    if event == "exec":
-        return None if args and allowed(args[0]) else "exec of code the grader did not compile"
-    if event == "object.__getattr__":
-        return f"{args[1]} (a frame)" if len(args) > 1 and args[1] in FRAME_ATTRIBUTES else None
-    if event in ("object.__setattr__", "object.__delattr__"):
-        return f"writing {_name_of(args)}"
-    return None
+def audit_hook(harness: frozenset[int]) -> Callable[[str, tuple], None]:
+    """The hook: raises for the events above; ``harness`` are the ids of the code objects the harness
+    will exec (kept alive by the caller, so an id is that object). Everything it uses is bound here,
+    at arming: the tables copied, the builtins it calls captured. Nothing a cell can reach (this
+    module's globals, the builtins module) changes what it refuses."""
+    refused, prefixes, frames = frozenset(REFUSED), tuple(REFUSED_PREFIXES), frozenset(FRAME_ATTRIBUTES)
 
+    def hook(event: str, args: tuple, _id: Callable = id, _len: Callable = len, _error: type = RuntimeError,
+             _message: str = MESSAGE) -> None:
+        why = None
+        if event in refused or event.startswith(prefixes):
+            why = event
+        elif event == "exec":
+            why = None if args and _id(args[0]) in harness else "exec of code the grader did not compile"
+        elif event == "object.__getattr__":
+            why = f"{args[1]} (a frame)" if _len(args) > 1 and args[1] in frames else None
+        elif event in ("object.__setattr__", "object.__delattr__"):
+            why = f"writing function.{args[1]}" if _len(args) > 1 else "writing a function's attribute"
+        if why is not None:
+            raise _error(f"{why} is {_message}")
 
-def _name_of(args: tuple) -> str:
-    try:
-        return f"{type(args[0]).__name__}.{args[1]}"
-    except Exception:
-        return "an attribute"
+    return hook
 
 
 # ---------------------------------------------------------------- arming
@@ -135,19 +142,9 @@ def arm(harness_code: Iterable[types.CodeType]) -> None:
     if _armed:
         raise RuntimeError("the grading walls are already armed")
     stub_torch_work()
-    keep = _stub_fused_kernels()
-    codes = tuple(harness_code)
-    ids = frozenset(id(code) for code in codes)
-
-    def allowed(code: Any) -> bool:
-        return isinstance(code, types.CodeType) and id(code) in ids
-
-    def hook(event: str, args: tuple, _keep: tuple = (codes, keep)) -> None:  # _keep: the codes and kernels stay alive
-        why = refusal(event, args, allowed)
-        if why is not None:
-            raise RuntimeError(f"{why} is {MESSAGE}")
-
-    sys.addaudithook(hook)
+    keep = (tuple(harness_code), _stub_fused_kernels())  # alive for the process: the codes' ids, the kernels' library
+    hook = audit_hook(frozenset(id(code) for code in keep[0]))
+    sys.addaudithook(lambda event, args, _hook=hook, _keep=keep: _hook(event, args))
     _armed.append(True)
 
 
@@ -219,7 +216,16 @@ def _stub_fused_kernels() -> torch.library.Library:
             for overload in packet.overloads() if packet is not None else ():
                 name = op if overload == "default" else f"{op}.{overload}"
                 library.impl(name, _refuse_kernel(f"torch.ops.aten.{name}"), "CPU")
+    _unlisted(library)
     return library
+
+
+def _unlisted(library: torch.library.Library) -> None:
+    """Detach the finalizer torch.library registers for ``library``: weakref.finalize's registry,
+    reachable from any module, would hand a cell the handle whose reset() undoes the override."""
+    for finalizer, info in list(weakref.finalize._registry.items()):  # type: ignore[attr-defined]
+        if info.weakref() is library:
+            finalizer.detach()
 
 
 def _refuse_kernel(name: str) -> Callable[..., Any]:
