@@ -274,13 +274,14 @@ def test_the_stubs_stop_torchs_parts_reached_with_no_audited_event(tmp_path):
 
 
 def test_honest_answers_keep_full_marks_through_the_walls(tmp_path):
-    """Correct answers written another way (torch._foreach_* kernels, @torch.no_grad() as a decorator)
-    pass every scenario in a walled probe (the reference does: test_probe_compare)."""
+    """Correct answers written another way (torch._foreach_* kernels, @torch.no_grad() as a decorator,
+    a seeded demo printed) pass every scenario in a walled probe (the reference does: test_probe_compare)."""
     texts = {a: TP.with_region(a, TP.ALT_REGIONS[a]) for a in TP.ALT_REGIONS}
     decorated = texts["adamw"].replace("    def step(self", "    @torch.no_grad()\n    def step(self", 1)
     assert decorated != texts["adamw"] and "_foreach_" in texts["adamw"]
     sources = answer_sources(SPEC, texts | {"adamw": decorated})
     sources |= {"adamw_by_hand_answer": f"p1 = {RIGHT_P1!r}", "diagnosis_answer": f"diagnosis = {KEY!r}"}
+    sources["adamw_by_hand_answer"] += "\ntorch.manual_seed(0)\nprint(torch.randn(2))"  # CUDA's lazy seeding reads a frame
     record, _, _ = probe_run(cells_of(sources), tmp_path)
     assert record["cells"] == {} and not failed(compare.decide(SPEC, record, SEED, sources))
 

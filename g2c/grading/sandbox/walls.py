@@ -47,6 +47,7 @@ LOADED = ("torch.optim", "torch.optim.lr_scheduler", "torch.optim._functional", 
 # aten operators that are whole optimizer steps (torch 2.13: each with its in-place, functional and out overloads)
 FUSED_OPS = ("_fused_adamw_", "_fused_adamw", "_fused_adam_", "_fused_adam", "_fused_sgd_", "_fused_sgd",
              "_fused_adagrad_", "_fused_adagrad")
+DEVICES = ("torch.cuda", "torch.xpu", "torch.mtia")  # whose seeding torch.manual_seed queues (see _quiet_device_seeding)
 
 for _name in LOADED:
     importlib.import_module(_name)
@@ -142,6 +143,7 @@ def arm(harness_code: Iterable[types.CodeType]) -> None:
     if _armed:
         raise RuntimeError("the grading walls are already armed")
     stub_torch_work()
+    _quiet_device_seeding()
     keep = (tuple(harness_code), _stub_fused_kernels())  # alive for the process: the codes' ids, the kernels' library
     hook = audit_hook(frozenset(id(code) for code in keep[0]))
     sys.addaudithook(lambda event, args, _hook=hook, _keep=keep: _hook(event, args))
@@ -193,14 +195,33 @@ def _content(cell: types.CellType) -> Any:
         return None
 
 
-@functools.cache
 def _stub_code(name: str, free: int) -> types.CodeType:
     """The code of a function that raises "<name> is not available while grading", with ``free``
     free variables (a function's code may only be swapped for one with as many)."""
+    return _code_of(f"raise RuntimeError({f'{name} is {MESSAGE}'!r})", free)
+
+
+def _quiet_device_seeding() -> None:
+    """torch.manual_seed queues each device's seeding, with traceback.format_stack() (a frame, source
+    files: refused), until that device starts; in the probe none is available, none ever starts."""
+    for name in DEVICES:
+        module = sys.modules.get(name)
+        lazy = getattr(module, "_lazy_call", None)
+        try:
+            absent = not module.is_available()  # type: ignore[union-attr]
+        except Exception:
+            absent = True
+        if isinstance(lazy, types.FunctionType) and absent:
+            lazy.__code__ = _code_of("return None", len(lazy.__code__.co_freevars))
+
+
+@functools.cache
+def _code_of(statement: str, free: int) -> types.CodeType:
+    """The code of a function of any arguments that runs ``statement``, with ``free`` free variables."""
     cells = [f"_{i}" for i in range(free)]
     source = ("def _outer():\n" + "".join(f"    {c} = None\n" for c in cells)
               + "    def stub(*args, **kwargs):\n" + (f"        {', '.join(cells)}\n" if cells else "")
-              + f"        raise RuntimeError({f'{name} is {MESSAGE}'!r})\n    return stub\n")
+              + f"        {statement}\n    return stub\n")
     namespace: dict[str, Any] = {}
     exec(compile(source, "<grading wall>", "exec"), namespace)
     return namespace["_outer"]().__code__
