@@ -362,13 +362,17 @@ def test_by_hand_and_diagnosis():
 # ---------------------------------------------------------------- the probe itself
 
 
-@pytest.mark.parametrize("path", [ROOT / "g2c" / "grading" / "sandbox" / "probe.py", SPEC.scenarios], ids=["probe", "scenarios"])
+SANDBOX = ROOT / "g2c" / "grading" / "sandbox"
+
+
+@pytest.mark.parametrize("path", [SANDBOX / "probe.py", SANDBOX / "walls.py", SPEC.scenarios],
+                         ids=["probe", "walls", "scenarios"])
 def test_probe_and_scenarios_import_only_the_standard_library_torch_and_the_probe(path):
     tree = ast.parse(path.read_text())
     modules = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     modules |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     outside = {m for m in modules if m.split(".")[0] not in {"__future__", "torch", *sys.stdlib_module_names}}
-    assert outside <= {"g2c.grading.sandbox.probe"}, outside
+    assert outside <= {"g2c.grading.sandbox.probe", "g2c.grading.sandbox.walls"}, outside
 
 
 SLOW_SCHEDULE = '''

@@ -19,6 +19,11 @@ operations, math and plain Python. So this is an allow-list, not a list of known
 - no builtin that reaches beyond the cell (``getattr``, ``exec``, ``globals``, ``open``...), no
   dunder name, no annotation evaluator, no string naming torch's optimizers;
 - a cell too deep for the parser is refused (the probe could still compile it).
+
+A cell is read against the namespace it runs in: the probe runs the setup preamble and every probed
+cell, in order, in one namespace, so a module bound there before the cell (the preamble's ``torch``,
+``import torch as t`` in an earlier cell) is a module in the cell too (``modules_bound``), though the
+cell never imports it. The probe's run-time walls (``g2c.grading.sandbox.walls``) hold where this misses.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import ast
 import importlib
 import re
 import types
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 IMPORTABLE = {"math", "torch"}  # import X
@@ -46,9 +52,10 @@ DOORS = {"sys", "os", "gc", "modules", "builtins", "inspect", "ctypes", "importl
          "evaluate_forward_ref"}
 
 
-def refused(source: str) -> str | None:
+def refused(source: str, modules: Mapping[str, str] | None = None) -> str | None:
     """What the cell may not use, as a dotted name or a short phrase; None when it is clean or does
-    not parse (the probe then reports the cell's SyntaxError)."""
+    not parse (the probe then reports the cell's SyntaxError). ``modules``: the names that are
+    modules before the cell runs (name -> module, see ``modules_bound``)."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
@@ -56,17 +63,47 @@ def refused(source: str) -> str | None:
     except (RecursionError, MemoryError):
         return "code nested too deeply for the grader to read"
     try:
-        return _Reader(tree).first()
+        return _Reader(tree, modules or {}).first()
     except RecursionError:
         return "code nested too deeply for the grader to read"
+
+
+def modules_bound(sources: Iterable[str]) -> dict[str, str]:
+    """name -> module of every name that ``sources`` (run in order in one namespace: the preamble, then
+    earlier cells) bind to a module by an import, wherever it stands: what a later cell finds there."""
+    modules: dict[str, str] = {}
+    for source in sources:
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue  # it never ran: the probe reports its error
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:  # import a.b binds a (the package), import a.b as c binds c (a.b)
+                    root = alias.name.partition(".")[0]
+                    modules[alias.asname or root] = alias.name if alias.asname else root
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                for alias in node.names:
+                    if alias.name != "*" and _is_module(f"{node.module}.{alias.name}"):
+                        modules[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return modules
+
+
+def _is_module(name: str) -> bool:
+    """Whether ``name`` is a module (``from torch import linalg``), by the real one if it is loaded or loads."""
+    try:
+        importlib.import_module(name)
+        return True
+    except Exception:
+        return False
 
 
 class _Reader:
     """Walks one cell: module aliases first (imports), then every node."""
 
-    def __init__(self, tree: ast.Module) -> None:
+    def __init__(self, tree: ast.Module, modules: Mapping[str, str]) -> None:
         self.tree = tree
-        self.modules: dict[str, str] = {}  # local name -> the module it names
+        self.modules: dict[str, str] = dict(modules)  # local name -> the module it names (the namespace's, then the cell's)
         self.parents: dict[ast.AST, ast.AST] = {}
         for node in ast.walk(tree):
             for child in ast.iter_child_nodes(node):
@@ -210,8 +247,10 @@ def _bad_attribute(name: str, *, private_ok: bool) -> str | None:
 def _resolved(module: str, chain: list[str]) -> Any:
     """The object ``module.chain`` names, on the real modules, or the dotted name of the first step a
     cell may not take (a str). An attribute that does not exist is left to the probe (AttributeError)."""
-    obj: Any = importlib.import_module(module)
     whole = ".".join([module, *chain])  # what the refusal names: the whole dotted name, as the cell wrote it
+    if module not in PASSABLE:  # bound before the cell by an import the cell could not make (os, pickle...)
+        return whole
+    obj: Any = importlib.import_module(module)
     for name in chain:
         if name.startswith("_") and not (module == "torch" and name.startswith("_foreach_")):
             return whole

@@ -27,12 +27,13 @@ import functools
 import json
 import math
 import sys
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from g2c.grading import cellcheck
 from g2c.grading.assignment import Assignment
+from g2c.grading.notebook_build import preamble
 from g2c.grading.pitfalls import catalogue
 from g2c.grading.sandbox import probe
 
@@ -444,22 +445,28 @@ def decide(spec: Assignment, record: dict, seed: int, sources: dict[str, str]) -
 def _refusal(spec: Assignment, sources: dict[str, str]) -> str | None:
     """The sentence of the first probed cell that reaches for what the grader cannot check. It costs
     every answer: the cells share one namespace and one torch, so a cell that may patch either may
-    change what any other answer computes."""
-    for answer in spec.answers.values():
+    change what any other answer computes. Each is read after the cells the probe runs before it."""
+    earlier: list[str] = []
+    for answer in spec.answers.values():  # in the probe's order
         source = sources.get(answer.grade_id)
-        if isinstance(source, str) and (sentence := delegation(spec, answer.key, source)):
+        if not isinstance(source, str):
+            continue
+        if sentence := delegation(spec, answer.key, source, earlier):
             return sentence
+        earlier.append(source)
     return None
 
 
 # ---------------------------------------------------------------- what the probed cells may use
 
 
-def delegation(spec: Assignment, answer: str, source: str) -> str | None:
+def delegation(spec: Assignment, answer: str, source: str, earlier: Sequence[str] = ()) -> str | None:
     """One sentence when a probed cell reaches for torch's own optimizer, clipping or scheduler, or for
     anything beyond tensor operations, math and plain Python (``g2c.grading.cellcheck``); None when
-    it is clean or does not parse (the probe reports that cell's SyntaxError)."""
-    found = cellcheck.refused(probe.ipython_free(source))
+    it is clean or does not parse (the probe reports that cell's SyntaxError). The cell is read in the
+    namespace the probe runs it in: the preamble's modules and those the ``earlier`` probed cells bind."""
+    modules = cellcheck.modules_bound([preamble(spec), *map(probe.ipython_free, earlier)])
+    found = cellcheck.refused(probe.ipython_free(source), modules)
     if found is None:
         return None
     a = spec.answers[answer]

@@ -5,8 +5,9 @@ the payload) build inputs from the grading run's seed, call the student's object
 write down what came out (numbers, shapes, dtypes, booleans, exception names), with the encoders
 and input makers below; ``g2c.grading.compare`` decides outside, by running the same scenarios
 on the reference. So neither holds an expected value, and this module imports nothing but the
-standard library and torch: the sandbox's ``g2c`` is a kit without solutions and without this
-package's siblings, and the zygote imports this module before forking.
+standard library, torch and its sibling ``walls`` (the run-time walls it arms before any student
+code): the sandbox's ``g2c`` is a kit without solutions and without this package's grader side,
+and the zygote imports this module before forking.
 
 A record is one JSON line per scenario on the descriptor that was stdout before the student's
 code ran, written as soon as the scenario is done: an endless loop loses only what follows.
@@ -22,11 +23,14 @@ import os
 import random
 import signal
 import sys
+import types
 import zlib
 from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from g2c.grading.sandbox.walls import arm as arm_walls
 
 SCENARIO_SECONDS = 5.0  # per scenario; the 10**9-step schedule must not need a loop
 MAX_LINE = 2**19  # one scenario's JSON line; more is recorded as an error (03b-training's largest: ~10 kB)
@@ -198,8 +202,8 @@ def _write(fd: int, obj: dict) -> None:
         data = data[os.write(fd, data):]
 
 
-def _exec_cell(namespace: dict, grade_id: str, source: str) -> None:
-    exec(compile(ipython_free(source), f"<cell {grade_id}>", "exec"), namespace)
+def _compiled(grade_id: str, source: str) -> types.CodeType:
+    return compile(ipython_free(source), f"<cell {grade_id}>", "exec")
 
 
 def run(payload: dict) -> None:
@@ -210,7 +214,9 @@ def run(payload: dict) -> None:
     optionally "scenario_seconds" (default above) and "cell_seconds" (the grader's cell timeout;
     without it the cells are not timed here, only the sandbox's timeout bounds them).
 
-    Student code runs with fds 1 and 2 on /dev/null; the record goes to the fd that was stdout
+    Every cell is compiled first, then the run-time walls are armed (``walls.arm``: torch's optimizers
+    stubbed, an audit hook that lets only those cells' code be executed), then the cells run. Student
+    code runs with fds 1 and 2 on /dev/null; the record goes to the fd that was stdout
     before, one JSON line per scenario as soon as it is done, then {"done": true}. Never raises.
     """
     saved_out = saved_err = -1
@@ -265,8 +271,12 @@ def _run(payload: dict, out: int, timers: bool) -> None:
     namespace: dict[str, Any] = {"__name__": "__main__"}
     cells = [("setup", payload.get("setup") or "")] + [cell for cell in payload.get("cells", [])
                                                          if isinstance(cell, (list, tuple)) and len(cell) == 2]
-    for grade_id, source in cells:
-        error = _bounded(lambda: _exec_cell(namespace, str(grade_id), str(source)), cell_seconds)
+    code: dict[int, types.CodeType] = {}  # every cell compiled before any runs: the walls let only these be executed
+    errors = [_bounded(lambda: code.__setitem__(i, _compiled(str(grade_id), str(source))), cell_seconds)
+              for i, (grade_id, source) in enumerate(cells)]
+    arm_walls(code.values())  # before any student code; a failure here ends the run with no data (fail closed)
+    for i, (grade_id, _) in enumerate(cells):
+        error = errors[i] if i not in code else _bounded(lambda: exec(code[i], namespace), cell_seconds)
         if error is not None:
             _write(out, {"cell": str(grade_id), "error": error})
     for name in payload.get("scenarios", list(scenarios)):
