@@ -282,8 +282,32 @@ def test_honest_answers_keep_full_marks_through_the_walls(tmp_path):
     sources = answer_sources(SPEC, texts | {"adamw": decorated})
     sources |= {"adamw_by_hand_answer": f"p1 = {RIGHT_P1!r}", "diagnosis_answer": f"diagnosis = {KEY!r}"}
     sources["adamw_by_hand_answer"] += "\ntorch.manual_seed(0)\nprint(torch.randn(2))"  # CUDA's lazy seeding reads a frame
-    record, _, _ = probe_run(cells_of(sources), tmp_path)
-    assert record["cells"] == {} and not failed(compare.decide(SPEC, record, SEED, sources))
+    sources["adamw_by_hand_answer"] += "\n" + TYPED  # typing's inert names work under the hook
+    builders = [[f"uses {name}", source] for name, source in TYPING_BUILDERS.items()]
+    record, _, _ = probe_run([*cells_of(sources), *builders], tmp_path)
+    assert not failed(compare.decide(SPEC, record, SEED, sources))
+    # typing's code builders are stopped at run time, so the reading must refuse them first (below)
+    assert {cell: error["error"] for cell, error in record["cells"].items()} == dict.fromkeys(dict(builders), "RuntimeError")
+
+
+TYPED = ("from typing import Optional, Protocol, cast\nfrom collections.abc import Iterable\n"
+         "class _Sized(Protocol):\n    def numel(self) -> int: ...\n"
+         "def _total(xs: Iterable[_Sized], scale: Optional[float] = None) -> int:\n"
+         "    return cast(int, sum(x.numel() for x in xs))\n_n = _total([torch.zeros(2)])")
+TYPING_BUILDERS = {"NamedTuple": "from typing import NamedTuple\nclass P(NamedTuple):\n    a: int",
+                   "TypedDict": "from typing import TypedDict\nclass D(TypedDict):\n    a: int",
+                   "TypeVar": "from typing import TypeVar\nT = TypeVar('T')",
+                   "NewType": "from typing import NewType\nU = NewType('U', int)",
+                   "ParamSpec": "from typing import ParamSpec\nP = ParamSpec('P')",
+                   "TypeVarTuple": "from typing import TypeVarTuple\nTs = TypeVarTuple('Ts')"}
+
+
+def test_the_reading_refuses_typings_code_builders_and_says_why():
+    """What the hook stops at run time (test above) is refused before any run, with a reason the student
+    can act on; typing's inert names are not."""
+    for name, source in TYPING_BUILDERS.items():
+        assert "builds code at run time" in compare.delegation(SPEC, "adamw", source), name
+    assert compare.delegation(SPEC, "adamw", TYPED) is None
 
 
 # ---------------------------------------------------------------- the hook's table

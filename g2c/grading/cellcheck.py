@@ -37,6 +37,9 @@ from typing import Any
 
 IMPORTABLE = {"math", "torch"}  # import X
 IMPORTABLE_FROM = {"math", "torch", "typing", "collections.abc", "__future__"}  # from X import name
+# typing's names that build code or read the caller's frame when used (namedtuple's exec, TypeVar's module lookup):
+# the probe's audit hook refuses both at run time, so the reading refuses them first, with a reason the student can act on.
+BUILDS_CODE = {"NamedTuple", "TypedDict", "TypeVar", "NewType", "ParamSpec", "TypeVarTuple"}
 PASSABLE = {"math", "torch", "torch.linalg"}  # the modules a dotted name may pass through
 TORCH_WORK = ("torch.optim", "torch.nn", "torch.distributed", "torch.ao")  # where torch keeps optimizers and clipping
 TORCH_PARTS = {"optim", "lr_scheduler", "clip_grad_norm_", "clip_grad_norm", "clip_grad_value_", "clip_grads_with_norm_",
@@ -169,6 +172,8 @@ class _Reader:
         for alias in node.names:
             if alias.name == "*" or alias.name.startswith("_") or alias.name in ESCAPES:
                 return f"{module}.{alias.name}"
+            if module == "typing" and alias.name in BUILDS_CODE:
+                return f"typing.{alias.name} (it builds code at run time)"
             found = _resolved(module, [alias.name]) if module in ("math", "torch") else None
             if isinstance(found, str):
                 return found
