@@ -109,3 +109,15 @@ def test_static_widget_state_is_embedded(name: str) -> None:
 def test_every_page_stays_light() -> None:
     sizes = {name: len(html.encode()) for name, html in book_html().items()}
     assert max(sizes.values()) < PAGE_BUDGET, sizes
+
+
+def test_the_classifiers_thresholds_are_printed_from_the_code() -> None:
+    """Reading curves shows each named threshold of g2c.widgets.diagnosis with its value, as the code holds it."""
+    from g2c.widgets.diagnosis import THRESHOLDS
+
+    rows = {}
+    for row in re.findall(r"<tr[^>]*>(.*?)</tr>", book_html()["reading-curves.html"], re.S):
+        cells = [" ".join(re.sub(r"<[^>]+>", " ", c).split()) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+        if len(cells) == 3:
+            rows[cells[0]] = cells[1]
+    assert rows == {name: f"{value:g}" for name, (value, _) in THRESHOLDS.items()}
