@@ -379,7 +379,7 @@ def curve_shapes_figure(runs: dict[str, History]) -> Figure:
     key.plot([], [], color="#0072B2", lw=2.2, label="train (full split)")
     key.plot([], [], color="#E69F00", lw=2.2, ls="--", label="validation")
     key.plot([], [], color="0.4", ls=":", lw=1.5, label="predict-the-mean loss")
-    key.plot([], [], color=STYLE["diverging"]["color"], lw=2, ls="-.", label="train (batch; x: NaN)")
+    key.plot([], [], color=STYLE["diverging"]["color"], lw=2, ls="-.", label="train (batch; x: inf or NaN)")
     key.legend(loc="center", frameon=False)
     return fig
 

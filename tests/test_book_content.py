@@ -48,8 +48,33 @@ def test_at_least_twelve_numbered_formulas() -> None:
     assert len(labels) >= 12, sorted(labels)
     for needed in ("eq-sgd", "eq-adamw-m", "eq-adamw-v", "eq-adamw-bias", "eq-adamw-step", "eq-effective-step",
                    "eq-decoupled-decay", "eq-l2-norm", "eq-global-norm", "eq-clip-coef", "eq-clip", "eq-warmup",
-                   "eq-cosine", "eq-floor"):
+                   "eq-cosine", "eq-floor", "eq-quadratic-step", "eq-momentum-gain", "eq-bias-derivation", "eq-spike-bound"):
         assert needed in labels
+
+
+def test_the_introduction_numbers_no_equation_and_defines_the_terms_first() -> None:
+    """Chapter equations are numbered 1.1, 2.2, ...; unnumbered introduction equations would read (1)-(3) beside them.
+    The five terms, used from chapter 1 on, are each defined in the introduction."""
+    from g2c.widgets import KINDS
+
+    intro = book_html()["intro.html"]
+    assert 'id="equation-' not in intro
+    definitions = re.findall(r'<dt[^>]*>.*?term-([\w-]+).*?</dt>', intro, re.S)
+    assert set(KINDS) <= set(definitions), definitions
+
+
+def test_the_exercises_page_gives_the_kit_with_its_tests_and_commands() -> None:
+    """The book-only route: the notebook, its conftest and its tests, each the release's file, and the commands."""
+    root = HTML.parent.parent
+    page = book_html()["exercises.html"]
+    links = re.findall(r'<a class="reference download internal"[^>]*href="([^"]+)"', page)
+    for name, release in (("training.ipynb", "training.ipynb"), ("conftest.py", "conftest.py"),
+                          ("test_training.py", "tests/test_training.py")):
+        (link,) = [link for link in links if link.endswith("/" + name)]
+        assert (HTML / "book" / link).read_bytes() == (root / "release" / "03b-training" / release).read_bytes()
+    words = " ".join(re.sub(r"<[^>]+>", " ", page).split())
+    for command in ("pip install -r requirements.txt -e .", "jupyter notebook training.ipynb", "pytest tests/test_training.py"):
+        assert command in words, command
 
 
 def test_figures_are_rendered_images_with_caption_and_alt_text() -> None:
@@ -84,3 +109,15 @@ def test_static_widget_state_is_embedded(name: str) -> None:
 def test_every_page_stays_light() -> None:
     sizes = {name: len(html.encode()) for name, html in book_html().items()}
     assert max(sizes.values()) < PAGE_BUDGET, sizes
+
+
+def test_the_classifiers_thresholds_are_printed_from_the_code() -> None:
+    """Reading curves shows each named threshold of g2c.widgets.diagnosis with its value, as the code holds it."""
+    from g2c.widgets.diagnosis import THRESHOLDS
+
+    rows = {}
+    for row in re.findall(r"<tr[^>]*>(.*?)</tr>", book_html()["reading-curves.html"], re.S):
+        cells = [" ".join(re.sub(r"<[^>]+>", " ", c).split()) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+        if len(cells) == 3:
+            rows[cells[0]] = cells[1]
+    assert rows == {name: f"{value:g}" for name, (value, _) in THRESHOLDS.items()}

@@ -85,18 +85,18 @@ def test_no_solution_line_in_the_built_book() -> None:
     assert leaks(HTML, forbidden_snippets()) == []
 
 
-RELEASED = ROOT / "release" / "03b-training" / "training.ipynb"  # the student's notebook, offered for download
+RELEASED = ROOT / "release" / "03b-training"  # the student's kit (notebook, conftest, tests), offered for download
 
 
 def test_no_solution_markers_or_hidden_tests_in_the_built_book() -> None:
-    """The released student notebook may carry nbgrader's cell metadata (grading needs it), nothing else may."""
+    """The released kit may name nbgrader (its cell metadata: grading needs it; its conftest reads it), nothing else may."""
     markers = ("### BEGIN SOLUTION", "### END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "nbgrader")
-    released = RELEASED.read_bytes()
+    released = {p.read_bytes() for p in RELEASED.rglob("*") if p.is_file()}
     hits = [
         (str(p.relative_to(HTML)), m)
         for p in published_files(HTML)
         for m in markers
-        if m in p.read_text(encoding="utf-8", errors="replace") and not (m == "nbgrader" and p.read_bytes() == released)
+        if m in p.read_text(encoding="utf-8", errors="replace") and not (m == "nbgrader" and p.read_bytes() in released)
     ]
     assert hits == []
 

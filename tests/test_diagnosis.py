@@ -1,9 +1,12 @@
 """The one classifier (``g2c.widgets.diagnose``) on real runs whose shape is known by construction.
 
-Each term gets six runs of ``g2c.training.train`` built to show it: a learning rate far too
-high (diverging), one far too low (stalled), a tiny training set trained long (overfitting),
-a model too small for the data (underfit), a well-tuned run (healthy). Models, data, seeds and
-optimizers vary, so no single run decides a threshold. About 6 s on one core.
+Each term gets six or seven runs of ``g2c.training.train`` built to show it: a learning rate far
+too high (diverging), one far too low (stalled), a tiny training set trained long, with or
+without strong weight decay (overfitting), a model too small for the data (underfit), a
+well-tuned run (healthy). Models, data, seeds and optimizers vary, so no single run decides a
+threshold. About 6 s on one core. The classifier is a heuristic: its thresholds are named
+constants (``THRESHOLDS``), the terms' tests are written from them, and every reason names the
+clause that decided.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from g2c.data import regression, tokens
 from g2c.nn import MLP, TinyLM, seeded
 from g2c.training import SGD, AdamW, History, train
 from g2c.widgets import KINDS, diagnose, example_curves
+from g2c.widgets import diagnosis as D
 from g2c.widgets.diagnosis import TERMS
 
 
@@ -69,6 +73,10 @@ CASES: dict[str, list[tuple[str, Callable[[], History]]]] = {
         ),
         ("TinyLM on 512 pairs, AdamW", lambda: run(lm(), T512, AdamW, 3e-3, 300)),
         ("TinyLM hidden 128 on 256 pairs, AdamW, seed 1", lambda: run(lm(hidden_dim=128), T256, AdamW, 1e-2, 300, seed=1)),
+        (  # the book's panel B with strong decay: train low, validation high, validation barely turned up
+            "TinyLM on 512 pairs, AdamW weight decay 1.0",
+            lambda: run(lm(), T512, functools.partial(AdamW, weight_decay=1.0), 3e-3, 300),
+        ),
     ],
     "underfit": [  # a model too small for the data, trained well
         ("linear 2->1, AdamW", lambda: run(mlp(2, 1), R, AdamW, 1e-2, 300)),
@@ -183,3 +191,64 @@ def test_every_term_is_defined_once_with_its_test_and_next_step():
         assert term.name == name and term.seen and term.test and term.action
     assert "bigger model" in TERMS["stalled"].action and "will not help" in TERMS["stalled"].action
     assert "capacity" in TERMS["underfit"].action
+
+
+def clauses() -> dict[str, list[str]]:
+    """Per label, the words of each clause that can decide it, written from the named thresholds."""
+    pct = D._pct
+    return {
+        "diverging": ["inf or NaN", f"above {D.EXPLODE:g} times its start"],
+        "overfitting": [
+            f"more than {pct(D.VAL_RISE)}", f"more than {D.GAP_RATIO:g} times", f"below {pct(D.HIGH)}), and validation high",
+        ],
+        "underfit": [f"under {pct(D.LEVELLED)} and {pct(D.LEVELLED_END)}"],
+        "stalled": [f"under {pct(D.FLAT)}: it barely moved", f"({pct(D.LEVELLED)} or more)", f"({pct(D.LEVELLED_END)} or more)"],
+        "healthy": [f"(below {pct(D.HIGH)})"],
+    }
+
+
+def test_every_reason_names_the_clause_that_decided(labelled):
+    for runs in labelled.values():
+        for name, h in runs:
+            d = diagnose(h)
+            assert any(clause in d.reason for clause in clauses()[d.label]), (name, d.label, d.reason)
+
+
+def test_the_terms_tests_are_written_from_the_named_thresholds():
+    assert {name: value for name, (value, _) in D.THRESHOLDS.items()} == {name: getattr(D, name) for name in D.THRESHOLDS}
+    tests = " ".join(t.test for t in TERMS.values())
+    for name in ("EXPLODE", "HIGH", "VAL_RISE", "GAP_RATIO", "GAP_FLOOR", "FLAT", "LEVELLED", "LEVELLED_END"):
+        value = getattr(D, name)
+        assert f"{value:g} times" in tests or D._pct(value) in tests, f"{name} = {value} is not in the terms' tests"
+
+
+def test_a_strongly_decayed_overfitting_run_is_not_told_to_raise_the_learning_rate(labelled):
+    """Train low, validation high, the climb after the minimum too small to count: still overfitting, not stalled."""
+    name, h = labelled["overfitting"][-1]
+    d = diagnose(h)
+    assert "weight decay 1.0" in name and d.label == "overfitting", d
+    best = min(h.val_loss)
+    assert h.val_loss[-1] - best < D.VAL_RISE * best  # the turn-up clause alone would not have caught it
+
+
+def test_spikes_are_counted_on_the_curve_spike_curve_returns():
+    model = seeded(0, mlp(2, 32, 32, 1))
+    h = train(model, R, SGD(model.parameters(), lr=0.3), steps=200, eval_every=10)
+    steps, losses = D.spike_curve(h)
+    assert steps == h.eval_steps and losses == h.eval_train_loss
+    marked = D.spike_steps(h)
+    assert len(marked) == diagnose(h).spikes >= 2
+    for step in marked:  # each marked step is a rise of the curve figures plot
+        i = steps.index(step)
+        assert losses[i] > (1 + D.SPIKE_JUMP) * losses[i - 1]
+
+
+def test_the_curve_doctors_titles_do_not_give_the_answer_away():
+    from g2c.widgets.doctor import example_notes, examples
+
+    found = examples()
+    words = ("lr", "SGD", "AdamW", "linear", "512", *KINDS)
+    for title in found:
+        assert not any(w.lower() in title.lower() for w in words), title
+    notes = example_notes()
+    assert list(notes) == list(found) and all(notes[t].startswith("This") for t in found)

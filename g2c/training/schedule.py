@@ -6,7 +6,8 @@ import math
 
 
 def cosine_with_warmup(step: int, *, warmup_steps: int, max_steps: int, max_lr: float, min_lr: float = 0.0) -> float:
-    """The learning rate at ``step`` (counted from 0), as in nanoGPT's ``get_lr``.
+    """The learning rate at ``step`` (counted from 0): nanoGPT's ``get_lr`` shape, except that its warmup is
+    ``max_lr * (step + 1) / (warmup_steps + 1)`` (never 0) where this one starts at exactly 0.
 
     - warmup, ``step < warmup_steps``: ``max_lr * step / warmup_steps``, rising from 0;
     - cosine decay, up to ``max_steps``:

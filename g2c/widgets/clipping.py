@@ -105,7 +105,8 @@ def alt_text(example: dict, history: History, max_norm: float, lr: float) -> str
 def readout_html(example: dict, history: History, max_norm: float) -> str:
     rate = history.clip_rate
     advice = (
-        " Clipping fires on most steps: the lr is probably too high (clipping is a guardrail, not a tuning knob)."
+        " Clipping fires on most steps: under this plain SGD the lr is probably too high (clipping is a guardrail, "
+        "not a tuning knob); under AdamW, which a constant rescaling of the gradient does not change, it only limits spikes."
         if rate > 0.5
         else ""
     )

@@ -6,13 +6,18 @@ the terms are defined once, here (``TERMS``), and nothing else decides them. The
     loss explodes                -> diverging
     train low, val high          -> overfitting
     train and val high           -> underfit   (fell, then levelled off while still high)
-    train and val flat           -> stalled    (barely moves, or still creeping down while high)
+    train and val flat           -> stalled    (barely moved, or still creeping down while high: under-optimized)
     (both fall and end low)      -> healthy
 
-"High" is judged against what the data allows: ``baseline``, the validation loss of always
-predicting the training targets' mean (``g2c.data.Dataset.mean_loss``, recorded by ``train``
-in ``History.baseline_loss``). Only when no baseline is known does the run's own first loss
-stand in for it. ``example_curves`` draws labelled curves for the quiz and the tests.
+``diagnose`` is a heuristic: a few thresholds (``THRESHOLDS``, each a named constant) tuned on
+this module's small models and synthetic data, measured on real runs by ``tests/test_diagnosis.py``.
+Its labels are a first reading of a curve, not a verdict on a model. "High" is measured against
+``baseline``, the validation loss of always predicting the training targets' mean
+(``g2c.data.Dataset.mean_loss``, recorded by ``train`` in ``History.baseline_loss``): a ceiling
+that any model which learned something beats, not the floor the data allows (the noise sets
+that). Only when no baseline is known does the run's own first loss stand in for it. Every
+reason string names the clause that decided. ``example_curves`` draws labelled curves for the
+quiz and the tests.
 """
 
 from __future__ import annotations
@@ -25,6 +30,41 @@ import numpy as np
 
 from g2c.training import History
 
+# The thresholds, each with what it decides (the book prints this table from here).
+EXPLODE = 1.5
+HIGH = 0.6
+VAL_RISE = 0.10
+VAL_RISE_FLOOR = 0.02
+GAP_RATIO = 3.0
+GAP_FLOOR = 0.10
+FLAT = 0.05
+LEVELLED = 0.08
+LEVELLED_END = 0.015
+SPIKE_JUMP = 0.2
+SPIKE_FLOOR = 0.05
+SMOOTH_SPIKES = 1
+THRESHOLDS: dict[str, tuple[float, str]] = {
+    "EXPLODE": (EXPLODE, "the training loss rose above this multiple of its start: it exploded"),
+    "HIGH": (HIGH, "a loss that ended at or above this share of the predict-the-mean loss is high"),
+    "VAL_RISE": (VAL_RISE, "validation ended more than this share above its own minimum: it turned up ..."),
+    "VAL_RISE_FLOOR": (VAL_RISE_FLOOR, "... and by more than this share of the predict-the-mean loss (not noise near zero)"),
+    "GAP_RATIO": (GAP_RATIO, "validation ended more than this multiple of the training loss ..."),
+    "GAP_FLOOR": (GAP_FLOOR, "... and more than this share of the predict-the-mean loss above it (also: the least gap "
+                  "for train low, validation high)"),
+    "FLAT": (FLAT, "the training loss fell less than this share of its start: it barely moved"),
+    "LEVELLED": (LEVELLED, "the last quarter of the run removed less than this share of the whole drop ..."),
+    "LEVELLED_END": (LEVELLED_END, "... and less than this share of the final loss: it levelled off"),
+    "SPIKE_JUMP": (SPIKE_JUMP, "a spike: an evaluation-to-evaluation rise of the training loss by more than this share "
+                   "of its last value ..."),
+    "SPIKE_FLOOR": (SPIKE_FLOOR, "... and by more than this share of the predict-the-mean loss"),
+    "SMOOTH_SPIKES": (SMOOTH_SPIKES, "a healthy run with at most this many spikes trains smoothly"),
+}
+
+
+def _pct(share: float) -> str:
+    """0.6 -> '60 %': how the thresholds read in the terms' tests."""
+    return f"{100 * share:g} %"
+
 
 @dataclass(frozen=True)
 class Term:
@@ -33,41 +73,49 @@ class Term:
     name: str
     seen: str  # the module's line: what you see
     test: str  # how diagnose tells it from the curves
-    action: str  # what to try next, fitted to the cause
+    action: str  # what to try next, fitted to the likely cause
 
 
 TERMS: dict[str, Term] = {
     "diverging": Term(
         "diverging", "loss explodes",
-        "the loss became NaN or inf, or the training loss rose above 1.5 times its start and validation ended high "
-        "(above 60 % of the predict-the-mean loss); a spike the run recovers from is counted, not called diverging",
+        f"the loss became inf or NaN, or the training loss rose above {EXPLODE:g} times its start and validation ended "
+        f"high (at or above {_pct(HIGH)} of the predict-the-mean loss); a spike the run recovers from is counted, "
+        "not called diverging",
         "Lower the learning rate 3-10x (the steps overshoot), look at the gradient norm, "
         "and make sure clipping sits before optimizer.step().",
     ),
     "overfitting": Term(
         "overfitting", "train low, validation high",
-        "the validation loss ended at least 10 % above its own minimum while the training loss kept falling, "
-        "or ended more than 3 times the training loss and 10 % of the predict-the-mean loss above it",
-        "The model memorizes its training examples: get more data, regularize (weight decay, dropout), "
+        f"validation ended more than {_pct(VAL_RISE)} above its own minimum while the training loss kept falling; "
+        f"or validation ended more than {GAP_RATIO:g} times the training loss and {_pct(GAP_FLOOR)} of the "
+        f"predict-the-mean loss above it; or the training loss ended low (below {_pct(HIGH)} of the "
+        f"predict-the-mean loss) and validation high, at least {_pct(GAP_FLOOR)} of it above",
+        "The model likely memorizes its training examples: get more data, regularize (weight decay, dropout), "
         "use a smaller model, or stop at the validation minimum.",
     ),
     "underfit": Term(
         "underfit", "train and validation high",
-        "the loss fell, then levelled off (the last quarter of the run removed under 8 % of the whole drop "
-        "and under 1.5 % of the final loss) while validation stayed above 60 % of the predict-the-mean loss",
-        "The optimizer has done its job and the model cannot do better: give it more capacity (wider or deeper) "
-        "or better inputs. Training longer will not help.",
+        f"validation ended high (at or above {_pct(HIGH)} of the predict-the-mean loss) after the loss fell and "
+        f"levelled off: the last quarter of the run removed under {_pct(LEVELLED)} of the whole drop "
+        f"and under {_pct(LEVELLED_END)} of the final loss",
+        "The optimizer seems to have done its job and the model does no better: if the loss levelled off at the "
+        "predict-the-mean loss itself, check the data and the inputs first (the model learned nothing from them); "
+        "otherwise give it more capacity (wider or deeper) or better inputs. More steps are unlikely to help "
+        "a loss that stopped moving.",
     ),
     "stalled": Term(
-        "stalled", "train and validation flat",
-        "validation stayed above 60 % of the predict-the-mean loss and the loss either barely moved "
-        "(under 5 % below its start) or was still creeping down at the end",
-        "The steps are too short: raise the learning rate 3-10x or switch to AdamW. A bigger model will not help; "
-        "if neither moves it, check that gradients reach the parameters.",
+        "stalled", "train and validation flat, or still creeping down while high (under-optimized)",
+        f"validation ended high (at or above {_pct(HIGH)} of the predict-the-mean loss) and the training loss either "
+        f"barely moved (fell under {_pct(FLAT)} from its start) or had not levelled off (the last quarter removed "
+        f"{_pct(LEVELLED)} or more of the whole drop, or {_pct(LEVELLED_END)} or more of the final loss)",
+        "The steps are probably too short for the budget: raise the learning rate 3-10x or switch to AdamW. "
+        "A bigger model will not help a run that takes the same short steps; if nothing moves the loss, check that "
+        "gradients reach the parameters and that no regularizer (strong weight decay) holds them back.",
     ),
     "healthy": Term(
         "healthy", "train and validation fall together and end low",
-        "none of the above: both losses fell well below the predict-the-mean loss and validation did not turn up",
+        f"none of the above: validation ended below {_pct(HIGH)} of the predict-the-mean loss and did not turn up",
         "Keep the recipe; in a sweep keep the largest learning rate that still trains smoothly, "
         "or spend the budget on more steps or a larger model.",
     ),
@@ -83,25 +131,16 @@ STYLE = {
     "stalled": {"color": "#0072B2", "marker": "v"},
     "healthy": {"color": "#009E73", "marker": "o"},
 }
-
-EXPLODE = 1.5  # training loss above 1.5x its start: exploded (diverging if it ends high)
-VAL_RISE = 0.10  # validation ends 10 % above its minimum ...
-VAL_RISE_FLOOR = 0.02  # ... and by at least 2 % of the baseline (not noise near zero)
-GAP_RATIO, GAP_FLOOR = 3.0, 0.10  # or validation ends 3x the training loss, 10 % of the baseline above it
-HIGH = 0.6  # validation above 60 % of the predict-the-mean loss: still high
-FLAT = 0.05  # fell less than 5 % from the start: barely moved
-LEVELLED = 0.08  # the last quarter removed less than 8 % of the whole drop ...
-LEVELLED_END = 0.015  # ... and less than 1.5 % of the final loss: levelled off
-SPIKE_JUMP = 0.2  # an eval-to-eval rise of the training loss by 20 % of its last value ...
-SPIKE_FLOOR = 0.05  # ... and by at least 5 % of the baseline
-SMOOTH_SPIKES = 1  # one spike that recovers is a rare bad step; more is a rate at its edge
+# Spikes are counted on the training loss measured on the whole training split at each evaluation
+# (History.eval_train_loss, at History.eval_steps): figures that show spikes plot that curve (spike_curve).
+SPIKE_CURVE = "eval_train_loss"
 
 
 @dataclass(frozen=True)
 class Diagnosis:
     label: str  # one of KINDS
     action: str  # the next thing to try, in the module's words
-    reason: str  # the measured evidence, one line
+    reason: str  # the measured evidence and the clause that decided, one line
     spikes: int = 0  # eval-to-eval jumps of the training loss (see SPIKE_JUMP)
 
     @property
@@ -127,7 +166,7 @@ def _curves(
         if val is not None:
             raise ValueError("pass a History alone, or train and val arrays, not both")
         baseline = train.baseline_loss if baseline is None else baseline
-        train, val = train.eval_train_loss, train.val_loss
+        train, val = getattr(train, SPIKE_CURVE), train.val_loss
     t = np.asarray(train, dtype=float)
     v = None if val is None else np.asarray(val, dtype=float)
     if t.ndim != 1 or len(t) < 3:
@@ -146,14 +185,38 @@ def ended(losses: Sequence[float]) -> float:
     return float(np.median(np.asarray(losses, dtype=float)[-3:]))
 
 
+def _spiked(t: np.ndarray, scale: float) -> np.ndarray:
+    """Per evaluation after the first: did the training loss rise by SPIKE_JUMP of its last value and SPIKE_FLOOR of ``scale``?"""
+    rise = t[1:] - t[:-1]
+    return (rise > SPIKE_JUMP * t[:-1]) & (rise > SPIKE_FLOOR * scale)
+
+
 def count_spikes(t: np.ndarray, scale: float) -> int:
     """Eval-to-eval rises of the training loss by 20 % of its last value and 5 % of ``scale``."""
-    rise = t[1:] - t[:-1]
-    return int(((rise > SPIKE_JUMP * t[:-1]) & (rise > SPIKE_FLOOR * scale)).sum())
+    return int(_spiked(np.asarray(t, dtype=float), scale).sum())
 
 
-def _overfitting(t: np.ndarray, v: np.ndarray, scale: float, bumps: str, spikes: int) -> Diagnosis | None:
-    """Train low, validation high: validation turned up from its minimum, or ended far above train."""
+def spike_curve(history: History) -> tuple[list[int], list[float]]:
+    """(steps, losses) of the curve ``diagnose`` counts spikes on: what a figure that shows spikes should plot."""
+    return list(history.eval_steps), list(getattr(history, SPIKE_CURVE))
+
+
+def spike_steps(history: History) -> list[int]:
+    """The evaluation steps at which ``diagnose`` counted a spike (the step after the rise), to mark on ``spike_curve``."""
+    steps, losses = spike_curve(history)
+    t = np.asarray(losses, dtype=float)
+    if history.diverged or len(t) < 3 or not np.isfinite(t).all():
+        return []
+    scale = history.baseline_loss if history.baseline_loss is not None else float(t[0])
+    return [steps[i + 1] for i in np.flatnonzero(_spiked(t, scale))]
+
+
+def _of(share: float, against: str) -> str:
+    return f"{100 * share:.0f}% of {against}"
+
+
+def _overfitting(t: np.ndarray, v: np.ndarray, scale: float, against: str, bumps: str, spikes: int) -> Diagnosis | None:
+    """Train low, validation high: validation turned up from its minimum, ended far above train, or high while train is low."""
     t_end, v_end = ended(t), ended(v)
     best = int(np.argmin(v))
     rise = v_end - v[best]
@@ -161,13 +224,21 @@ def _overfitting(t: np.ndarray, v: np.ndarray, scale: float, bumps: str, spikes:
         return _verdict(
             "overfitting",
             f"validation bottomed out at {v[best]:.3g} (point {best}) and ended {100 * rise / v[best]:.0f}% higher "
-            f"while the training loss kept falling{bumps}",
+            f"(more than {_pct(VAL_RISE)}) while the training loss kept falling{bumps}",
             spikes,
         )
     if v_end > GAP_RATIO * t_end and v_end - t_end > GAP_FLOOR * scale:
         return _verdict(
             "overfitting",
-            f"the training loss ended at {t_end:.3g}, validation {v_end / t_end:.0f} times higher at {v_end:.3g}{bumps}",
+            f"the training loss ended at {t_end:.3g}, validation {v_end / t_end:.1f} times higher at {v_end:.3g} "
+            f"(more than {GAP_RATIO:g} times){bumps}",
+            spikes,
+        )
+    if t_end < HIGH * scale <= v_end and v_end - t_end > GAP_FLOOR * scale:
+        return _verdict(
+            "overfitting",
+            f"the training loss ended low, at {_of(t_end / scale, against)} (below {_pct(HIGH)}), and validation high, "
+            f"at {_of(v_end / scale, against)}{bumps}",
             spikes,
         )
     return None
@@ -179,23 +250,21 @@ def _still_high(t: np.ndarray, height: float, against: str, bumps: str, spikes: 
     drop = (first - t_end) / first
     quarter = t[(3 * len(t)) // 4] - t_end
     late = quarter / (first - t_end) if first > t_end else 0.0
+    high = f"validation ended at {_of(height, against)} (at or above {_pct(HIGH)}: high)"
     if drop < FLAT:
-        return _verdict(
-            "stalled",
-            f"the training loss fell only {100 * drop:.1f}% and validation ended at {100 * height:.0f}% of {against}{bumps}",
-            spikes,
-        )
-    if late >= LEVELLED or quarter >= LEVELLED_END * t_end:
-        return _verdict(
-            "stalled",
-            f"validation ended at {100 * height:.0f}% of {against} and the loss was still creeping down "
-            f"({100 * late:.0f}% of its drop came in the last quarter){bumps}",
-            spikes,
-        )
+        return _verdict("stalled", f"{high} and the training loss fell only {100 * drop:.1f}% (under {_pct(FLAT)}: "
+                        f"it barely moved){bumps}", spikes)
+    if late >= LEVELLED:
+        return _verdict("stalled", f"{high} and the loss had not levelled off: the last quarter removed {100 * late:.0f}% "
+                        f"of its {100 * drop:.0f}% drop ({_pct(LEVELLED)} or more){bumps}", spikes)
+    if quarter >= LEVELLED_END * t_end:
+        return _verdict("stalled", f"{high} and the loss had not levelled off: the last quarter removed "
+                        f"{100 * quarter / t_end:.1f}% of the final loss ({_pct(LEVELLED_END)} or more){bumps}", spikes)
     return _verdict(
         "underfit",
-        f"the training loss fell {100 * drop:.0f}% and levelled off ({100 * late:.0f}% of the drop in the last quarter) "
-        f"with validation at {100 * height:.0f}% of {against}{bumps}",
+        f"{high}; the training loss fell {100 * drop:.0f}% and levelled off (the last quarter removed {100 * late:.0f}% "
+        f"of the drop and {100 * quarter / t_end:.1f}% of the final loss, under {_pct(LEVELLED)} and {_pct(LEVELLED_END)})"
+        f"{bumps}",
         spikes,
     )
 
@@ -203,20 +272,21 @@ def _still_high(t: np.ndarray, height: float, against: str, bumps: str, spikes: 
 def diagnose(train: History | Sequence[float], val: Sequence[float] | None = None, baseline: float | None = None) -> Diagnosis:
     """Name a run's curves with one of ``KINDS``: a ``History``, or evaluation-time train and val losses.
 
-    The tests, in order (``TERMS`` says each in words): NaN/inf, or a training loss above 1.5x
-    its start with validation ending high -> diverging; validation 10 % above its minimum while
-    train kept falling, or far above train -> overfitting; validation still above 60 % of
-    ``baseline`` -> stalled if the loss barely moved or was still falling in the last quarter,
-    underfit if it fell and levelled off; otherwise healthy. ``baseline`` defaults to the
-    History's ``baseline_loss`` (the data's predict-the-mean loss); without one the first
-    training loss stands in for it. A run "ends" where ``ended`` says.
+    The tests, in order (``TERMS`` says each in words, from the constants of ``THRESHOLDS``):
+    inf/NaN, or a training loss above EXPLODE times its start with validation ending high ->
+    diverging; validation VAL_RISE above its minimum while train kept falling, GAP_RATIO times
+    train, or high while train is low -> overfitting; validation still at or above HIGH of
+    ``baseline`` -> stalled if the loss barely moved or had not levelled off, underfit if it
+    levelled off; otherwise healthy. ``baseline`` defaults to the History's ``baseline_loss``
+    (the data's predict-the-mean loss); without one the first training loss stands in for it.
+    Spikes are counted on ``SPIKE_CURVE``. A run "ends" where ``ended`` says.
     """
     if isinstance(train, History) and train.diverged:  # its curves may be too short to read
-        return _verdict("diverging", f"the loss became NaN/inf at step {train.diverged_at}")
+        return _verdict("diverging", f"the training loss became inf or NaN at step {train.diverged_at}")
     t, v, baseline = _curves(train, val, baseline)
     finite = np.isfinite(t) & (np.isfinite(v) if v is not None else True)
     if not finite.all():
-        return _verdict("diverging", f"the loss became NaN/inf at point {int(np.argmin(finite))}")
+        return _verdict("diverging", f"the loss became inf or NaN at evaluation {int(np.argmin(finite))}")
     v = t if v is None else v
     scale = baseline if baseline is not None else t[0]
     spikes = count_spikes(t, scale)
@@ -225,16 +295,21 @@ def diagnose(train: History | Sequence[float], val: Sequence[float] | None = Non
     if t.max() > EXPLODE * t[0] and height >= HIGH:
         return _verdict(
             "diverging",
-            f"the training loss rose from {t[0]:.3g} to {t.max():.3g} and validation ended at {100 * height:.0f}% of {against}",
+            f"the training loss rose from {t[0]:.3g} to {t.max():.3g} (above {EXPLODE:g} times its start) and validation "
+            f"ended at {_of(height, against)} (at or above {_pct(HIGH)})",
             spikes,
         )
     bumps = f"; the training loss spiked {spikes} time{'s' * (spikes != 1)}" if spikes else ""
-    overfit = _overfitting(t, v, scale, bumps, spikes)
+    overfit = _overfitting(t, v, scale, against, bumps, spikes)
     if overfit is not None:
         return overfit
     if height >= HIGH:
         return _still_high(t, height, against, bumps, spikes)
-    return _verdict("healthy", f"validation ended at {100 * height:.0f}% of {against}, and neither loss turned up{bumps}", spikes)
+    return _verdict(
+        "healthy",
+        f"validation ended at {_of(height, against)} (below {_pct(HIGH)}) and neither loss turned up{bumps}",
+        spikes,
+    )
 
 
 def labels_of_cell(source: str) -> dict[str, str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import ipywidgets as widgets
 import numpy as np
@@ -50,7 +50,8 @@ def draw(source: History | Curves, title: str) -> bytes:
     if len(finite):
         ax.set_ylim(0, min(finite.max(), 4 * finite[0]) * 1.1)
     if isinstance(source, History) and source.diverged:
-        ax.axvline(source.diverged_at, color=STYLE["diverging"]["color"], ls="-.", label=f"NaN at step {source.diverged_at}")
+        ax.axvline(source.diverged_at, color=STYLE["diverging"]["color"], ls="-.",
+                   label=f"inf or NaN at step {source.diverged_at}")
     ax.set_xlabel("step" if isinstance(source, History) else "evaluation")
     ax.set_ylabel("loss")
     ax.set_title(title, fontsize=11)
@@ -66,40 +67,57 @@ def alt_text(source: History | Curves, title: str) -> str:
     """
     x, train, val, _ = curves_of(source)
     unit = "step" if isinstance(source, History) else "evaluation"
-    nan = f"; NaN at step {source.diverged_at}" if isinstance(source, History) and source.diverged else ""
+    nan = f"; the loss was inf or NaN at step {source.diverged_at}" if isinstance(source, History) and source.diverged else ""
     return (f"{title}: train loss (solid) and validation loss (dashed) against {unit}. "
             f"{curve_words('Train', x, train, unit=unit)}; {curve_words('validation', x, val, unit=unit)}{nan}.")
 
 
-def verdict_html(d: Diagnosis) -> str:
+def verdict_html(d: Diagnosis, note: str = "") -> str:
+    """The diagnosis, its evidence and deciding clause, the next step, and (``note``) how the curve was made."""
+    made = f"<br>{html.escape(note)}" if note else ""
     return message_html(
-        f"<b>Diagnosis: {d.tag}</b> ({d.reason}).<br><b>Next:</b> {d.action}", kind="ok" if d.label == "healthy" else "warn"
+        f"<b>Diagnosis: {d.tag}</b> ({d.reason}).<br><b>Next:</b> {d.action}{made}", kind="ok" if d.label == "healthy" else "warn"
     )
 
 
-def example_runs(seed: int = 0) -> dict[str, History]:
-    """Five real runs of the course's loop (about 0.6 s), one made for each term."""
+def _recipes(seed: int) -> dict[str, Callable[[], History]]:
+    """How each real example run is made, in the shuffled order the doctor shows them (training deferred)."""
     sweep = Runs(None, regression(), SGD, steps=200, seed=seed)
     small = Runs(lambda: TinyLM(12, 2), tokens(n_train=512, batch_size=None), AdamW, steps=300, seed=seed)
     linear = Runs(lambda: MLP([2, 1]), regression(), AdamW, steps=300, seed=seed)
-    runs = {
-        "run: SGD lr 0.001 on regression": sweep.run(1e-3),
-        "run: SGD lr 0.1 on regression": sweep.run(0.1),
-        "run: SGD lr 1 on regression": sweep.run(1.0),
-        "run: AdamW lr 3e-3, 512 token pairs": small.run(3e-3),
-        "run: a linear model (no hidden layer), AdamW lr 0.01": linear.run(1e-2),
+    recipes = {
+        "the MLP on regression(), SGD lr 0.001": lambda: sweep.run(1e-3),
+        "the MLP on regression(), SGD lr 0.1": lambda: sweep.run(0.1),
+        "the MLP on regression(), SGD lr 1": lambda: sweep.run(1.0),
+        "TinyLM on 512 token pairs, AdamW lr 3e-3": lambda: small.run(3e-3),
+        "a linear model (no hidden layer) on regression(), AdamW lr 0.01": lambda: linear.run(1e-2),
     }
-    order = np.random.default_rng(seed + 1).permutation(len(runs))  # shuffled: the order must not give the answers away
-    names = list(runs)
-    return {names[i]: runs[names[i]] for i in order}
+    order = np.random.default_rng(seed + 1).permutation(len(recipes))  # shuffled: the order must not give the answers away
+    names = list(recipes)
+    return {names[i]: recipes[names[i]] for i in order}
+
+
+def example_runs(seed: int = 0) -> dict[str, History]:
+    """Five real runs of the course's loop (about 0.6 s), one made for each term, keyed by how each was made."""
+    return {recipe: make() for recipe, make in _recipes(seed).items()}
+
+
+def example_notes(seed: int = 0) -> dict[str, str]:
+    """Each example's title -> how it was made. Titles are neutral ("real run 3"): a recipe such as
+    "SGD lr 1" would give the diagnosis away, so it is told only with the verdict."""
+    notes = {f"real run {n + 1}": f"This run: {recipe}." for n, recipe in enumerate(_recipes(seed))}
+    rng = np.random.default_rng(seed)
+    for n, kind in enumerate(rng.permutation(KINDS)):
+        notes[f"drawn curve {n + 1}"] = f"This curve was drawn by example_curves as {kind}."
+    return notes
 
 
 def examples(seed: int = 0) -> dict[str, History | Curves]:
-    """The real runs, then one generated curve per term, in shuffled order."""
-    found: dict[str, History | Curves] = dict(example_runs(seed))
+    """The real runs, then one generated curve per term, each shuffled, under titles that do not give the answer."""
+    found: dict[str, History | Curves] = {f"real run {n + 1}": h for n, h in enumerate(example_runs(seed).values())}
     rng = np.random.default_rng(seed)
     for n, kind in enumerate(rng.permutation(KINDS)):
-        found[f"drawn: example {n + 1}"] = example_curves(str(kind), rng)
+        found[f"drawn curve {n + 1}"] = example_curves(str(kind), rng)
     return found
 
 
@@ -132,14 +150,14 @@ def curve_doctor(
     if quiz:
         return _quiz(seed)
 
-    found = examples(seed)
+    found, notes = examples(seed), example_notes(seed)
     if static:
-        frames = [frame(source, name, folded(verdict_html(diagnosis_of(source)))) for name, source in found.items()]
+        frames = [frame(source, name, folded(verdict_html(diagnosis_of(source), notes[name]))) for name, source in found.items()]
         return static_panel("example curve", [f"{i + 1}" for i in range(len(found))], frames)
 
     def example(values: Values) -> Frame:
         name = values["curve"]
-        return frame(found[name], name, verdict_html(diagnosis_of(found[name])))
+        return frame(found[name], name, verdict_html(diagnosis_of(found[name]), notes[name]))
 
     menu = widgets.Dropdown(options=list(found), index=0, description="curve", layout={"width": "420px"})
     return live({"curve": menu}, example, what="curve_doctor")
