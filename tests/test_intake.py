@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import html
+import json
 import re
 import time
 from html.parser import HTMLParser
@@ -23,6 +24,19 @@ from conftest import SOURCE
 
 from g2c.grading import feedback
 from g2c.grading.sandbox import intake
+
+# What every payload does if it runs: a request the browser test (tests/test_formgrader_browser.py) looks for
+ACT = "fetch('/formgrader/api/g2c-pwned')"
+MARKER = "g2c-pwned"
+
+
+def armed(payloads: dict) -> dict:
+    """The payloads with their script doing ACT."""
+    text = json.dumps(payloads).replace("parent.document.body.dataset.pwned", "document.body.dataset.pwned")
+    for action in ("document.body.dataset.pwned = 1", "document.body.dataset.pwned=1", "alert(1)", "alert(2)", "alert(3)"):
+        text = text.replace(action, ACT.replace("'", "\\u0027"))
+    return json.loads(text)
+
 
 # markdown a student may write in any cell: each would act in a browser if rendered as written
 MARKDOWN_PAYLOADS = {
@@ -71,6 +85,7 @@ MARKDOWN_PAYLOADS = {
     "nested links": "[a](" * 30_000,
     "emphasis": "*" * 40_000 + "a" + "*" * 40_000,
 }
+MARKDOWN_PAYLOADS = armed(MARKDOWN_PAYLOADS)
 HONEST = {
     "heading and emphasis": "## Why AdamW\n\nIt *decouples* weight decay; **bias correction** matters early.",
     "list": "1. warmup\n2. cosine decay\n   - to `min_lr`\n\n- [x] done\n- [ ] todo",
@@ -103,6 +118,7 @@ OUTPUT_PAYLOADS = {
     "error markup": {"output_type": "error", "ename": "<img src=x onerror=alert(1)>", "evalue": "<script>alert(2)</script>",
                      "traceback": ["<svg onload=alert(3)>"]},
 }
+OUTPUT_PAYLOADS = armed(OUTPUT_PAYLOADS)
 PAYLOAD_COUNT = len(MARKDOWN_PAYLOADS) + len(OUTPUT_PAYLOADS)  # the browser test carries these and a hostile student id
 
 TAGS = {"h1", "h2", "h3", "h4", "h5", "h6", "p", "br", "hr", "em", "strong", "del", "code", "pre", "blockquote", "ul", "ol",
