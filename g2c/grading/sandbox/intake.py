@@ -20,9 +20,10 @@ gradebook's notebook are rendered from the same cells. So the notebook is rewrit
 - **Size and nesting**: nbconvert's ``strip_files_prefix`` scans from every ``[`` to the end of
   its line (quadratic: 10 000 brackets on a line took a second per render). A cell's markdown is
   cut at MAX_CELL characters, the notebook's at MAX_NOTEBOOK, with a visible note; a line holds
-  at most MAX_BRACKETS_PER_LINE ``[`` (the next starts a new line), bracket nesting deeper than
-  MAX_NESTING and emphasis runs longer than MAX_EMPHASIS are escaped (flat text). The worst
-  case then renders in tens of milliseconds (tests/test_intake.py measures the bound's inputs).
+  at most MAX_BRACKETS_PER_LINE ``[`` (the next starts a new line); bracket nesting deeper than
+  MAX_NESTING, emphasis runs longer than MAX_EMPHASIS, and brackets or emphasis past a
+  paragraph's first MAX_MARKS (mistune's emphasis and links grow with their square) are escaped
+  (flat text). tests/benchmarks/bench_intake.py measures the worst patterns at the caps.
 - **Outputs** are reduced to what this course's cells show: ``stream`` and ``error`` (plain
   text, which every template escapes), and ``display_data``/``execute_result`` with only
   ``text/plain``, ``image/png`` and ``image/jpeg`` (base64 checked: nbconvert puts it in a
@@ -47,11 +48,12 @@ from html.parser import HTMLParser
 
 import nbformat
 
-MAX_CELL = 16_000  # characters of one markdown cell (the course's longest is under 1 500)
-MAX_NOTEBOOK = 128_000  # characters of markdown in a notebook (the course's: under 7 000)
+MAX_CELL = 8_000  # characters of one markdown cell (the course's longest is under 1 500)
+MAX_NOTEBOOK = 64_000  # characters of markdown in a notebook (the course's: under 7 000)
 MAX_BRACKETS_PER_LINE = 32
 MAX_NESTING = 8  # [ and ( inside each other
 MAX_EMPHASIS = 3  # *, _ or ~ in a row
+MAX_MARKS = 64  # emphasis runs, and [ or ( , in one paragraph: mistune's work grows with the square of their number
 CUT = "\n\n*[g2c: the rest of this cell ({removed} characters) was cut: markdown is limited to {limit} characters]*\n"
 CUT_NOTEBOOK = "*[g2c: this cell's markdown was cut: the notebook's markdown is limited to {limit} characters]*"
 UNSAFE_NOTE = "*[g2c: this cell is shown as plain text: it held markup that could act in a browser]*\n\n"
@@ -313,8 +315,9 @@ def _safe_target(url: str) -> str:
 
 
 def _flat(text: str) -> str:
-    """Brackets nested deeper than MAX_NESTING and emphasis runs longer than MAX_EMPHASIS, escaped."""
-    out, depth = [], 0
+    """Brackets nested deeper than MAX_NESTING, emphasis runs longer than MAX_EMPHASIS, and either past the
+    paragraph's first MAX_MARKS, escaped: flat text."""
+    out, depth, brackets, runs = [], 0, 0, 0
     i, n = 0, len(text)
     while i < n:
         char = text[i]
@@ -322,21 +325,21 @@ def _flat(text: str) -> str:
             out.append(text[i:i + 2])
             i += 2
             continue
+        if char == "\n" and text[i + 1:i + 2] == "\n":  # a paragraph ends: inline nesting and counts with it
+            depth = brackets = runs = 0
         if char in "*_~":
             j = i
             while j < n and text[j] == char:
                 j += 1
-            run = j - i
-            out.append(char * run if run <= MAX_EMPHASIS else ("\\" + char) * run)
+            run, runs = j - i, runs + 1
+            out.append(char * run if run <= MAX_EMPHASIS and runs <= MAX_MARKS else ("\\" + char) * run)
             i = j
             continue
-        if char == "\n" and text[i + 1:i + 2] == "\n":  # a paragraph ends: inline nesting with it
-            depth = 0
         if char in "[(":
-            depth += 1
-            out.append("\\" + char if depth > MAX_NESTING else char)
+            depth, brackets = depth + 1, brackets + 1
+            out.append("\\" + char if depth > MAX_NESTING or brackets > MAX_MARKS else char)
         elif char in "])":
-            out.append("\\" + char if depth > MAX_NESTING else char)
+            out.append("\\" + char if depth > MAX_NESTING or brackets > MAX_MARKS else char)
             depth = max(0, depth - 1)
         else:
             out.append(char)
