@@ -1,18 +1,21 @@
 """Where the instructor looks, in a real browser logged in as the instructor: no student byte runs as script.
 
-Two students join the shared graded class (conftest.py ``batch``, graded by ``g2c autograde``):
-one whose notebook carries intake's whole corpus (tests/test_intake.py: 45 markdown payloads, in
-ordinary cells and in the written answers formgrader shows for hand grading, 10 kernel output
-payloads, an answer cell whose exception message is markup, and a kernel exception whose class
-name is markup), and one whose student id is markup: 58 payloads. Every payload's script, if it
-ran, would call ``fetch('/formgrader/api/g2c-pwned')`` (or load a URL holding ``g2c-pwned``).
+One student joins the shared graded class (conftest.py ``batch``, graded by ``g2c autograde``), and
+carries 56 payloads: intake's whole corpus (tests/test_intake.py) of 44 markdown payloads (in
+ordinary cells and in the written answers formgrader shows for hand grading) and 10 kernel
+output payloads (the error one raised by the kernel, its class name and message markup), an
+answer cell whose exception message (quoted in the reasons) is markup, and a student id that is
+markup. Every payload's script, if it ran, would call ``fetch('/formgrader/api/g2c-pwned')``
+(the id's: ``fetch('g2c-pwned-id')``), or load a URL holding ``g2c-pwned``.
 
-``g2c formgrader`` then starts the course's Jupyter server (127.0.0.1, a free port, a token)
-over the class, and chromium (playwright), logged in with the token, opens formgrader's students
-page, both submissions' grading views, both feedback pages and the class report, recording every
-request and console message. No request carries the marker, formgrader's pages carry the
-Content-Security-Policy, and formgrader still works under it: its own script loads the grades
-through its API, and a hand grade given with its "Full credit" button reaches the gradebook.
+``g2c formgrader`` then starts the course's Jupyter server (127.0.0.1, a free port, a token) over
+the class, and chromium (playwright), logged in with the token, opens formgrader's students page,
+the submission's grading view, the feedback page and the class report, recording every request,
+console message and inline event handler. No request carries the marker; the only handlers in
+formgrader's pages are nbgrader's own and the student id's (formgrader's template writes the id
+unescaped: the Content-Security-Policy refuses it); and formgrader still works under the policy:
+its own script loads the grades through its API, and a hand grade given with its "Full credit"
+button reaches the gradebook.
 """
 
 from __future__ import annotations
@@ -38,8 +41,8 @@ from g2c.grading import path_with_this_environment
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"needs {CHROMIUM}")]
 
-CARRIER = "payload-carrier"
-HOSTILE_ID = f"id<img src=x onerror=fetch('{MARKER}-id')>"  # no slash: it is a folder name
+ID_ACT = f"fetch('{MARKER}-id')"
+CARRIER = f"carrier<img src=x onerror={ID_ACT}>"  # its id is a payload too (no slash: it is a folder name)
 ANSWER_ERROR = f"<img src=x onerror=\"{ACT}\"> $\\href{{javascript:{ACT}}}{{x}}$"
 OUTPUTS_CELL = """import json
 from IPython.display import display
@@ -73,7 +76,7 @@ def carrier_notebook() -> nbformat.NotebookNode:
 
 def batch_submissions(paths) -> dict[str, nbformat.NotebookNode]:
     """This module's students in the shared class batch (conftest.py)."""
-    return {CARRIER: carrier_notebook(), HOSTILE_ID: without_demos(solution())}
+    return {CARRIER: carrier_notebook()}
 
 
 def free_port() -> int:
@@ -150,18 +153,18 @@ HANDLERS = """() => [...document.querySelectorAll('*')].flatMap(e => [...e.attri
     .filter(a => a.name.startsWith('on')).map(a => [a.name, a.value]))"""
 
 
-def submission_ids(out: Path) -> dict[str, str]:
+def submission_id(out: Path) -> str:
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
-        return {s: gb.find_submission_notebook(SPEC.stem, ASSIGNMENT, s).id for s in (CARRIER, HOSTILE_ID)}
+        return gb.find_submission_notebook(SPEC.stem, ASSIGNMENT, CARRIER).id
 
 
 def test_no_student_byte_runs_where_the_instructor_looks(formgrader):
     from playwright.sync_api import sync_playwright
 
     base, out = formgrader["base"], formgrader["out"]
-    ids = submission_ids(out)
+    submission = submission_id(out)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context()
@@ -170,33 +173,28 @@ def test_no_student_byte_runs_where_the_instructor_looks(formgrader):
         page = context.new_page()
         # logged in: the token sets the session cookie, as the link the server prints does
         page.goto(f"{base}/formgrader/manage_students?token={formgrader['token']}", wait_until="networkidle")
-        page.wait_for_selector(f"text={CARRIER}")
-        handlers = {"students": page.evaluate(HANDLERS)}
-        policies = {}
-        for student, submission in ids.items():
-            response = page.goto(f"{base}/formgrader/submissions/{submission}/", wait_until="networkidle")
-            policies[student] = response.headers.get("content-security-policy", "")
-            handlers[student] = page.evaluate(HANDLERS)
+        page.wait_for_selector("text=carrier")
+        handlers = page.evaluate(HANDLERS)
+        response = page.goto(f"{base}/formgrader/submissions/{submission}/", wait_until="networkidle")
+        policy = response.headers.get("content-security-policy", "")
+        handlers += page.evaluate(HANDLERS)
         # formgrader's own script works under the policy: the hand grade of a written answer, by its button
         written = next(g for g in SPEC.manual)
         page.locator(f"#{written}").locator("xpath=ancestor::div[contains(@class,'panel-heading')]").locator(
             "button.full-credit").click()
         page.wait_for_function(f"document.getElementById('{written}').value === '{SPEC.manual[written]:g}'")
         page.wait_for_load_state("networkidle")
-        files = [(out / "feedback" / s / ASSIGNMENT / f"{SPEC.stem}.html").as_uri() for s in (CARRIER, HOSTILE_ID)]
-        for url in [*files, (out / "report.html").as_uri()]:
+        files = [(out / "feedback" / CARRIER / ASSIGNMENT / f"{SPEC.stem}.html").as_uri(), (out / "report.html").as_uri()]
+        for url in files:
             page.goto(url, wait_until="load")
         page.wait_for_timeout(500)  # a script scheduled by a page would have run
         browser.close()
 
     assert not seen.marked(files), seen.marked(files)
-    assert all("script-src 'self' 'nonce-" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
-               for csp in policies.values()), policies
-    # intake's wall: the carrier's submission view holds nbgrader's own handlers only; the hostile id is not intake's
-    # to change, and formgrader's template writes it unescaped: there the policy's wall refused its handler
-    own = set(NBGRADER_HANDLERS)
-    assert {code for _, code in handlers["students"] + handlers[CARRIER]} <= own, handlers
-    assert {code for _, code in handlers[HOSTILE_ID]} <= own | {f"fetch('{MARKER}-id')"}, handlers
+    assert "script-src 'self' 'nonce-" in policy and "unsafe-inline" not in policy.split("script-src")[1].split(";")[0], policy
+    # intake's wall: no handler of the notebook's payloads reached the pages; the student id is not intake's to change,
+    # and formgrader's submission view writes it unescaped: there the policy's wall refuses its handler
+    assert {code for _, code in handlers} <= {*NBGRADER_HANDLERS, ID_ACT}, handlers
     refused = [m for m in seen.console if "Content Security Policy" in m]
     assert all("inline event handler" in m for m in refused), refused  # the id's handler: nothing of formgrader's
     assert not seen.errors, seen.errors
@@ -204,17 +202,16 @@ def test_no_student_byte_runs_where_the_instructor_looks(formgrader):
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
-        grade = gb.find_grade(written, SPEC.stem, ASSIGNMENT, HOSTILE_ID)
+        grade = gb.find_grade(written, SPEC.stem, ASSIGNMENT, CARRIER)
         assert grade.manual_score == SPEC.manual[written]
 
 
-def test_the_hostile_class_is_graded_as_any_other(batch):
-    """Payloads change no status: the id's honest notebook gets full autograded marks, the carrier loses adamw only."""
-    rows = batch.rows
-    assert rows[HOSTILE_ID]["status"] == rows[CARRIER]["status"] == "graded"
+def test_payloads_change_neither_status_nor_the_other_points(batch):
+    """Graded as any other student: only the answer cell that raises loses its points."""
+    row = batch.rows[CARRIER]
+    assert row["status"] == "graded"
     from g2c.grading import notebook_build as build
 
     points = build.autograded_points(SPEC)
-    assert all(float(rows[HOSTILE_ID][c]) == points[c] for c in points)
-    lost = {c for c in points if float(rows[CARRIER][c]) < points[c]}
+    lost = {c for c in points if float(row[c]) < points[c]}
     assert lost and lost <= {gid for gid, _, _, _ in TEST_CELLS["adamw"]}, lost
