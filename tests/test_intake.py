@@ -218,6 +218,14 @@ def small_notebook(*cells) -> nbformat.NotebookNode:
         "language_info": {"name": "python"}})
 
 
+def test_a_notebooks_markdown_is_capped_as_a_whole():
+    cells = [nbformat.v4.new_markdown_cell("honest words. " * 500) for _ in range(3 * intake.MAX_NOTEBOOK // 7000)]
+    nb = intake.inert_notebook(small_notebook(*cells))
+    shown = [c.source for c in nb.cells]
+    assert sum(map(len, shown)) < intake.MAX_NOTEBOOK + 400 * len(shown)
+    assert shown[0] == "honest words. " * 500 and all("limited to" in s for s in shown[-3:])
+
+
 def hostile_notebook() -> nbformat.NotebookNode:
     """Every payload: markdown cells, outputs, a raw cell, metadata, attachments."""
     nb = small_notebook(nbformat.v4.new_code_cell("x = 1"))

@@ -55,7 +55,7 @@ MAX_NESTING = 8  # [ and ( inside each other
 MAX_EMPHASIS = 3  # *, _ or ~ in a row
 MAX_MARKS = 64  # emphasis runs, and [ or ( , in one paragraph: mistune's work grows with the square of their number
 CUT = "\n\n*[g2c: the rest of this cell ({removed} characters) was cut: markdown is limited to {limit} characters]*\n"
-CUT_NOTEBOOK = "*[g2c: this cell's markdown was cut: the notebook's markdown is limited to {limit} characters]*"
+CUT_NOTEBOOK = "*[g2c: this cell's markdown was cut here: the notebook's markdown is limited to {limit} characters]*"
 UNSAFE_NOTE = "*[g2c: this cell is shown as plain text: it held markup that could act in a browser]*\n\n"
 
 KEPT_DATA = ("text/plain", "image/png", "image/jpeg")
@@ -88,8 +88,11 @@ def inert_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             if budget <= 0:
                 cell.source = CUT_NOTEBOOK.format(limit=MAX_NOTEBOOK)
                 continue
-            cell.source = inert_markdown(cell.source[:budget] if len(cell.source) > budget else cell.source)
+            over = len(cell.source) > budget
+            cell.source = inert_markdown(cell.source[:budget])
             budget -= len(cell.source)
+            if over:
+                cell.source += "\n\n" + CUT_NOTEBOOK.format(limit=MAX_NOTEBOOK)
         elif cell.cell_type == "code":
             cell.outputs = inert_outputs(cell.get("outputs", []))
     return nb
