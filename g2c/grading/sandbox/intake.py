@@ -58,7 +58,7 @@ CUT = "\n\n*[g2c: the rest of this cell ({removed} characters) was cut: markdown
 CUT_NOTEBOOK = "*[g2c: this cell's markdown was cut here: the notebook's markdown is limited to {limit} characters]*"
 UNSAFE_NOTE = "*[g2c: this cell is shown as plain text: it held markup that could act in a browser]*\n\n"
 
-KEPT_DATA = ("text/plain", "image/png", "image/jpeg")
+IMAGES = ("image/png", "image/jpeg")  # matplotlib's figures; kept beside text/plain
 LINK_SCHEMES = {"http", "https", "mailto"}
 PLAIN_TAG = re.compile(r"^[\w.-]{1,64}$")
 PLAIN_NAME = re.compile(r"^[\w .()+-]{0,64}$")
@@ -164,7 +164,7 @@ def inert_output(output) -> nbformat.NotebookNode | None:
     if isinstance(data, dict):
         if "text/plain" in data:
             kept["text/plain"] = _text(data["text/plain"])
-        for mime in ("image/png", "image/jpeg"):
+        for mime in IMAGES:
             if (image := _base64(data.get(mime))) is not None:
                 kept[mime] = image
     if not kept:
