@@ -140,7 +140,12 @@ def rendered_in_child(nb: nbformat.NotebookNode) -> str | None:
     """
     _warm_exporter()
     read_end, write_end = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:  # no process to spare: the plain page
+        os.close(read_end)
+        os.close(write_end)
+        return None
     if pid == 0:  # the child: render, write, leave without running the parent's exit handlers
         status = 1
         try:
