@@ -35,7 +35,7 @@ _nonce: contextvars.ContextVar[str] = contextvars.ContextVar("g2c_csp_nonce", de
 MATHJAX_CDN = "https://cdnjs.cloudflare.com/ajax/libs/mathjax/2.7.7/latest.js?config=TeX-AMS_CHTML-full,Safe"  # nbconvert's
 MATHJAX_PATH = "g2c/mathjax-stand-in.js"
 MATHJAX_STAND_IN = """// MathJax 2 as formgrader's script calls it, typesetting nothing: formulas show as TeX (g2c)
-window.MathJax = window.MathJax || {Hub: {Config: function () {}, Queue: function () {},
+if (!(window.MathJax && window.MathJax.Hub)) window.MathJax = {Hub: {Config: function () {}, Queue: function () {},
   Startup: {signal: {Interest: function (listen) { setTimeout(function () { listen("End"); }, 0); }}}}};
 """
 
