@@ -14,7 +14,7 @@ book test pytest pytest-batch pytest-rest test-book-then-rest unit test-book rel
 book test pytest pytest-batch pytest-rest test-book-then-rest unit test-book release check-release: export MKL_NUM_THREADS ?= 1
 
 .PHONY: book test lint unit bench notebook reset-notebook submit feedback clean
-.PHONY: test-book release check-release bench-grading pytest pytest-batch pytest-rest test-book-then-rest
+.PHONY: test-book release check-release bench-grading pytest pytest-batch pytest-rest test-book-then-rest formgrader
 
 # The venv is rebuilt only when requirements.txt or pyproject.toml change. uv installs the pinned requirements
 # (11 s from a cold cache where pip took 60 s: it fetches in parallel), from the same wheels pip would see
@@ -44,7 +44,8 @@ book: _build/.figures-code
 # Two loads side by side: the graded class (pytest-batch, two grading workers) and, one after the other, the book
 # with its browser checks and the other tests (pytest-rest, mostly one process at a time). A third load at once
 # slowed every sandboxed run three- to fourfold and pushed the fork bomb's past its 50 s limit.
-test: $(STAMP)
+# chromium first: the graded class's load opens formgrader in it too (tests/test_formgrader_browser.py)
+test: $(STAMP) /usr/bin/chromium
 	$(MAKE) lint
 	$(MAKE) check-release
 	$(MAKE) -j2 --output-sync=target pytest-batch test-book-then-rest
@@ -88,6 +89,10 @@ bench-grading: $(STAMP)
 # ASSIGNMENT names one when the course has several; ARGS go to `g2c notebook` (`g2c notebook --help`).
 notebook: $(STAMP)
 	$(BIN)/g2c notebook $(ASSIGNMENT) $(ARGS)
+
+## formgrader: the course's Jupyter server for hand grading (formgrader's pages under a Content-Security-Policy), on 127.0.0.1
+formgrader: $(STAMP)
+	$(BIN)/g2c formgrader
 
 ## reset-notebook: archive your notebook under a timestamped name and start from a fresh copy
 reset-notebook: $(STAMP)

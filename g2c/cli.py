@@ -182,6 +182,20 @@ def reset_notebook(root: Path, name: str, now: datetime | None = None) -> tuple[
     return archived, current
 
 
+def formgrader(root: Path, port: int) -> None:
+    """``g2c formgrader``: the course's Jupyter server, formgrader's pages under a Content-Security-Policy
+    (``g2c/grading/jupyter_server_config.py``), on the loopback; replaces this process."""
+    from g2c.grading import path_with_this_environment
+
+    config = Path(__file__).resolve().parent / "grading" / "jupyter_server_config.py"
+    jupyter = str(Path(sys.executable).with_name("jupyter"))
+    os.chdir(root)  # formgrader reads the course's nbgrader_config.py from here
+    print(f"formgrader: http://127.0.0.1:{port}/formgrader (the server prints the address with its token)", flush=True)
+    as_root = ["--allow-root"] if os.geteuid() == 0 else []  # the sandboxed grader runs as root on the same machine
+    os.execve(jupyter, [jupyter, "server", f"--config={config}", f"--ServerApp.root_dir={root}", f"--port={port}", *as_root],
+              {**os.environ, "PATH": path_with_this_environment()})
+
+
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
@@ -238,8 +252,14 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("assignment", help="its folder name under source_notebooks/")
     report.add_argument("--course", type=Path, help="course root (default: this repository)")
     report.add_argument("--out", type=Path, help="the folder of a separate batch graded with --out")
+    serve = commands.add_parser("formgrader", help="start the course's Jupyter server for formgrader (hand grading), "
+                                "its pages under a Content-Security-Policy")
+    serve.add_argument("--course", type=Path, help="course root (default: this repository)")
+    serve.add_argument("--port", type=_positive_int, default=8888, help="port on 127.0.0.1 (default %(default)d)")
     args = parser.parse_args(argv)
     root = (getattr(args, "course", None) or repo_root()).resolve()
+    if args.command == "formgrader":
+        formgrader(root, args.port)
     try:
         name = assignment.chosen(root, args.assignment)
     except ValueError as err:

@@ -8,17 +8,25 @@ and, for lost points, only the plain-words pitfall messages.
 from __future__ import annotations
 
 import functools
+import html
+import os
 import re
+import select
+import signal
+import time
 
 import nbformat
+
+from g2c.grading.sandbox.intake import ACTING_TEX
 
 REASONS_KEY = "g2c_reasons"  # autograded notebook metadata: grade_id -> why points were lost
 HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?", re.S | re.M)
 
 
 def _markdown_text(text: str) -> str:
-    """``text`` shown as written in a markdown table: no emphasis from ``**``, no cell break from ``|``."""
-    return re.sub(r"([\\`*_|<>\[\]])", r"\\\1", text)
+    """``text`` shown as written in a markdown table: no emphasis from ``**``, no cell break from ``|``, no
+    HTML tag or entity, no MathJax command that acts (a reason may quote a student's exception message)."""
+    return re.sub(r"([\\`*_|<>&\[\]])", r"\\\1", ACTING_TEX.sub(r"\1", text))
 
 
 def _points(score: float | None, points: float) -> str:
@@ -101,9 +109,95 @@ def _page_exporter():
 
 def feedback_html(autograded: nbformat.NotebookNode, scores: dict[str, float | None], reasons: dict[str, list[str]],
                   late_penalty: float = 0.0) -> str:
-    """The student's feedback page: their notebook, hidden tests cut, lost points explained."""
-    body, _ = _page_exporter().from_notebook_node(redact(autograded, scores, reasons, late_penalty))
-    return body
+    """The student's feedback page: their notebook, hidden tests cut, lost points explained.
+
+    Rendered in a child process bounded in time and memory (:func:`rendered_in_child`); when it
+    fails, a plain page with the same summary: a page never changes a score or a status.
+    """
+    nb = redact(autograded, scores, reasons, late_penalty)
+    page = rendered_in_child(nb)
+    return page if page is not None else plain_page(nb)
+
+
+RENDER_SECONDS = 30.0  # an honest page renders in about 0.3 s
+RENDER_MEMORY_MB = 1024  # address space the rendering child may add to its parent's
+MAX_PAGE_BYTES = 64 * 2**20
+FALLBACK_NOTE = ("Your notebook could not be shown on this page (rendering it took longer than {seconds:g} s or more than "
+                 "{memory} MB). Your score and the reasons above are not affected.")
+
+
+@functools.cache
+def _warm_exporter() -> None:
+    """Compile the page's templates here, once, so that each forked child only renders."""
+    _page_exporter().from_notebook_node(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("warm")]))
+
+
+def rendered_in_child(nb: nbformat.NotebookNode) -> str | None:
+    """The page of ``nb`` rendered in a forked child (RENDER_SECONDS, RENDER_MEMORY_MB, MAX_PAGE_BYTES), or None.
+
+    Rendering is work on hostile input (nbconvert, mistune, pygments, bleach over student text):
+    a fork of this already warm process costs a few milliseconds, not a fresh interpreter.
+    """
+    _warm_exporter()
+    read_end, write_end = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:  # no process to spare: the plain page
+        os.close(read_end)
+        os.close(write_end)
+        return None
+    if pid == 0:  # the child: render, write, leave without running the parent's exit handlers
+        status = 1
+        try:
+            os.close(read_end)
+            _limit_address_space(RENDER_MEMORY_MB)
+            body, _ = _page_exporter().from_notebook_node(nb)
+            with os.fdopen(write_end, "wb") as out:
+                out.write(body.encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    data, complete = _read_until(read_end, time.monotonic() + RENDER_SECONDS)
+    if not complete:
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    return data.decode() if complete and status == 0 else None
+
+
+def _read_until(fd: int, deadline: float) -> tuple[bytes, bool]:
+    """Everything written to ``fd`` until it closes (True), or what came before the deadline or the size cap (False)."""
+    chunks, size = [], 0
+    try:
+        while size <= MAX_PAGE_BYTES:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return b"", False
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return b"".join(chunks), True
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"", False
+    finally:
+        os.close(fd)
+
+
+def _limit_address_space(extra_mb: int) -> None:
+    import resource
+
+    with open("/proc/self/statm") as f:
+        current = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    limit = current + extra_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def plain_page(nb: nbformat.NotebookNode) -> str:
+    """The fallback page: the summary (total and lost points, as text) and why the notebook is not shown."""
+    summary = nb.cells[0].source if nb.cells else ""
+    note = FALLBACK_NOTE.format(seconds=RENDER_SECONDS, memory=RENDER_MEMORY_MB)
+    return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Feedback</title></head><body><main>"
+            f"<pre>{html.escape(summary)}</pre><p>{html.escape(note)}</p></main></body></html>\n")
 
 
 def score_of(grade) -> float | None:

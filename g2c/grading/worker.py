@@ -38,6 +38,7 @@ from g2c.grading.assignment import Assignment, load_folder
 from g2c.grading.feedback import HIDDEN
 from g2c.grading.notebook_build import WIDGET_TAG, preamble
 from g2c.grading.sandbox.box import Box, RunFacts, job_uids
+from g2c.grading.sandbox.intake import inert_notebook, inert_outputs
 from g2c.grading.sandbox.limits import CELL_TIMEOUT, MAX_FILE_BYTES, MEMORY_MB, TIMEOUT
 from g2c.grading.sandbox.runner import MAX_IMAGES, MAX_TEXT, TRUNCATED  # the runner caps first; the grader again
 from g2c.grading.sandbox.syscalls import open_no_follow
@@ -169,6 +170,7 @@ def _grade(job: Job) -> Outcome:
         nb = sanitized(job.notebook, job.source_cells)
     except ValueError as err:
         return Outcome(job.student, "unreadable notebook", detail=str(err)[:300])
+    nb = inert_notebook(nb)  # before nbgrader or any renderer sees it
     work = Path(tempfile.mkdtemp(prefix="g2c-grade-"))  # 0700, root's: no sandbox ever sees it
     try:
         return _grade_in(work, job, nb)
@@ -352,10 +354,10 @@ def executed_outputs(raw: bytes) -> dict:
             continue
         if not isinstance(item, dict) or not isinstance(item.get("cell"), int) or not isinstance(item.get("outputs"), list):
             continue
-        outputs = [_valid_output(o) for o in item["outputs"][:200]]
+        outputs = inert_outputs([_valid_output(o) for o in item["outputs"][:200]])  # what formgrader and feedback may show
         count = item.get("execution_count")
         found[item["cell"]] = {"execution_count": count if isinstance(count, int) else None,
-                               "outputs": _capped([o for o in outputs if o])}
+                               "outputs": _capped(outputs)}
     return found
 
 
