@@ -201,15 +201,12 @@ def widget_sweep_summary() -> str:
     return sweep_summary({lr: sgd_run(lr) for lr in LR_GRID}) + "."
 
 
-@functools.cache
 def race_runs() -> dict[str, dict[float, History]]:
-    """The optimizer race's static runs (``optimizer_race(static=True)``'s settings): optimizer -> lr -> History."""
-    from g2c.widgets.race import STATIC_LRS, default_optimizers
-    from g2c.widgets.runs import Runs
+    """The optimizer race's static runs (``optimizer_race(static=True)``'s settings: the same model, seed, data, 200
+    steps, weight decay 0): the comparison's sweeps at the race's rates, optimizer -> lr -> History."""
+    from g2c.widgets.race import STATIC_LRS
 
-    runner = Runs(None, None, None, steps=200)
-    return {name: {lr: runner.run(lr, weight_decay=0.0, optimizer=factory, key=name) for lr in STATIC_LRS}
-            for name, factory in default_optimizers().items()}
+    return {name: {lr: by_lr[lr] for lr in STATIC_LRS} for name, by_lr in optimizer_sweeps().items()}
 
 
 def race_summary() -> str:
@@ -270,8 +267,8 @@ def png_bytes(fig: Figure, alt: str | None = None) -> bytes:
     return buffer.getvalue()
 
 
-MATCHED_STEPS = 300
-COMPARED = {"SGD": SGD, "SGD momentum 0.9": functools.partial(SGD, momentum=0.9), "AdamW": AdamW}
+MATCHED_STEPS = 200  # the optimizer race's budget: its static runs are these sweeps' (race_runs)
+COMPARED = {"SGD": SGD, "SGD momentum 0.9": functools.partial(SGD, momentum=0.9), "AdamW": AdamW}  # the race's three
 
 
 def _mlp_run(factory: Callable[..., object], lr: float, steps: int, **train_kwargs) -> History:
@@ -415,14 +412,16 @@ def tensor_names(model: MLP) -> list[tuple[str, torch.Tensor]]:
     return named
 
 
-LAYER_RUNS = {"SGD lr 0.1": (SGD, 0.1), "AdamW lr 0.01": (AdamW, 0.01)}  # the tuned rates of the comparison
+LAYER_OPTIMIZERS = ("SGD", "AdamW")
 
 
 @functools.cache
 def layer_scale_runs() -> dict[str, StepRecorder]:
-    """Full-batch SGD and AdamW on the MLP, watched tensor by tensor: name -> the recorder."""
+    """Full-batch SGD and AdamW on the MLP at their tuned rates, watched tensor by tensor: name -> the recorder."""
     found = {}
-    for name, (factory, lr) in LAYER_RUNS.items():
+    for optimizer in LAYER_OPTIMIZERS:
+        factory, lr = COMPARED[optimizer], tuned_lr(optimizer_sweeps()[optimizer])
+        name = f"{optimizer} lr {lr:g}"
         model = mlp()
         recorder = StepRecorder(factory(model.parameters(), lr), tensor_names(model))
         train(model, regression(), recorder, steps=MATCHED_STEPS)
@@ -625,8 +624,8 @@ def spike_caption(runs: dict[str, tuple[History, list[float] | None]]) -> str:
         f"the clean run's {n['AdamW, clean data: end']:.4f}. Clipped at {EVERY_STEP_MAX_NORM:g}, on "
         f"{_fired(h[f'AdamW, spike, {every}'])}, AdamW still ends at "
         f"{n[f'AdamW, spike, {every}: end']:.4f}: dividing by $\\sqrt{{\\hat v}}$ undoes a rescaling of the gradient, "
-        f"exactly for a constant one and nearly for this slowly changing one, so under AdamW clipping does not shorten "
-        f"the steps; what it buys is that one spike moves $m$ and $v$ less.")
+        f"exactly (up to its $\\epsilon$) for a constant one and nearly for this slowly changing one, so under AdamW "
+        f"clipping does not shorten the steps; what it buys is that one spike moves $m$ and $v$ less.")
 
 
 def spike_alt(runs: dict[str, tuple[History, list[float] | None]]) -> str:
@@ -848,7 +847,7 @@ def curve_shapes_answer(runs: dict[str, History]) -> str:
             f"it would take the same short steps.")
 
 
-WARMUP_LRS, WARMUP_STEPS, WARMUP_EVAL = (0.3, 1.0), 20, 5
+WARMUP_LRS, WARMUP_STEPS, WARMUP_EVAL, WARMUP_RUN_STEPS = (0.3, 1.0), 20, 5, 300
 
 
 def warmup_schedule(warmup_steps: int, lr: float, steps: int) -> Callable[[int], float]:
@@ -862,8 +861,8 @@ def warmup_runs() -> dict[float, dict[int, History]]:
     found: dict[float, dict[int, History]] = {}
     for lr in WARMUP_LRS:
         for warmup in (0, WARMUP_STEPS):
-            found.setdefault(lr, {})[warmup] = _mlp_run(AdamW, lr, MATCHED_STEPS, eval_every=WARMUP_EVAL,
-                                                        schedule=warmup_schedule(warmup, lr, MATCHED_STEPS))
+            found.setdefault(lr, {})[warmup] = _mlp_run(AdamW, lr, WARMUP_RUN_STEPS, eval_every=WARMUP_EVAL,
+                                                        schedule=warmup_schedule(warmup, lr, WARMUP_RUN_STEPS))
     return found
 
 
@@ -902,7 +901,7 @@ def warmup_caption(runs: dict[float, dict[int, History]]) -> str:
         parts.append(f"at lr **{lr:g}**, " + "; ".join(words))
     tuned = tuned_lr(optimizer_sweeps()["AdamW"])
     return (f"AdamW on the MLP at two rates far above its tuned {tuned:g}, each without warmup and with a linear warmup over "
-            f"the first {WARMUP_STEPS} of {MATCHED_STEPS} steps (then the rate is held: no decay), from the same weights: "
+            f"the first {WARMUP_STEPS} of {WARMUP_RUN_STEPS} steps (then the rate is held: no decay), from the same weights: "
             + "; ".join(parts) + f". Training loss on the full split every {WARMUP_EVAL} steps; {batch_words(regression())}.")
 
 
