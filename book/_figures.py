@@ -899,8 +899,8 @@ def warmup_caption(runs: dict[float, dict[int, History]]) -> str:
     for lr, by_warmup in runs.items():
         words = [f"{'no warmup' if w == 0 else f'{w} warmup steps'}: {_run_words(h)}" for w, h in by_warmup.items()]
         parts.append(f"at lr **{lr:g}**, " + "; ".join(words))
-    tuned = tuned_lr(optimizer_sweeps()["AdamW"])
-    return (f"AdamW on the MLP at two rates far above its tuned {tuned:g}, each without warmup and with a linear warmup over "
+    return (f"AdamW on the MLP at two rates far above the ones its sweep in the optimizers chapter keeps, each without "
+            f"warmup and with a linear warmup over "
             f"the first {WARMUP_STEPS} of {WARMUP_RUN_STEPS} steps (then the rate is held: no decay), from the same weights: "
             + "; ".join(parts) + f". Training loss on the full split every {WARMUP_EVAL} steps; {batch_words(regression())}.")
 
