@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from g2c.data import Dataset, regression, tokens
 from g2c.nn import MLP, TinyLM, seeded
@@ -107,16 +108,23 @@ def reference_lines(ax: plt.Axes, data: Dataset, *, floor: bool = True, named: b
     return " and ".join(f"a {style} line at the {name} {value:.3g}" for name, value, _, style in lines)
 
 
+def leaves_at(steps: list[int], values: list[float], top: float, diverged_at: int | None = None) -> int | None:
+    """The step where a curve first goes above ``top`` or stops being finite (None if it stays inside)."""
+    return next((s for s, v in zip(steps, values) if not (math.isfinite(v) and v <= top)), diverged_at)
+
+
 def plot_curve(ax: plt.Axes, steps: list[int], values: list[float], top: float, diverged_at: int | None = None,
-               **style) -> int | None:
-    """One curve; where it leaves the top of the plot or turns NaN a cross sits on the top edge.
+               row: int = 0, **style) -> int | None:
+    """One curve; where it leaves the top of the plot or turns NaN a cross sits on the top edge (``row`` > 0: that
+    many rows under it, when several runs leave at the same step).
 
     Returns the step of that cross (None if the curve stays inside): the alt text says it too.
     """
     (line,) = ax.plot(steps, values, **style)
-    out = next((s for s, v in zip(steps, values) if not (math.isfinite(v) and v <= top)), diverged_at)
+    out = leaves_at(steps, values, top, diverged_at)
     if out is not None:
-        ax.plot([out], [top], "x", color=line.get_color(), ms=11, mew=2.5, clip_on=False, zorder=5)
+        y = top / 1.15**row if ax.get_yscale() == "log" else top * (1 - 0.05 * row)
+        ax.plot([out], [y], "x", color=line.get_color(), ms=11, mew=2.5, clip_on=False, zorder=5)
     return out
 
 
@@ -147,13 +155,20 @@ def _bottom(histories: list[History], data: Dataset | None = None) -> float:
 def lr_sweep_figure(runs: dict[float, History]) -> Figure:
     """The full-split training loss of each sweep run (the curve ``diagnose`` counts spikes on), labelled by ``diagnose``."""
     fig, ax = plt.subplots(figsize=(8, 4.6), layout="constrained")
+    ax.set_yscale("log")
     top, data = _top(list(runs.values())), regression()
+    crosses: dict[int, int] = {}  # step -> crosses already drawn there
     for i, (lr, history) in enumerate(runs.items()):
         steps, values = counted_curve(history)
-        plot_curve(ax, steps, values, top, history.diverged_at, color=RUN_COLORS[i % len(RUN_COLORS)],
-                   ls=RUN_STYLES[i % len(RUN_STYLES)], lw=2, label=f"lr={lr:g}: {label(history)}")
+        out = leaves_at(steps, values, top, history.diverged_at)
+        plot_curve(ax, steps, values, top, history.diverged_at, row=crosses.get(out, 0),
+                   color=RUN_COLORS[i % len(RUN_COLORS)], ls=RUN_STYLES[i % len(RUN_STYLES)], lw=2,
+                   label=f"lr={lr:g}: {label(history)}")
+        crosses[out] = crosses.get(out, 0) + 1
     reference_lines(ax, data, floor=False)
-    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # under two decades: 0.05, 0.1, 0.2 ... read faster
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_ylim(_bottom(list(runs.values())), top)
     ax.set_xlabel("step")
     ax.set_ylabel(f"training loss ({loss_unit(data)}, full split, log)")
@@ -168,7 +183,7 @@ def lr_sweep_alt(runs: dict[float, History]) -> str:
     parts = []
     for lr, h in runs.items():
         steps, values = counted_curve(h)
-        out = next((s for s, v in zip(steps, values) if not (math.isfinite(v) and v <= top)), h.diverged_at)
+        out = leaves_at(steps, values, top, h.diverged_at)
         parts.append(f"lr {lr:g} ({label(h)}): " + curve_alt("loss", steps, values, top, out, h.diverged_at))
     return (f"Log-scale training loss (MSE on the full training split, every 10 steps) against step for full-batch SGD "
             f"at {len(runs)} learning rates, with a dotted line at the predict-the-mean loss "
@@ -634,7 +649,7 @@ def spike_alt(runs: dict[str, tuple[History, list[float] | None]]) -> str:
     parts = []
     for name, (h, sqrt_v) in runs.items():
         steps, values = counted_curve(h)
-        out = next((s for s, v in zip(steps, values) if not (math.isfinite(v) and v <= top)), h.diverged_at)
+        out = leaves_at(steps, values, top, h.diverged_at)
         words = f"{name} ({label(h)}, clipped on {100 * h.clip_rate:.0f}% of steps): " + curve_alt(
             "loss", steps, values, top, out, h.diverged_at)
         if sqrt_v is not None:
