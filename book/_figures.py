@@ -28,7 +28,7 @@ from g2c.training import SGD, AdamW, History, clip_grad_norm_, cosine_with_warmu
 from g2c.widgets import STYLE, diagnose
 from g2c.widgets.diagnosis import ended
 from g2c.widgets.render import curve_words, min_font_px
-from g2c.widgets.runs import LR_GRID
+from g2c.widgets.runs import LR_GRID, loss_unit
 from g2c.widgets.sweep import best_smooth_lr
 
 SWEEP_LRS = tuple(lr for lr in LR_GRID if lr >= 1e-3)  # the widgets' grid; below 1e-3 plain SGD only stalls more
@@ -77,11 +77,6 @@ def counted_curve(history: History) -> tuple[list[int], list[float]]:
     """What every run figure plots: the full-split training loss at each evaluation, the very curve
     ``diagnose`` reads and counts spikes on. (Per-step batch losses showed spikes the count never saw.)"""
     return list(history.eval_steps), list(history.eval_train_loss)
-
-
-def loss_unit(data: Dataset) -> str:
-    """The loss's unit for axis labels: MSE for regression, nats of cross-entropy for tokens."""
-    return "MSE" if data.train_y.is_floating_point() else "cross-entropy, nats"
 
 
 def batch_words(data: Dataset) -> str:
@@ -798,11 +793,16 @@ def curve_shape_runs() -> dict[str, History]:
     return runs
 
 
+def shape_unit(name: str) -> str:
+    """The loss unit of a curve-shape run, from its name: TinyLM runs are on tokens (nats), the others on regression."""
+    return loss_unit(tokens() if name.startswith("TinyLM") else regression())
+
+
 def curve_shapes_figure(runs: dict[str, History]) -> Figure:
     """Train and validation loss of each run in its own panel, titled with its diagnosis; a shared key."""
     fig, grid = plt.subplots(3, 2, figsize=(8, 9.6), layout="constrained")
     axes = list(grid.flat)
-    for n, (ax, history) in enumerate(zip(axes, runs.values())):
+    for n, (ax, (name, history)) in enumerate(zip(axes, runs.items())):
         diverging = diagnose(history).label == "diverging"  # drawn as its label says, not by a rule of its own
         if diverging:
             plot_curve(ax, list(range(history.steps)), history.train_loss, 1e30, history.diverged_at,
@@ -816,7 +816,7 @@ def curve_shapes_figure(runs: dict[str, History]) -> Figure:
         ax.axhline(history.baseline_loss, color="0.4", ls=":", lw=1.5)
         ax.set_title(f"{'ABCDE'[n]}: {label(history)}", fontweight="bold")
         ax.set_xlabel("step")
-        ax.set_ylabel("loss" + (" (log)" if diverging else ""))
+        ax.set_ylabel(f"loss ({shape_unit(name)}{', log' if diverging else ''})")
     key = axes[len(runs)]
     key.axis("off")
     key.plot([], [], color="#0072B2", lw=2.2, label="train (full split)")

@@ -82,6 +82,7 @@ def draw(example: dict, history: History, max_norm: float, lr: float) -> bytes:
     note = f", NaN at step {history.diverged_at}" if history.diverged else ""
     run.set_title(f"lr {fmt(lr)}: clipped on {100 * history.clip_rate:.0f}% of steps{note}", fontsize=10)
     run.set_xlabel("step")
+    run.set_ylabel("global gradient norm (log)")
     legend_below(run, ncol=1)
     return to_png(fig)
 
