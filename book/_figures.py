@@ -363,6 +363,8 @@ def sgd_vs_adamw_caption(runs: dict[str, History]) -> str:
             f"at the median of its last three validation losses, and each optimizer keeps the rate that ends lowest "
             f"(circled; diverging runs are never kept). Right: the tuned runs: {ends}. Tuned AdamW ends {ratios}; the "
             f"noise floor (dashed) is {numbers['floor']:.4f} and the predict-the-mean loss (dotted) {numbers['mean']:.3f}. "
+            f"The spike counts are `diagnose`'s, made on the full-split training loss, whose spikes the validation "
+            f"curves share. "
             f"Every run is full-batch: {batch_words(data)}. AdamW runs with weight decay 0 here, so it is Adam: "
             f"decay is a regularizer, shown in the chapter on regularization.")
 

@@ -137,6 +137,12 @@ def test_the_sweep_plots_the_curve_whose_spikes_the_legend_counts():
     assert any(diagnose(h).spikes > 1 for h in runs.values()), "a sweep with spikes to count"
 
 
+def test_the_comparison_plots_validation_curves_with_the_spikes_the_legend_counts():
+    """Its right panel plots validation loss; the caption says those curves share the counted spikes: they must."""
+    for name, h in F.matched_runs().items():
+        assert count_spikes(np.asarray(h.val_loss), h.baseline_loss) == diagnose(h).spikes, name
+
+
 def test_a_run_that_leaves_the_plot_is_marked_where_it_leaves():
     runs = F.sweep_runs()
     fig = F.lr_sweep_figure(runs)
