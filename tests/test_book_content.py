@@ -24,7 +24,8 @@ SECTIONS = [
     "What you’ll build", "How to run the tests", "Exercises", "Pitfalls to expect", "CPU notes", "M-series notes", "Reading",
     "Deliverable checklist",
 ]
-FIGURES = {"fig-lr-sweep", "fig-sgd-vs-adamw", "fig-clipping", "fig-schedule", "fig-curve-shapes"}
+FIGURES = {"fig-lr-sweep", "fig-sgd-vs-adamw", "fig-clipping", "fig-schedule", "fig-curve-shapes", "fig-layer-scales",
+           "fig-clip-spike", "fig-warmup-runs", "fig-cosine-runs", "fig-weight-decay", "fig-early-stopping"}
 
 
 def book_html() -> dict[str, str]:

@@ -25,7 +25,7 @@ from test_book_browser import CHROMIUM, CHROMIUM_ARGS, HTML, PATIENCE_MS
 
 FLOOR = 0.8  # of the body text
 SCREEN_SCALE = 2  # a HiDPI screen; the CSS px measured are those of a normal one too
-FIGURE_PAGES = ("learning-rates", "optimizers", "clipping", "schedules", "reading-curves")
+FIGURE_PAGES = ("learning-rates", "optimizers", "clipping", "schedules", "reading-curves", "regularization")
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("G2C_TEST_BOOK") != "1", reason="needs the built book and chromium: run `make test-book`"
@@ -84,7 +84,8 @@ def test_no_figure_text_below_the_floor(browser, name: str) -> None:
         context.set_default_timeout(PATIENCE_MS)
         page = context.new_page()
         page.goto(path.as_uri(), wait_until="load")
-        page.locator("img.g2c-frame").first.wait_for(state="visible")
+        if widget_frames(path.read_text(encoding="utf-8")):  # a page with a widget: wait until it is drawn
+            page.locator("img.g2c-frame").first.wait_for(state="visible")
         found = page.evaluate(MEASURE)
     finally:
         context.close()
@@ -102,6 +103,7 @@ def test_no_figure_text_below_the_floor(browser, name: str) -> None:
     frames = widget_frames(path.read_text(encoding="utf-8"))
     for widget in found["widgets"]:
         scale = widget["drawn"] / widget["natural"]
+        assert widget["natural"] >= 1.9 * widget["drawn"], f"{name}: a widget frame is not a 2x PNG"
         smallest = min(min_font_px(png) for png in frames) * scale  # every frame is the same size as the one shown
         assert smallest >= floor, f"{name}: widget text {smallest:.1f} px tall, below {floor:.1f} px"
 

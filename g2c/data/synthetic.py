@@ -28,6 +28,9 @@ class Dataset:
     val_y: torch.Tensor
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     batch_size: int | None = None  # None: every step sees the whole training split
+    # The expected validation loss of the true function (regression: the noise variance; tokens: the chain's
+    # entropy): the floor no model can beat, however well it trains. None when unknown.
+    floor: float | None = None
 
     def batch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """One training batch, drawn with ``generator`` so a run is repeatable."""
@@ -82,7 +85,7 @@ def regression(n_train: int = 256, n_val: int = 256, *, noise: float = 0.1, seed
     x = torch.rand(n_train + n_val, 2, generator=g) * 2 - 1
     y = torch.sin(3 * x[:, :1]) * torch.cos(2 * x[:, 1:]) + x[:, :1] * x[:, 1:]
     y = y + noise * torch.randn(y.shape, generator=g)
-    return Dataset("regression", x[:n_train], y[:n_train], x[n_train:], y[n_train:], F.mse_loss, batch_size)
+    return Dataset("regression", x[:n_train], y[:n_train], x[n_train:], y[n_train:], F.mse_loss, batch_size, noise**2)
 
 
 def tokens(
@@ -116,6 +119,9 @@ def tokens(
     for i in range(context):
         index = index * vocab_size + x[:, i]
     y = torch.multinomial(probs[index], 1, generator=g).squeeze(1)
-    return Dataset("tokens", x[:n_train], y[:n_train], x[n_train:], y[n_train:], F.cross_entropy, batch_size)
+    # the chain's entropy at the validation contexts: the cross-entropy of predicting with the true probabilities
+    val_probs = probs[index[n_train:]]
+    floor = float(-(val_probs * val_probs.clamp_min(1e-30).log()).sum(1).mean())
+    return Dataset("tokens", x[:n_train], y[:n_train], x[n_train:], y[n_train:], F.cross_entropy, batch_size, floor)
 
 

@@ -79,9 +79,10 @@ def draw(example: dict, history: History, max_norm: float, lr: float) -> bytes:
     fired = [i for i, c in enumerate(history.clipped) if c]
     run.scatter(fired, [history.grad_norm[i] for i in fired], color="#d62728", s=8, zorder=3, label="clipped")
     run.axhline(max_norm, color="#1f77b4", ls="--", label=f"max_norm {fmt(max_norm)}")
-    note = f", NaN at step {history.diverged_at}" if history.diverged else ""
+    note = f", inf or NaN at step {history.diverged_at}" if history.diverged else ""
     run.set_title(f"lr {fmt(lr)}: clipped on {100 * history.clip_rate:.0f}% of steps{note}", fontsize=10)
     run.set_xlabel("step")
+    run.set_ylabel("global gradient norm (log)")
     legend_below(run, ncol=1)
     return to_png(fig)
 

@@ -12,7 +12,7 @@ from typing import Any
 import ipywidgets as widgets
 import traitlets
 
-from g2c.widgets.render import error_html
+from g2c.widgets.render import error_html, png_css_width
 
 SLIDER_LAYOUT = {"width": "560px"}
 SLIDER_STYLE = {"description_width": "initial"}
@@ -93,10 +93,13 @@ class Picture(widgets.HTML):
 
 
 def picture_html(png: bytes, alt: str) -> str:
-    """The ``<img>`` of a PNG as a data URI (no file to serve), scaled down to fit its cell."""
+    """The ``<img>`` of a PNG as a data URI (no file to serve), shown at its CSS width (a 2x frame at half its
+    pixels) and scaled down to fit its cell."""
     data = base64.b64encode(png).decode("ascii")
+    width = png_css_width(png)
+    size = f'width="{width}" ' if width else ""
     return (
-        '<img class="g2c-frame" style="max-width:100%;height:auto" '
+        f'<img class="g2c-frame" {size}style="max-width:100%;height:auto" '
         f'alt="{html.escape(alt, quote=True)}" src="data:image/png;base64,{data}">'
     )
 

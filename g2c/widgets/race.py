@@ -14,7 +14,7 @@ from g2c.widgets.diagnosis import diagnose
 from g2c.widgets.frames import Frame, Panel, guarded, static_panel
 from g2c.widgets.live import GridSlider, Values, grid_with, live, nearest
 from g2c.widgets.render import MIN_FONT_PT, curve_words, fmt, message_html, new_figure, png_with
-from g2c.widgets.runs import LR_GRID, ModelArg, OptimizerFactory, Runs, check_lr, finite_curve
+from g2c.widgets.runs import LR_GRID, ModelArg, OptimizerFactory, Runs, check_lr, finite_curve, loss_unit
 
 STATIC_LRS = tuple(x for x in LR_GRID if 1e-3 <= x <= 1.0)  # the book's slider: one lr for every optimizer
 WD_GRID = (0.0, 1e-3, 1e-2, 1e-1)
@@ -36,12 +36,12 @@ class RaceFigure:
     The axes are laid out once; ``png(results)`` adds one frame's curves and renders.
     """
 
-    def __init__(self, steps: int):
+    def __init__(self, steps: int, unit: str = "MSE"):
         self.fig, (self.left, self.right) = new_figure(9.0, 4.6, ncols=2, legend_below=0.17)
         for ax, title in ((self.left, "train loss"), (self.right, "validation loss")):
             ax.set_xlim(0, steps)  # fixed, so frames compare at a glance
             ax.set_xlabel("step")
-            ax.set_title(title)
+            ax.set_title(f"{title} ({unit})")
 
     def png(self, results: dict[str, tuple[float, float, History]]) -> bytes:
         return png_with(self.fig, lambda: self._add_curves(results))
@@ -118,7 +118,7 @@ def optimizer_race(
             raise ValueError(f"weight_decay[{name!r}] must be a non-negative number, got {wd!r}")
         wds[name] = float(wd)
     runner = Runs(model, data, None, steps=steps, seed=seed)
-    figure = RaceFigure(steps)
+    figure = RaceFigure(steps, loss_unit(runner.data))
 
     def frame(settings: dict[str, tuple[float, float]]) -> Frame:
         """The race at ``settings`` (name -> (lr, weight decay)); each run trains once (``Runs`` caches it)."""

@@ -22,6 +22,9 @@ PIXELS_PER_INCH = 80
 TEXT_SCALE = 0.7
 DPI = PIXELS_PER_INCH / TEXT_SCALE
 MIN_FONT_PT = 9  # no widget text smaller
+# Frames are drawn with 2 device pixels per CSS pixel and shown at half their pixel width (``png_css_width``):
+# sharp on HiDPI screens, and the same size and text size as before on any screen.
+PIXEL_RATIO = 2
 TRAIN_COLOR = "#0072B2"  # Okabe-Ito blue and orange: apart for colour-blind readers; solid vs dashed in greyscale
 VAL_COLOR = "#E69F00"
 
@@ -53,11 +56,19 @@ def min_font_px(fig: Figure, dpi: float) -> float:
     return min(sizes, default=0.0) * dpi / 72
 
 
-def to_png(fig: Figure, dpi: float = DPI) -> bytes:
-    """Render ``fig`` to PNG bytes (Agg); the PNG records its smallest font size (tEXt ``min-font-px``)."""
+def to_png(fig: Figure, dpi: float = DPI * PIXEL_RATIO) -> bytes:
+    """Render ``fig`` to PNG bytes (Agg), at ``PIXEL_RATIO`` device pixels per CSS pixel unless told otherwise;
+    the PNG records its smallest font size (tEXt ``min-font-px``)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, metadata={"min-font-px": f"{min_font_px(fig, dpi):.2f}"})
     return buffer.getvalue()
+
+
+def png_css_width(png: bytes) -> int | None:
+    """The width a frame is shown at, in CSS pixels: its pixel width (from the PNG header) over ``PIXEL_RATIO``."""
+    if len(png) < 24 or not png.startswith(b"\x89PNG\r\n\x1a\n"):
+        return None
+    return int.from_bytes(png[16:20], "big") // PIXEL_RATIO
 
 
 def png_with(fig: Figure, add: Callable[[], object]) -> bytes:

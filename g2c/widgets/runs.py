@@ -45,6 +45,11 @@ def dataset(data: Dataset | None) -> Dataset:
     return data
 
 
+def loss_unit(data: Dataset) -> str:
+    """The loss's unit for axis labels: MSE for float targets (regression), nats of cross-entropy for class ids."""
+    return "MSE" if data.train_y.is_floating_point() else "cross-entropy, nats"
+
+
 def check_steps(steps: int) -> int:
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")

@@ -11,7 +11,7 @@ from g2c.widgets.diagnosis import KINDS, STYLE, diagnose
 from g2c.widgets.frames import SLIDER_LAYOUT, Frame, Panel, guarded, static_panel
 from g2c.widgets.live import GridSlider, live, nearest
 from g2c.widgets.render import TRAIN_COLOR, VAL_COLOR, curve_words, fmt, legend_below, message_html, new_figure, png_with
-from g2c.widgets.runs import LR_GRID, ModelArg, OptimizerFactory, Runs, check_lr, check_lrs, finite_curve
+from g2c.widgets.runs import LR_GRID, ModelArg, OptimizerFactory, Runs, check_lr, check_lrs, finite_curve, loss_unit
 
 
 def best_smooth_lr(lrs: Sequence[float], runs: Sequence[History]) -> float | None:
@@ -31,7 +31,7 @@ class SweepFigure:
     Everything but the selected run is drawn once; ``png(i)`` adds run ``i`` and renders.
     """
 
-    def __init__(self, lrs: Sequence[float], runs: Sequence[History]):
+    def __init__(self, lrs: Sequence[float], runs: Sequence[History], unit: str = "MSE"):
         self.lrs, self.runs = lrs, runs
         self.fig, (self.curves, self.sweep) = new_figure(9.0, 4.4, ncols=2, legend_below=0.12)
         start = runs[0].eval_train_loss[0]
@@ -43,7 +43,7 @@ class SweepFigure:
         curves.set_ylim(0, self.top)
         curves.set_xlim(0, max(1, max(x.eval_steps[-1] for x in runs)))
         curves.set_xlabel("step")
-        curves.set_ylabel("loss")
+        curves.set_ylabel(f"loss ({unit})")
 
         labels = [diagnose(run).label for run in runs]
         for lr, run, label in zip(lrs, runs, labels):
@@ -56,7 +56,7 @@ class SweepFigure:
         sweep.set_xscale("log")
         sweep.set_ylim(0, 1.35 * start)
         sweep.set_xlabel("learning rate (log)")
-        sweep.set_ylabel("final validation loss")
+        sweep.set_ylabel(f"final validation loss ({unit})")
         sweep.set_title("diagnoses (diverged: at the top)", fontsize=10)
         legend_below(sweep, ncol=2)
 
@@ -73,7 +73,7 @@ class SweepFigure:
         curves.plot(steps, train_loss, color=TRAIN_COLOR, lw=2, label="train")
         curves.plot(steps, val_loss, color=VAL_COLOR, lw=2, ls="--", label="validation")
         if h.diverged:
-            curves.axvline(h.diverged_at, color=STYLE["diverging"]["color"], ls=":", label=f"NaN at step {h.diverged_at}")
+            curves.axvline(h.diverged_at, color=STYLE["diverging"]["color"], ls=":", label=f"inf or NaN at step {h.diverged_at}")
         curves.set_title(f"lr = {fmt(self.lrs[selected])}: {diagnose(h).tag}", fontsize=10)
         legend_below(curves, ncol=2)
         self.sweep.scatter([self.lrs[selected]], [self._mark_height(h)], s=160, facecolors="none", edgecolors="black", zorder=4)
@@ -113,9 +113,9 @@ def caption(lrs: Sequence[float], runs: Sequence[History], selected: int) -> str
     )
 
 
-def sweep_frames(lrs: Sequence[float], runs: Sequence[History]) -> Callable[[int], Frame]:
+def sweep_frames(lrs: Sequence[float], runs: Sequence[History], unit: str = "MSE") -> Callable[[int], Frame]:
     """Frame ``i``: run ``i`` bold over the sweep, its alt text and caption (the figure is laid out once)."""
-    figure = SweepFigure(lrs, runs)
+    figure = SweepFigure(lrs, runs, unit)
     return lambda i: Frame(figure.png(i), alt_text(lrs, runs, i), caption(lrs, runs, i))
 
 
@@ -143,7 +143,7 @@ def lr_sweep(
     lrs = check_lrs(lrs)
     check_lr(lr)
     runner = Runs(model, data, optimizer, steps=steps, seed=seed)
-    frame = sweep_frames(lrs, [runner.run(x) for x in lrs])
+    frame = sweep_frames(lrs, [runner.run(x) for x in lrs], loss_unit(runner.data))
     if static:
         return static_panel("learning rate", [fmt(x) for x in lrs], [frame(i) for i in range(len(lrs))], index=nearest(lrs, lr))
     slider = GridSlider("learning rate", lrs, lr, layout=SLIDER_LAYOUT)
