@@ -16,10 +16,17 @@ vanishes with the mount namespace, so root never opens, walks or removes a path 
 could have written. What the run produces leaves through a descriptor opened before any student
 code ran (``output``), and the init, which no student code can touch, writes ``report``.
 
-``init`` then forks the command as the job's unprivileged uid (no capabilities, no new
-privileges, resource limits) and reaps. When the command ends, PID 1 returns and the kernel
-kills whatever the student started. The network namespace has no interface up; IPC objects
-(System V shared memory, semaphores, message queues) die with the IPC namespace.
+``init`` then forks the command as the run's own unprivileged uid (``run_uid``: no other run of the
+batch has it), with no capabilities, no new privileges, resource limits and a seccomp filter
+(``syscalls.deny_syscalls``: kernel keyrings, which belong to a uid and to no namespace, ptrace, bpf,
+perf, io_uring, mounts and new namespaces are refused), and reaps. When the command ends, PID 1
+returns and the kernel kills whatever the student started. The network namespace has no interface
+up; IPC objects (System V shared memory, semaphores, message queues) die with the IPC namespace.
+
+Memory has two walls: RLIMIT_AS bounds each process, and the run's memory cgroup (``cgroup``) bounds
+all of them together; where the machine gives no cgroup, the init sums its processes' memory every
+MEMORY_SAMPLE_SECONDS and kills the run above the bound. What the sandbox saw (the command's exit,
+the peaks, the kills) is the run's :class:`RunFacts`: the grader's statuses come from it alone.
 """
 
 from __future__ import annotations

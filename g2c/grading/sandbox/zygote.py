@@ -9,9 +9,15 @@ enters new mount, PID, network, IPC and UTS namespaces and forks the sandbox's i
 
     zygote ─ fork ─ C1 (setsid; unshare; waits) ─ fork ─ init, PID 1 ─ fork ─ run (the student's uid)
 
+Before forking C1, the zygote makes the run's memory and pids cgroup (``cgroup.RunGroup``); C1 joins
+it before the init exists, and when the init is gone writes the run's facts (the init's, through a
+pipe, and the group's counts) into ``report``. The zygote removes the group once C1 and its PID
+namespace are gone.
+
 The requester holds the connection for the life of the run and gets ``{"exit": code}`` at its
 end; closing the connection kills the run (C1, and with it the PID namespace). The zygote has no
-socket on the file system and no folder: nothing of it outlives its worker.
+socket on the file system and no folder: nothing of it outlives its worker (a run's cgroup is
+removed when the worker closes its end, not if the zygote itself is killed with SIGKILL).
 """
 
 from __future__ import annotations
