@@ -34,7 +34,7 @@ from g2c.grading.worker import Job, _status, fresh_uid
 
 KEY_NAME = f"{TOKEN}-i22-key"
 HOGS, HOG_MB = 4, MEMORY // 3 + 1  # together a third over --memory; each far under its address-space limit
-H.STATUS.update({"i22-memory-together": {"memory"}})  # the hostile class's table of statuses holds for every student
+H.STATUS.update({"i22-box-memory-together": {"memory"}})  # the hostile class's table of statuses holds for every student
 JOB = Job("s", "", b"", b"", {}, {}, memory_mb=2048)
 FORGED = {"cells": {"schedule": {"error": "MemoryError", "message": "out of memory"}}, "done": True}
 
@@ -198,31 +198,31 @@ def batch_submissions(paths: BatchPaths) -> dict[str, object]:
     cell = cell_of(raises, "schedule")
     cell.source = "raise MemoryError('the schedule needs more memory than there is')\n\n" + cell.source
     return {
-        "i22-honest": S,
-        "i22-raises-memory-error": raises,
-        "i22-adds-keys": H.appended(W, "adamw", f"KEY_NAME = {KEY_NAME!r}\n" + H.hostile("keyring.py")),
-        "i22-memory-together": H.appended(W, "adamw",
+        "i22-box-honest": S,
+        "i22-box-raises-memory-error": raises,
+        "i22-box-adds-keys": H.appended(W, "adamw", f"KEY_NAME = {KEY_NAME!r}\n" + H.hostile("keyring.py")),
+        "i22-box-memory-together": H.appended(W, "adamw",
                                           f"HOGS, HOG_MB = {HOGS}, {HOG_MB}\n" + H.hostile("context.py", "memory_together.py")),
     }
 
 
 @pytest.mark.slow
 def test_the_honest_student_beside_the_attacks_keeps_full_marks(batch):
-    row = batch.rows["i22-honest"]
+    row = batch.rows["i22-box-honest"]
     assert row["status"] == "graded" and H.autograded(row) == H.POINTS
 
 
 @pytest.mark.slow
 def test_a_memory_error_an_answer_raises_costs_that_part_only(batch):
-    row = batch.rows["i22-raises-memory-error"]
-    assert row["status"] == "graded", H.result(batch.out, "i22-raises-memory-error").get("detail")
+    row = batch.rows["i22-box-raises-memory-error"]
+    assert row["status"] == "graded", H.result(batch.out, "i22-box-raises-memory-error").get("detail")
     lost = set(H.PART_CELLS["schedule"])
     assert H.autograded(row) == {cell: 0.0 if cell in lost else points for cell, points in H.POINTS.items()}
 
 
 @pytest.mark.slow
 def test_a_key_is_refused_in_the_run_and_none_outlives_the_batch(batch):
-    calls = [line.split() for line in H.printed(batch.out, "i22-adds-keys").splitlines() if line.startswith("KEYRING")]
+    calls = [line.split() for line in H.printed(batch.out, "i22-box-adds-keys").splitlines() if line.startswith("KEYRING")]
     assert len(calls) == 4 and all(call[-2:] == ["-1", "1"] for call in calls), calls  # each: -1, EPERM
     new_owners = batch.after["keys"] - batch.before["keys"]
     assert {uid for uid in new_owners if uid >= UID_BASE} == set(), "a sandbox uid owns kernel keys after the batch"
@@ -231,5 +231,5 @@ def test_a_key_is_refused_in_the_run_and_none_outlives_the_batch(batch):
 
 @pytest.mark.slow
 def test_processes_over_the_memory_limit_together_give_memory(batch):
-    assert batch.rows["i22-memory-together"]["status"] == "memory"
-    assert "together" in H.result(batch.out, "i22-memory-together")["detail"]
+    assert batch.rows["i22-box-memory-together"]["status"] == "memory"
+    assert "together" in H.result(batch.out, "i22-box-memory-together")["detail"]
