@@ -182,7 +182,8 @@ def lr_sweep_alt(runs: dict[float, History]) -> str:
         parts.append(f"lr {lr:g} ({label(h)}): " + curve_alt("loss", steps, values, top, out, h.diverged_at))
     return (f"Log-scale training loss (MSE on the full training split, every 10 steps) against step for full-batch SGD "
             f"at {len(runs)} learning rates, with a dotted line at the predict-the-mean loss "
-            f"{regression().mean_loss():.3g}; a cross on the top edge marks where a run leaves the plot or stops being finite (inf or NaN). "
+            f"{regression().mean_loss():.3g}; a cross on the top edge marks where a run leaves the plot or stops being "
+            "finite (inf or NaN). "
             + "; ".join(parts) + ".")
 
 

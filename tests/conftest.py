@@ -310,11 +310,18 @@ def ipcs() -> str:
     return subprocess.run(["ipcs"], capture_output=True, text=True).stdout
 
 
+def key_owners() -> set[int]:
+    """The uids that own kernel keys or keyrings (/proc/key-users lists every uid the kernel keeps keys for,
+    whoever reads it; /proc/keys shows root only keys it may view). A sandbox uid among them after grading is a
+    key a run left behind: keyrings belong to a uid, not to any namespace of the sandbox."""
+    return {int(line.split(":")[0]) for line in Path("/proc/key-users").read_text().splitlines() if line.strip()}
+
+
 def host_snapshot(paths: BatchPaths) -> dict:
     """What grading must leave as it found: the course copy, the working tree, the submissions, the
-    host's temp folders and its System V IPC."""
+    host's temp folders, its System V IPC and its kernel keys."""
     return {"course": files_under(paths.course), "tracked": tracked_files(ROOT), "wip": wip(), "head": head(),
-            "submitted": files_under(paths.submitted), "g2c": g2c_entries(), "ipcs": ipcs()}
+            "submitted": files_under(paths.submitted), "g2c": g2c_entries(), "ipcs": ipcs(), "keys": key_owners()}
 
 
 def contributors(session: pytest.Session) -> list:

@@ -20,6 +20,7 @@ outputs in the job's private gradebook (its kernel step replaced by the recorded
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -37,7 +38,7 @@ import nbformat
 from g2c.grading.assignment import Assignment, load_folder
 from g2c.grading.feedback import HIDDEN
 from g2c.grading.notebook_build import WIDGET_TAG, preamble
-from g2c.grading.sandbox.box import Box, RunFacts, job_uids
+from g2c.grading.sandbox.box import Box, RunFacts, run_uid
 from g2c.grading.sandbox.intake import inert_notebook, inert_outputs
 from g2c.grading.sandbox.limits import CELL_TIMEOUT, MAX_FILE_BYTES, MEMORY_MB, TIMEOUT
 from g2c.grading.sandbox.runner import MAX_IMAGES, MAX_TEXT, TRUNCATED  # the runner caps first; the grader again
@@ -48,6 +49,7 @@ STUDENT = "student"  # the id in each job's private course (nbgrader reads real 
 _one_at_a_time = threading.Lock()  # nbgrader uses process-wide state
 _zygote = None  # this worker's warm forker of sandboxed processes
 _kit: Path | None = None  # this worker's build of the student's g2c package
+_runs = itertools.count()  # sandboxed runs this process has asked for: each gets a uid of its own (fresh_uid)
 warnings.filterwarnings("ignore", message="Object of type <Submitted")  # nbgrader 0.9's own SQLAlchemy noise
 
 
@@ -226,6 +228,11 @@ def probed_sources(nb: nbformat.NotebookNode, probed: list[str]) -> dict[str, st
             if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade_id") in probed}
 
 
+def fresh_uid() -> int:
+    """A uid no other run of this batch has (``box.run_uid``): keyrings, process counts and files keyed by uid stay the run's."""
+    return run_uid(os.getpid(), next(_runs))
+
+
 def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode) -> Outcome:
     from g2c.grading import compare
 
@@ -238,7 +245,7 @@ def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode) -> Outcome:
              "cell_seconds": job.cell_timeout}  # an endless loop in one answer cell costs that answer only
     notebook = {"notebook": nbformat.writes(as_released(nb, job.source_cells)), "cell_timeout": job.cell_timeout}
     runs = {"probe": _Run(work, "probe", probe), "notebook": _Run(work, "notebook", notebook)}
-    kernel_uid, probe_uid = job_uids(os.getpid())
+    kernel_uid, probe_uid = fresh_uid(), fresh_uid()
     threads = [threading.Thread(target=runs["probe"].start, args=(job, probe_uid)),
                threading.Thread(target=runs["notebook"].start, args=(job, kernel_uid))]
     for thread in threads:
@@ -312,21 +319,18 @@ def _run_unsandboxed(kind: str, payload: Path, output: Path, timeout: float) -> 
 
 
 def _status(probe: _Run, record: dict, job: Job) -> tuple[str, str]:
-    """The submission's status from the probe's run: its answers decide the points.
+    """The submission's status from what the sandbox measured of the probe's run (its answers decide the points).
 
-    A MemoryError the answer cells caught themselves still says "memory", so that a rerun with
-    another ``--memory`` regrades it.
+    ``timeout``: the worker's clock; ``memory``: the run's cgroup (or init) counted the memory bound reached
+    (``RunFacts.memory_hit``), so a rerun with another ``--memory`` regrades it; ``crashed``: its exit. Never
+    from the record: a MemoryError an answer raises itself is that answer's error, and costs that part only.
     """
     if not probe.finished:  # whatever the record claims
         return "timeout", f"the answer cells were still running after {job.timeout:g} s: stopped"
-    memory = f"the answer cells hit the {job.memory_mb} MB memory limit (--memory)"
-    if any(error.get("error") == "MemoryError" for error in record.get("cells", {}).values()):
-        return "memory", memory
+    if job.isolate and (reason := probe.facts.memory_hit(job.memory_mb)):
+        return "memory", f"the answer cells hit the memory limit (--memory): {reason}"
     if probe.exit != 0:
-        peak = probe.facts.max_rss_mb
-        if job.memory_mb and peak >= min(0.9 * job.memory_mb, job.memory_mb - 1536):
-            return "memory", memory
-        return "crashed", f"the process running the answer cells ended early (exit code {probe.exit})"
+        return "crashed", f"the process running the answer cells ended early (exit code {probe.facts.exit_code or probe.exit})"
     if not record.get("done"):
         return "graded", "the answer cells' record was cut short (too large, or closed by the answer cells)"
     return "graded", ""

@@ -9,13 +9,20 @@ enters new mount, PID, network, IPC and UTS namespaces and forks the sandbox's i
 
     zygote ─ fork ─ C1 (setsid; unshare; waits) ─ fork ─ init, PID 1 ─ fork ─ run (the student's uid)
 
+Before forking C1, the zygote makes the run's memory and pids cgroup (``cgroup.RunGroup``); C1 joins
+it before the init exists, and when the init is gone writes the run's facts (the init's, through a
+pipe, and the group's counts) into ``report``. The zygote removes the group once C1 and its PID
+namespace are gone.
+
 The requester holds the connection for the life of the run and gets ``{"exit": code}`` at its
 end; closing the connection kills the run (C1, and with it the PID namespace). The zygote has no
-socket on the file system and no folder: nothing of it outlives its worker.
+socket on the file system and no folder: nothing of it outlives its worker (a run's cgroup is
+removed when the worker closes its end, not if the zygote itself is killed with SIGKILL).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -24,9 +31,12 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from g2c.grading.sandbox.box import KEPT_ENVIRONMENT, Box, init
+from g2c.grading.sandbox.box import KEPT_ENVIRONMENT, Box, RunFacts, init
+from g2c.grading.sandbox.cgroup import RunGroup, usage
+from g2c.grading.sandbox.limits import MAX_PROCESSES
 from g2c.grading.sandbox.syscalls import (
     MS_PRIVATE,
     MS_REC,
@@ -43,6 +53,9 @@ from g2c.grading.sandbox.syscalls import (
 WARM = ["torch", "numpy", "matplotlib.pyplot", "matplotlib_inline.backend_inline", "IPython", "ipykernel.kernelapp",
         "ipykernel.ipkernel", "ipytest", "pytest", "ipywidgets", "nbformat", "nbclient", "jupyter_client",
         "torch._dynamo", "ipykernel.debugger", "g2c.grading.sandbox.probe", "g2c.grading.sandbox.runner"]
+
+
+RUN_ROOT_TASKS = 8  # tasks of a run's group beside the student's uid's MAX_PROCESSES: C1 and the init
 
 
 class Zygote:
@@ -107,8 +120,8 @@ def _create(path: str) -> int:
     return open_no_follow(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC)
 
 
-def _spawn(request: dict) -> int:
-    """Fork C1, which walls itself off and runs the request; C1's pid."""
+def _spawn(request: dict, group: RunGroup | None) -> int:
+    """Fork C1, which walls itself off and runs the request in ``group`` (None: the init bounds the run's memory); C1's pid."""
     pid = os.fork()
     if pid:
         return pid
@@ -125,21 +138,33 @@ def _spawn(request: dict) -> int:
         os.setsid()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the zygote gone, C1 goes
+        if group:
+            group.join()  # before the init exists: every process of the run is in the group from its start
+            counters = group.counters()  # the init's pivot_root moves C1's root too: /sys is gone from it then
         unshare(SANDBOX_NAMESPACES)
         mount("none", "/", None, MS_REC | MS_PRIVATE)
+        from_init, to_c1 = os.pipe()
         child = os.fork()
         if child == 0:  # PID 1 of the new namespace
             code = 1
             try:
                 prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # C1 gone, the whole namespace goes
-                code = init(Box.from_json(request["box"]), functools.partial(run_kind, request["kind"], payload), output, report)
+                os.close(from_init)
+                code = init(Box.from_json(request["box"]), functools.partial(run_kind, request["kind"], payload), output, to_c1,
+                            watch_total=group is None)
             finally:
                 os._exit(code)
         os.close(output)
-        os.close(report)
+        os.close(to_c1)
         del payload
-        _, status = os.waitpid(child, 0)
+        _, status = os.waitpid(child, 0)  # the PID namespace is empty once its init is reaped
         code = os.waitstatus_to_exitcode(status) & 0xFF
+        facts = RunFacts.parse(os.read(from_init, 65536))
+        if group:
+            counted = usage(counters)
+            facts = dataclasses.replace(facts, memory_wall="cgroup", memory_peak_mb=counted.peak_mb,
+                                        memory_failcnt=counted.failcnt, memory_kills=counted.oom_kills)
+        os.write(report, facts.to_json())
     finally:
         os._exit(code)
 
@@ -155,6 +180,8 @@ def serve(control_fd: int) -> None:
     runs: dict[socket.socket, int] = {}  # connection -> C1 pid
     stopped: set[int] = set()  # C1s killed after their requester left, to reap
     pending: dict[socket.socket, bytes] = {}
+    groups: dict[int, RunGroup] = {}  # C1 pid -> its run's cgroup
+    ended: list[RunGroup] = []  # groups of reaped C1s, removed once their PID namespace is empty
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     while True:
@@ -162,8 +189,10 @@ def serve(control_fd: int) -> None:
             if key.data == "control":
                 _, fds, _, _ = socket.recv_fds(control, 1, 1)
                 if not fds:  # the worker is gone: so is everything
-                    for pid in runs.values():
+                    for pid in [*runs.values(), *stopped]:
                         os.kill(pid, signal.SIGKILL)
+                        os.waitpid(pid, 0)
+                    _remove_groups([*ended, *groups.values()], patience=10.0)
                     return
                 conn = socket.socket(fileno=fds[0])
                 pending[conn] = b""
@@ -174,7 +203,11 @@ def serve(control_fd: int) -> None:
                 if conn in pending and chunk:
                     pending[conn] += chunk
                     if pending[conn].endswith(b"\n"):
-                        runs[conn] = _spawn(json.loads(pending.pop(conn)))
+                        request = json.loads(pending.pop(conn))
+                        group = RunGroup.create(request["box"].get("memory_mb"), MAX_PROCESSES + RUN_ROOT_TASKS)
+                        runs[conn] = _spawn(request, group)
+                        if group:
+                            groups[runs[conn]] = group
                 elif not chunk:  # the requester left: stop its run
                     selector.unregister(conn)
                     pending.pop(conn, None)
@@ -187,6 +220,8 @@ def serve(control_fd: int) -> None:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
                 del runs[conn]
+                if pid in groups:
+                    ended.append(groups.pop(pid))
                 try:
                     conn.sendall(json.dumps({"exit": os.waitstatus_to_exitcode(status)}).encode() + b"\n")
                 except OSError:
@@ -194,6 +229,19 @@ def serve(control_fd: int) -> None:
         for pid in list(stopped):
             if os.waitpid(pid, os.WNOHANG)[0]:
                 stopped.discard(pid)
+                if pid in groups:
+                    ended.append(groups.pop(pid))
+        ended[:] = _remove_groups(ended)
+
+
+def _remove_groups(groups: list[RunGroup], patience: float = 0.0) -> list[RunGroup]:
+    """Remove ``groups``, retrying for ``patience`` s while a PID namespace is being torn down; those left."""
+    deadline = time.monotonic() + patience
+    while True:
+        groups = [group for group in groups if not group.remove()]
+        if not groups or time.monotonic() >= deadline:
+            return groups
+        time.sleep(0.05)
 
 
 if __name__ == "__main__":
