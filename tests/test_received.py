@@ -142,7 +142,7 @@ def test_an_honest_submission_is_on_time_and_not_flagged(course):
 
 def test_a_submission_placed_by_hand_is_timed_when_first_seen_and_its_claim_compared(course):
     lay, by_hand = course["lay"], course["rows"][BY_HAND]
-    placed = received.changed_at(lay.folder("submitted", BY_HAND, ASSIGNMENT))
+    placed = received.changed_at(lay.submitted / BY_HAND, ASSIGNMENT)
     assert by_hand["timestamp_source"] == "submitted" and datetime.fromisoformat(by_hand["timestamp"]) == placed
     assert by_hand["timestamp_claimed"].startswith("2025-06-01 12:00:00")
     assert "before the server's time" in by_hand["timestamp_flag"]
@@ -174,7 +174,8 @@ def test_a_regrade_keeps_the_time_even_when_the_copies_change_later(course):
 
 
 def test_links_planted_in_submitted_are_not_followed_for_the_time(tmp_path):
-    """timestamp.txt and the notebook as links to files only root may read: neither is followed."""
+    """timestamp.txt and the notebook as links to files only root may read, a student's folder as a
+    link to another folder: none is followed."""
     course = course_copy(tmp_path / "course")
     lay = layout(course, submitted=tmp_path / "submitted", out=tmp_path / "out")
     secret = tmp_path / "root-only.txt"
@@ -193,3 +194,11 @@ def test_links_planted_in_submitted_are_not_followed_for_the_time(tmp_path):
     seen = record.time.replace(tzinfo=UTC).timestamp()
     assert record.how == "submitted" and seen == pytest.approx(link_changed, abs=1e-5)
     assert os.stat(secret).st_ctime > seen + 0.01
+    other = lay.folder("submitted", "honest", ASSIGNMENT)  # an older folder, with a claim of its own
+    other.mkdir(parents=True)
+    (other / "timestamp.txt").write_text("2000-01-01 00:00:00 UTC")
+    time.sleep(0.05)
+    (lay.submitted / "mallory").symlink_to(lay.submitted / "honest")
+    record, claim = arrival(lay, "mallory", "")
+    assert claim == received.Claim("", "")
+    assert record.time.replace(tzinfo=UTC).timestamp() >= os.lstat(lay.submitted / "mallory").st_ctime

@@ -423,9 +423,10 @@ COMPANIONS = ("timestamp.txt", "submission_secret.txt")  # what nbgrader's colle
 
 def companion(lay: Layout, student: str, name: str) -> bytes | None:
     """A small file nbgrader's collect wrote beside the notebook, read as the notebook is: never
-    through a link, a regular file, at most MAX_COMPANION_BYTES (None: not there or not that)."""
+    through a link (the student's folder included), a regular file, at most MAX_COMPANION_BYTES
+    (None: not there or not that)."""
     try:
-        data = read_without_links(lay.folder("submitted", student, lay.assignment), name, limit=MAX_COMPANION_BYTES)
+        data = read_without_links(lay.submitted / student, lay.assignment, name, limit=MAX_COMPANION_BYTES)
     except OSError:
         return None
     return data if len(data) <= MAX_COMPANION_BYTES else None
@@ -446,7 +447,7 @@ def arrival(lay: Layout, student: str, digest: str) -> tuple[received.Received, 
     """When the student's graded notebook bytes reached the course (g2c.grading.received: collect's
     record of the inbound entry, else the first time g2c saw them in ``submitted/``), and what their
     ``timestamp.txt`` claims against it: only a claim, it never moves the time."""
-    record = received.known(lay.received, student, lay.folder("submitted", student, lay.assignment), digest)
+    record = received.known(lay.received, student, (lay.submitted / student, lay.assignment), digest)
     return record, received.claim(companion(lay, student, "timestamp.txt"), record.time)
 
 

@@ -44,14 +44,23 @@ class Received:
         return datetime.fromisoformat(self.at)
 
 
-def changed_at(folder: Path) -> datetime | None:
-    """The latest st_ctime (UTC, naive) of ``folder`` and everything under it, read with lstat and
-    O_NOFOLLOW from descriptors: never through a link (a link's own change time counts, not its
-    target's). None when ``folder`` is missing or not a real folder."""
+def changed_at(folder: Path, *names: str) -> datetime | None:
+    """The latest st_ctime (UTC, naive) of ``folder/names...`` and everything under it, read with
+    lstat and O_NOFOLLOW from descriptors, component by component from ``folder``: never through a
+    link (a link's own change time counts, not its target's). None when it is missing or not a
+    real folder."""
     try:
         top = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError:
         return None
+    for name in names:
+        try:
+            inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top)
+        except OSError:
+            return None
+        finally:
+            os.close(top)
+        top = inner
     latest, budget, stack = 0.0, MAX_ENTRIES, [top]
     try:
         while stack:
@@ -101,14 +110,15 @@ def from_exchange(entry: Path, digest: str) -> Received:
     return Received(_stamp(moment), "exchange", digest, entry.name)
 
 
-def first_seen(copy: Path, digest: str) -> Received:
-    """The record of a submission found in ``submitted/`` with no record for its bytes: when its
-    files were put there (now, when even that cannot be read: a link where the folder should be)."""
-    moment = changed_at(copy) or datetime.now(UTC).replace(tzinfo=None)
+def first_seen(copy: tuple[Path, str], digest: str) -> Received:
+    """The record of a submission found in ``submitted/`` (``copy``: ``(submitted/<student>,
+    assignment)``, see :func:`changed_at`) with no record for its bytes: when its files were put
+    there (now, when even that cannot be read: a link where a folder should be)."""
+    moment = changed_at(*copy) or datetime.now(UTC).replace(tzinfo=None)
     return Received(_stamp(moment), "submitted", digest)
 
 
-def known(folder: Path, student: str, copy: Path, digest: str) -> Received:
+def known(folder: Path, student: str, copy: tuple[Path, str], digest: str) -> Received:
     """The student's record for these notebook bytes, made (and kept) the first time they are seen."""
     record = load(folder, student)
     if record is None or record.digest != digest:
