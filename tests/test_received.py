@@ -62,14 +62,14 @@ def submit(exchange: Path, home: Path, student: str) -> Path:
 def full_marks(lay, student: str) -> Outcome:
     """What a correct notebook's grading gives (the grading itself is tested elsewhere)."""
     points = {cell: points for cell, points in grade_cells(lay).items() if cell not in SPEC.manual}
-    digest = hashlib.sha256(read_submission(lay, student) or b"").hexdigest()
-    return Outcome(student, "graded", digest=digest, score=sum(points.values()), cells=points, seed=1)
+    data = read_submission(lay, student) or b""
+    return Outcome(student, "graded", digest=hashlib.sha256(data).hexdigest(), score=sum(points.values()), cells=points,
+                   notebook=data.decode(), feedback="<p>a feedback page</p>", seed=1)
 
 
 def grade_in_process(course: Path, due: str | None = None) -> None:
     """Each student's outcome through the one writer, then `g2c autograde` (nothing left to grade)."""
     lay = layout(course)
-    register_assignment(course, lay)
     students = sorted(p.name for p in lay.submitted.iterdir() if not p.name.startswith("."))
     for student in students:
         record(lay, full_marks(lay, student))
@@ -88,6 +88,7 @@ def course(tmp_path_factory):
     lay = layout(course)
     from nbgrader.apps import NbGraderAPI
 
+    register_assignment(course, lay)  # the gradebook, made as g2c makes it (faster than nbgrader's first open)
     api = NbGraderAPI(config=lay.config)
     assert api.release_assignment(ASSIGNMENT)["success"]
     submit(exchange, tmp / HONEST, HONEST)
@@ -116,19 +117,27 @@ def course(tmp_path_factory):
 
 def test_a_forged_timestamp_does_not_make_a_late_submission_on_time(course):
     late, lay = course["rows"][LATE], course["lay"]
-    assert (lay.folder("submitted", LATE, ASSIGNMENT) / "timestamp.txt").read_text() == FORGED  # collect copied the forgery
+    ledger = received.load(lay.received, LATE)
+    assert ledger.how == "exchange" and ledger.entry == course["entry"].name and ledger.claimed == FORGED
+    assert (lay.folder("submitted", LATE, ASSIGNMENT) / "timestamp.txt").read_text() == ledger.timestamp_txt  # collect's
     assert late["timestamp_source"] == "exchange"
     assert datetime.fromisoformat(late["timestamp"]) > course["due"]  # the server's time, not the claim
     assert float(late["late_penalty"]) > 0 and float(late["score"]) == 0  # "zero": the whole score
     assert late["timestamp_claimed"].startswith("2026-01-01 00:00:00")
     assert "before the server's time" in late["timestamp_flag"]
-    ledger = received.load(lay.received, LATE)
-    assert ledger.how == "exchange" and ledger.entry == course["entry"].name
     assert datetime.fromisoformat(late["timestamp"]) == ledger.time
     from nbgrader.api import Gradebook
 
     with Gradebook(lay.db_url) as gb:  # what nbgrader's export and LateSubmissionPlugin read
         assert gb.find_submission(ASSIGNMENT, LATE).timestamp == ledger.time
+
+
+def test_formgrader_sees_collected_submissions_autograded(course):
+    """formgrader compares the gradebook's time with the copy's timestamp.txt: collect wrote the server's there."""
+    from nbgrader.apps import NbGraderAPI
+
+    listed = {s["student"]: s["autograded"] for s in NbGraderAPI(config=course["lay"].config).get_submissions(ASSIGNMENT)}
+    assert listed[HONEST] and listed[LATE]
 
 
 def test_an_honest_submission_is_on_time_and_not_flagged(course):

@@ -446,9 +446,11 @@ def place_companions(lay: Layout, student: str) -> None:
 def arrival(lay: Layout, student: str, digest: str) -> tuple[received.Received, received.Claim]:
     """When the student's graded notebook bytes reached the course (g2c.grading.received: collect's
     record of the inbound entry, else the first time g2c saw them in ``submitted/``), and what their
-    ``timestamp.txt`` claims against it: only a claim, it never moves the time."""
+    ``timestamp.txt`` (the entry's, kept by collect; else the copy's) claims against it: only a
+    claim, it never moves the time."""
     record = received.known(lay.received, student, (lay.submitted / student, lay.assignment), digest)
-    return record, received.claim(companion(lay, student, "timestamp.txt"), record.time)
+    said = record.claimed.encode() if record.how == "exchange" else companion(lay, student, "timestamp.txt")
+    return record, received.claim(said, record.time)
 
 
 def stamp_submissions(lay: Layout, digests: dict[str, str]) -> dict[str, tuple[received.Received, received.Claim]]:

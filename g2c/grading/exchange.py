@@ -1,9 +1,10 @@
 """nbgrader's collect, recording when each submission reached the course (``g2c.grading.received``).
 
 ``nbgrader_config.py`` names it as ``c.ExchangeFactory.collect``, so ``nbgrader collect`` and
-formgrader's Collect button both use it. It copies as nbgrader's own does, and then records the
-inbound entry's change time for the notebook bytes it copied: the time ``g2c autograde`` puts in
-the gradebook, instead of the ``timestamp.txt`` the student wrote.
+formgrader's Collect button both use it. It copies as nbgrader's own does, then records the
+inbound entry's change time for the notebook bytes it copied (the time ``g2c autograde`` puts in
+the gradebook) with the ``timestamp.txt`` the student wrote (a claim), and writes the server's
+time in the copy's ``timestamp.txt``, for nbgrader's own readers of it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from nbgrader.exchange.default.collect import ExchangeCollect
 
 from g2c.grading import received
 from g2c.grading.assignment import chosen, load
-from g2c.grading.course import course_grades
+from g2c.grading.course import atomic_write, course_grades
 
 
 class Collect(ExchangeCollect):
@@ -38,8 +39,9 @@ class Collect(ExchangeCollect):
         student = self._path_to_record(src)["username"]
         ledger = self._ledger()
         if ledger is not None:
-            record = received.from_exchange(entry, self._digest(Path(dest)))
+            record = received.from_exchange(entry, self._digest(Path(dest)), self._claimed(Path(dest)))
             received.save(ledger, student, record)
+            atomic_write(Path(dest) / "timestamp.txt", record.timestamp_txt.encode())  # the claim is in the record
             self.log.info("%s received at %s UTC (the inbound entry's change time)", student, record.at)
 
     def _ledger(self) -> Path | None:
@@ -62,3 +64,13 @@ class Collect(ExchangeCollect):
         except OSError:
             data = b""
         return hashlib.sha256(data).hexdigest()
+
+    def _claimed(self, copy: Path) -> str:
+        """The timestamp.txt the student's entry held (copied with it), read as the grader reads it."""
+        from g2c.grading.autograde import MAX_COMPANION_BYTES, read_without_links
+
+        try:
+            data = read_without_links(copy, "timestamp.txt", limit=MAX_COMPANION_BYTES)
+        except OSError:
+            return ""
+        return data[:MAX_COMPANION_BYTES].decode("utf-8", "replace")

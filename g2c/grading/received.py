@@ -15,6 +15,9 @@ submission arrived is the latest change time of its folder and everything under 
 A record (``<received>/<student>.json``, beside the batch's grades, never in a folder a student can
 write) names the notebook bytes it vouches for; a regrade of the same bytes keeps its time. The
 ``timestamp.txt`` that came with the submission is only a claim, compared with it (:func:`claim`).
+Collect keeps the entry's in the record and writes the server's time in the copy's timestamp.txt:
+nbgrader's own readers of that file (formgrader's "autograded?", stock ``nbgrader autograde``,
+``collect --update``) then agree with the gradebook.
 """
 
 from __future__ import annotations
@@ -38,10 +41,16 @@ class Received:
     how: str  # "exchange" (the inbound entry's change time, read by collect) or "submitted" (the copy's, first seen by g2c)
     digest: str  # sha256 of the notebook bytes this time is about
     entry: str = ""  # the inbound entry collected ("exchange" only)
+    claimed: str = ""  # the entry's timestamp.txt, as the student wrote it ("exchange" only: collect replaces the copy's)
 
     @property
     def time(self) -> datetime:
         return datetime.fromisoformat(self.at)
+
+    @property
+    def timestamp_txt(self) -> str:
+        """This time as nbgrader's exchange writes timestamp.txt (its default ``timestamp_format``, in UTC)."""
+        return f"{self.at} UTC"
 
 
 def changed_at(folder: Path, *names: str) -> datetime | None:
@@ -94,7 +103,8 @@ def load(folder: Path, student: str) -> Received | None:
     """The record of ``student`` in the ledger ``folder`` (None: none, or unreadable)."""
     try:
         data = json.loads((folder / f"{student}.json").read_text())
-        return Received(**{k: str(data[k]) for k in ("at", "how", "digest")}, entry=str(data.get("entry", "")))
+        return Received(**{k: str(data[k]) for k in ("at", "how", "digest")},
+                        **{k: str(data.get(k, "")) for k in ("entry", "claimed")})
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -103,11 +113,11 @@ def save(folder: Path, student: str, record: Received) -> None:
     atomic_write(folder / f"{student}.json", json.dumps(asdict(record), indent=1).encode())
 
 
-def from_exchange(entry: Path, digest: str) -> Received:
+def from_exchange(entry: Path, digest: str, claimed: str) -> Received:
     """The record of an inbound entry just copied: read *after* the copy, so that a change made
     before the copy ended shows in it (a change after it is not in the copy)."""
     moment = changed_at(entry) or datetime.now(UTC).replace(tzinfo=None)
-    return Received(_stamp(moment), "exchange", digest, entry.name)
+    return Received(_stamp(moment), "exchange", digest, entry.name, claimed)
 
 
 def first_seen(copy: tuple[Path, str], digest: str) -> Received:
