@@ -3,8 +3,8 @@
 Read from what a batch already wrote (grades.csv for the numbers, ``results/`` for statuses,
 reasons and times), never from student code: score histogram, points per part, how many
 students fell into each pitfall (the pitfall catalogue's messages, as the feedback names them),
-statuses, late submissions (and timestamps flagged) and the slowest submissions. Pictures are PNGs inlined as data URIs
-and there is no script, so the page reads the same from a USB stick.
+statuses, late submissions (and flagged timestamps) and the slowest submissions. Pictures are
+PNGs inlined as data URIs and there is no script, so the page reads the same from a USB stick.
 """
 
 from __future__ import annotations
