@@ -12,6 +12,7 @@ point: each gets a full-marks outcome through the one writer (``record``), then 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,8 @@ from g2c.grading.course import grade_cells, layout
 from g2c.grading.worker import Outcome
 
 HONEST, LATE, BY_HAND = "honest", "late", "<img src=x onerror=alert(1)>"
+STOCK = "stock"  # on time, collected by nbgrader's own collect (after the due date): no record
+STOCK_LATE = "stock-late"  # on time, then again late with other bytes; nbgrader's own collect takes the late one
 FORGED = "2026-01-01 00:00:00.000000 UTC"  # what the late student writes in timestamp.txt
 LONG_AGO = "2025-06-01 12:00:00.000000 UTC"  # the hand-placed submission's timestamp.txt
 
@@ -43,20 +46,42 @@ def student_config(exchange: Path, home: Path, student: str):
 
 
 def submit(exchange: Path, home: Path, student: str) -> Path:
-    """nbgrader's submit of the released kit (as fetched) by ``student``; returns their inbound entry."""
+    """nbgrader's submit of the released kit (as fetched; a second time, changed) by ``student``;
+    returns the new inbound entry."""
     import shutil
 
     from nbgrader.auth import Authenticator
     from nbgrader.coursedir import CourseDirectory
     from nbgrader.exchange import ExchangeFactory
 
-    shutil.copytree(RELEASED.parent, home / ASSIGNMENT)
+    inbound = exchange / "g2c" / "inbound"
+    before = set(inbound.glob(f"{student}+{ASSIGNMENT}+*"))
+    if before:  # a second submission, of other bytes
+        notebook = home / ASSIGNMENT / SPEC.notebook
+        changed = json.loads(notebook.read_text())
+        changed["metadata"]["resubmitted"] = True
+        notebook.write_text(json.dumps(changed))
+    else:
+        shutil.copytree(RELEASED.parent, home / ASSIGNMENT)
     config = student_config(exchange, home, student)
     coursedir = CourseDirectory(config=config)
     coursedir.assignment_id = ASSIGNMENT
     ExchangeFactory(config=config).Submit(coursedir=coursedir, authenticator=Authenticator(config=config), config=config).start()
-    (entry,) = (exchange / "g2c" / "inbound").glob(f"{student}+{ASSIGNMENT}+*")
+    (entry,) = set(inbound.glob(f"{student}+{ASSIGNMENT}+*")) - before
     return entry
+
+
+def stock_collect(lay, student: str) -> None:
+    """nbgrader's own collect of one student (as before g2c's was configured)."""
+    from nbgrader.auth import Authenticator
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.exchange.default.collect import ExchangeCollect
+
+    config = lay.config.copy()
+    config.CourseDirectory.student_id = student
+    coursedir = CourseDirectory(config=config)
+    coursedir.assignment_id = ASSIGNMENT
+    ExchangeCollect(coursedir=coursedir, authenticator=Authenticator(config=config), config=config).start()
 
 
 def full_marks(lay, student: str) -> Outcome:
@@ -92,10 +117,13 @@ def course(tmp_path_factory):
     api = NbGraderAPI(config=lay.config)
     assert api.release_assignment(ASSIGNMENT)["success"]
     submit(exchange, tmp / HONEST, HONEST)
+    submit(exchange, tmp / STOCK, STOCK)
+    submit(exchange, tmp / STOCK_LATE, STOCK_LATE)
     time.sleep(0.2)
     due = datetime.now(UTC)
     time.sleep(0.2)
     entry = submit(exchange, tmp / LATE, LATE)
+    submit(exchange, tmp / STOCK_LATE, STOCK_LATE)
     (entry / "timestamp.txt").write_text(FORGED)  # the student owns their entry: they rewrite it after submitting
     before = (due - timedelta(hours=1)).timestamp()
     os.utime(entry / SPEC.notebook, (before, before))
@@ -105,6 +133,8 @@ def course(tmp_path_factory):
     (secret / ASSIGNMENT / SPEC.notebook).write_bytes(RELEASED.read_bytes())
     secret.chmod(0o700)
     planted.symlink_to(secret / ASSIGNMENT)  # an inbound "entry" that is a link to a folder only root can read
+    for student in (STOCK, STOCK_LATE):
+        stock_collect(lay, student)  # nbgrader's own collect, which records nothing
     collected = api.collect(ASSIGNMENT)  # formgrader's Collect button
     assert collected["success"], collected
     by_hand = lay.folder("submitted", BY_HAND, ASSIGNMENT)
@@ -149,6 +179,20 @@ def test_an_honest_submission_is_on_time_and_not_flagged(course):
     assert abs((claimed - datetime.fromisoformat(honest["timestamp"])).total_seconds()) < received.CLAIM_TOLERANCE
 
 
+def test_a_submission_collected_without_a_record_is_timed_by_its_inbound_entry(course):
+    """nbgrader's own collect ran after the due date: its copy's change time would make her late."""
+    lay, stock = course["lay"], course["rows"][STOCK]
+    copy_changed = received.changed_at(lay.submitted / STOCK, ASSIGNMENT)
+    assert copy_changed > course["due"]
+    assert stock["timestamp_source"] == "exchange" and datetime.fromisoformat(stock["timestamp"]) < course["due"]
+    assert float(stock["late_penalty"]) == 0 and stock["timestamp_flag"] == ""
+    assert received.load(lay.received, STOCK).entry.startswith(f"{STOCK}+{ASSIGNMENT}+")
+    # her on-time entry holds other bytes than those collected: it proves nothing about them
+    again = course["rows"][STOCK_LATE]
+    assert again["timestamp_source"] == "exchange" and datetime.fromisoformat(again["timestamp"]) > course["due"]
+    assert float(again["late_penalty"]) > 0
+
+
 def test_a_submission_placed_by_hand_is_timed_when_first_seen_and_its_claim_compared(course):
     lay, by_hand = course["lay"], course["rows"][BY_HAND]
     placed = received.changed_at(lay.submitted / BY_HAND, ASSIGNMENT)
@@ -174,7 +218,7 @@ def test_a_linked_inbound_entry_is_not_collected(course):
 
 def test_a_regrade_keeps_the_time_even_when_the_copies_change_later(course):
     lay = course["lay"]
-    for student in (HONEST, LATE, BY_HAND):  # a later chmod or touch moves the copies' ctimes
+    for student in (HONEST, LATE, BY_HAND, STOCK, STOCK_LATE):  # a later chmod or touch moves the copies' ctimes
         os.chmod(lay.folder("submitted", student, ASSIGNMENT) / SPEC.notebook, 0o600)
     grade_in_process(course["course"])
     again = rows(lay.grades_csv)

@@ -21,6 +21,7 @@ changed), and grades.csv, one row per submission with its status.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -445,12 +446,42 @@ def place_companions(lay: Layout, student: str) -> None:
 
 def arrival(lay: Layout, student: str, digest: str) -> tuple[received.Received, received.Claim]:
     """When the student's graded notebook bytes reached the course (g2c.grading.received: collect's
-    record of the inbound entry, else the first time g2c saw them in ``submitted/``), and what their
-    ``timestamp.txt`` (the entry's, kept by collect; else the copy's) claims against it: only a
-    claim, it never moves the time."""
-    record = received.known(lay.received, student, (lay.submitted / student, lay.assignment), digest)
-    said = record.claimed.encode() if record.how == "exchange" else companion(lay, student, "timestamp.txt")
+    record of the inbound entry; else, the first time g2c sees them, the earliest inbound entry
+    holding them or the copy in ``submitted/``), and what their ``timestamp.txt`` (the entry's, kept
+    by collect; else the copy's) claims against it: only a claim, it never moves the time."""
+
+    def from_exchange() -> received.Received | None:
+        entries = inbound_entries(lay, student)
+        return received.from_inbound(entries, digest, lambda entry: notebook_digest(entry, lay.spec.notebook))
+
+    record = received.known(lay.received, student, (lay.submitted / student, lay.assignment), digest, from_exchange)
+    said = record.claimed.encode() if record.claimed else companion(lay, student, "timestamp.txt")
     return record, received.claim(said, record.time)
+
+
+def inbound_entries(lay: Layout, student: str) -> list[Path]:
+    """The student's entries for the assignment in the course's local exchange (``c.Exchange.root``),
+    named ``<student>+<assignment>+<time>[+<random>]`` by nbgrader's submit; links left out."""
+    from nbgrader.exchange.default.exchange import Exchange
+
+    root = lay.config.Exchange.get("root", Exchange.class_traits()["root"].default_value)
+    inbound = Path(root) / lay.course_id / "inbound"
+    try:
+        names = os.listdir(inbound) if lay.course_id else []
+        mine = [inbound / name for name in sorted(names) if name.rsplit("+", 3)[:2] == [student, lay.assignment]]
+        return [entry for entry in mine if stat.S_ISDIR(os.lstat(entry).st_mode)]
+    except OSError:  # no exchange here, or an entry gone meanwhile: nothing to go by
+        return []
+
+
+def notebook_digest(folder: Path, notebook: str) -> str:
+    """sha256 of ``folder/notebook`` as :func:`read_submission` reads it (a regular file, never through
+    a link, at most MAX_NOTEBOOK_BYTES; "" otherwise), the digest results and records key on."""
+    try:
+        data = read_without_links(folder, notebook, limit=MAX_NOTEBOOK_BYTES)
+    except OSError:
+        return ""
+    return hashlib.sha256(data).hexdigest() if len(data) <= MAX_NOTEBOOK_BYTES else ""
 
 
 def stamp_submissions(lay: Layout, digests: dict[str, str]) -> dict[str, tuple[received.Received, received.Claim]]:

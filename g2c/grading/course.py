@@ -71,6 +71,11 @@ class Layout:
         return not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite:///")).exists()
 
     @property
+    def course_id(self) -> str:
+        """nbgrader's course id (the exchange's folder of the course; "" when none is set)."""
+        return self._coursedir.course_id
+
+    @property
     def submitted(self) -> Path:
         return submitted_root(self._coursedir)
 

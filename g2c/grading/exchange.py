@@ -10,7 +10,6 @@ time in the copy's ``timestamp.txt``, for nbgrader's own readers of it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import stat
 from pathlib import Path
@@ -55,15 +54,10 @@ class Collect(ExchangeCollect):
         return course_grades(root.resolve(), name) / "received"
 
     def _digest(self, copy: Path) -> str:
-        """sha256 of the collected notebook, read as the grader reads it (g2c.grading.autograde.read_submission)."""
-        from g2c.grading.autograde import MAX_NOTEBOOK_BYTES, read_without_links
+        """The collected notebook's digest, as the grader keys its results on it."""
+        from g2c.grading.autograde import notebook_digest
 
-        notebook = load(self.coursedir.assignment_id, Path(self.coursedir.root)).notebook
-        try:
-            data = read_without_links(copy, notebook, limit=MAX_NOTEBOOK_BYTES)
-        except OSError:
-            data = b""
-        return hashlib.sha256(data).hexdigest()
+        return notebook_digest(copy, load(self.coursedir.assignment_id, Path(self.coursedir.root)).notebook)
 
     def _claimed(self, copy: Path) -> str:
         """The timestamp.txt the student's entry held (copied with it), read as the grader reads it."""

@@ -9,6 +9,8 @@ submission arrived is the latest change time of its folder and everything under 
 
 - Through the exchange, :mod:`g2c.grading.exchange`'s collect reads it on the inbound entry right
   after copying it, and records it here (``how = "exchange"``).
+- Collected with no record (nbgrader's own collect), g2c reads it, the first time it sees those
+  notebook bytes, on the earliest inbound entry that still holds them (``how = "exchange"``).
 - Placed in ``submitted/`` by hand (tests, an LMS download), g2c reads it on that copy the first
   time it sees those notebook bytes (``how = "submitted"``): when the files were put there.
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -128,11 +131,27 @@ def first_seen(copy: tuple[Path, str], digest: str) -> Received:
     return Received(_stamp(moment), "submitted", digest)
 
 
-def known(folder: Path, student: str, copy: tuple[Path, str], digest: str) -> Received:
-    """The student's record for these notebook bytes, made (and kept) the first time they are seen."""
+def from_inbound(entries: list[Path], digest: str, digest_of: Callable[[Path], str]) -> Received | None:
+    """For bytes collected without a record (nbgrader's own collect, or before g2c recorded): the
+    earliest inbound entry that holds these exact notebook bytes, timed by its change time read
+    after hashing it (its bytes were there by then; an entry with other bytes proves nothing)."""
+    found = []
+    for entry in entries:
+        if digest_of(entry) == digest and (moment := changed_at(entry)) is not None:
+            found.append((moment, entry.name))
+    if not found:
+        return None
+    moment, name = min(found)
+    return Received(_stamp(moment), "exchange", digest, name)
+
+
+def known(folder: Path, student: str, copy: tuple[Path, str], digest: str,
+          inbound: Callable[[], Received | None] = lambda: None) -> Received:
+    """The student's record for these notebook bytes, made (and kept) the first time they are seen:
+    from the exchange's inbound entries when one holds them, else from the copy in ``submitted/``."""
     record = load(folder, student)
     if record is None or record.digest != digest:
-        record = first_seen(copy, digest)
+        record = inbound() or first_seen(copy, digest)
         save(folder, student, record)
     return record
 
