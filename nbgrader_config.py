@@ -30,6 +30,9 @@ c.GenerateFeedback.preprocessors = [
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
 c.HTMLExporter.sanitize_html = True  # the outputs on those pages come from students' kernels
+# When a submission arrived is the server's fact, not the student's timestamp.txt: this collect (also
+# formgrader's Collect button) records each inbound entry's change time for `g2c autograde`.
+c.ExchangeFactory.collect = "g2c.grading.exchange.Collect"
 # Late submissions: set a due date (`g2c autograde --due DATE` or `nbgrader db assignment add
 # 03b-training --duedate DATE`) and a penalty, e.g.
 # c.LateSubmissionPlugin.penalty_method = "zero"   # nbgrader's default is "none"

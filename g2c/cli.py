@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         raise SystemExit(f"g2c {args.command}: {err}") from None
     if args.command == "autograde":
-        from g2c.grading.autograde import autograde
+        from g2c.grading.autograde import autograde, flagged_timestamps
         from g2c.grading.course import layout
 
         results = autograde(root, args.submitted, args.out, jobs=args.jobs, timeout=args.timeout, memory_mb=args.memory,
@@ -275,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             detail = f"  ({r.detail})" if r.detail and r.status != "graded" else ""
             print(f"{r.student_id}: {r.score:g}/{r.max_score:g} {r.status} in {r.seconds:.1f} s{detail}")
         lay = layout(root, args.submitted, args.out, name)
+        for line in flagged_timestamps(lay):
+            print(f"flagged timestamp: {line}")
         print(f"wrote {lay.grades_csv}, {lay.report_html}, {lay.folder('feedback', '*', name)} "
               f"and the gradebook {lay.db_url}")
         return 0

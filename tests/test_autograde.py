@@ -111,8 +111,12 @@ feedback = feedback_page
 def test_grades_csv_has_the_promised_columns(graded):
     rows, out, _ = graded
     header = list(next(iter(rows.values())))
-    assert header[:7] == ["student_id", "assignment", "score", "max_score", "status", "timestamp", "late_penalty"]
-    assert set(AUTOGRADED) | set(SPEC.manual) == set(header[7:])
+    assert header[:10] == ["student_id", "assignment", "score", "max_score", "status", "timestamp", "late_penalty",
+                           "timestamp_source", "timestamp_claimed", "timestamp_flag"]
+    assert set(AUTOGRADED) | set(SPEC.manual) == set(header[10:])
+    # placed by hand with no timestamp.txt: timed when first seen in submitted/, nothing claimed, nothing flagged
+    times = {(rows[s]["timestamp_source"], rows[s]["timestamp_claimed"], rows[s]["timestamp_flag"]) for s in variants()}
+    assert times == {("submitted", "", "")}
     assert all(row["assignment"] == "03b-training" and float(row["max_score"]) == sum(POINTS.values()) + sum(SPEC.manual.values())
                for row in rows.values())
 

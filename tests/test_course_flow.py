@@ -3,9 +3,10 @@
 One temporary course (this repository's nbgrader_config.py and source folder, a temporary
 exchange, a late penalty of "zero"): formgrader's Generate (``nbgrader generate_assignment
 --force``), release, then three students fetch, work and submit (alice adds a plot, bob a demo
-cell that never ends, carol submits after the due date), collect, ``g2c autograde`` with no
-folder flags, hand grades written through nbgrader's API, ``g2c autograde`` again (no regrade),
-``nbgrader export``, ``generate_feedback`` and ``release_feedback``.
+cell that never ends, carol submits after the due date and rewrites her timestamp.txt to before
+it), collect, ``g2c autograde`` with no folder flags, hand grades written through nbgrader's API,
+``g2c autograde`` again (no regrade), ``nbgrader export``, ``generate_feedback`` and
+``release_feedback``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import ROOT, SPEC, mutant_answers, rows
+from nbgrader.utils import parse_utc
 
 from g2c.grading import notebook_build as build
 from g2c.grading import path_with_this_environment
@@ -39,6 +41,7 @@ PLOT = "import matplotlib.pyplot as plt\nplt.plot([1e-4, 1e-3, 1e-2], [2.0, 0.7,
 HANG = "import time\nwhile True:  # a demo that never ends\n    time.sleep(0.1)"
 AFTER_HANG = "print('this cell ran after the hang')"
 PITFALL = "no_bias_correction"  # carol's AdamW
+FORGED = "2026-01-01 00:00:00.000000 UTC"  # the time carol claims in timestamp.txt
 
 
 def nbgrader(*args: str, cwd: Path, user: str | None = None) -> str:
@@ -111,6 +114,10 @@ def course(tmp_path_factory):
         nbgrader("submit", ASSIGNMENT, "--course", "g2c", f"--Exchange.root={tmp / 'exchange'}",
                  f"--CourseDirectory.student_id={student}",
                  cwd=home, user=student)  # one OS user plays the three students
+        if student == "carol":  # late, she rewrites her inbound entry's timestamp.txt and notebook mtime to before the due date
+            (entry,) = (tmp / "exchange" / "g2c" / "inbound").glob(f"carol+{ASSIGNMENT}+*")
+            (entry / "timestamp.txt").write_text(FORGED)
+            os.utime(entry / NOTEBOOK, (time.time() - 3600, time.time() - 3600))
     nbgrader("collect", ASSIGNMENT, cwd=course)
     timings["exchange"] = time.perf_counter() - start
     start = time.perf_counter()
@@ -183,8 +190,14 @@ def test_late_submission_is_stamped_and_penalised(course):
     raw = sum(float(carol[c]) for c in build.autograded_points(SPEC))
     assert 0 < raw < AUTOGRADED_POINTS  # her pitfall cost a part
     assert float(carol["late_penalty"]) == raw and float(carol["score"]) == 0  # "zero": the penalty is the whole score
-    stamp = (course["course"] / "submitted" / "carol" / ASSIGNMENT / "timestamp.txt").read_text().strip()
-    assert carol["timestamp"][:19] == stamp[:19]  # collect's timestamp, not the time of grading
+    # the server's time: the change time of her inbound entry, recorded by collect, not her timestamp.txt
+    stamp = (course["course"] / "submitted" / "carol" / ASSIGNMENT / "timestamp.txt").read_text()
+    assert parse_utc(stamp) == datetime.fromisoformat(carol["timestamp"])  # collect wrote the server's time in the copy
+    assert carol["timestamp_source"] == "exchange" and carol["timestamp_claimed"].startswith(FORGED[:19])
+    assert "before the server's time" in carol["timestamp_flag"]
+    assert f"flagged timestamp: carol: {carol['timestamp_flag']}" in course["stdout"]
+    assert all(before[s]["timestamp_source"] == "exchange" and not before[s]["timestamp_flag"] for s in ("alice", "bob"))
+    assert [after["timestamp"] for after in course["after"].values()] == [b["timestamp"] for b in before.values()]  # kept
 
 
 def test_hand_grades_reach_grades_csv_and_feedback_without_a_regrade(course):
@@ -234,6 +247,8 @@ def test_class_report_counts_what_the_batch_holds(course):
     assert re.search(rf"<td>{PITFALL}</td><td>[^<]*</td><td class=n>1</td>", pitfalls_part)
     late_part = page.split("id='late'")[1].split("<h2")[0]
     assert "<td>carol</td>" in late_part and "<td>alice</td>" not in late_part and "<td>bob</td>" not in late_part
+    flagged = late_part.split("id='flagged'")[1]
+    assert "<td>carol</td>" in flagged and "<td>alice</td>" not in flagged
     summary = page.split("id='summary'")[1].split("<h2")[0]
     assert "<td>submissions</td><td class=n>3</td>" in summary
     run = subprocess.run(

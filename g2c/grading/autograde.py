@@ -12,14 +12,16 @@ autograded notebook and feedback page, and ``results/<student>.json`` (every fil
 atomically). A run killed halfway and started again grades only submissions without a result
 for the same notebook bytes, those the grader failed, and those stopped by a limit (timeout,
 memory) that has changed since; ``force`` regrades everyone. At the end, with no regrade, the
-gradebook's latest facts reach every student: submission timestamps and late penalties (the
-course's LateSubmissionPlugin), hand grades entered in formgrader (feedback re-rendered when
-they changed), and grades.csv, one row per submission with its status.
+gradebook's latest facts reach every student: submission times (the server's, from
+``g2c.grading.received``; ``timestamp.txt`` is only compared) and late penalties (the course's
+LateSubmissionPlugin), hand grades entered in formgrader (feedback re-rendered when they
+changed), and grades.csv, one row per submission with its status.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -31,10 +33,9 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict
-from datetime import UTC
 from pathlib import Path
 
-from g2c.grading import path_with_this_environment
+from g2c.grading import path_with_this_environment, received
 from g2c.grading.course import GRADES_COLUMNS, Layout, atomic_write, grade_cells, layout, load_results
 from g2c.grading.feedback import REASONS_KEY, score_of
 from g2c.grading.report import write_report
@@ -406,7 +407,7 @@ def refresh(lay: Layout, students: list[str]) -> None:
     """
     results = load_results(lay)
     graded = [s for s in students if s in results]
-    stamp_submissions(lay, graded)
+    arrivals = stamp_submissions(lay, {s: results[s].get("digest", "") for s in graded})
     standing = gradebook_standing(lay, graded)
     for student in graded:
         scores, penalty = standing[student]["cells"], standing[student]["late_penalty"]
@@ -415,7 +416,7 @@ def refresh(lay: Layout, students: list[str]) -> None:
             results[student]["feedback_for"] = _feedback_key(scores, penalty)
             save_result(lay, student, results[student])
         place_companions(lay, student)
-    write_grades(lay, students, results, standing)
+    write_grades(lay, students, results, standing, arrivals)
 
 
 COMPANIONS = ("timestamp.txt", "submission_secret.txt")  # what nbgrader's collect puts beside a notebook
@@ -423,9 +424,10 @@ COMPANIONS = ("timestamp.txt", "submission_secret.txt")  # what nbgrader's colle
 
 def companion(lay: Layout, student: str, name: str) -> bytes | None:
     """A small file nbgrader's collect wrote beside the notebook, read as the notebook is: never
-    through a link, a regular file, at most MAX_COMPANION_BYTES (None: not there or not that)."""
+    through a link (the student's folder included), a regular file, at most MAX_COMPANION_BYTES
+    (None: not there or not that)."""
     try:
-        data = read_without_links(lay.folder("submitted", student, lay.assignment), name, limit=MAX_COMPANION_BYTES)
+        data = read_without_links(lay.submitted / student, lay.assignment, name, limit=MAX_COMPANION_BYTES)
     except OSError:
         return None
     return data if len(data) <= MAX_COMPANION_BYTES else None
@@ -442,39 +444,60 @@ def place_companions(lay: Layout, student: str) -> None:
                 atomic_write(folder / name, data)
 
 
-def submission_time(lay: Layout, student: str):
-    """When the student submitted: nbgrader collect's timestamp.txt, else the notebook file's time (UTC)."""
-    from nbgrader.utils import parse_utc
+def arrival(lay: Layout, student: str, digest: str) -> tuple[received.Received, received.Claim]:
+    """When the student's graded notebook bytes reached the course (g2c.grading.received: collect's
+    record of the inbound entry; else, the first time g2c sees them, the earliest inbound entry
+    holding them or the copy in ``submitted/``), and what their ``timestamp.txt`` (the entry's, kept
+    by collect; else the copy's) claims against it: only a claim, it never moves the time."""
 
-    text = (companion(lay, student, "timestamp.txt") or b"").decode("utf-8", "replace").strip()
+    def from_exchange() -> received.Received | None:
+        entries = inbound_entries(lay, student)
+        return received.from_inbound(entries, digest, lambda entry: notebook_digest(entry, lay.spec.notebook))
+
+    record = received.known(lay.received, student, (lay.submitted / student, lay.assignment), digest, from_exchange)
+    said = record.claimed.encode() if record.claimed else companion(lay, student, "timestamp.txt")
+    return record, received.claim(said, record.time)
+
+
+def inbound_entries(lay: Layout, student: str) -> list[Path]:
+    """The student's entries for the assignment in the course's local exchange (``c.Exchange.root``),
+    named ``<student>+<assignment>+<time>[+<random>]`` by nbgrader's submit; links left out."""
+    from nbgrader.exchange.default.exchange import Exchange
+
+    root = lay.config.Exchange.get("root", Exchange.class_traits()["root"].default_value)
+    inbound = Path(root) / lay.course_id / "inbound"
     try:
-        return parse_utc(text) if text else _file_time(lay, student)
-    except (ValueError, OverflowError):
-        return _file_time(lay, student)
+        names = os.listdir(inbound) if lay.course_id else []
+        mine = [inbound / name for name in sorted(names) if name.rsplit("+", 3)[:2] == [student, lay.assignment]]
+        return [entry for entry in mine if stat.S_ISDIR(os.lstat(entry).st_mode)]
+    except OSError:  # no exchange here, or an entry gone meanwhile: nothing to go by
+        return []
 
 
-def _file_time(lay: Layout, student: str):
-    from datetime import datetime
-
+def notebook_digest(folder: Path, notebook: str) -> str:
+    """sha256 of ``folder/notebook`` as :func:`read_submission` reads it (a regular file, never through
+    a link, at most MAX_NOTEBOOK_BYTES; "" otherwise), the digest results and records key on."""
     try:
-        mtime = os.lstat(lay.submission("submitted", student)).st_mtime
+        data = read_without_links(folder, notebook, limit=MAX_NOTEBOOK_BYTES)
     except OSError:
-        return None
-    return datetime.fromtimestamp(mtime, UTC).replace(tzinfo=None)
+        return ""
+    return hashlib.sha256(data).hexdigest() if len(data) <= MAX_NOTEBOOK_BYTES else ""
 
 
-def stamp_submissions(lay: Layout, students: list[str]) -> None:
-    """Timestamps in the gradebook, then each notebook's late penalty from the course's plugin,
-    as nbgrader's own AssignLatePenalties step computes it (on the score as it stands now)."""
+def stamp_submissions(lay: Layout, digests: dict[str, str]) -> dict[str, tuple[received.Received, received.Claim]]:
+    """The server's time of each student's submission (keyed by the digest of the notebook graded)
+    in the gradebook, then each notebook's late penalty from the course's plugin, as nbgrader's own
+    AssignLatePenalties step computes it (on the score as it stands now). Returns each arrival."""
     from nbgrader.api import Gradebook
     from nbgrader.preprocessors import AssignLatePenalties
 
     penalties = AssignLatePenalties(config=lay.config)
     penalties.init_plugin()
+    arrivals = {}
     with Gradebook(lay.db_url) as gb:
-        for student in students:
-            stamp = submission_time(lay, student)
-            submission = gb.update_or_create_submission(lay.assignment, student, **({"timestamp": stamp} if stamp else {}))
+        for student, digest in digests.items():
+            arrivals[student] = arrival(lay, student, digest)
+            submission = gb.update_or_create_submission(lay.assignment, student, timestamp=arrivals[student][0].time)
             for notebook in submission.notebooks:
                 notebook.late_submission_penalty = None
                 if submission.total_seconds_late > 0:
@@ -483,6 +506,7 @@ def stamp_submissions(lay: Layout, students: list[str]) -> None:
                     if penalty is not None:
                         notebook.late_submission_penalty = penalties._check_late_penalty(notebook, penalty)
         gb.db.commit()
+    return arrivals
 
 
 def gradebook_standing(lay: Layout, students: list[str]) -> dict[str, dict]:
@@ -524,9 +548,11 @@ def rerender_feedback(lay: Layout, student: str, scores: dict[str, float | None]
     return True
 
 
-def write_grades(lay: Layout, students: list[str], results: dict[str, dict], standing: dict[str, dict]) -> None:
+def write_grades(lay: Layout, students: list[str], results: dict[str, dict], standing: dict[str, dict],
+                 arrivals: dict[str, tuple[received.Received, received.Claim]]) -> None:
     """grades.csv: one row per submission, graded or not; a written answer not graded by hand yet
-    is empty. ``score`` is after the late penalty, as in ``nbgrader export``."""
+    is empty. ``score`` is after the late penalty, as in ``nbgrader export``; ``timestamp`` is the
+    server's (its ``timestamp_source``), ``timestamp_claimed`` what timestamp.txt said."""
     points = grade_cells(lay)
     cell_ids, max_score = list(points), sum(points.values())
     rows = [[*GRADES_COLUMNS, *cell_ids]]
@@ -536,8 +562,21 @@ def write_grades(lay: Layout, students: list[str], results: dict[str, dict], sta
         cells = {c: now["cells"].get(c) for c in cell_ids}
         total = sum(v for v in cells.values() if v is not None) - now["late_penalty"]
         scores = ["" if v is None else f"{v:g}" for v in cells.values()]
+        source, said = (arrivals[student][0].how, arrivals[student][1]) if student in arrivals else ("", received.Claim("", ""))
         rows.append([student, lay.assignment, f"{total:g}", f"{max_score:g}", r["status"], now["timestamp"],
-                     f"{now['late_penalty']:g}", *scores])
+                     f"{now['late_penalty']:g}", source, said.claimed, said.flag, *scores])
     table = io.StringIO(newline="")
     csv.writer(table).writerows(rows)
     atomic_write(lay.grades_csv, table.getvalue().encode())
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters (a terminal's escape sequences) shown as ``\\xNN``."""
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+
+
+def flagged_timestamps(lay: Layout) -> list[str]:
+    """One line per submission whose timestamp.txt disagrees with the server's time (for the terminal)."""
+    with lay.grades_csv.open(newline="") as f:
+        return [f"{printable(r['student_id'])}: {r['timestamp_flag']} (server {r['timestamp']}, {r['timestamp_source']}; "
+                f"claimed {r['timestamp_claimed'] or '-'})" for r in csv.DictReader(f) if r["timestamp_flag"]]

@@ -17,7 +17,8 @@ from traitlets.config import Config
 
 from g2c.grading.assignment import Assignment, chosen, load
 
-GRADES_COLUMNS = ("student_id", "assignment", "score", "max_score", "status", "timestamp", "late_penalty")  # then one per cell
+GRADES_COLUMNS = ("student_id", "assignment", "score", "max_score", "status", "timestamp", "late_penalty",
+                  "timestamp_source", "timestamp_claimed", "timestamp_flag")  # then one per cell
 CONFIG_FILE = "nbgrader_config.py"
 GRADES_FOLDER = "grades"  # in the course: <assignment>/ with grades.csv, results/ and the class report
 
@@ -37,6 +38,7 @@ class Layout:
     config: Config  # the course's configuration, with this batch's folders and gradebook in it
     grades: Path  # grades.csv, results/<student>.json, report.html
     spec: Assignment  # the assignment graded
+    received: Path  # when each submission of ``submitted`` reached the course: <student>.json (g2c.grading.received)
 
     @property
     def assignment(self) -> str:
@@ -69,8 +71,13 @@ class Layout:
         return not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite:///")).exists()
 
     @property
+    def course_id(self) -> str:
+        """nbgrader's course id (the exchange's folder of the course; "" when none is set)."""
+        return self._coursedir.course_id
+
+    @property
     def submitted(self) -> Path:
-        return Path(self._coursedir.format_path(self._coursedir.submitted_directory, ".", ".")).resolve()
+        return submitted_root(self._coursedir)
 
     def folder(self, step: str, student: str, assignment: str) -> Path:
         """``<step>/<student>/<assignment>`` as nbgrader's ``directory_structure`` lays it out."""
@@ -85,6 +92,16 @@ class Layout:
         return CourseDirectory(config=self.config)
 
 
+def submitted_root(coursedir) -> Path:
+    """The folder of ``<student>/<assignment>/`` submissions that nbgrader's ``CourseDirectory`` names."""
+    return Path(coursedir.format_path(coursedir.submitted_directory, ".", ".")).resolve()
+
+
+def course_grades(root: Path, assignment: str) -> Path:
+    """The course's own grades folder of ``assignment``; its ``received/`` records what nbgrader's collect brought in."""
+    return root / GRADES_FOLDER / assignment
+
+
 def layout(root: Path, submitted: Path | None = None, out: Path | None = None, assignment: str | None = None) -> Layout:
     """The course's own folders and gradebook, or (``out``) a separate batch kept under ``out``, for
     ``assignment`` (default: the course's only one; ValueError when there is none or several)."""
@@ -94,7 +111,8 @@ def layout(root: Path, submitted: Path | None = None, out: Path | None = None, a
     config.CourseDirectory.root = str(root)
     if "db_url" not in config.CourseDirectory:
         config.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"  # nbgrader's own default
-    grades = root / GRADES_FOLDER / spec.name
+    grades = course_grades(root, spec.name)
+    received = grades / "received"  # the course's submitted/ (collect records there too); another one's: under out
     if out is not None:
         out = out.resolve()
         config.CourseDirectory.db_url = f"sqlite:///{out / 'gradebook.db'}"
@@ -103,7 +121,8 @@ def layout(root: Path, submitted: Path | None = None, out: Path | None = None, a
         grades = out
     if submitted is not None:
         config.CourseDirectory.submitted_directory = str(submitted.resolve())
-    return Layout(root, config, grades, spec)
+        received = grades / "received"
+    return Layout(root, config, grades, spec, received)
 
 
 # ---------------------------------------------------------------- what a batch has written

@@ -3,8 +3,8 @@
 Read from what a batch already wrote (grades.csv for the numbers, ``results/`` for statuses,
 reasons and times), never from student code: score histogram, points per part, how many
 students fell into each pitfall (the pitfall catalogue's messages, as the feedback names them),
-statuses, late submissions and the slowest submissions. Pictures are PNGs inlined as data URIs
-and there is no script, so the page reads the same from a USB stick.
+statuses, late submissions (and flagged timestamps) and the slowest submissions. Pictures are
+PNGs inlined as data URIs and there is no script, so the page reads the same from a USB stick.
 """
 
 from __future__ import annotations
@@ -153,10 +153,20 @@ def _statuses(rows: list[dict], results: dict[str, dict]) -> str:
 
 
 def _late(rows: list[dict]) -> str:
+    """Late submissions (by the server's time), then every timestamp.txt that disagrees with it."""
     late = [[r["student_id"], r["timestamp"], r["late_penalty"], r["score"]] for r in rows if float(r["late_penalty"] or 0) > 0]
-    if not late:
-        return "<h2 id='late'>Late submissions</h2><p>No late-submission penalty was applied.</p>"
-    return "<h2 id='late'>Late submissions</h2>" + _table(["student", "submitted (UTC)", "penalty", "score"], late, {2, 3})
+    text = "<h2 id='late'>Late submissions</h2>"
+    if late:
+        text += _table(["student", "submitted (UTC)", "penalty", "score"], late, {2, 3})
+    else:
+        text += "<p>No late-submission penalty was applied.</p>"
+    flagged = [[r["student_id"], r["timestamp"], r["timestamp_source"], r["timestamp_claimed"], r["timestamp_flag"]]
+               for r in rows if r.get("timestamp_flag")]
+    if not flagged:
+        return text + "<p>No flagged timestamp: every timestamp.txt agrees with the server's time.</p>"
+    return (text + "<h3 id='flagged'>Flagged timestamps</h3><p>The server's time decides lateness; "
+            "these timestamp.txt files claim another.</p>" +
+            _table(["student", "server's time (UTC)", "from", "timestamp.txt claims", "flag"], flagged))
 
 
 def _slowest(results: dict[str, dict]) -> str:
