@@ -145,6 +145,7 @@ def course(tmp_path_factory):
             "page": lay.report_html.read_text(), "flags": flagged_timestamps(lay), "entry": entry}
 
 
+@pytest.mark.slow  # nbgrader's exchange and a graded class (in-process): ~30 s
 def test_a_forged_timestamp_does_not_make_a_late_submission_on_time(course):
     late, lay = course["rows"][LATE], course["lay"]
     ledger = received.load(lay.received, LATE)
@@ -162,6 +163,7 @@ def test_a_forged_timestamp_does_not_make_a_late_submission_on_time(course):
         assert gb.find_submission(ASSIGNMENT, LATE).timestamp == ledger.time
 
 
+@pytest.mark.slow  # nbgrader's exchange and a graded class (in-process): ~30 s
 def test_formgrader_sees_collected_submissions_autograded(course):
     """formgrader compares the gradebook's time with the copy's timestamp.txt: collect wrote the server's there."""
     from nbgrader.apps import NbGraderAPI
@@ -170,6 +172,7 @@ def test_formgrader_sees_collected_submissions_autograded(course):
     assert listed[HONEST] and listed[LATE]
 
 
+@pytest.mark.slow  # nbgrader's exchange and a graded class (in-process): ~30 s
 def test_an_honest_submission_is_on_time_and_not_flagged(course):
     honest = course["rows"][HONEST]
     assert honest["timestamp_source"] == "exchange" and honest["timestamp_flag"] == ""
@@ -179,6 +182,7 @@ def test_an_honest_submission_is_on_time_and_not_flagged(course):
     assert abs((claimed - datetime.fromisoformat(honest["timestamp"])).total_seconds()) < received.CLAIM_TOLERANCE
 
 
+@pytest.mark.slow  # nbgrader's exchange and a graded class (in-process): ~30 s
 def test_a_submission_collected_without_a_record_is_timed_by_its_inbound_entry(course):
     """nbgrader's own collect ran after the due date: its copy's change time would make her late."""
     lay, stock = course["lay"], course["rows"][STOCK]
@@ -193,6 +197,7 @@ def test_a_submission_collected_without_a_record_is_timed_by_its_inbound_entry(c
     assert float(again["late_penalty"]) > 0
 
 
+@pytest.mark.slow  # nbgrader's exchange and a graded class (in-process): ~30 s
 def test_a_submission_placed_by_hand_is_timed_when_first_seen_and_its_claim_compared(course):
     lay, by_hand = course["lay"], course["rows"][BY_HAND]
     placed = received.changed_at(lay.submitted / BY_HAND, ASSIGNMENT)
@@ -201,6 +206,7 @@ def test_a_submission_placed_by_hand_is_timed_when_first_seen_and_its_claim_comp
     assert "before the server's time" in by_hand["timestamp_flag"]
 
 
+@pytest.mark.slow  # nbgrader's exchange and a graded class (in-process): ~30 s
 def test_flags_reach_the_report_escaped_and_the_terminal(course):
     page, flags = course["page"], course["flags"]
     flagged = page.split("id='flagged'")[1].split("<h2")[0]
@@ -211,11 +217,13 @@ def test_flags_reach_the_report_escaped_and_the_terminal(course):
     assert sorted(line.split(":")[0] for line in flags) == sorted([LATE, BY_HAND])
 
 
+@pytest.mark.slow  # nbgrader's exchange and a graded class (in-process): ~30 s
 def test_a_linked_inbound_entry_is_not_collected(course):
     assert not course["lay"].folder("submitted", "mallory", ASSIGNMENT).exists()
     assert "mallory" not in course["rows"]
 
 
+@pytest.mark.slow  # nbgrader's exchange and a graded class (in-process): ~30 s
 def test_a_regrade_keeps_the_time_even_when_the_copies_change_later(course):
     lay = course["lay"]
     for student in (HONEST, LATE, BY_HAND, STOCK, STOCK_LATE):  # a later chmod or touch moves the copies' ctimes
