@@ -263,3 +263,29 @@ def test_links_planted_in_submitted_are_not_followed_for_the_time(tmp_path):
     record, claim = arrival(lay, "mallory", "")
     assert claim == received.Claim("", "")
     assert record.time.replace(tzinfo=UTC).timestamp() >= os.lstat(lay.submitted / "mallory").st_ctime
+
+
+def test_collect_copies_an_entry_without_following_its_links_or_opening_a_fifo(tmp_path):
+    """nbgrader's copytree followed links inside an inbound entry (a root-only file landed in submitted/)
+    and opened FIFOs (collect hung): the copy reads regular files and folders only, never through a link."""
+    import logging
+
+    from g2c.grading.exchange import copy_without_links
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the answer key")
+    secret.chmod(0o600)
+    entry = tmp_path / "alice+03b-training+stamp"
+    (entry / "sub").mkdir(parents=True)
+    (entry / "training.ipynb").write_text("{}")
+    (entry / "sub" / "notes.txt").write_text("mine")
+    (entry / "key.txt").symlink_to(secret)
+    (entry / "linked-folder").symlink_to(tmp_path, target_is_directory=True)
+    os.mkfifo(entry / "pipe")
+    dest = tmp_path / "copy"
+    copy_without_links(entry, dest, lambda name, size: not name.endswith(".pyc"), 10**6, logging.getLogger("test"))
+    copied = sorted(str(p.relative_to(dest)) for p in dest.rglob("*"))
+    assert copied == ["sub", "sub/notes.txt", "training.ipynb"]
+    assert "the answer key" not in "".join(p.read_text() for p in dest.rglob("*.txt"))
+    with pytest.raises(RuntimeError, match="too big"):
+        copy_without_links(entry, tmp_path / "small", lambda name, size: True, 3, logging.getLogger("test"))

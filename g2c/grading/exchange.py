@@ -10,6 +10,7 @@ time in the copy's ``timestamp.txt``, for nbgrader's own readers of it.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import stat
 from pathlib import Path
@@ -34,7 +35,7 @@ class Collect(ExchangeCollect):
             with contextlib.suppress(OSError):  # the student's folder collect made for it, when empty
                 os.rmdir(os.path.dirname(dest))
             return
-        super().do_copy(src, dest, log)
+        copy_without_links(entry, Path(dest), self._kept, self.coursedir.max_dir_size * 1000, self.log)
         student = self._path_to_record(src)["username"]
         ledger = self._ledger()
         if ledger is not None:
@@ -42,6 +43,15 @@ class Collect(ExchangeCollect):
             received.save(ledger, student, record)
             atomic_write(Path(dest) / "timestamp.txt", record.timestamp_txt.encode())  # the claim is in the record
             self.log.info("%s received at %s UTC (the inbound entry's change time)", student, record.at)
+
+    def _kept(self, name: str, size: int) -> bool:
+        """nbgrader's own rule for what collect copies (CourseDirectory.ignore, include, max_file_size in kB)."""
+        course = self.coursedir
+        if any(fnmatch.fnmatch(name, glob) for glob in course.ignore):
+            return False
+        if course.include and not any(fnmatch.fnmatch(name, glob) for glob in course.include):
+            return False
+        return not (course.max_file_size and size > 1000 * course.max_file_size)
 
     def _ledger(self) -> Path | None:
         """The course's record of arrivals for this assignment, when it is one of the course's (g2c) assignments."""
@@ -68,3 +78,45 @@ class Collect(ExchangeCollect):
         except OSError:
             return ""
         return data[:MAX_COMPANION_BYTES].decode("utf-8", "replace")
+
+
+def copy_without_links(src: Path, dest: Path, kept, max_bytes: int, log) -> None:
+    """Copy the student's entry as root without ever following a link or opening anything but a regular file.
+
+    nbgrader's copy (shutil.copytree) follows links inside the entry, so a link to a root-only file
+    landed in ``submitted/``, and opening a FIFO hung collect. Here every name is read relative to its
+    folder's descriptor: folders are entered with O_NOFOLLOW, files opened O_NOFOLLOW | O_NONBLOCK and
+    copied only when fstat says regular; links, FIFOs, sockets and devices are skipped and logged.
+    ``kept(name, size)`` is nbgrader's ignore/include/size rule; past ``max_bytes`` in all, collect stops.
+    """
+    total = 0
+
+    def walk(folder_fd: int, target: Path) -> None:
+        nonlocal total
+        target.mkdir(parents=True, exist_ok=True)
+        for name in sorted(os.listdir(folder_fd)):
+            info = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
+            if stat.S_ISDIR(info.st_mode) and kept(name, 0):
+                child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=folder_fd)
+                try:
+                    walk(child, target / name)
+                finally:
+                    os.close(child)
+            elif stat.S_ISREG(info.st_mode) and kept(name, info.st_size):
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder_fd)
+                with os.fdopen(fd, "rb") as f:
+                    if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # swapped since the lstat
+                        continue
+                    data = f.read(max_bytes - total + 1)
+                total += len(data)
+                if total > max_bytes:
+                    raise RuntimeError(f"Directory size is too big: more than {max_bytes} bytes")
+                (target / name).write_bytes(data)
+            elif not stat.S_ISDIR(info.st_mode) and not stat.S_ISREG(info.st_mode):
+                log.warning("Not collected: %s in %s is not a regular file or folder (links are not followed)", name, src)
+
+    top = os.open(src, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        walk(top, dest)
+    finally:
+        os.close(top)
