@@ -22,6 +22,8 @@ from pathlib import Path
 from g2c.grading.sandbox.syscalls import open_no_follow
 
 HIERARCHIES = Path("/sys/fs/cgroup")
+CONTROLLERS = ("memory", "pids")
+PREFIX = "g2c-run-"  # every run's group is named so
 
 
 def _own_group(controller: str) -> Path | None:
@@ -77,7 +79,7 @@ class RunGroup:
         parent = _own_group("memory")
         if parent is None:
             return None
-        name = f"g2c-run-{secrets.token_hex(6)}"
+        name = f"{PREFIX}{secrets.token_hex(6)}"
         try:
             (parent / name).mkdir(mode=0o700)
         except OSError:
