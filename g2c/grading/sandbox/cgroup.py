@@ -69,6 +69,8 @@ class Usage:
 
 @dataclass(frozen=True)
 class RunGroup:
+    """One run's groups: in the memory hierarchy (bound and counts) and in the pids hierarchy (a task bound)."""
+
     memory: Path
     pids: Path | None
 
@@ -108,7 +110,6 @@ class RunGroup:
     def counters(self) -> int:
         """A descriptor of the memory group's folder, for :func:`usage`."""
         return os.open(self.memory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-
 
     def remove(self) -> bool:
         """Remove the group; False while a task is still in it (a PID namespace being torn down): try again later."""
