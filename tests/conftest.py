@@ -317,11 +317,19 @@ def key_owners() -> set[int]:
     return {int(line.split(":")[0]) for line in Path("/proc/key-users").read_text().splitlines() if line.strip()}
 
 
+def run_groups() -> set[str]:
+    """The sandbox's cgroups on the host (one per run, removed after it)."""
+    from g2c.grading.sandbox.cgroup import CONTROLLERS, HIERARCHIES, PREFIX
+
+    return {str(p) for c in CONTROLLERS if (HIERARCHIES / c).is_dir() for p in (HIERARCHIES / c).rglob(f"{PREFIX}*")}
+
+
 def host_snapshot(paths: BatchPaths) -> dict:
     """What grading must leave as it found: the course copy, the working tree, the submissions, the
-    host's temp folders, its System V IPC and its kernel keys."""
+    host's temp folders, its System V IPC, its kernel keys and its cgroups."""
     return {"course": files_under(paths.course), "tracked": tracked_files(ROOT), "wip": wip(), "head": head(),
-            "submitted": files_under(paths.submitted), "g2c": g2c_entries(), "ipcs": ipcs(), "keys": key_owners()}
+            "submitted": files_under(paths.submitted), "g2c": g2c_entries(), "ipcs": ipcs(), "keys": key_owners(),
+            "cgroups": run_groups()}
 
 
 def contributors(session: pytest.Session) -> list:

@@ -26,7 +26,7 @@ from types import SimpleNamespace
 
 import pytest
 import test_autograde_hostile as H  # the wrong notebook, hostile(), appended(), the status table
-from conftest import MEMORY, TOKEN, BatchPaths, cell_of, solution, without_demos
+from conftest import MEMORY, TOKEN, BatchPaths, cell_of, solution, still_there, without_demos
 
 from g2c.grading.sandbox.box import UID_BASE, RunFacts, isolation_available, run_uid
 from g2c.grading.sandbox.syscalls import seccomp_available
@@ -227,6 +227,12 @@ def test_a_key_is_refused_in_the_run_and_none_outlives_the_batch(batch):
     new_owners = batch.after["keys"] - batch.before["keys"]
     assert {uid for uid in new_owners if uid >= UID_BASE} == set(), "a sandbox uid owns kernel keys after the batch"
     assert KEY_NAME not in open("/proc/keys").read()
+
+
+@pytest.mark.slow
+def test_no_run_group_outlives_its_run(batch):
+    """Timeouts included (the batch's hangs): the zygote removes each run's cgroup once its PID namespace is empty."""
+    assert still_there(batch.after["cgroups"] - batch.before["cgroups"]) == set()
 
 
 @pytest.mark.slow

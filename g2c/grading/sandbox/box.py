@@ -77,7 +77,7 @@ class Box:
 
     uid: int  # the unprivileged uid the run has
     kit: Path  # the student's build of the g2c package, mounted where g2c lives
-    memory_mb: int | None  # address-space limit of each process in MB (None: no limit)
+    memory_mb: int | None  # MB: each process's address space, and all the run's processes together (None: no limit)
 
     def to_json(self) -> dict:
         """Plain data for the request to the zygote; :meth:`from_json` reads it back."""

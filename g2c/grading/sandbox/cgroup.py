@@ -22,6 +22,8 @@ from pathlib import Path
 from g2c.grading.sandbox.syscalls import open_no_follow
 
 HIERARCHIES = Path("/sys/fs/cgroup")
+CONTROLLERS = ("memory", "pids")
+PREFIX = "g2c-run-"  # every run's group is named so
 
 
 def _own_group(controller: str) -> Path | None:
@@ -67,6 +69,8 @@ class Usage:
 
 @dataclass(frozen=True)
 class RunGroup:
+    """One run's groups: in the memory hierarchy (bound and counts) and in the pids hierarchy (a task bound)."""
+
     memory: Path
     pids: Path | None
 
@@ -77,7 +81,7 @@ class RunGroup:
         parent = _own_group("memory")
         if parent is None:
             return None
-        name = f"g2c-run-{secrets.token_hex(6)}"
+        name = f"{PREFIX}{secrets.token_hex(6)}"
         try:
             (parent / name).mkdir(mode=0o700)
         except OSError:
@@ -106,7 +110,6 @@ class RunGroup:
     def counters(self) -> int:
         """A descriptor of the memory group's folder, for :func:`usage`."""
         return os.open(self.memory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-
 
     def remove(self) -> bool:
         """Remove the group; False while a task is still in it (a PID namespace being torn down): try again later."""

@@ -55,7 +55,7 @@ WARM = ["torch", "numpy", "matplotlib.pyplot", "matplotlib_inline.backend_inline
         "torch._dynamo", "ipykernel.debugger", "g2c.grading.sandbox.probe", "g2c.grading.sandbox.runner"]
 
 
-RUN_ROOT_TASKS = 8  # tasks of a run's group beside the student's uid's MAX_PROCESSES: C1 and the init
+RUN_ROOT_TASKS = 8  # tasks of a run's group beside its uid's MAX_PROCESSES: C1 and the init, with room to spare
 
 
 class Zygote:
@@ -191,7 +191,7 @@ def serve(control_fd: int) -> None:
                 if not fds:  # the worker is gone: so is everything
                     for pid in [*runs.values(), *stopped]:
                         os.kill(pid, signal.SIGKILL)
-                        os.waitpid(pid, 0)
+                        os.waitpid(pid, 0)  # C1 gone: its init follows (PDEATHSIG), and then the group can go
                     _remove_groups([*ended, *groups.values()], patience=10.0)
                     return
                 conn = socket.socket(fileno=fds[0])
