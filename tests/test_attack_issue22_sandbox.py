@@ -34,7 +34,10 @@ from g2c.grading.worker import Job, _status, fresh_uid
 
 KEY_NAME = f"{TOKEN}-i22-key"
 HOGS, HOG_MB = 4, MEMORY // 3 + 1  # together a third over --memory; each far under its address-space limit
-H.STATUS.update({"i22-box-memory-together": {"memory"}})  # the hostile class's table of statuses holds for every student
+# the hostile class's table of statuses holds for every student: in the probe the audit hook refuses os.fork
+# (g2c.grading.sandbox.walls) before any hog exists, so the walls stop this attack ahead of the run's cgroup, whose
+# bound on processes together is proven without the walls by test_a_run_group_bounds_its_processes_together_and_is_removed
+H.STATUS.update({"i22-box-memory-together": {"graded"}})
 JOB = Job("s", "", b"", b"", {}, {}, memory_mb=2048)
 FORGED = {"cells": {"schedule": {"error": "MemoryError", "message": "out of memory"}}, "done": True}
 
@@ -236,6 +239,7 @@ def test_no_run_group_outlives_its_run(batch):
 
 
 @pytest.mark.slow
-def test_processes_over_the_memory_limit_together_give_memory(batch):
-    assert batch.rows["i22-box-memory-together"]["status"] == "memory"
-    assert "together" in H.result(batch.out, "i22-box-memory-together")["detail"]
+def test_processes_that_would_hold_memory_together_never_start_in_the_probe(batch):
+    """The probe's walls refuse os.fork: no hog holds memory, the status is the answers' own, and no point is won."""
+    row = batch.rows["i22-box-memory-together"]
+    assert row["status"] == "graded" and sum(H.autograded(row).values()) == 0

@@ -662,7 +662,7 @@ batch_limit_bound = {"answer-hangs", "honest-ordinary-hang", "honest-hangs-in-a-
 STATUS = {  # student -> allowed statuses; every other student: graded
     "answer-hangs": {"timeout", "graded"},
     "honest-hangs-in-a-late-scenario": {"timeout"},
-    "early-done-then-hangs": {"timeout"},
+    "early-done-then-hangs": {"timeout", "graded"},  # graded: the probe's audit hook stops its frame search first
     "defeats-the-alarm": {"timeout"},
     "answer-memory-bomb": {"memory", "graded", "crashed"},
     "answer-aborts": {"crashed"},
