@@ -23,7 +23,8 @@ from g2c.grading.autograde import find_notebook, one_run_at_a_time, plain_ids, r
 from g2c.grading.course import grade_cells, layout
 from g2c.grading.worker import Outcome
 
-HOSTILE = ["<img src=x onerror=alert(1)>", "\x1b[2J\x1b[31mred", "=HYPERLINK(\"http://x\")", "new\nline", "a" * 65]
+HOSTILE = ["<img src=x onerror=alert(1)>", "\x1b[2J\x1b[31mred", "=HYPERLINK(\"http://x\")", "new\nline", "glob[1]",
+           "spaced name *", "a" * 65]
 ESCAPES = "\x1b[2J\nforged: 100/100 graded"  # what a crashing notebook could put in its error's detail
 
 
@@ -146,3 +147,39 @@ def test_a_second_run_on_the_course_says_who_holds_it_or_waits(course):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_formgraders_autograde_button_grades_one_student_in_the_sandbox(course, monkeypatch):
+    """What the button's handler does: load the course's config, build ``base.NbGraderAPI``, call ``autograde``."""
+    import nbgrader.apps.api
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.server_extensions.formgrader import base
+
+    from g2c.grading.course import course_config
+    from g2c.grading.sandbox import box
+
+    monkeypatch.setattr(base, "NbGraderAPI", base.NbGraderAPI)  # put back stock after the test
+    course_config(course)  # formgrader loads nbgrader_config.py before each API call
+    put(course, "frank", {SPEC.notebook: RELEASED.read_bytes()})
+    lay = layout(course)
+    graded = []
+
+    def run(todo, pool, scheduler):
+        graded.extend((job.student, job.isolate) for job in todo)
+        yield from stand_in_grader(lay)(todo, pool, scheduler)
+
+    monkeypatch.setattr(batch, "_run", run)
+    monkeypatch.setattr(batch, "_local_pool", lambda workers, isolate: None)
+    monkeypatch.setattr(box, "isolation_available", lambda: None)  # whether this machine can sandbox is tested elsewhere
+    monkeypatch.setattr(nbgrader.apps.api, "Autograde", None)  # stock nbgrader's would fail on None
+    api = base.NbGraderAPI(CourseDirectory(config=lay.config))
+
+    with one_run_at_a_time(lay, wait=False):  # a g2c autograde in the terminal holds the course
+        busy = api.autograde(ASSIGNMENT, "frank")
+    assert not busy["success"] and "another run is grading this course" in busy["error"] and not graded
+
+    answer = api.autograde(ASSIGNMENT, "frank")
+    assert answer["success"], answer
+    assert "g2c autograde (sandboxed)" in answer["log"] and " graded" in answer["log"]
+    assert graded == [("frank", True)]  # that student only, sandboxed
+    assert batch.load_results(lay)["frank"]["status"] == "graded"

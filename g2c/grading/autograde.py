@@ -72,12 +72,13 @@ def autograde(course: Path, submitted: Path | None = None, out: Path | None = No
 def grade_batch(course: Path, submitted: Path | None = None, out: Path | None = None, *, jobs: int | None = None,
               timeout: float = TIMEOUT, memory_mb: int | None = MEMORY_MB, scheduler: str | None = None, force: bool = False,
               isolate: bool = True, progress: bool = True, cell_timeout: float = CELL_TIMEOUT,
-              due: str | None = None, assignment: str | None = None) -> list[Outcome]:
+              due: str | None = None, assignment: str | None = None, regrade: str | None = None) -> list[Outcome]:
     """Grade every ``submitted/<student>/<assignment>/`` into the course's gradebook and folders (or
     under ``out``); ``assignment`` defaults to the course's only one.
 
     ``due`` (any date nbgrader parses; UTC unless it names a zone) sets the assignment's due date
-    in the gradebook, as ``nbgrader db assignment add --duedate`` would.
+    in the gradebook, as ``nbgrader db assignment add --duedate`` would. ``regrade``: grade that student
+    (again) and nobody else (formgrader's Autograde button, g2c.grading.formgrader_autograde).
     """
     try:
         lay = layout(course, submitted, out, assignment)
@@ -107,7 +108,7 @@ def grade_batch(course: Path, submitted: Path | None = None, out: Path | None = 
     found = {s: find_notebook(lay, s) for s in students}
     jobs_all = [Job(s, str(spec.folder), found[s][0], b"", checks, source_cells, timeout, memory_mb, cell_timeout,
                     isolate) for s in students]
-    todo = [job for job in jobs_all if _needs_grading(done.get(job.student), job)]
+    todo = [job for job in jobs_all if (job.student == regrade if regrade else _needs_grading(done.get(job.student), job))]
     # workers warm up while the assignment is registered; none start when only hand grades changed
     pool = None if scheduler or not todo else _local_pool(max(1, min(jobs or os.cpu_count() or 1, len(todo))), isolate)
     try:
