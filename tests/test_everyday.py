@@ -183,3 +183,44 @@ def test_formgraders_autograde_button_grades_one_student_in_the_sandbox(course, 
     assert "g2c autograde (sandboxed)" in answer["log"] and " graded" in answer["log"]
     assert graded == [("frank", True)]  # that student only, sandboxed
     assert batch.load_results(lay)["frank"]["status"] == "graded"
+
+
+def test_a_failing_check_reads_pitfall_first_and_no_line_is_wider_than_the_output():
+    from g2c.checks import MARK, WIDTH, ChecksFailed, block
+
+    pitfall = "the update moves parameters that have no gradient: skip every p whose p.grad is None " * 3
+    evidence = "AdamW(lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.01) in torch.float64 parts " * 2
+    lines = block("test_x", AssertionError(f"{pitfall}\n{evidence}"))
+    assert lines[0].startswith(f"{MARK} the update moves parameters")
+    assert all(len(line) <= WIDTH for line in lines), [len(line) for line in lines]
+    named = lines.index("    (test_x)")
+    assert " ".join(line.strip() for line in lines[:named]) == f"{MARK} {pitfall.strip()}"  # all of it, wrapped
+    assert " ".join(line.strip() for line in lines[named + 1:]) == evidence.strip()
+    shown = ChecksFailed([lines])._render_traceback_()
+    assert all(line.startswith("\x1b[31m") for line in shown[:named]) and shown[named] == "    (test_x)"
+
+
+def test_racing_torch_names_the_pitfall_first(monkeypatch):
+    import test_training as contract
+    import torch
+
+    class Coupled(torch.optim.Adam):
+        """Adam's weight decay: added to the gradient (AdamW's is decoupled)."""
+
+    class Forgetful:
+        """AdamW that starts afresh at every step: m, v and t are not kept."""
+
+        def __init__(self, params, **settings):
+            self.params, self.settings = list(params), settings
+
+        def step(self):
+            torch.optim.AdamW(self.params, foreach=False, **self.settings).step()
+
+    no_decay, decay = contract.ADAMW_SETTINGS[0], contract.ADAMW_SETTINGS[1]
+    monkeypatch.setattr(contract, "AdamW", Coupled)
+    contract.race_torch(no_decay, 5, torch.float64, 1e-9, 1e-12)  # without decay, Adam is AdamW
+    with pytest.raises(AssertionError, match="^the first step differs only with weight decay: decay the parameter"):
+        contract.race_torch(decay, 5, torch.float64, 1e-9, 1e-12)
+    monkeypatch.setattr(contract, "AdamW", Forgetful)
+    with pytest.raises(AssertionError, match="^the first step agrees, a later one does not: keep m and v"):
+        contract.race_torch(no_decay, 5, torch.float64, 1e-9, 1e-12)
