@@ -212,6 +212,9 @@ class OneLinePerPrint:
     def flush(self) -> None:
         self.stream.flush()
 
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)  # encoding, isatty, fileno: as the terminal's
+
 
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
