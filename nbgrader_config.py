@@ -36,3 +36,8 @@ c.ExchangeFactory.collect = "g2c.grading.exchange.Collect"
 # Late submissions: set a due date (`g2c autograde --due DATE` or `nbgrader db assignment add
 # 03b-training --duedate DATE`) and a penalty, e.g.
 # c.LateSubmissionPlugin.penalty_method = "zero"   # nbgrader's default is "none"
+# Formgrader's Autograde button grades through g2c's sandbox (g2c/grading/formgrader_autograde.py), never stock
+# nbgrader's unsandboxed autograde; outside formgrader this does nothing.
+from g2c.grading.formgrader_autograde import route_formgrader_autograde  # noqa: E402
+
+route_formgrader_autograde()

@@ -15,6 +15,7 @@ decides points outside the student's kernel.
 
 from __future__ import annotations
 
+import textwrap
 import traceback
 from dataclasses import dataclass
 from types import TracebackType
@@ -23,6 +24,7 @@ import pytest
 
 DETAIL_LINES = 4  # lines of detail kept under a headline: the message must stay the first thing read
 MARK = "✗"
+WIDTH = 100  # no line of a block is wider: a notebook's output and Validate's dialog cut long lines on the right
 
 
 def _frames(tb: TracebackType | None) -> list[traceback.FrameSummary]:
@@ -70,11 +72,18 @@ def describe(err: BaseException) -> tuple[str, list[str]]:
     return f"your code raised {type(err).__name__}" + (f": {first}" if first else ""), details
 
 
+def wrapped(text: str, first: str, rest: str) -> list[str]:
+    """``text`` after ``first`` in lines of at most WIDTH characters, the later ones after ``rest``."""
+    return textwrap.wrap(text, WIDTH, initial_indent=first, subsequent_indent=rest, break_on_hyphens=False) or [first]
+
+
 def block(test: str, err: BaseException) -> list[str]:
-    """One failing test as a short block of lines: headline first, then the test's name and details."""
+    """One failing test as a short block of lines: headline (the pitfall) first, then the test's name and details,
+    each wrapped at WIDTH."""
     headline, details = describe(err)
     shown = details[:DETAIL_LINES] + (["…"] if len(details) > DETAIL_LINES else [])
-    return [f"{MARK} {headline}", f"    ({test})", *(f"    {line}" for line in shown)]
+    lines = wrapped(headline, f"{MARK} ", "  ") + [f"    ({test})"]
+    return lines + [part for line in shown for part in wrapped(line, "    ", "      ")]
 
 
 # ---------------------------------------------------------------- pytest: the kit's plugin
@@ -85,10 +94,11 @@ class _Short:
     """A failure report pytest prints as our block; ``reprcrash`` feeds the one-line summary."""
 
     lines: list[str]
+    headline: str
 
     @property
     def reprcrash(self):
-        return type("Crash", (), {"message": self.lines[0].removeprefix(f"{MARK} ")})()
+        return type("Crash", (), {"message": self.headline})()
 
     def toterminal(self, tw) -> None:
         for line in self.lines:
@@ -103,7 +113,7 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if report.failed and call.excinfo is not None and report.when == "call":
-        report.longrepr = _Short(block(item.name, call.excinfo.value))
+        report.longrepr = _Short(block(item.name, call.excinfo.value), describe(call.excinfo.value)[0])
 
 
 # ---------------------------------------------------------------- the notebook: %%check
@@ -117,8 +127,11 @@ class ChecksFailed(Exception):
         self.blocks = blocks
 
     def _render_traceback_(self) -> list[str]:
-        lines = [line for b in self.blocks for line in b]
-        return [f"\x1b[31m{line}\x1b[0m" if line.startswith(MARK) else line for line in lines]
+        shown = []
+        for b in self.blocks:  # the headline's lines (the pitfall) in red: those before the test's name
+            named = next((i for i, line in enumerate(b) if line.startswith("    (")), 1)
+            shown += [f"\x1b[31m{line}\x1b[0m" for line in b[:named]] + b[named:]
+        return shown
 
 
 class _Collector:

@@ -196,6 +196,26 @@ def formgrader(root: Path, port: int) -> None:
               {**os.environ, "PATH": path_with_this_environment()})
 
 
+class OneLinePerPrint:
+    """A text stream that shows every control character written to it as ``\\xNN`` (newlines too), except the newline
+    ``print`` ends a line with: student ids, file names and details are the students' text, and a terminal obeys its
+    escape sequences; an embedded newline could forge a summary line."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        from g2c.grading.autograde import printable
+
+        return self.stream.write(text if text == "\n" else printable(text))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)  # encoding, isatty, fileno: as the terminal's
+
+
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
@@ -247,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--memory", type=_positive_int, default=MEMORY_MB,
                        help="memory limit in MB for student code (default %(default)d)")
     grade.add_argument("--force", action="store_true", help="regrade everyone, not only submissions without a result")
+    grade.add_argument("--wait", action="store_true", help="when another g2c autograde is grading the course, wait for it "
+                       "to finish (default: stop and say who holds the gradebook's lock)")
     grade.add_argument("--no-sandbox", action="store_true", help="run student code without isolation (trusted code only)")
     report = commands.add_parser("report", help="write the class report (report.html beside grades.csv) of a graded batch")
     report.add_argument("assignment", help="its folder name under source_notebooks/")
@@ -265,16 +287,19 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         raise SystemExit(f"g2c {args.command}: {err}") from None
     if args.command == "autograde":
-        from g2c.grading.autograde import autograde, flagged_timestamps
+        from g2c.grading.autograde import autograde, flagged_timestamps, renamed_notebooks
         from g2c.grading.course import layout
 
+        sys.stdout = OneLinePerPrint(sys.stdout)  # the command's last act; each print below is one line
         results = autograde(root, args.submitted, args.out, jobs=args.jobs, timeout=args.timeout, memory_mb=args.memory,
                             scheduler=args.scheduler, force=args.force, isolate=not args.no_sandbox,
-                            cell_timeout=args.cell_timeout, due=args.due, assignment=name)
+                            cell_timeout=args.cell_timeout, due=args.due, assignment=name, wait=args.wait)
         for r in results:
             detail = f"  ({r.detail})" if r.detail and r.status != "graded" else ""
             print(f"{r.student_id}: {r.score:g}/{r.max_score:g} {r.status} in {r.seconds:.1f} s{detail}")
         lay = layout(root, args.submitted, args.out, name)
+        for line in renamed_notebooks(results):
+            print(f"renamed notebook: {line}")
         for line in flagged_timestamps(lay):
             print(f"flagged timestamp: {line}")
         print(f"wrote {lay.grades_csv}, {lay.report_html}, {lay.folder('feedback', '*', name)} "

@@ -223,7 +223,14 @@ def errors(nb) -> dict[str, list[str]]:
 
 
 def headlines(lines: list[str]) -> list[str]:
-    return [line.removeprefix("✗ ") for line in lines if line.startswith("✗ ")]
+    """Each block's headline, its lines joined again (g2c.checks wraps it at WIDTH, later lines indented two spaces)."""
+    found: list[str] = []
+    for line in lines:
+        if line.startswith("✗ "):
+            found.append(line.removeprefix("✗ "))
+        elif found and re.match(r"  \S", line):
+            found[-1] += " " + line.strip()
+    return found
 
 
 def contract_headlines(answers: dict[str, str]) -> dict[str, str]:

@@ -617,8 +617,6 @@ def batch_submissions(paths: BatchPaths) -> dict[str, object]:
         "answer-hangs": appended(W, "adamw", "while True:\n    pass"),
         "answer-memory-bomb": appended(W, "adamw", MEMORY_BOMB),
         "answer-aborts": appended(W, "adamw", "import os\nos.abort()"),
-        # honest answers under names a glob or a shell would misread
-        "glob[1]": S, "spaced name *": S,
         # honest answers, trouble in an ordinary cell: costs nothing
         "honest-ordinary-hang": inserted(S, "while True:\n    pass"),
         "honest-hangs-in-a-late-scenario": appended(S, "schedule", LATE_HANG),
@@ -677,8 +675,6 @@ STATUS = {  # student -> allowed statuses; every other student: graded
 }
 HONEST = {
     "honest",
-    "glob[1]",
-    "spaced name *",
     "honest-ordinary-hang",
     "honest-ordinary-memory-bomb",
     "honest-ordinary-abort",

@@ -3,17 +3,16 @@
 One student joins the shared graded class (conftest.py ``batch``, graded by ``g2c autograde``), and
 carries 56 payloads: intake's whole corpus (tests/test_intake.py) of 44 markdown payloads (in
 ordinary cells and in the written answers formgrader shows for hand grading) and 10 kernel
-output payloads (the error one raised by the kernel, its class name and message markup), an
-answer cell whose exception message (quoted in the reasons) is markup, and a student id that is
-markup. Every payload's script, if it ran, would call ``fetch('/formgrader/api/g2c-pwned')``
-(the id's: ``fetch('g2c-pwned-id')``), or load a URL holding ``g2c-pwned``.
+output payloads (the error one raised by the kernel, its class name and message markup), and an
+answer cell whose exception message (quoted in the reasons) is markup (a student id that is markup
+is refused by ``g2c autograde``: tests/test_everyday.py). Every payload's script, if it ran, would
+call ``fetch('/formgrader/api/g2c-pwned')``, or load a URL holding ``g2c-pwned``.
 
 ``g2c formgrader`` then starts the course's Jupyter server (127.0.0.1, a free port, a token) over
 the class, and chromium (playwright), logged in with the token, opens formgrader's students page,
 the submission's grading view, the feedback page and the class report, recording every request,
 console message and inline event handler. No request carries the marker; the only handlers in
-formgrader's pages are nbgrader's own and the student id's (formgrader's template writes the id
-unescaped: the Content-Security-Policy refuses it); and formgrader still works under the policy:
+formgrader's pages are nbgrader's own; and formgrader still works under the policy:
 its own script loads the grades through its API, and a hand grade given with its "Full credit"
 button reaches the gradebook.
 """
@@ -41,8 +40,7 @@ from g2c.grading import path_with_this_environment
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"needs {CHROMIUM}")]
 
-ID_ACT = f"fetch('{MARKER}-id')"
-CARRIER = f"carrier<img src=x onerror={ID_ACT}>"  # its id is a payload too (no slash: it is a folder name)
+CARRIER = "carrier"
 ANSWER_ERROR = f"<img src=x onerror=\"{ACT}\"> $\\href{{javascript:{ACT}}}{{x}}$"
 OUTPUTS_CELL = """import json
 from IPython.display import display
@@ -192,11 +190,10 @@ def test_no_student_byte_runs_where_the_instructor_looks(formgrader):
 
     assert not seen.marked(files), seen.marked(files)
     assert "script-src 'self' 'nonce-" in policy and "unsafe-inline" not in policy.split("script-src")[1].split(";")[0], policy
-    # intake's wall: no handler of the notebook's payloads reached the pages; the student id is not intake's to change,
-    # and formgrader's submission view writes it unescaped: there the policy's wall refuses its handler
-    assert {code for _, code in handlers} <= {*NBGRADER_HANDLERS, ID_ACT}, handlers
+    # intake's wall: no handler of the notebook's payloads reached the pages
+    assert {code for _, code in handlers} <= set(NBGRADER_HANDLERS), handlers
     refused = [m for m in seen.console if "Content Security Policy" in m]
-    assert all("inline event handler" in m for m in refused), refused  # the id's handler: nothing of formgrader's
+    assert all("inline event handler" in m for m in refused), refused
     assert not seen.errors, seen.errors
     assert any("/formgrader/api/grades?submission_id=" in url for url in seen.requests)  # formgrader's JS ran
     from nbgrader.api import Gradebook

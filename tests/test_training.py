@@ -60,6 +60,18 @@ def assert_close_in_words(actual: torch.Tensor, expected: torch.Tensor, rtol: fl
     assert gap is None, f"{why}: {gap}"
 
 
+def race_pitfall(settings: dict, step: int) -> str:
+    """The likely pitfall when AdamW parts from torch at ``step`` (the settings without weight decay come first)."""
+    if step > 1:
+        return ("the first step agrees, a later one does not: keep m and v per parameter from step to step, "
+                "and count t once per step() (not per parameter)")
+    if settings["weight_decay"]:
+        return ("the first step differs only with weight decay: decay the parameter itself, p -= lr * weight_decay * p, "
+                "not the gradient (AdamW's decay is decoupled)")
+    return ("the first step differs: divide m by 1 - beta1**t and v by 1 - beta2**t (t = 1 on the first step), "
+            "then add eps after the square root")
+
+
 def race_torch(settings: dict, steps: int, dtype: torch.dtype, rtol: float, atol: float, seed: int = 0) -> None:
     """Run our AdamW and torch.optim.AdamW side by side on the same random gradients; stop at the first step that differs."""
     ours = make_params(seed, dtype)
@@ -78,7 +90,8 @@ def race_torch(settings: dict, steps: int, dtype: torch.dtype, rtol: float, atol
         for i, (p, q) in enumerate(zip(ours, theirs)):
             assert p.dtype == q.dtype, f"parameter {i} changed dtype from {q.dtype} to {p.dtype}"
             gap = differs(p, q, rtol, atol)
-            assert gap is None, f"AdamW({named}) in {dtype} parts from torch.optim.AdamW at step {step}, parameter {i}: {gap}"
+            assert gap is None, (f"{race_pitfall(settings, step)}\n"
+                                 f"AdamW({named}) in {dtype} parts from torch.optim.AdamW at step {step}, parameter {i}: {gap}")
 
 
 # ---------------------------------------------------------------- given: passes from the start

@@ -21,18 +21,22 @@ changed), and grades.csv, one row per submission with its status.
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import io
 import json
 import os
 import re
 import shutil
+import socket
 import stat
 import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 
 from g2c.grading import path_with_this_environment, received
@@ -46,17 +50,35 @@ LIMIT_BEHIND = {"timeout": "timeout", "memory": "memory_mb"}  # status -> the li
 MAX_NOTEBOOK_BYTES = 64 * 2**20  # a submitted notebook
 MAX_COMPANION_BYTES = 4096  # timestamp.txt, submission_secret.txt
 SCRATCH = "/dev/shm"  # a tmpfs on Linux
+# A student id nbgrader takes from the student (`submit --CourseDirectory.student_id`) must be a plain name: formgrader
+# prints ids into HTML unescaped, terminals obey escape codes, spreadsheets run a leading "=" as a formula.
+PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+REFUSED = "refused: not a plain student id"  # the status of a submission under any other id
+HANDED_IN_INSTEAD = "handed in instead of"  # in the detail of a notebook graded under another file name
 
 
-def autograde(course: Path, submitted: Path | None = None, out: Path | None = None, *, jobs: int | None = None,
+def autograde(course: Path, submitted: Path | None = None, out: Path | None = None, *, wait: bool = False,
+              **options) -> list[Outcome]:
+    """:func:`grade_batch` holding the gradebook's lock (:func:`one_run_at_a_time`): two runs at once on one course
+    would both regrade everything and race on its files. ``wait``: wait for the other run to finish, else stop."""
+    try:
+        lay = layout(course, submitted, out, options.get("assignment"))
+    except ValueError:
+        return grade_batch(course, submitted, out, **options)  # which says what is wrong
+    with one_run_at_a_time(lay, wait):
+        return grade_batch(course, submitted, out, **options)
+
+
+def grade_batch(course: Path, submitted: Path | None = None, out: Path | None = None, *, jobs: int | None = None,
               timeout: float = TIMEOUT, memory_mb: int | None = MEMORY_MB, scheduler: str | None = None, force: bool = False,
               isolate: bool = True, progress: bool = True, cell_timeout: float = CELL_TIMEOUT,
-              due: str | None = None, assignment: str | None = None) -> list[Outcome]:
+              due: str | None = None, assignment: str | None = None, regrade: str | None = None) -> list[Outcome]:
     """Grade every ``submitted/<student>/<assignment>/`` into the course's gradebook and folders (or
     under ``out``); ``assignment`` defaults to the course's only one.
 
     ``due`` (any date nbgrader parses; UTC unless it names a zone) sets the assignment's due date
-    in the gradebook, as ``nbgrader db assignment add --duedate`` would.
+    in the gradebook, as ``nbgrader db assignment add --duedate`` would. ``regrade``: grade that student
+    (again) and nobody else (formgrader's Autograde button, g2c.grading.formgrader_autograde).
     """
     try:
         lay = layout(course, submitted, out, assignment)
@@ -73,6 +95,7 @@ def autograde(course: Path, submitted: Path | None = None, out: Path | None = No
     students = sorted(p.name for p in folders if not p.name.startswith(".") and (p.is_dir() or p.is_symlink()))
     if not students:
         raise SystemExit(f"g2c autograde: no submissions found as {submitted}/<student>/{spec.name}/")
+    students, refused = plain_ids(students)
     if isolate:
         from g2c.grading.sandbox.box import isolation_available
 
@@ -82,9 +105,10 @@ def autograde(course: Path, submitted: Path | None = None, out: Path | None = No
     lay.grades.mkdir(parents=True, exist_ok=True)
     checks, source_cells = hidden_checks(source), graded_cells(source)
     done = {} if force else load_results(lay)
-    jobs_all = [Job(s, str(spec.folder), read_submission(lay, s), b"", checks, source_cells, timeout, memory_mb, cell_timeout,
+    found = {s: find_notebook(lay, s) for s in students}
+    jobs_all = [Job(s, str(spec.folder), found[s][0], b"", checks, source_cells, timeout, memory_mb, cell_timeout,
                     isolate) for s in students]
-    todo = [job for job in jobs_all if _needs_grading(done.get(job.student), job)]
+    todo = [job for job in jobs_all if (job.student == regrade if regrade else _needs_grading(done.get(job.student), job))]
     # workers warm up while the assignment is registered; none start when only hand grades changed
     pool = None if scheduler or not todo else _local_pool(max(1, min(jobs or os.cpu_count() or 1, len(todo))), isolate)
     try:
@@ -96,6 +120,7 @@ def autograde(course: Path, submitted: Path | None = None, out: Path | None = No
         max_score = sum(grade_cells(lay).values())
         for outcome in _with_progress(_run(todo, pool, scheduler), len(todo), progress):
             outcome.max_score = max_score
+            outcome.detail = "; ".join(filter(None, [found[outcome.student_id][1], outcome.detail]))
             record(lay, outcome)
     finally:  # even when interrupted: grades.csv reflects every result recorded so far
         if pool:
@@ -105,7 +130,52 @@ def autograde(course: Path, submitted: Path | None = None, out: Path | None = No
     write_report(lay)
     results = load_results(lay)
     fields = Outcome.__dataclass_fields__
-    return [Outcome(**{k: v for k, v in results[s].items() if k in fields}) for s in students if s in results]
+    return [Outcome(**{k: v for k, v in results[s].items() if k in fields}) for s in students if s in results] + refused
+
+
+def plain_ids(students: list[str]) -> tuple[list[str], list[Outcome]]:
+    """(the students whose id is a plain name (PLAIN_ID), an outcome for each other one).
+
+    The others are not graded and get no gradebook entry: their id would reach formgrader's pages, the terminal
+    and grades.csv. Their outcome names them by ``repr`` (quoted, control characters escaped)."""
+    plain = [s for s in students if PLAIN_ID.fullmatch(s)]
+    refused = [Outcome(repr(s), REFUSED, detail="not graded: a student id is 1 to 64 of A-Z a-z 0-9 . _ @ -, starting "
+                       "with a letter or digit; the student submits again under such an id")
+               for s in students if not PLAIN_ID.fullmatch(s)]
+    return plain, refused
+
+
+def lock_path(lay: Layout) -> Path:
+    """The lock beside the gradebook (``gradebook.db.lock``), or in the grades folder when the gradebook is no file."""
+    if lay.db_url.startswith("sqlite:///"):
+        db = Path(lay.db_url.removeprefix("sqlite:///"))
+        return db.with_name(db.name + ".lock")
+    return lay.grades / "autograde.lock"
+
+
+@contextmanager
+def one_run_at_a_time(lay: Layout, wait: bool) -> Iterator[None]:
+    """An exclusive ``flock`` on :func:`lock_path` for the whole run; the kernel drops it when the process dies,
+    so a killed run never leaves the course locked. The file says who holds it (pid, host, start)."""
+    path = lock_path(lay)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = printable(os.pread(fd, 512, 0).decode(errors="replace").strip()) or "a process"
+            if not wait:
+                raise SystemExit(f"g2c autograde: another run is grading this course: {holder} holds {path}. "
+                                 "Wait for it to finish, or pass --wait to start when it does") from None
+            print(f"g2c autograde: waiting for {holder} (it holds {path})", file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"g2c autograde pid {os.getpid()} on {socket.gethostname()}, started {started}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _needs_grading(result: dict | None, job: Job) -> bool:
@@ -140,11 +210,11 @@ def read_without_links(folder: Path, *names: str, limit: int) -> bytes:
             os.close(fd)
 
 
-def read_submission(lay: Layout, student: str) -> bytes | None:
-    """``submitted/<student>/<assignment>/<notebook>`` (see :func:`read_without_links`); anything but a
+def read_submission(lay: Layout, student: str, name: str | None = None) -> bytes | None:
+    """``submitted/<student>/<assignment>/<notebook>`` (or ``name``; see :func:`read_without_links`); anything but a
     regular file of at most MAX_NOTEBOOK_BYTES is an unreadable notebook (None: nothing there)."""
     try:
-        data = read_without_links(lay.submitted / student, lay.assignment, lay.spec.notebook, limit=MAX_NOTEBOOK_BYTES)
+        data = read_without_links(lay.submitted / student, lay.assignment, name or lay.spec.notebook, limit=MAX_NOTEBOOK_BYTES)
     except FileNotFoundError:
         return None
     except NotARegularFile:
@@ -154,6 +224,45 @@ def read_submission(lay: Layout, student: str) -> bytes | None:
     if len(data) > MAX_NOTEBOOK_BYTES:
         return f"not a notebook: larger than {MAX_NOTEBOOK_BYTES // 2**20} MB".encode()
     return data
+
+
+def find_notebook(lay: Layout, student: str) -> tuple[bytes | None, str]:
+    """(the student's notebook, a note for the detail). A notebook handed in under another name (``training (1).ipynb``)
+    is graded when it is the only .ipynb in the folder; several are named, none is guessed."""
+    data = read_submission(lay, student)
+    if data is not None:
+        return data, ""
+    others = other_notebooks(lay, student)
+    if len(others) == 1:
+        return read_submission(lay, student, others[0]), f"graded {others[0]!r}, {HANDED_IN_INSTEAD} {lay.spec.notebook}"
+    if others:
+        return None, f"found {', '.join(map(repr, others))}: rename the one to grade {lay.spec.notebook}"
+    return None, ""
+
+
+def other_notebooks(lay: Layout, student: str) -> list[str]:
+    """The regular ``*.ipynb`` files in ``submitted/<student>/<assignment>/``, listed without following any link
+    (the folders are opened with O_NOFOLLOW, the files looked at with lstat)."""
+    try:
+        student_fd = os.open(lay.submitted / student, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return []
+    try:
+        folder_fd = os.open(lay.assignment, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=student_fd)
+        try:
+            names = sorted(n for n in os.listdir(folder_fd) if n.endswith(".ipynb") and not n.startswith("."))
+            return [n for n in names if stat.S_ISREG(os.stat(n, dir_fd=folder_fd, follow_symlinks=False).st_mode)]
+        finally:
+            os.close(folder_fd)
+    except OSError:
+        return []
+    finally:
+        os.close(student_fd)
+
+
+def renamed_notebooks(results: list[Outcome]) -> list[str]:
+    """One line per submission graded from a notebook under another name (for the terminal)."""
+    return [f"{r.student_id}: {r.detail}" for r in results if r.status == "graded" and HANDED_IN_INSTEAD in r.detail]
 
 
 def register_assignment(course: Path, lay: Layout) -> bytes:

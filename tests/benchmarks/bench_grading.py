@@ -21,16 +21,24 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "source_notebooks" / "03b-training" / "training.ipynb"
 
 
+def stock_config(course: Path) -> str:
+    """The stock run's own course configuration: nbgrader reads `nbgrader_config.py` from its working folder, and
+    the repository's names the repository's gradebook (run from there, stock nbgrader graded into it)."""
+    return (f"c = get_config()  # noqa: F821\nc.CourseDirectory.root = {str(course)!r}\n"
+            f"c.CourseDirectory.source_directory = 'source_notebooks'\n"
+            f"c.CourseDirectory.db_url = {'sqlite:///' + str(course / 'gradebook.db')!r}\n")
+
+
 def stock(course: Path, students: list[str]) -> tuple[float, dict[str, float]]:
-    """Stock nbgrader, as its documentation runs it: one `nbgrader autograde` call, sequential."""
+    """Stock nbgrader, as its documentation runs it: one `nbgrader autograde` call, sequential, in its own course."""
     from nbgrader.api import Gradebook
 
-    flags = [f"--CourseDirectory.root={course}", "--CourseDirectory.source_directory=source_notebooks", "--log-level=ERROR"]
+    (course / "nbgrader_config.py").write_text(stock_config(course))
     nbgrader = [sys.executable, "-m", "nbgrader"]
-    subprocess.run([*nbgrader, "generate_assignment", "03b-training", *flags], check=True, capture_output=True)
-    start = time.perf_counter()
-    subprocess.run([*nbgrader, "autograde", "03b-training", *flags], check=True, capture_output=True)
-    seconds = time.perf_counter() - start
+    for step in ("generate_assignment", "autograde"):
+        start = time.perf_counter()
+        subprocess.run([*nbgrader, step, "03b-training", "--log-level=ERROR"], check=True, capture_output=True, cwd=course)
+    seconds = time.perf_counter() - start  # autograde's
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         scores = {s.student.id: s.score for s in gb.assignment_submissions("03b-training")}
     return seconds, scores
@@ -66,7 +74,7 @@ def main() -> int:
     print(f"{n} honest submissions, {os.cpu_count()} cores")
     print(f"stock nbgrader autograde (sequential): {stock_s:6.1f} s  {stock_s / n:5.2f} s/submission")
     print(f"g2c autograde --jobs 2 (sandboxed)   : {ours_s:6.1f} s  {ours_s / n:5.2f} s/submission")
-    print(f"speedup: {stock_s / ours_s:.2f}x (target >= 2.5x)")
+    print(f"speedup: {stock_s / ours_s:.2f}x (target >= 3x); load average {os.getloadavg()[0]:.1f}")
     return 0
 
 
