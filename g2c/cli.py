@@ -265,16 +265,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         raise SystemExit(f"g2c {args.command}: {err}") from None
     if args.command == "autograde":
-        from g2c.grading.autograde import autograde, flagged_timestamps
+        from g2c.grading.autograde import autograde, flagged_timestamps, summary_lines
         from g2c.grading.course import layout
 
         results = autograde(root, args.submitted, args.out, jobs=args.jobs, timeout=args.timeout, memory_mb=args.memory,
                             scheduler=args.scheduler, force=args.force, isolate=not args.no_sandbox,
                             cell_timeout=args.cell_timeout, due=args.due, assignment=name)
-        for r in results:
-            detail = f"  ({r.detail})" if r.detail and r.status != "graded" else ""
-            print(f"{r.student_id}: {r.score:g}/{r.max_score:g} {r.status} in {r.seconds:.1f} s{detail}")
         lay = layout(root, args.submitted, args.out, name)
+        for line in summary_lines(lay, [r.student_id for r in results]):  # grades.csv's scores: hand grades, penalties
+            print(line)
         for line in flagged_timestamps(lay):
             print(f"flagged timestamp: {line}")
         print(f"wrote {lay.grades_csv}, {lay.report_html}, {lay.folder('feedback', '*', name)} "
