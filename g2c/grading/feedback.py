@@ -175,9 +175,16 @@ def _feedback_exporter_class():
             super().__init__(*args, **kwargs)
             # set after the configuration: nbgrader's GenerateFeedback configures its own "feedback" template
             self.extra_loaders = [DictLoader({"g2c-feedback.html.j2": PAGE_TEMPLATE})]
-            self.extra_template_basedirs, self.template_name, self.template_file = [], "lab", "g2c-feedback.html.j2"
+            self.extra_template_basedirs, self.extra_template_paths = [], []
+            self.template_name, self.template_file = "lab", "g2c-feedback.html.j2"
+            self.template_paths = self._template_paths()  # computed once, from the template name nbgrader configured
             self.sanitize_html = True  # the outputs come from the student's kernel, and the page is opened by people
             self.filters = {**self.filters, "clean_html": clean_html}  # kept when the template environment is made again
+            # nbgrader's converters empty Exporter.default_preprocessors; the page needs HTMLExporter's (among them the
+            # highlighting CSS), whoever renders it
+            self.default_preprocessors = HTMLExporter.class_traits()["default_preprocessors"].default()
+            self._preprocessors = []
+            self._init_preprocessors()
 
     return FeedbackExporter
 
