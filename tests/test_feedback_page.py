@@ -93,7 +93,7 @@ def test_every_lost_point_is_explained_and_the_total_is_after_the_penalty(graded
     assert f"{test_cell} scored 0 of" in text and "your loss rises after step 3" in text
     total = points - 0.5 - 0.25
     assert re.search(rf"Total: {total:g} of \d+ points \(after a late-submission penalty of 0.25\)", text)
-    assert "0.3 minutes late (18 s after the due date)" in text
+    assert "0.30 minutes late (18 s after the due date)" in text
 
 
 def test_a_hand_graded_loss_without_a_comment_says_so():

@@ -39,15 +39,14 @@ def _scored(score: float | None, points: float) -> str:
     return f"scored {_points(score, points)}" + (f", lost {lost:g}" if lost > 0 else "")
 
 
-def late_text(seconds_late: float) -> str:
-    """How late a submission arrived, in minutes (and seconds), whatever the penalty: the one wording of
-    the feedback page and the class report."""
-    return f"{seconds_late / 60:.1f} minutes late ({seconds_late:.0f} s after the due date)"
-
-
 def minutes_late(seconds_late: float) -> str:
-    """grades.csv's ``minutes_late``: empty when on time."""
+    """Minutes late as grades.csv, the report and the feedback page show them (a second is 0.02): empty when on time."""
     return f"{seconds_late / 60:.2f}" if seconds_late > 0 else ""
+
+
+def late_text(seconds_late: float) -> str:
+    """How late a submission arrived, whatever the penalty, on the feedback page."""
+    return f"{minutes_late(seconds_late)} minutes late ({seconds_late:.0f} s after the due date)"
 
 
 def _total(scores: dict[str, float | None], points: dict[str, float], late_penalty: float, seconds_late: float) -> str:

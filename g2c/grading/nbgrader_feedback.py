@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from nbconvert.preprocessors import Preprocessor
 from nbgrader.api import Gradebook
+from traitlets import Bool
 
 from g2c.grading.feedback import REASONS_KEY, redact, standing
 from g2c.grading.sandbox.intake import inert_notebook
@@ -24,6 +25,8 @@ class RedactHiddenTests(Preprocessor):
 
     An nbconvert Preprocessor, not nbgrader's: nbgrader configures ``display_data_priority`` on its own
     preprocessors, which this one does not read (nbgrader warned it was not recognized)."""
+
+    enabled = Bool(True, help="nbconvert's preprocessors are off by default; this one is the page's redaction")
 
     def preprocess(self, nb, resources):
         info = resources["nbgrader"]
