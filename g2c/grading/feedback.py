@@ -19,6 +19,7 @@ import nbformat
 
 from g2c.grading.sandbox.intake import ACTING_TEX
 
+TITLE = "Feedback: Module 03B — Training"
 REASONS_KEY = "g2c_reasons"  # autograded notebook metadata: grade_id -> why points were lost
 HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?", re.S | re.M)
 
@@ -103,7 +104,8 @@ def redact(nb, scores: dict[str, float | None], reasons: dict[str, list[str]], l
             unexplained = ["graded by hand, no comment given"] if score is not None and score < points and not said else []
             summary.append(f"| `{grade_id}` (written) | {shown} | {_markdown_text('; '.join(said + unexplained))} |")
     summary += [f"| `{name}` | | {_markdown_text(f'the grader: {text}')} |" for name, text in sorted(comments.items())]
-    head = f"# Feedback: Module 03B — Training\n\n{_total(scores, worth, late_penalty, seconds_late)}\n\n"
+    nb.metadata["title"] = TITLE  # the page's title, whoever renders it (nbconvert would take the file's name, or "Notebook")
+    head = f"# {TITLE}\n\n{_total(scores, worth, late_penalty, seconds_late)}\n\n"
     nb.cells.insert(0, nbformat.v4.new_markdown_cell(head + "\n".join(summary)))
     return nb
 
