@@ -23,13 +23,17 @@ c.CourseDirectory.feedback_directory = "feedback"
 # An assignment's spec, notebook text, probe scenarios and pitfalls hold its solutions and hidden checks:
 # never released.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", *NOT_RELEASED]
-# Feedback pages never show hidden tests: nbgrader's GetGrades, then g2c's redaction.
+# Feedback pages never show hidden tests: nbgrader's GetGrades, then g2c's redaction, rendered by g2c's exporter
+# (sanitized, no script, nothing from outside): `nbgrader generate_feedback` writes the page `g2c autograde` writes.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "g2c.grading.nbgrader_feedback.RedactHiddenTests",
-    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
-c.HTMLExporter.sanitize_html = True  # the outputs on those pages come from students' kernels
+c.GenerateFeedback.exporter_class = "g2c.grading.feedback.FeedbackExporter"
+# g2c autograde has written every page already: without force, generate_feedback skipped each student ("Skipping
+# existing assignment") and release_feedback shipped a page that predates the latest hand grades. Rendering again
+# from the gradebook is cheap and gives the same page.
+c.GenerateFeedback.force = True
 # When a submission arrived is the server's fact, not the student's timestamp.txt: this collect (also
 # formgrader's Collect button) records each inbound entry's change time for `g2c autograde`.
 c.ExchangeFactory.collect = "g2c.grading.exchange.Collect"

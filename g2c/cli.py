@@ -287,17 +287,19 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         raise SystemExit(f"g2c {args.command}: {err}") from None
     if args.command == "autograde":
-        from g2c.grading.autograde import autograde, flagged_timestamps, renamed_notebooks
+        from g2c.grading.autograde import REFUSED, autograde, flagged_timestamps, renamed_notebooks, summary_lines
         from g2c.grading.course import layout
 
         sys.stdout = OneLinePerPrint(sys.stdout)  # the command's last act; each print below is one line
         results = autograde(root, args.submitted, args.out, jobs=args.jobs, timeout=args.timeout, memory_mb=args.memory,
                             scheduler=args.scheduler, force=args.force, isolate=not args.no_sandbox,
                             cell_timeout=args.cell_timeout, due=args.due, assignment=name, wait=args.wait)
-        for r in results:
-            detail = f"  ({r.detail})" if r.detail and r.status != "graded" else ""
-            print(f"{r.student_id}: {r.score:g}/{r.max_score:g} {r.status} in {r.seconds:.1f} s{detail}")
         lay = layout(root, args.submitted, args.out, name)
+        for line in summary_lines(lay, [r.student_id for r in results]):  # grades.csv's scores: hand grades, penalties
+            print(line)
+        for r in results:  # ids refused before grading have no row in grades.csv (the id is shown as repr)
+            if r.status == REFUSED:
+                print(f"{r.student_id}: 0/0 {r.status}  ({r.detail})")
         for line in renamed_notebooks(results):
             print(f"renamed notebook: {line}")
         for line in flagged_timestamps(lay):

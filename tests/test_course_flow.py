@@ -37,6 +37,7 @@ ASSIGNMENT, NOTEBOOK = SPEC.name, SPEC.notebook
 STUDENTS = ["alice", "bob", "carol"]
 AUTOGRADED_POINTS = sum(build.autograded_points(SPEC).values())
 WRITTEN = "why_adamw"  # the written answer graded by hand
+COMMENT = "the decay is applied to the <b>gradient</b>, not the weights"  # bob's hand-grading comment (markup stays text)
 PLOT = "import matplotlib.pyplot as plt\nplt.plot([1e-4, 1e-3, 1e-2], [2.0, 0.7, 0.4])\nplt.title('my lr sweep')\nplt.show()"
 HANG = "import time\nwhile True:  # a demo that never ends\n    time.sleep(0.1)"
 AFTER_HANG = "print('this cell ran after the hang')"
@@ -132,13 +133,15 @@ def course(tmp_path_factory):
         for student, points in {"alice": 2, "bob": 1.5}.items():
             grade = gb.find_grade(WRITTEN, NOTEBOOK.removesuffix(".ipynb"), ASSIGNMENT, student)
             grade.manual_score, grade.needs_manual_grade = points, False
+        comment = gb.find_comment(WRITTEN, NOTEBOOK.removesuffix(".ipynb"), ASSIGNMENT, "bob")
+        comment.manual_comment = COMMENT  # formgrader's comment box under the half point bob lost
         gb.db.commit()
     start = time.perf_counter()
-    g2c_autograde(course)
+    second = g2c_autograde(course)
     timings["hand grades"] = time.perf_counter() - start
     print("\ntimings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     return {"course": course, "lay": lay, "before": before, "after": rows(lay.grades / "grades.csv"), "seeds": seeds,
-            "stdout": first.stdout, "tmp": tmp}
+            "stdout": first.stdout, "second": second.stdout, "tmp": tmp}
 
 
 def feedback(lay, student: str) -> str:
@@ -210,7 +213,7 @@ def test_hand_grades_reach_grades_csv_and_feedback_without_a_regrade(course):
     assert f"Total: {AUTOGRADED_POINTS + 2:g} of {AUTOGRADED_POINTS + sum(SPEC.manual.values()):g} points" in page
     pending = [c for c in SPEC.manual if c != WRITTEN]
     assert "Still to be graded by hand" in page and all(f"<code>{c}</code>" in page for c in pending)
-    assert re.search(rf"<code>{WRITTEN}</code> \(written\)</td>\s*<td>2 of 2 points</td>", page)
+    assert re.search(rf"<code>{WRITTEN}</code> \(written\)</td>\s*<td>scored 2 of 2 points</td>", page)
     assert all(re.search(rf"<code>{c}</code> \(written\)</td>\s*<td>to be graded by hand</td>", page) for c in pending)
 
 
@@ -224,7 +227,11 @@ def test_nbgrader_export_sees_hand_grades_and_penalty(course):
 
 def test_nbgrader_generate_and_release_feedback_give_g2cs_redacted_page(course):
     root, lay = course["course"], course["lay"]
-    nbgrader("generate_feedback", ASSIGNMENT, "--force", cwd=root)
+    ours = {student: feedback(lay, student) for student in STUDENTS}
+    log = nbgrader("generate_feedback", ASSIGNMENT, cwd=root)  # no --force: the course's config renders every page again
+    assert "Skipping existing" not in log and "not recognized" not in log, log
+    cell_ids = re.compile(r'id="cell-id=[0-9a-f-]+"')  # the summary cell gets a new id each time
+    assert {s: cell_ids.sub("", feedback(lay, s)) for s in STUDENTS} == {s: cell_ids.sub("", page) for s, page in ours.items()}
     page = feedback(lay, "alice")
     assert "BEGIN HIDDEN TESTS" not in page and "graded outside your notebook" not in page
     assert f"Total: {AUTOGRADED_POINTS + 2:g} of" in page and "data:image/png;base64," in page
@@ -236,7 +243,7 @@ def test_nbgrader_generate_and_release_feedback_give_g2cs_redacted_page(course):
 def test_class_report_counts_what_the_batch_holds(course):
     page = (course["lay"].grades / "report.html").read_text()
     sections = re.findall(r"<h2 id='(\w+)'>", page)
-    assert sections == ["summary", "histogram", "parts", "pitfalls", "statuses", "late", "slowest"]
+    assert sections == ["summary", "students", "histogram", "parts", "pitfalls", "statuses", "late", "slowest"]
     assert (
         page.count("data:image/png;base64,") == 2
         and "http://" not in page
@@ -255,3 +262,46 @@ def test_class_report_counts_what_the_batch_holds(course):
         [sys.executable, "-m", "g2c.cli", "report", ASSIGNMENT], cwd=course["course"], capture_output=True, text=True
     )
     assert run.returncode == 0 and "report.html" in run.stdout
+
+
+def test_the_terminal_summary_prints_what_grades_csv_holds(course):
+    after = course["after"]
+    for student in STUDENTS:
+        row = after[student]
+        assert re.search(rf"^{student}: {row['score']}/{row['max_score']} graded in [\d.]+ s", course["second"], re.M)
+    assert after["carol"]["minutes_late"] and not after["alice"]["minutes_late"]
+    assert re.search(rf"^carol: 0/.* {after['carol']['minutes_late']} minutes late \(penalty", course["second"], re.M)
+
+
+def test_the_feedback_page_and_report_read_right_in_a_browser_offline(course):
+    """What a student and the instructor see from file://: rendered markup (no literal tag), no request but local
+    files, each total after the penalty as grades.csv has it, bob's hand-grading comment, carol's late minutes."""
+    from urllib.parse import urlparse
+
+    from playwright.sync_api import sync_playwright
+    from test_book_browser import CHROMIUM, CHROMIUM_ARGS, LOCAL_SCHEMES
+
+    lay, after = course["lay"], course["after"]
+    pages = {s: lay.folder("feedback", s, ASSIGNMENT) / NOTEBOOK.replace(".ipynb", ".html") for s in ("bob", "carol")}
+    pages["report"] = lay.grades / "report.html"
+    shown, requested = {}, []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.on("request", lambda request: requested.append(request.url))
+        for name, path in pages.items():
+            page.goto(path.as_uri(), wait_until="load")
+            shown[name] = " ".join(page.inner_text("body").split())
+        browser.close()
+    assert requested and all(urlparse(url).scheme in LOCAL_SCHEMES for url in requested), requested
+    for name, text in shown.items():
+        assert not re.search(r"<(h1|h2|p|th|td|thead|table)\b", text), (name, re.search(r".{80}<(h1|p|th)\b.{80}", text))
+    max_score = after["bob"]["max_score"]
+    assert f"Total: {after['bob']['score']} of {max_score} points" in shown["bob"]
+    assert f"{WRITTEN} (written) scored 1.5 of 2 points, lost 0.5 the grader: {COMMENT}" in shown["bob"]
+    assert f"Total: {after['carol']['score']} of {max_score} points (after a late-submission penalty of" in shown["carol"]
+    assert f"Submitted {after['carol']['minutes_late']} minutes late" in shown["carol"]
+    for student in STUDENTS:
+        row = after[student]
+        assert f"{student} {row['score']} of {max_score} graded" in shown["report"]
+    assert f"carol 0 of {max_score} graded {after['carol']['minutes_late']} min (penalty" in shown["report"]

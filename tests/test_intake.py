@@ -296,10 +296,11 @@ def test_student_ids_and_details_in_the_report_are_text():
     from g2c.grading import report
 
     evil = "<img src=x onerror=alert(1)>"
-    rows = [{"student_id": evil, "status": "crashed", "timestamp": "", "late_penalty": "1", "score": "0"}]
+    rows = [{"student_id": evil, "status": "crashed", "timestamp": "", "late_penalty": "1", "minutes_late": "0.30", "score": "0",
+             "max_score": "1", "timestamp_flag": ""}]
     results = {evil: {"student_id": evil, "status": "crashed", "detail": "<script>alert(2)</script>", "seconds": 1.0}}
-    page = report._statuses(rows, results) + report._late(rows) + report._slowest(results)
-    assert "<img" not in page and "<script" not in page and page.count("&lt;img") == 3
+    page = report._statuses(rows, results) + report._late(rows) + report._slowest(results) + report._students(rows, results, 1)
+    assert "<img" not in page and "<script" not in page and page.count("&lt;img") == 4
 
 
 # ---------------------------------------------------------------- the rendering child

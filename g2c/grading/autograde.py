@@ -41,7 +41,7 @@ from pathlib import Path
 
 from g2c.grading import path_with_this_environment, received
 from g2c.grading.course import GRADES_COLUMNS, Layout, atomic_write, grade_cells, layout, load_results
-from g2c.grading.feedback import REASONS_KEY, score_of
+from g2c.grading.feedback import REASONS_KEY, minutes_late, standing
 from g2c.grading.report import write_report
 from g2c.grading.sandbox.limits import CELL_TIMEOUT, MEMORY_MB, TIMEOUT
 from g2c.grading.worker import Job, Outcome, grade
@@ -464,7 +464,7 @@ def record(lay: Layout, outcome: Outcome) -> None:
     else:
         shutil.rmtree(lay.folder("feedback", student, lay.assignment), ignore_errors=True)  # no stale page from an earlier run
     summary = {k: v for k, v in asdict(outcome).items() if k not in ("notebook", "feedback")}
-    summary["feedback_for"] = _feedback_key(outcome.cells, 0.0)
+    summary["feedback_for"] = _feedback_key({"cells": outcome.cells})
     save_result(lay, student, summary)
 
 
@@ -517,15 +517,15 @@ def refresh(lay: Layout, students: list[str]) -> None:
     results = load_results(lay)
     graded = [s for s in students if s in results]
     arrivals = stamp_submissions(lay, {s: results[s].get("digest", "") for s in graded})
-    standing = gradebook_standing(lay, graded)
+    now = gradebook_standing(lay, graded)
     for student in graded:
-        scores, penalty = standing[student]["cells"], standing[student]["late_penalty"]
-        stale = results[student].get("feedback_for") != _feedback_key(scores, penalty)
-        if stale and rerender_feedback(lay, student, scores, penalty, results[student]):
-            results[student]["feedback_for"] = _feedback_key(scores, penalty)
+        key = _feedback_key(now[student]) if student in now else None
+        stale = key is not None and results[student].get("feedback_for") != key
+        if stale and rerender_feedback(lay, student, now[student], results[student]):
+            results[student]["feedback_for"] = key
             save_result(lay, student, results[student])
         place_companions(lay, student)
-    write_grades(lay, students, results, standing, arrivals)
+    write_grades(lay, students, results, now, arrivals)
 
 
 COMPANIONS = ("timestamp.txt", "submission_secret.txt")  # what nbgrader's collect puts beside a notebook
@@ -619,31 +619,29 @@ def stamp_submissions(lay: Layout, digests: dict[str, str]) -> dict[str, tuple[r
 
 
 def gradebook_standing(lay: Layout, students: list[str]) -> dict[str, dict]:
-    """student -> cell scores (a hand grade over the autograde; None: still to grade by hand),
-    late penalty and timestamp, as the gradebook holds them now."""
+    """student -> what the gradebook holds now (``g2c.grading.feedback.standing``: cell scores, a hand grade
+    over the autograde, None still to grade by hand; comments, late penalty, seconds late, timestamp)."""
     from nbgrader.api import Gradebook, MissingEntry
 
-    standing = {}
+    now = {}
     with Gradebook(lay.db_url) as gb:
         for student in students:
             try:
-                submission = gb.find_submission(lay.assignment, student)
+                now[student] = standing(gb.find_submission(lay.assignment, student), lay.spec.stem)
             except MissingEntry:
                 continue
-            notebook = next(nb for nb in submission.notebooks if nb.name == lay.spec.stem)
-            cells = {g.name: score_of(g) for g in notebook.grades}
-            standing[student] = {"cells": cells, "late_penalty": notebook.late_submission_penalty or 0.0,
-                                 "timestamp": submission.timestamp.isoformat(sep=" ") if submission.timestamp else ""}
-    return standing
+    return now
 
 
-def _feedback_key(scores: dict[str, float | None], penalty: float) -> list:
-    """What a feedback page was rendered from, as stored in the results file (JSON)."""
-    return json.loads(json.dumps([sorted(scores.items()), float(penalty)]))
+def _feedback_key(now: dict) -> list:
+    """What a feedback page was rendered from (scores, comments, penalty, lateness), as stored in the results file."""
+    facts = [sorted(now["cells"].items()), sorted(now.get("comments", {}).items()), float(now.get("late_penalty", 0.0)),
+             round(float(now.get("seconds_late", 0.0)))]
+    return json.loads(json.dumps(facts))
 
 
-def rerender_feedback(lay: Layout, student: str, scores: dict[str, float | None], penalty: float, result: dict) -> bool:
-    """The student's feedback page again, from their autograded notebook and the gradebook's scores."""
+def rerender_feedback(lay: Layout, student: str, now: dict, result: dict) -> bool:
+    """The student's feedback page again, from their autograded notebook and what the gradebook holds now."""
     import nbformat
 
     from g2c.grading.feedback import feedback_html
@@ -652,7 +650,8 @@ def rerender_feedback(lay: Layout, student: str, scores: dict[str, float | None]
     if result.get("status") not in ("graded", "memory") or not autograded.exists():
         return False
     nb = nbformat.read(autograded, as_version=4)
-    page = feedback_html(nb, scores, nb.metadata.get(REASONS_KEY, result.get("reasons", {})), late_penalty=penalty)
+    page = feedback_html(nb, now["cells"], nb.metadata.get(REASONS_KEY, result.get("reasons", {})),
+                         late_penalty=now["late_penalty"], comments=now["comments"], seconds_late=now["seconds_late"])
     atomic_write(lay.folder("feedback", student, lay.assignment) / lay.feedback_name, page.encode())
     return True
 
@@ -667,13 +666,13 @@ def write_grades(lay: Layout, students: list[str], results: dict[str, dict], sta
     rows = [[*GRADES_COLUMNS, *cell_ids]]
     for student in students:
         r = results.get(student, {"status": "not graded yet", "score": 0, "cells": {}})
-        now = standing.get(student, {"cells": r["cells"], "late_penalty": 0.0, "timestamp": ""})
+        now = standing.get(student, {"cells": r["cells"], "late_penalty": 0.0, "timestamp": "", "seconds_late": 0.0})
         cells = {c: now["cells"].get(c) for c in cell_ids}
         total = sum(v for v in cells.values() if v is not None) - now["late_penalty"]
         scores = ["" if v is None else f"{v:g}" for v in cells.values()]
         source, said = (arrivals[student][0].how, arrivals[student][1]) if student in arrivals else ("", received.Claim("", ""))
         rows.append([student, lay.assignment, f"{total:g}", f"{max_score:g}", r["status"], now["timestamp"],
-                     f"{now['late_penalty']:g}", source, said.claimed, said.flag, *scores])
+                     f"{now['late_penalty']:g}", minutes_late(now["seconds_late"]), source, said.claimed, said.flag, *scores])
     table = io.StringIO(newline="")
     csv.writer(table).writerows(rows)
     atomic_write(lay.grades_csv, table.getvalue().encode())
@@ -682,6 +681,22 @@ def write_grades(lay: Layout, students: list[str], results: dict[str, dict], sta
 def printable(text: str) -> str:
     """``text`` with its control characters (a terminal's escape sequences) shown as ``\\xNN``."""
     return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+
+
+def summary_lines(lay: Layout, students: list[str]) -> list[str]:
+    """One line per submission for the terminal, with grades.csv's score (hand grades in, after the late
+    penalty), how late it was, and the grading time and detail from its result."""
+    results = load_results(lay)
+    with lay.grades_csv.open(newline="") as f:
+        rows = {r["student_id"]: r for r in csv.DictReader(f)}
+    lines = []
+    for student in (s for s in students if s in rows):
+        row, result = rows[student], results.get(student, {})
+        late = f", {row['minutes_late']} minutes late (penalty {row['late_penalty']})" if row["minutes_late"] else ""
+        detail = f"  ({result['detail']})" if result.get("detail") and row["status"] != "graded" else ""
+        lines.append(printable(f"{student}: {row['score']}/{row['max_score']} {row['status']} "
+                               f"in {float(result.get('seconds', 0)):.1f} s{late}{detail}"))
+    return lines
 
 
 def flagged_timestamps(lay: Layout) -> list[str]:

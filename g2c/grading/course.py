@@ -18,7 +18,7 @@ from traitlets.config import Config
 from g2c.grading.assignment import Assignment, chosen, load
 
 GRADES_COLUMNS = ("student_id", "assignment", "score", "max_score", "status", "timestamp", "late_penalty",
-                  "timestamp_source", "timestamp_claimed", "timestamp_flag")  # then one per cell
+                  "minutes_late", "timestamp_source", "timestamp_claimed", "timestamp_flag")  # then one per cell
 CONFIG_FILE = "nbgrader_config.py"
 GRADES_FOLDER = "grades"  # in the course: <assignment>/ with grades.csv, results/ and the class report
 

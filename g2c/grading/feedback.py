@@ -19,6 +19,7 @@ import nbformat
 
 from g2c.grading.sandbox.intake import ACTING_TEX
 
+TITLE = "Feedback: Module 03B — Training"
 REASONS_KEY = "g2c_reasons"  # autograded notebook metadata: grade_id -> why points were lost
 HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?", re.S | re.M)
 
@@ -33,13 +34,31 @@ def _points(score: float | None, points: float) -> str:
     return f"{score or 0:g} of {points:g} point{'s' if points != 1 else ''}"
 
 
-def _total(scores: dict[str, float | None], points: dict[str, float], late_penalty: float) -> str:
-    """The total so far and, while written answers wait for hand grading, what is still pending."""
+def _scored(score: float | None, points: float) -> str:
+    """What a part earned, said as a score: "scored 0 of 1 point, lost 1" (never "points lost: 0 of 1")."""
+    lost = points - (score or 0)
+    return f"scored {_points(score, points)}" + (f", lost {lost:g}" if lost > 0 else "")
+
+
+def minutes_late(seconds_late: float) -> str:
+    """Minutes late as grades.csv, the report and the feedback page show them (a second is 0.02): empty when on time."""
+    return f"{seconds_late / 60:.2f}" if seconds_late > 0 else ""
+
+
+def late_text(seconds_late: float) -> str:
+    """How late a submission arrived, whatever the penalty, on the feedback page."""
+    return f"{minutes_late(seconds_late)} minutes late ({seconds_late:.0f} s after the due date)"
+
+
+def _total(scores: dict[str, float | None], points: dict[str, float], late_penalty: float, seconds_late: float) -> str:
+    """The total after the late penalty, how late the submission was, and what still waits for hand grading."""
     pending = [grade_id for grade_id in points if scores.get(grade_id) is None]
     total = sum(v for v in scores.values() if v is not None) - late_penalty
     line = f"**Total: {total:g} of {sum(points.values()):g} points**"
     if late_penalty:
         line += f" (after a late-submission penalty of {late_penalty:g})"
+    if seconds_late > 0:
+        line += f". Submitted {late_text(seconds_late)}"
     if pending:
         waiting = sum(points[g] for g in pending)
         line += (f". Still to be graded by hand: {', '.join(f'`{g}`' for g in pending)} "
@@ -49,19 +68,23 @@ def _total(scores: dict[str, float | None], points: dict[str, float], late_penal
 
 def verdict_output(score: float | None, points: float, reasons: list[str]) -> nbformat.NotebookNode:
     """What a test cell shows once graded: the grader's verdict, never the student kernel's output."""
-    lost = reasons if (score or 0) < points else []
-    text = f"{'passed' if not lost else 'points lost'}: {_points(score, points)}\n" + "".join(f"- {reason}\n" for reason in lost)
+    full = (score or 0) >= points
+    text = (f"passed: {_points(score, points)}\n" if full else f"{_scored(score, points)}:\n") + \
+        "".join(f"- {reason}\n" for reason in ([] if full else reasons))
     return nbformat.v4.new_output("stream", name="stdout", text=text)
 
 
-def redact(nb, scores: dict[str, float | None], reasons: dict[str, list[str]], late_penalty: float):
+def redact(nb, scores: dict[str, float | None], reasons: dict[str, list[str]], late_penalty: float,
+           comments: dict[str, str] | None = None, seconds_late: float = 0.0):
     """Strip hidden tests and their outputs from every graded test cell; say why points were lost.
 
     The reasons come from the grader's comparison of the student's answers with the reference
-    (``g2c.grading.compare``), never from what ran in the student's kernel. A score of None is
-    a written answer no one has graded yet.
+    (``g2c.grading.compare``), never from what ran in the student's kernel; ``comments`` are the
+    grader's hand-grading comments (formgrader's, by cell name), shown beside the part they explain.
+    A score of None is a written answer no one has graded yet.
     """
-    summary = ["| part | points | why points were lost |", "| --- | --- | --- |"]
+    comments = {k: v for k, v in (comments or {}).items() if v and v.strip()}
+    summary = ["| part | score | why points were lost |", "| --- | --- | --- |"]
     worth: dict[str, float] = {}  # grade_id -> points
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
@@ -69,23 +92,40 @@ def redact(nb, scores: dict[str, float | None], reasons: dict[str, list[str]], l
             continue
         grade_id, points = meta["grade_id"], meta.get("points", 0)
         score, worth[grade_id] = scores.get(grade_id), points
+        said = [f"the grader: {comments.pop(grade_id)}"] if grade_id in comments else []
         if cell.cell_type == "code" and not meta.get("solution"):
             lost = reasons.get(grade_id, []) if (score or 0) < points else []
             cell.source = HIDDEN.sub("", cell.source)
-            cell.outputs = [verdict_output(score, points, lost)]
-            summary.append(f"| `{grade_id}` | {_points(score, points)} | {_markdown_text('; '.join(lost)) or 'none'} |")
+            cell.outputs = [verdict_output(score, points, lost + said)]
+            why = _markdown_text("; ".join(lost + said)) or ("none" if (score or 0) >= points else "")
+            summary.append(f"| `{grade_id}` | {_scored(score, points)} | {why} |")
         elif meta.get("solution"):
-            shown = "to be graded by hand" if score is None else _points(score, points)
-            summary.append(f"| `{grade_id}` (written) | {shown} | |")
-    head = f"# Feedback: Module 03B — Training\n\n{_total(scores, worth, late_penalty)}\n\n"
+            shown = "to be graded by hand" if score is None else _scored(score, points)
+            unexplained = ["graded by hand, no comment given"] if score is not None and score < points and not said else []
+            summary.append(f"| `{grade_id}` (written) | {shown} | {_markdown_text('; '.join(said + unexplained))} |")
+    summary += [f"| `{name}` | | {_markdown_text(f'the grader: {text}')} |" for name, text in sorted(comments.items())]
+    nb.metadata["title"] = TITLE  # the page's title, whoever renders it (nbconvert would take the file's name, or "Notebook")
+    head = f"# {TITLE}\n\n{_total(scores, worth, late_penalty, seconds_late)}\n\n"
     nb.cells.insert(0, nbformat.v4.new_markdown_cell(head + "\n".join(summary)))
     return nb
 
 
-# JupyterLab's page, but a code cell's source is not parsed again by bleach once pygments has highlighted it:
-# pygments escapes every character of the source (its HTML is its own spans around escaped text), and bleach's
-# second parse of it was 40% of a page's time. Markdown, outputs and everything else stay sanitized.
+# JupyterLab's page, with no script and nothing from outside: no require.js, MathJax or mermaid from a CDN (a page
+# opened offline from file:// must read the same, and a page that runs no script cannot be made to run one), a
+# Content-Security-Policy that refuses any request but inline styles and data: images, and TeX left as the text the
+# student wrote (the scores, reasons and comments the page is for hold no formula; inlining MathJax would add 2 MB
+# of script to every student's page). A code cell's source is not parsed again by bleach once pygments has
+# highlighted it: pygments escapes every character of the source, and that second parse was 40% of a page's time.
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:"
 PAGE_TEMPLATE = """{%- extends 'index.html.j2' -%}
+{%- block html_head_js -%}
+<meta http-equiv="Content-Security-Policy" content="{{ csp }}">
+{%- endblock html_head_js -%}
+{% block jupyter_widgets %}{% endblock jupyter_widgets %}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block data_javascript scoped %}{%- endblock data_javascript %}
+{%- block data_widget_view scoped %}{%- endblock data_widget_view %}
 {% block input %}
 <div class="jp-CodeMirrorEditor jp-Editor jp-InputArea-editor" data-type="inline">
      <div class="cm-editor cm-s-jupyter">
@@ -93,28 +133,91 @@ PAGE_TEMPLATE = """{%- extends 'index.html.j2' -%}
      </div>
 </div>
 {%- endblock input %}
-"""
+""".replace("{{ csp }}", CSP)
+
+# What a rendered markdown cell or an HTML output may hold. nbconvert's own list (bleach's defaults and a few) has no
+# heading, paragraph, table head or image, and bleach escapes what it does not allow: every markdown cell of a
+# sanitized page showed as literal tags. Sanitizing stays (outputs come from students' kernels); the list is one
+# that covers what markdown renders. Links keep http(s) (a click, never a request of the page's own); images only data:.
+ALLOWED_TAGS = frozenset({
+    "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "div", "dl", "dt", "em", "h1", "h2", "h3", "h4", "h5",
+    "h6", "hr", "i", "img", "kbd", "li", "ol", "p", "pre", "s", "samp", "span", "strong", "sub", "sup", "table",
+    "tbody", "td", "tfoot", "th", "thead", "tr", "u", "ul",
+})
+
+
+def _allowed_attribute(tag: str, name: str, value: str) -> bool:
+    if name in ("class", "id", "title", "alt", "colspan", "rowspan"):
+        return True
+    if tag == "a" and name == "href":
+        return value.startswith(("http://", "https://", "mailto:", "#"))
+    return tag == "img" and name == "src" and value.startswith("data:image/")
+
+
+def clean_html(element) -> str:
+    """nbconvert's ``clean_html`` filter with :data:`ALLOWED_TAGS`: disallowed tags are dropped (their text kept)."""
+    import bleach
+
+    text = element.decode() if isinstance(element, bytes) else str(element)
+    return bleach.clean(text, tags=ALLOWED_TAGS, attributes=_allowed_attribute, protocols={"http", "https", "mailto", "data"},
+                        strip=True)
+
+
+def _feedback_exporter_class():
+    """:class:`FeedbackExporter`, defined on first use (nbconvert is heavy to import)."""
+    from jinja2 import DictLoader
+    from nbconvert import HTMLExporter
+
+    class FeedbackExporter(HTMLExporter):
+        """The feedback page, for ``g2c autograde`` and ``nbgrader generate_feedback`` alike (nbgrader_config.py
+        names it ``GenerateFeedback.exporter_class``): one page whoever writes it."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            # set after the configuration: nbgrader's GenerateFeedback configures its own "feedback" template
+            self.extra_loaders = [DictLoader({"g2c-feedback.html.j2": PAGE_TEMPLATE})]
+            self.extra_template_basedirs, self.extra_template_paths = [], []
+            self.template_name, self.template_file = "lab", "g2c-feedback.html.j2"
+            self.template_paths = self._template_paths()  # computed once, from the template name nbgrader configured
+            self.sanitize_html = True  # the outputs come from the student's kernel, and the page is opened by people
+            self.filters = {**self.filters, "clean_html": clean_html}  # kept when the template environment is made again
+            # nbgrader's converters empty Exporter.default_preprocessors; the page needs HTMLExporter's (among them the
+            # highlighting CSS), whoever renders it
+            self.default_preprocessors = HTMLExporter.class_traits()["default_preprocessors"].default()
+            self._preprocessors = []
+            self._init_preprocessors()
+
+    return FeedbackExporter
+
+
+FEEDBACK_EXPORTER = "g2c.grading.feedback.FeedbackExporter"  # nbgrader_config.py's GenerateFeedback.exporter_class
+
+
+def __getattr__(name: str):
+    if name == "FeedbackExporter":  # for traitlets' import of FEEDBACK_EXPORTER
+        return _exporter_class()
+    raise AttributeError(name)
+
+
+@functools.cache
+def _exporter_class():
+    return _feedback_exporter_class()
 
 
 @functools.cache
 def _page_exporter():
     """One exporter per process: its templates are found and compiled once, not once per page (0.1 s each)."""
-    from jinja2 import DictLoader
-    from nbconvert import HTMLExporter
-
-    # sanitized: the outputs come from the student's kernel, and the page is opened by people
-    return HTMLExporter(template_name="lab", template_file="g2c-feedback.html.j2", sanitize_html=True,
-                        extra_loaders=[DictLoader({"g2c-feedback.html.j2": PAGE_TEMPLATE})])
+    return _exporter_class()()
 
 
 def feedback_html(autograded: nbformat.NotebookNode, scores: dict[str, float | None], reasons: dict[str, list[str]],
-                  late_penalty: float = 0.0) -> str:
+                  late_penalty: float = 0.0, comments: dict[str, str] | None = None, seconds_late: float = 0.0) -> str:
     """The student's feedback page: their notebook, hidden tests cut, lost points explained.
 
     Rendered in a child process bounded in time and memory (:func:`rendered_in_child`); when it
     fails, a plain page with the same summary: a page never changes a score or a status.
     """
-    nb = redact(autograded, scores, reasons, late_penalty)
+    nb = redact(autograded, scores, reasons, late_penalty, comments, seconds_late)
     page = rendered_in_child(nb)
     return page if page is not None else plain_page(nb)
 
@@ -198,6 +301,18 @@ def plain_page(nb: nbformat.NotebookNode) -> str:
     note = FALLBACK_NOTE.format(seconds=RENDER_SECONDS, memory=RENDER_MEMORY_MB)
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Feedback</title></head><body><main>"
             f"<pre>{html.escape(summary)}</pre><p>{html.escape(note)}</p></main></body></html>\n")
+
+
+def standing(submission, notebook_name: str) -> dict:
+    """What the gradebook holds now for one submitted notebook, everything a feedback page and grades.csv say:
+    cell scores (:func:`score_of`), hand-grading comments by cell name, the late penalty, seconds late and the
+    server's timestamp. The one reader for ``g2c autograde`` and ``nbgrader generate_feedback``."""
+    notebook = next(nb for nb in submission.notebooks if nb.name == notebook_name)
+    return {"cells": {g.name: score_of(g) for g in notebook.grades},
+            "comments": {c.name: c.manual_comment for c in notebook.comments if c.manual_comment and c.manual_comment.strip()},
+            "late_penalty": notebook.late_submission_penalty or 0.0,
+            "seconds_late": max(0.0, float(submission.total_seconds_late or 0)),
+            "timestamp": submission.timestamp.isoformat(sep=" ") if submission.timestamp else ""}
 
 
 def score_of(grade) -> float | None:

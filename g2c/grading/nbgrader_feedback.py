@@ -11,22 +11,28 @@ size-capped markdown and outputs.
 
 from __future__ import annotations
 
+from nbconvert.preprocessors import Preprocessor
 from nbgrader.api import Gradebook
-from nbgrader.preprocessors import NbGraderPreprocessor
+from traitlets import Bool
 
-from g2c.grading.feedback import REASONS_KEY, redact, score_of
+from g2c.grading.feedback import REASONS_KEY, redact, standing
 from g2c.grading.sandbox.intake import inert_notebook
 
 
-class RedactHiddenTests(NbGraderPreprocessor):
-    """Hidden tests out, lost points explained, total and pending parts shown."""
+class RedactHiddenTests(Preprocessor):
+    """Hidden tests out, lost points explained (pitfalls, inputs, the grader's comments), total after the
+    late penalty, lateness and pending parts shown: what ``g2c autograde``'s page says, from the same gradebook.
+
+    An nbconvert Preprocessor, not nbgrader's: nbgrader configures ``display_data_priority`` on its own
+    preprocessors, which this one does not read (nbgrader warned it was not recognized)."""
+
+    enabled = Bool(True, help="nbconvert's preprocessors are off by default; this one is the page's redaction")
 
     def preprocess(self, nb, resources):
         info = resources["nbgrader"]
         with Gradebook(info["db_url"]) as gb:
-            notebook = gb.find_submission_notebook(info["notebook"], info["assignment"], info["student"])
-            scores = {grade.name: score_of(grade) for grade in notebook.grades}
-            penalty = notebook.late_submission_penalty or 0.0
+            now = standing(gb.find_submission(info["assignment"], info["student"]), info["notebook"])
         reasons = nb.metadata.get(REASONS_KEY, {})
         reasons = dict(reasons) if isinstance(reasons, dict) else {}
-        return redact(inert_notebook(nb), scores, reasons, penalty), resources
+        return redact(inert_notebook(nb), now["cells"], reasons, now["late_penalty"], now["comments"],
+                      now["seconds_late"]), resources

@@ -30,7 +30,7 @@ def write_report(lay: Layout) -> Path:
     points = grade_cells(lay)
     max_score = sum(points.values())
     results = load_results(lay)
-    sections = [_summary(rows, max_score), _histogram(rows, max_score), _parts(rows, points),
+    sections = [_summary(rows, max_score), _students(rows, results, max_score), _histogram(rows, max_score), _parts(rows, points),
                 _pitfalls(results, catalogue(lay.spec)), _statuses(rows, results), _late(rows), _slowest(results)]
     page = (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             f"<title>Class report: {html.escape(lay.assignment)}</title><style>{STYLE}</style></head><body><main>"
@@ -45,8 +45,8 @@ STYLE = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto
          "td.n{text-align:right}img{max-width:100%}h2{margin-top:2rem}")
 
 
-def _table(head: list[str], body: list[list], numeric: set[int] = frozenset()) -> str:
-    """An HTML table; columns in ``numeric`` are right-aligned."""
+def _table(head: list[str] | None, body: list[list], numeric: set[int] = frozenset()) -> str:
+    """An HTML table (no header row when ``head`` is None); columns in ``numeric`` are right-aligned."""
     def row(values: list, tag: str) -> str:
         cells = []
         for i, value in enumerate(values):
@@ -55,7 +55,8 @@ def _table(head: list[str], body: list[list], numeric: set[int] = frozenset()) -
         return "".join(cells)
 
     rows = "".join("<tr>" + row(r, "td") + "</tr>" for r in body)
-    return f"<table><tr>{row(head, 'th')}</tr>{rows}</table>"
+    header = "" if head is None else f"<tr>{row(head, 'th')}</tr>"
+    return f"<table>{header}{rows}</table>"
 
 
 def _png(fig) -> str:
@@ -69,12 +70,28 @@ def _png(fig) -> str:
 
 def _summary(rows: list[dict], max_score: float) -> str:
     scores = [float(r["score"]) for r in rows]
-    pending = sum(1 for r in rows if any(r[c] == "" for c in r if c not in GRADES_COLUMNS) and r["status"] == "graded")
+    pending = sum(1 for r in rows if _pending(r))
     body = [["submissions", len(rows)], ["points possible", f"{max_score:g}"],
             ["mean score", f"{statistics.mean(scores):.1f}" if scores else "-"],
             ["median score", f"{statistics.median(scores):g}" if scores else "-"],
             ["graded, with written answers still to grade by hand", pending]]
-    return "<h2 id='summary'>Summary</h2>" + _table(["", ""], body, {1})
+    return "<h2 id='summary'>Summary</h2>" + _table(None, body, {1})
+
+
+def _pending(row: dict) -> bool:
+    """A graded submission with written answers not graded by hand yet (an empty cell column)."""
+    return row["status"] == "graded" and any(row[c] == "" for c in row if c not in GRADES_COLUMNS)
+
+
+def _students(rows: list[dict], results: dict[str, dict], max_score: float) -> str:
+    """One row per submission: grades.csv's score (hand grades in, after the late penalty), status, lateness
+    whatever the penalty, and what to look at (flagged timestamp, written answers still to grade)."""
+    body = []
+    for r in rows:
+        flags = [r.get("timestamp_flag", "")] + (["written answers to grade by hand"] if _pending(r) else [])
+        late = f"{r['minutes_late']} min (penalty {r['late_penalty']})" if r.get("minutes_late") else ""
+        body.append([r["student_id"], f"{r['score']} of {max_score:g}", r["status"], late, "; ".join(f for f in flags if f)])
+    return "<h2 id='students'>Students</h2>" + _table(["student", "score after penalty", "status", "late", "flags"], body, {1})
 
 
 def _histogram(rows: list[dict], max_score: float) -> str:
@@ -154,12 +171,13 @@ def _statuses(rows: list[dict], results: dict[str, dict]) -> str:
 
 def _late(rows: list[dict]) -> str:
     """Late submissions (by the server's time), then every timestamp.txt that disagrees with it."""
-    late = [[r["student_id"], r["timestamp"], r["late_penalty"], r["score"]] for r in rows if float(r["late_penalty"] or 0) > 0]
+    late = [[r["student_id"], r["timestamp"], r["minutes_late"], r["late_penalty"], r["score"]] for r in rows
+            if r.get("minutes_late")]
     text = "<h2 id='late'>Late submissions</h2>"
     if late:
-        text += _table(["student", "submitted (UTC)", "penalty", "score"], late, {2, 3})
+        text += _table(["student", "submitted (UTC)", "minutes late", "penalty", "score"], late, {2, 3, 4})
     else:
-        text += "<p>No late-submission penalty was applied.</p>"
+        text += "<p>No submission arrived after the due date.</p>"
     flagged = [[r["student_id"], r["timestamp"], r["timestamp_source"], r["timestamp_claimed"], r["timestamp_flag"]]
                for r in rows if r.get("timestamp_flag")]
     if not flagged:
