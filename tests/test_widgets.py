@@ -223,15 +223,20 @@ def test_bad_arguments_show_a_clear_message_inside_the_widget(build, words):
         assert word in text, (word, text)
 
 
-def test_schedule_explorer_drops_its_picture_while_the_settings_are_invalid():
-    """A picture left under the message would show a schedule the settings no longer give."""
+def test_schedule_explorer_sliders_cannot_reach_settings_the_schedule_refuses():
+    """warmup_steps past max_steps (or min_lr above max_lr) blanked the picture: the bounds follow the sliders."""
     panel = schedule_explorer()
-    good = shown(panel.image)
-    panel.controls["warmup_steps"].value = 1500  # beyond max_steps = 1000
-    assert "warmup_steps (1500) must not exceed max_steps (1000)" in panel.readout.value
-    assert panel.image.value == "" and panel.image.layout.display == "none"
-    panel.controls["max_steps"].value = 2000  # valid again
-    assert "must not exceed" not in panel.readout.value and shown(panel.image) != good
+    warmup, max_steps, max_lr, min_lr = (panel.controls[k] for k in ("warmup_steps", "max_steps", "max_lr", "min_lr"))
+    warmup.value = 1500  # beyond max_steps = 1000: held at max_steps
+    assert warmup.value == 1000 and shown(panel.image)
+    max_steps.value = 300  # pulls warmup down with it
+    assert warmup.max == 300 and warmup.value == 300 and shown(panel.image)
+    assert "must not exceed" not in panel.readout.value
+    max_lr.value = 1e-3
+    min_lr.value = 1e-1  # above max_lr: held at max_lr
+    assert min_lr.value == pytest.approx(1e-3) and shown(panel.image)
+    max_steps.value = 2000
+    assert warmup.max == 2000 and warmup.value == 300  # widening keeps the setting
 
 
 # ---- static mode --------------------------------------------------------------------------

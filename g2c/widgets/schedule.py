@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import ipywidgets as widgets
@@ -78,6 +79,24 @@ def frame(warmup_steps: int, max_steps: int, max_lr: float, min_lr: float, sched
     return Frame(draw(*settings), alt_text(*settings), describe(*settings))
 
 
+def keep_settings_valid(controls: dict[str, widgets.Widget]) -> None:
+    """The sliders cannot reach settings the schedule refuses: warmup_steps ends at max_steps and min_lr at
+    max_lr, and each bound follows its slider, so a drag pulls the other setting along instead of blanking
+    the picture (called directly, bad settings still get the schedule's own message)."""
+    warmup, max_steps, max_lr, min_lr = (controls[k] for k in ("warmup_steps", "max_steps", "max_lr", "min_lr"))
+
+    def follow_max_steps(_=None) -> None:
+        warmup.max = max_steps.value  # ipywidgets clamps the value into the new range
+
+    def follow_max_lr(_=None) -> None:
+        min_lr.max = max_lr.max if max_lr.value <= 0 else math.log10(max_lr.value)
+
+    follow_max_steps()
+    follow_max_lr()
+    max_steps.observe(follow_max_steps, names="value")
+    max_lr.observe(follow_max_lr, names="value")
+
+
 @guarded("schedule_explorer")
 def schedule_explorer(
     warmup_steps: int = 100,
@@ -116,5 +135,6 @@ def schedule_explorer(
             continuous_update=False, style=SLIDER_STYLE,
         ),
     }
+    keep_settings_valid(controls)
     rows = [("warmup_steps", "max_steps"), ("max_lr", "min_lr")]
     return live(controls, lambda values: frame(**values, schedule=schedule), what="cosine_with_warmup", rows=rows)
