@@ -38,6 +38,7 @@ from g2c.grading import path_with_this_environment
 from g2c.grading.course import GRADES_COLUMNS, Layout, atomic_write, grade_cells, layout, load_results
 from g2c.grading.feedback import REASONS_KEY, score_of
 from g2c.grading.report import write_report
+from g2c.grading.seeding import course_secret
 from g2c.grading.sandbox.limits import CELL_TIMEOUT, MEMORY_MB, TIMEOUT
 from g2c.grading.worker import Job, Outcome, grade
 
@@ -81,8 +82,9 @@ def autograde(course: Path, submitted: Path | None = None, out: Path | None = No
     lay.grades.mkdir(parents=True, exist_ok=True)
     checks, source_cells = hidden_checks(source), graded_cells(source)
     done = {} if force else load_results(lay)
+    secret = course_secret(Path(lay.db_url.removeprefix("sqlite:///")).parent if lay.db_url.startswith("sqlite:///") else course)
     jobs_all = [Job(s, str(spec.folder), read_submission(lay, s), b"", checks, source_cells, timeout, memory_mb, cell_timeout,
-                    isolate) for s in students]
+                    isolate, secret) for s in students]
     todo = [job for job in jobs_all if _needs_grading(done.get(job.student), job)]
     # workers warm up while the assignment is registered; none start when only hand grades changed
     pool = None if scheduler or not todo else _local_pool(max(1, min(jobs or os.cpu_count() or 1, len(todo))), isolate)
