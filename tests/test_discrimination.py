@@ -46,3 +46,79 @@ def test_corpus_entry_loses_exactly_its_cells(entry):
 
 def test_the_corpus_is_big_enough():
     assert len(corpus.WRONG) >= 30 and len(corpus.RIGHT) >= 10
+
+
+# ---------------------------------------------------------------- the same code gets the same grade
+
+
+def test_the_seed_follows_the_code_not_its_formatting_and_needs_the_secret(tmp_path):
+    probed = ["a", "b"]
+    code = {"a": "def f(x):\n    return x + 1\n", "b": "p1 = 0.89\n"}
+    secret = seeding.course_secret(tmp_path)
+    assert seeding.course_secret(tmp_path) == secret and len(secret) == seeding.SECRET_BYTES
+    assert (tmp_path / seeding.SECRET_FILE).stat().st_mode & 0o077 == 0  # the course's alone
+    seed = seeding.probe_seed(secret, code, probed)
+    reformatted = {"a": "# my answer\ndef f( x ):\n\n    return x+1  # plus one\n", "b": "%time\np1 = 0.89"}
+    assert seeding.probe_seed(secret, reformatted, probed) == seed  # a regrade, or comments and spacing
+    assert seeding.probe_seed(secret, code | {"a": "def f(x):\n    return x + 2\n"}, probed) != seed  # any change of code
+    assert seeding.probe_seed(secret, code | {"b": "p1 = 0.8900001\n"}, probed) != seed
+    assert seeding.probe_seed(b"another course" * 3, code, probed) != seed  # unpredictable without the secret
+    broken = {"a": "def f(x:\n", "b": ""}
+    assert seeding.probe_seed(secret, broken, probed) == seeding.probe_seed(secret, {"a": "  def f(x:  \n\n"}, probed)
+
+
+# ---------------------------------------------------------------- feedback a student can act on
+
+
+def test_two_pitfalls_with_the_same_number_are_both_said():
+    p1 = CATALOGUE.build("p1", ("by_hand_no_weight_decay",))
+    message = T.verdicts(T.student(p1=p1))["by_hand_p1"].message
+    assert CATALOGUE.by_name["by_hand_no_weight_decay"].message in message
+    assert CATALOGUE.by_name["by_hand_adam_l2"].message in message
+
+
+def test_an_unnamed_difference_shows_values_inputs_and_lines_that_reproduce_it():
+    entry = next(e for e in corpus.WRONG if e.name == "floor only after max_steps")
+    namespace = namespace_of(entry)
+    message = T.verdicts(namespace)["schedule_floor"].message
+    head = message.splitlines()[0]
+    assert re.search(r"setting \d, step \d+: is off: expected [-\d.e]+, got [-\d.e]+|raised ZeroDivisionError", head), message
+    if "raised" not in head:
+        assert "The inputs of setting" in message and "warmup_steps=" in message
+        code = message.split("run in a new cell below your answer:\n", 1)[1]
+        printed = []
+        exec("\n".join(line[4:] for line in code.splitlines()), {"cosine_with_warmup": namespace["cosine_with_warmup"],
+                                                                 "print": printed.append})
+        assert printed and f"got {printed[0]:.10g}" in head  # the student's own value, from the lines shown
+    checks = T.verdicts(namespace_of(next(e for e in corpus.WRONG if e.name == "cosine without the 1/2")))
+    message = checks["schedule_cosine"].message
+    got = float(re.search(r"got ([-\d.e+]+)", message).group(1))
+    code = message.split("run in a new cell below your answer:\n", 1)[1]
+    printed = []
+    exec("\n".join(line[4:] for line in code.splitlines()),
+         {"cosine_with_warmup": namespace_of(next(e for e in corpus.WRONG if e.name == "cosine without the 1/2"))["cosine_with_warmup"],
+          "print": printed.append})
+    assert f"{printed[0]:.10g}" == f"{got:.10g}", (printed, message)
+    assert "relative error" in message and "elements" not in message
+
+
+def test_an_array_difference_is_measured_per_element():
+    want = compare.Array("torch.float64", (2,), (1000.0, 1e-3))
+    got = compare.Array("torch.float64", (2,), (1000.0, 2e-3))
+    diff = compare.differ(want, got, lambda path: (1e-9, 1e-12))
+    assert "1 of 2 elements" in diff.what and "relative error 1.0e+00" in diff.what, diff.what  # not 1e-06 (max over max)
+
+
+# ---------------------------------------------------------------- the kit's visible tests
+
+
+@pytest.mark.parametrize("name", ["mutates_grad", "caches_lr", "clip_walks_generator_twice", "clip_returns_float"])
+def test_the_kit_catches_the_common_unseen_mistakes_pitfall_first(name):
+    import test_pitfalls as TP
+
+    p = CATALOGUE.by_name[name]
+    failed = TP.failures({TP.OBJECT_OF[p.answer]: CATALOGUE.build(p.answer, (name,))})
+    assert failed and set(failed) <= TP.visible_tests(set(SPEC.catch_all(p.answer))), failed
+    words = {"mutates_grad": "changed p.grad in place", "caches_lr": "ignores a learning rate set after construction",
+             "clip_walks_generator_twice": "a generator is empty once walked", "clip_returns_float": "return the norm as a tensor"}
+    assert all(words[name] in headline for headline in failed.values()), failed

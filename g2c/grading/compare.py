@@ -353,6 +353,16 @@ class _Case:
     seed: int
     record: dict
     evidence: dict[str, set]  # answer -> the mutants the student's data matched so far
+    found: dict | None = None  # scenario -> the student's data (all of it, for ruling explanations out)
+
+    def consistent(self, names: tuple[str, ...], scenario: str) -> bool:
+        """Whether the mutant ``names`` fits the student's data on every other isolating scenario of
+        its answer: a pitfall the student's other data rules out explains nothing here."""
+        answer = self.spec.answer_of(scenario)
+        others = [s for s in self.spec.scenario_names if s != scenario and self.spec.answer_of(s) == answer
+                  and s not in self.spec.catch_all(answer) and (self.found or {}).get(s, MISSING) is not MISSING]
+        return all(differ(mutant_data(self.spec, self.seed, s, names), self.found[s], tolerance(self.spec, s)) is None
+                   for s in others)
 
     def charged(self, names: tuple[str, ...], scenario: str) -> bool:
         return any(scenario in catalogue(self.spec).by_name[n].charged_to for n in names)
@@ -439,6 +449,9 @@ def _decide_one(case: _Case, scenario: str, got: Any) -> Check:
         free_pairs = [c for c in pairs if not case.charged(c, scenario)]
         matched = case.matches(scenario, got, free_pairs, first=True)
         matched = matched or case.matches(scenario, got, [c for c in pairs if case.charged(c, scenario)], first=True)
+    if any(not case.charged(m, scenario) for m in matched) and any(case.charged(m, scenario) for m in matched):
+        # the same data from a mistake of this cell and from one of another: the student's other data decides
+        matched = [m for m in matched if case.consistent(m, scenario)] or matched
     case.evidence[answer].update(matched)
     if any(not case.charged(m, scenario) for m in matched):
         return PASS
@@ -474,7 +487,7 @@ def decide(spec: Assignment, record: dict, seed: int, sources: dict[str, str]) -
     found = record.get("scenarios") if isinstance(record.get("scenarios"), dict) else {}
     record = {"cells": record.get("cells") if isinstance(record.get("cells"), dict) else {}, "done": record.get("done") is True}
     sources = sources if isinstance(sources, dict) else {}
-    case = _Case(spec, seed, record, {answer: set() for answer in spec.answers})
+    case = _Case(spec, seed, record, {answer: set() for answer in spec.answers}, found)
     refused = _refusal(spec, sources)
     checks: dict[str, Check] = {}
     # isolating scenarios first: the catch-alls name the pitfalls the student showed there
