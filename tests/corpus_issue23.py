@@ -6,6 +6,7 @@ as probe scenarios (empty for a correct alternative); tests/test_discrimination.
 process and checks the verdicts hold over seeds.
 """
 
+# ruff: noqa: E501 (a table of edits: one entry a line reads better than one wrapped over three)
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -95,9 +95,8 @@ def test_an_unnamed_difference_shows_values_inputs_and_lines_that_reproduce_it()
     got = float(re.search(r"got ([-\d.e+]+)", message).group(1))
     code = message.split("run in a new cell below your answer:\n", 1)[1]
     printed = []
-    exec("\n".join(line[4:] for line in code.splitlines()),
-         {"cosine_with_warmup": namespace_of(next(e for e in corpus.WRONG if e.name == "cosine without the 1/2"))["cosine_with_warmup"],
-          "print": printed.append})
+    schedule = namespace_of(next(e for e in corpus.WRONG if e.name == "cosine without the 1/2"))["cosine_with_warmup"]
+    exec("\n".join(line[4:] for line in code.splitlines()), {"cosine_with_warmup": schedule, "print": printed.append})
     assert f"{printed[0]:.10g}" == f"{got:.10g}", (printed, message)
     assert "relative error" in message and "elements" not in message
 
@@ -120,5 +119,34 @@ def test_the_kit_catches_the_common_unseen_mistakes_pitfall_first(name):
     failed = TP.failures({TP.OBJECT_OF[p.answer]: CATALOGUE.build(p.answer, (name,))})
     assert failed and set(failed) <= TP.visible_tests(set(SPEC.catch_all(p.answer))), failed
     words = {"mutates_grad": "changed p.grad in place", "caches_lr": "ignores a learning rate set after construction",
-             "clip_walks_generator_twice": "a generator is empty once walked", "clip_returns_float": "return the norm as a tensor"}
+             "clip_walks_generator_twice": "a generator is empty once walked",
+             "clip_returns_float": "return the norm as a tensor"}
     assert all(words[name] in headline for headline in failed.values()), failed
+
+
+# ---------------------------------------------------------------- the class report's unnamed mistakes
+
+
+def test_unnamed_mistakes_group_by_behaviour_across_draws(tmp_path, capsys):
+    from g2c import cli
+    from g2c.grading.course import layout
+    from g2c.grading.report import mistakes
+
+    cosine = namespace_of(next(e for e in corpus.WRONG if e.name == "cosine without the 1/2"))
+    results = {}
+    for student, seed in (("ann", SEEDS[0]), ("bob", SEEDS[1])):  # one mistake, two draws: other numbers in the messages
+        checks = T.verdicts(cosine, seed)
+        results[student] = {"reasons": {"test_schedule_cosine": [checks["schedule_cosine"].message]}}
+    assert results["ann"] != results["bob"]
+    named = CATALOGUE.by_name["schedule_no_floor"].message
+    results["cy"] = {"reasons": {"test_schedule_floor": [named]}}
+    groups = mistakes(results, CATALOGUE)
+    grouped = [(g.cell, g.what, g.students) for g in groups]
+    assert grouped == [("test_schedule_cosine", "setting #, step #: is off", ["ann", "bob"])]
+    lay = layout(T.ROOT, None, tmp_path, SPEC.name)
+    (lay.grades / "results").mkdir(parents=True)
+    for student, result in results.items():
+        (lay.grades / "results" / f"{student}.json").write_text(__import__("json").dumps(result))
+    assert cli.main(["mistakes", SPEC.name, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("2 student(s), test_schedule_cosine: setting #, step #: is off\n  e.g. ann: ") and "1 group(s)" in out

@@ -38,8 +38,8 @@ from g2c.grading import path_with_this_environment
 from g2c.grading.course import GRADES_COLUMNS, Layout, atomic_write, grade_cells, layout, load_results
 from g2c.grading.feedback import REASONS_KEY, score_of
 from g2c.grading.report import write_report
-from g2c.grading.seeding import course_secret
 from g2c.grading.sandbox.limits import CELL_TIMEOUT, MEMORY_MB, TIMEOUT
+from g2c.grading.seeding import course_secret
 from g2c.grading.worker import Job, Outcome, grade
 
 LIMIT_BEHIND = {"timeout": "timeout", "memory": "memory_mb"}  # status -> the limit that decided it

@@ -421,7 +421,8 @@ class _Case:
         text = f"\nThe inputs of {path[0]}:\n" + "\n".join(lines)
         if isinstance(case.get("try"), str):
             code = case["try"].replace("{step}", step or "0")
-            text += "\nTo see it yourself, run in a new cell below your answer:\n" + "\n".join(f"    {line}" for line in code.splitlines())
+            lines = "\n".join(f"    {line}" for line in code.splitlines())
+            text += "\nTo see it yourself, run in a new cell below your answer:\n" + lines
         return text
 
     def named(self, matched: list[tuple[str, ...]], scenario: str) -> Check:

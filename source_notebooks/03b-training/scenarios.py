@@ -493,7 +493,8 @@ def schedule_cosine(namespace: dict, seed: int) -> dict[str, Any]:
     rng, _ = rngs("schedule_cosine", seed)
     settings = schedule_settings(rng, min_warmup=1)
     out: dict[str, Any] = {"inputs": schedule_inputs(settings)}
-    return out | {f"setting {k}": lrs(schedule, s, spread(s["warmup_steps"], s["max_steps"], rng)) for k, s in enumerate(settings, start=1)}
+    return out | {f"setting {k}": lrs(schedule, s, spread(s["warmup_steps"], s["max_steps"], rng))
+                  for k, s in enumerate(settings, start=1)}
 
 
 def schedule_floor(namespace: dict, seed: int) -> dict[str, Any]:

@@ -315,7 +315,8 @@ def test_clip_matches_torch_norm_and_grads():
             total = clip_grad_norm_(list(ours) if given == "a list" else (p for p in ours), max_norm)
             expected = torch.nn.utils.clip_grad_norm_(theirs, max_norm)
             assert isinstance(total, torch.Tensor), (
-                f"clip_grad_norm_ returned a {type(total).__name__}: return the norm as a tensor, as torch does (no float() or .item())"
+                f"clip_grad_norm_ returned a {type(total).__name__}: return the norm as a tensor, as torch does "
+                "(no float() or .item())"
             )
             assert math.isclose(float(total), float(expected), rel_tol=1e-6), (
                 f"clipping to max_norm={max_norm} returned {float(total):.10g}: return the global norm measured before clipping, "
