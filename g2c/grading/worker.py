@@ -6,7 +6,8 @@ folder. ``grade`` runs two sandboxed processes at once, both forked by the worke
 (``g2c.grading.sandbox.zygote``) in sandboxes of their own (``g2c.grading.sandbox.box``):
 
 - the **probe** (``g2c.grading.sandbox.probe``) runs the setup cell and the answer cells on their own and
-  records plain data about the student's objects on inputs drawn from a seed chosen now;
+  records plain data about the student's objects on inputs drawn from a seed made of the answers' code
+  and the course's secret (``g2c.grading.seeding``: the same code, the same inputs and grade);
 - the **notebook run** (``g2c.grading.sandbox.runner``) executes the whole notebook, hidden tests
   removed, in a real kernel, for the outputs the instructor and the student see.
 
