@@ -84,7 +84,7 @@ def test_an_unnamed_difference_shows_values_inputs_and_lines_that_reproduce_it()
     head = message.splitlines()[0]
     assert re.search(r"setting \d, step \d+: is off: expected [-\d.e]+, got [-\d.e]+|raised ZeroDivisionError", head), message
     if "raised" not in head:
-        assert "The inputs of setting" in message and "warmup_steps=" in message
+        assert "Inputs of this case (setting" in message and "warmup_steps=" in message
         code = message.split("run in a new cell below your answer:\n", 1)[1]
         printed = []
         exec("\n".join(line[4:] for line in code.splitlines()), {"cosine_with_warmup": namespace["cosine_with_warmup"],

@@ -418,7 +418,7 @@ class _Case:
             return ""
         step = next((part.split()[-1] for part in path if part.startswith("step ")), "")
         lines = [f"  {key}: {value}" for key, value in case.items() if key != "try" and isinstance(value, str)]
-        text = f"\nThe inputs of {path[0]}:\n" + "\n".join(lines)
+        text = f"\nInputs of this case ({path[0]}):\n" + "\n".join(lines)
         if isinstance(case.get("try"), str):
             code = case["try"].replace("{step}", step or "0")
             lines = "\n".join(f"    {line}" for line in code.splitlines())

@@ -190,7 +190,10 @@ def adamw_decoupled_decay(namespace: dict, seed: int) -> dict[str, Any]:
                     eps=log_uniform(rng, 1e-8, 1e-6), weight_decay=rng.uniform(0.1, 1.0))
     p = leaf(shape, gen)
     grads = [[torch.zeros(shape, dtype=torch.float64)] for _ in range(steps)]
-    return train(AdamW, [p], grads, settings, record_at=set(range(1, steps + 1)))
+    described = {k: v for k, v in adamw_inputs(settings, [shape], torch.float64, steps).items() if k != "try"}
+    described["gradients"] = "zero on every step: each step only multiplies p by 1 - lr * weight_decay"
+    out = train(AdamW, [p], grads, settings, record_at=set(range(1, steps + 1)))
+    return {"inputs": {key: described for key in out}} | out
 
 
 def adamw_step_counter(namespace: dict, seed: int) -> dict[str, Any]:
