@@ -19,7 +19,7 @@ from pathlib import Path
 
 from g2c.grading.sandbox.probe import ipython_free
 
-SECRET_FILE = "probe_secret"  # beside the gradebook; created once, mode 0600
+SECRET_FILE = "probe_secret"  # beside the gradebook; created once, mode 0600; .gitignore keeps it out of the course repository
 SECRET_BYTES = 32
 
 
