@@ -170,14 +170,14 @@ def behaviour(reason: str) -> str:
 
 
 def mistakes(results: dict[str, dict], pitfalls: Catalogue) -> list[Group]:
-    """The reasons no pitfall names, grouped by (cell, behaviour), most students first; a student counts
+    """The reasons no pitfall names (but "not written yet"), grouped by (cell, behaviour), most students first; a student counts
     once per group, and the first of them (by id) stands for it."""
     groups: dict[tuple[str, str], Group] = {}
     for student in sorted(results):
         for cell, reasons in sorted(results[student].get("reasons", {}).items()):
             for reason in reasons:
-                if any(p.message in reason for p in pitfalls.pitfalls):
-                    continue
+                if reason.startswith("not written yet") or any(p.message in reason for p in pitfalls.pitfalls):
+                    continue  # unwritten answers are no mistake (the parts table counts them)
                 group = groups.setdefault((cell, behaviour(reason)), Group(cell, behaviour(reason), [], reason))
                 if student not in group.students:
                     group.students.append(student)
