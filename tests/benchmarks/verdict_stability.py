@@ -2,8 +2,9 @@
 
 For each seed, every catalogue pitfall and every entry of tests/corpus_issue23.py is decided in process
 (``compare.decide`` on a record made by running the scenarios here, as tests/test_probe_compare.py
-does); a variant is stable when it loses the same cells on every seed. Prints one line per unstable
-variant, then a summary. Usage (from the course root, a few minutes per ten seeds):
+does); a variant is stable when it loses the same cells (its grade) on every seed. Prints one line per
+variant whose cells change (UNSTABLE) or whose scenarios change within the same cells (within a cell:
+the grade holds), then a summary. Usage (from the course root, a few minutes per ten seeds):
 
     OMP_NUM_THREADS=1 .venv/bin/python tests/benchmarks/verdict_stability.py FIRST_SEED COUNT
 """
@@ -20,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import corpus_issue23 as corpus  # noqa: E402
 import test_discrimination as D  # noqa: E402
-from conftest import CATALOGUE  # noqa: E402
+from conftest import CATALOGUE, SPEC  # noqa: E402
 
 from g2c.grading import compare  # noqa: E402
 
@@ -42,9 +43,13 @@ def main(first: int, count: int) -> int:
         compare.mutant_data.cache_clear()
         compare.reference_data.cache_clear()
         print(f"seed {seed} done, {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    unstable = {name: dict(c) for name, c in seen.items() if len(c) > 1}
-    for name, verdicts in unstable.items():
-        print(f"UNSTABLE {name}: " + "; ".join(f"{list(k) or 'full marks'} on {n}" for k, n in verdicts.items()))
+    cell = {s: g.grade_id for g in SPEC.graded.values() for s in g.scenarios}
+    cells = {name: {tuple(sorted({cell[s] for s in k})) for k in c} for name, c in seen.items()}
+    unstable = {name: dict(c) for name, c in seen.items() if len(cells[name]) > 1}
+    for name, verdicts in seen.items():
+        if len(verdicts) > 1:
+            label = "UNSTABLE" if name in unstable else "within a cell"
+            print(f"{label} {name}: " + "; ".join(f"{list(k) or 'full marks'} on {n}" for k, n in verdicts.items()))
     print(json.dumps({"seeds": count, "first": first, "variants": len(seen), "unstable": len(unstable),
                       "verdicts": {name: [list(k) for k in c] for name, c in seen.items()}}))
     return 1 if unstable else 0
