@@ -278,6 +278,11 @@ def main(argv: list[str] | None = None) -> int:
                                 "its pages under a Content-Security-Policy")
     serve.add_argument("--course", type=Path, help="course root (default: this repository)")
     serve.add_argument("--port", type=_positive_int, default=8888, help="port on 127.0.0.1 (default %(default)d)")
+    listing = commands.add_parser("mistakes", help="list the mistakes the pitfall catalogue does not name in a graded batch, "
+                                  "grouped by cell and what failed, with a count and one student each")
+    listing.add_argument("assignment", help="its folder name under source_notebooks/")
+    listing.add_argument("--course", type=Path, help="course root (default: this repository)")
+    listing.add_argument("--out", type=Path, help="the folder of a separate batch graded with --out")
     args = parser.parse_args(argv)
     root = (getattr(args, "course", None) or repo_root()).resolve()
     if args.command == "formgrader":
@@ -316,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"g2c report: nothing graded yet ({lay.grades_csv} is missing); run g2c autograde first")
         print(f"wrote {write_report(lay)}")
         return 0
+    if args.command == "mistakes":
+        return list_mistakes(root, name, args.out)
     if args.command == "workspace":
         print(workspace(root, name))
     elif args.command == "notebook":
@@ -334,6 +341,23 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "feedback":
         pages = fetch_feedback(root, name)
         print("\n".join(f"feedback: {page.relative_to(root)}" for page in pages) or "no feedback released to you yet")
+    return 0
+
+
+def list_mistakes(root: Path, name: str, out: Path | None) -> int:
+    """Print the unnamed mistakes of a graded batch, one group a paragraph: count, cell, what failed, one student's reason."""
+    from g2c.grading.course import layout, load_results
+    from g2c.grading.pitfalls import catalogue
+    from g2c.grading.report import mistakes
+
+    lay = layout(root, None, out, name)
+    results = load_results(lay)
+    if not results:
+        raise SystemExit(f"g2c mistakes: nothing graded yet in {lay.grades}; run g2c autograde first")
+    groups = mistakes(results, catalogue(lay.spec))
+    for g in groups:
+        print(f"{len(g.students)} student(s), {g.cell}: {g.what}\n  e.g. {g.students[0]}: " + g.example.replace("\n", "\n  "))
+    print(f"{len(groups)} group(s) of mistakes the catalogue does not name" if groups else "no mistake outside the catalogue")
     return 0
 
 

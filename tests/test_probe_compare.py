@@ -161,17 +161,19 @@ def test_untouched_starter_passes_nothing_and_says_not_written_yet():
     assert all("not written yet" in check.message for check in checks.values()), {n: c.message for n, c in checks.items()}
 
 
-def test_a_wrong_update_is_described_without_expected_numbers():
+def test_a_wrong_update_is_described_with_its_values_and_inputs():
+    # issue 23: the inputs come from a seed drawn from the code, so showing them helps and fits no other draw
     wrong = student(SOURCES["adamw"].replace("value=-step_size", "value=-1.5 * step_size"))
     checks = verdicts(wrong)
     assert "adamw_first_step" in failed(checks) and "adamw_trajectory_float64" in failed(checks)
     message = checks["adamw_trajectory_float64"].message
-    assert "setting" in message and "step" in message and "parameter" in message and "relative" in message
-    for check in checks.values():
-        assert not re.search(r"\d\.\d{2,}", check.message), check.message  # an order of magnitude at most
-    p1 = RIGHT_P1 + 0.01
+    head = message.splitlines()[0]
+    assert "setting" in head and "step" in head and "parameter" in head and "relative error" in head
+    assert re.search(r"expected -?\d\.\d+.*, got -?\d\.\d+", head), head
+    assert "settings: lr=" in message and "torch.optim.AdamW(" in message  # the inputs, and lines racing torch's
+    p1 = RIGHT_P1 + 0.02  # (+ 0.01 is what Adam + L2 gives)
     message = verdicts(student(p1=p1))["by_hand_p1"].message
-    assert message and not re.search(r"\d\.\d", message)
+    assert message and f"got {p1:.10g}" in message
 
 
 # ---------------------------------------------------------------- delegation
@@ -251,12 +253,15 @@ def test_delegation_leaves_honest_answers_alone():
 # ---------------------------------------------------------------- the record is only data
 
 
+FACTS = {"adamw_no_autograd", "adamw_step_counter", "clip_global", "clip_none_and_eps"}  # record facts true on every draw
+
+
 def test_seeds_change_every_input():
-    for name in ALL - {"by_hand_p1", "diagnosis"}:
+    for name in ALL - {"by_hand_p1", "diagnosis"} - FACTS:
         assert compare.reference_data(SPEC, 1, name) != compare.reference_data(SPEC, 2, name), name
         assert compare.reference_data(SPEC, 1, name) == compare.reference_data(SPEC, 1, name)
     # a student cannot pass with numbers recorded for another seed
-    assert failed(decide(parse(lines_of(student(), 1)), 2)) == ALL - {"by_hand_p1", "diagnosis"}
+    assert failed(decide(parse(lines_of(student(), 1)), 2)) >= ALL - {"by_hand_p1", "diagnosis"} - FACTS
 
 
 def test_parse_record_survives_junk():
@@ -321,9 +326,9 @@ def test_forged_done_or_forged_numbers_pass_nothing():
 
 
 def test_tolerances_hold_the_line():
-    # float32 may drift by 1e-5 relative but not 1e-3; clip's global check ignores 1e-6 (eps) but not 1e-3
-    for name, small, large in [("adamw_trajectory_float32", 1e-6, 1e-3), ("clip_global", 1e-7, 1e-3),
-                               ("adamw_trajectory_float64", 1e-12, 1e-7), ("schedule_cosine", 1e-14, 1e-9)]:
+    # float32 may drift by 1e-5 relative but not 1e-3; clip's norm and gradients by float32 rounding, not 1e-4
+    for name, small, large in [("adamw_trajectory_float32", 1e-6, 1e-3), ("clip_matches", 1e-7, 1e-4),
+                               ("adamw_trajectory_float64", 1e-12, 1e-7), ("schedule_cosine", 1e-7, 1e-2)]:
         want = compare.reference_data(SPEC, SEED, name)
         assert differ(want, _scaled(want, 1 + small), name) is None, name
         assert differ(want, _scaled(want, 1 + large), name) is not None, name

@@ -44,6 +44,7 @@ from g2c.grading.course import GRADES_COLUMNS, Layout, atomic_write, grade_cells
 from g2c.grading.feedback import REASONS_KEY, minutes_late, standing
 from g2c.grading.report import write_report
 from g2c.grading.sandbox.limits import CELL_TIMEOUT, MEMORY_MB, TIMEOUT
+from g2c.grading.seeding import course_secret
 from g2c.grading.worker import Job, Outcome, grade
 
 LIMIT_BEHIND = {"timeout": "timeout", "memory": "memory_mb"}  # status -> the limit that decided it
@@ -106,8 +107,9 @@ def grade_batch(course: Path, submitted: Path | None = None, out: Path | None = 
     checks, source_cells = hidden_checks(source), graded_cells(source)
     done = {} if force else load_results(lay)
     found = {s: find_notebook(lay, s) for s in students}
+    secret = course_secret(Path(lay.db_url.removeprefix("sqlite:///")).parent if lay.db_url.startswith("sqlite:///") else course)
     jobs_all = [Job(s, str(spec.folder), found[s][0], b"", checks, source_cells, timeout, memory_mb, cell_timeout,
-                    isolate) for s in students]
+                    isolate, secret) for s in students]
     todo = [job for job in jobs_all if (job.student == regrade if regrade else _needs_grading(done.get(job.student), job))]
     # workers warm up while the assignment is registered; none start when only hand grades changed
     pool = None if scheduler or not todo else _local_pool(max(1, min(jobs or os.cpu_count() or 1, len(todo))), isolate)

@@ -9,7 +9,10 @@ it only to the cells it belongs to. Everything about the assignment comes from i
 A scenario passes when the student's data equals the reference's (within its tolerance), or
 equals a mutant's (one pitfall, or two of the same answer) none of whose pitfalls is charged to
 it: one mistake costs its own cell and the catch-all trajectory cells, which pass only on the
-reference. Messages say what differed in words and never show an expected number.
+reference. A named mistake is said in the catalogue's words (every pitfall that fits the data, when
+several do); a difference no pitfall names shows where, the expected and the student's values, the
+inputs and lines that reproduce them: the inputs come from a seed drawn from the answers' code
+(``g2c.grading.seeding``), so showing them helps the student and never fits another draw.
 
 Wiring: ``checks = decide(spec, parse_record(raw_bytes_from_the_probe, spec.scenario_names), seed,
 {grade_id: source})`` with the seed the probe ran with; ``checks[scenario].passed`` gives the
@@ -174,6 +177,7 @@ class Diff:
         return f"{where}: {self.what}" if where else self.what
 
 
+INPUTS = "inputs"  # a scenario's inputs in words (and lines that reproduce them): read for messages, never compared
 Tolerance = Callable[[tuple[str, ...]], "tuple[float, float] | None"]  # a value's path -> (rtol, atol), None: exact
 
 
@@ -204,14 +208,35 @@ def _close(got: float, want: float, tol: tuple[float, float] | None) -> bool:
     return abs(got - want) <= tol[1] + tol[0] * abs(want)
 
 
-def _how_far(got: list[float], want: list[float]) -> str:
-    """The size of a difference, as an order of magnitude only (no expected value)."""
+def _error(got: float, want: float) -> float:
+    """One element's error: relative to the expected value, absolute where that is 0."""
+    return abs(got - want) / abs(want) if want else abs(got - want)
+
+
+def _how_far(got: list[float], want: list[float], rule: tuple[float, float] | None, shape: tuple[int, ...] = ()) -> str:
+    """How the values differ, element by element: how many are off, and the worst by its own error
+    (a max over max would read an element off by 100% among large ones as rounding)."""
     if any(math.isnan(g) for g in got):
         return "contains NaN"
     if any(math.isinf(g) for g in got):
         return "contains an infinity"
-    rel = max(abs(g - w) for g, w in zip(got, want)) / max(max(abs(w) for w in want), 1e-300)
-    return f"differs by about {rel:.0e} relative" if rel < 1e3 else "is far off"
+    off = [i for i, (g, w) in enumerate(zip(got, want)) if not _close(g, w, rule)] or list(range(len(want)))
+    worst = max(off, key=lambda i: _error(got[i], want[i]))
+    g, w = got[worst], want[worst]
+    kind = "relative error" if w else "absolute error"
+    values = f"expected {w:.10g}, got {g:.10g} ({kind} {_error(g, w):.1e})"
+    if len(want) == 1 and not shape:
+        return f"is off: {values}"
+    index = tuple(int(i) for i in _unravel(worst, shape)) if shape else (worst,)
+    return f"is off in {len(off)} of {len(want)} elements; the worst, element {list(index)}: {values}"
+
+
+def _unravel(flat: int, shape: tuple[int, ...]) -> list[int]:
+    out = []
+    for n in reversed(shape):
+        out.append(flat % n if n else 0)
+        flat = flat // n if n else 0
+    return out[::-1]
 
 
 def differ(want: Any, got: Any, tol: Tolerance, path: tuple[str, ...] = ()) -> Diff | None:
@@ -227,12 +252,14 @@ def differ(want: Any, got: Any, tol: Tolerance, path: tuple[str, ...] = ()) -> D
         if not isinstance(got, dict):
             return Diff(path, "is not what the check records")
         for key, value in want.items():
+            if key == INPUTS:
+                continue
             if key not in got:
                 return Diff(path + (key,), "is missing")
             found = differ(value, got[key], tol, path + (key,))
             if found:
                 return found
-        extra = [key for key in got if key not in want]
+        extra = [key for key in got if key not in want and key != INPUTS]
         return Diff(path + (extra[0],), "is not asked for") if extra else None
     if isinstance(want, list):
         if not isinstance(got, list) or len(got) != len(want):
@@ -269,7 +296,7 @@ def _differ_array(want: Array, got: Any, tol: Tolerance, path: tuple[str, ...]) 
         return None
     if rule is None and all(math.isfinite(g) for g in got.values):
         return Diff(path, "changed")
-    return Diff(path, _how_far(got.values, want.values))
+    return Diff(path, _how_far(list(got.values), list(want.values), rule, want.shape))
 
 
 def _differ_float(want: float, got: Any, tol: Tolerance, path: tuple[str, ...]) -> Diff | None:
@@ -280,7 +307,7 @@ def _differ_float(want: float, got: Any, tol: Tolerance, path: tuple[str, ...]) 
         return Diff(path, "is not a number")
     if _close(value, want, tol(path)):
         return None
-    return Diff(path, _how_far([value], [want]))
+    return Diff(path, _how_far([value], [want], tol(path)))
 
 
 # ---------------------------------------------------------------- expected data, cached per seed
@@ -327,6 +354,16 @@ class _Case:
     seed: int
     record: dict
     evidence: dict[str, set]  # answer -> the mutants the student's data matched so far
+    found: dict | None = None  # scenario -> the student's data (all of it, for ruling explanations out)
+
+    def consistent(self, names: tuple[str, ...], scenario: str) -> bool:
+        """Whether the mutant ``names`` fits the student's data on every other isolating scenario of
+        its answer: a pitfall the student's other data rules out explains nothing here."""
+        answer = self.spec.answer_of(scenario)
+        others = [s for s in self.spec.scenario_names if s != scenario and self.spec.answer_of(s) == answer
+                  and s not in self.spec.catch_all(answer) and (self.found or {}).get(s, MISSING) is not MISSING]
+        return all(differ(mutant_data(self.spec, self.seed, s, names), self.found[s], tolerance(self.spec, s)) is None
+                   for s in others)
 
     def charged(self, names: tuple[str, ...], scenario: str) -> bool:
         return any(scenario in catalogue(self.spec).by_name[n].charged_to for n in names)
@@ -366,11 +403,35 @@ class _Case:
         return f"raised {kind}: {message}" + (f" ({where})" if where else "")
 
     def unexplained(self, diff: Diff, scenario: str) -> Check:
-        """A difference no pitfall explains: where it is, and the cell's hint."""
+        """A difference no pitfall explains: where it is, the values, the cell's hint, then the inputs
+        that showed it and lines that reproduce them (the reference's record of them, never the student's)."""
         if diff.error:
             return Check(False, self.error_words(diff, scenario))
         hint = self.spec.hint(scenario)
-        return Check(False, diff.words() + (f"; {hint}" if hint else ""))
+        return Check(False, diff.words() + (f"; {hint}" if hint else "") + self.inputs_words(scenario, diff.path))
+
+    def inputs_words(self, scenario: str, path: tuple[str, ...]) -> str:
+        """The inputs of the case at ``path`` (its first step), as the scenario described them."""
+        reference = reference_data(self.spec, self.seed, scenario)
+        described = reference.get(INPUTS) if isinstance(reference, dict) else None
+        case = described.get(path[0]) if isinstance(described, dict) and path else None
+        if not isinstance(case, dict):
+            return ""
+        step = next((part.split()[-1] for part in path if part.startswith("step ")), "")
+        lines = [f"  {key}: {value}" for key, value in case.items() if key != "try" and isinstance(value, str)]
+        text = f"\nInputs of this case ({path[0]}):\n" + "\n".join(lines)
+        if isinstance(case.get("try"), str):
+            code = case["try"].replace("{step}", step or "0")
+            lines = "\n".join(f"    {line}" for line in code.splitlines())
+            text += "\nTo see it yourself, run in a new cell below your answer:\n" + lines
+        return text
+
+    def named(self, matched: list[tuple[str, ...]], scenario: str) -> Check:
+        """The pitfalls behind data several of them produce alike: each said, as alternatives."""
+        distinct = list(dict.fromkeys(self.messages(names, scenario) for names in matched))
+        if len(distinct) == 1:
+            return Check(False, distinct[0])
+        return Check(False, "these numbers fit more than one mistake: " + "; or ".join(distinct))
 
 
 def _decide_one(case: _Case, scenario: str, got: Any) -> Check:
@@ -390,11 +451,14 @@ def _decide_one(case: _Case, scenario: str, got: Any) -> Check:
         free_pairs = [c for c in pairs if not case.charged(c, scenario)]
         matched = case.matches(scenario, got, free_pairs, first=True)
         matched = matched or case.matches(scenario, got, [c for c in pairs if case.charged(c, scenario)], first=True)
+    if any(not case.charged(m, scenario) for m in matched) and any(case.charged(m, scenario) for m in matched):
+        # the same data from a mistake of this cell and from one of another: the student's other data decides
+        matched = [m for m in matched if case.consistent(m, scenario)] or matched
     case.evidence[answer].update(matched)
     if any(not case.charged(m, scenario) for m in matched):
         return PASS
     if matched:
-        return Check(False, case.messages(matched[0], scenario))
+        return case.named(matched, scenario)
     return case.unexplained(diff, scenario)
 
 
@@ -411,7 +475,7 @@ def _decide_catch_all(case: _Case, scenario: str, got: Any, diff: Diff) -> Check
     for candidates in (singles, list(dict.fromkeys(pairs))):
         matched = case.matches(scenario, got, candidates)
         if matched:
-            return Check(False, case.messages(matched[0]))
+            return case.named(matched, scenario)
     return case.unexplained(diff, scenario)
 
 
@@ -425,7 +489,7 @@ def decide(spec: Assignment, record: dict, seed: int, sources: dict[str, str]) -
     found = record.get("scenarios") if isinstance(record.get("scenarios"), dict) else {}
     record = {"cells": record.get("cells") if isinstance(record.get("cells"), dict) else {}, "done": record.get("done") is True}
     sources = sources if isinstance(sources, dict) else {}
-    case = _Case(spec, seed, record, {answer: set() for answer in spec.answers})
+    case = _Case(spec, seed, record, {answer: set() for answer in spec.answers}, found)
     refused = _refusal(spec, sources)
     checks: dict[str, Check] = {}
     # isolating scenarios first: the catch-alls name the pitfalls the student showed there

@@ -13,8 +13,10 @@ import base64
 import csv
 import html
 import io
+import re
 import statistics
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from g2c.grading.course import GRADES_COLUMNS, Layout, atomic_write, grade_cells, load_results
@@ -135,29 +137,68 @@ def _parts(rows: list[dict], points: dict[str, float]) -> str:
 
 
 def _pitfalls(results: dict[str, dict], pitfalls: Catalogue) -> str:
-    """Students per pitfall of the catalogue (named by its feedback message), then other reasons."""
-    named, other = Counter(), Counter()
+    """Students per pitfall of the catalogue (named by its feedback message), then the mistakes it does
+    not name, grouped by what failed and how (:func:`mistakes`)."""
+    named = Counter()
     for result in results.values():
         reasons = [reason for part in result.get("reasons", {}).values() for reason in part]
-        hit = {p.name for p in pitfalls.pitfalls for reason in reasons if p.message in reason}
-        named.update(hit)
-        kinds = {_kind(reason) for reason in reasons if not any(p.message in reason for p in pitfalls.pitfalls)}
-        other.update(kinds)
+        named.update({p.name for p in pitfalls.pitfalls for reason in reasons if p.message in reason})
     body = [[name, pitfalls.by_name[name].message, n] for name, n in named.most_common()]
-    body += [["(other)", kind, n] for kind, n in other.most_common()]
-    if not body:
+    groups = mistakes(results, pitfalls)
+    if not body and not groups:
         return "<h2 id='pitfalls'>Pitfalls</h2><p>No student lost a point to a known pitfall.</p>"
-    return "<h2 id='pitfalls'>Pitfalls</h2><p>Students who fell into each pitfall (a student counts once per pitfall).</p>" + \
+    text = "<h2 id='pitfalls'>Pitfalls</h2><p>Students who fell into each pitfall (a student counts once per pitfall).</p>" + \
         _table(["pitfall", "what the feedback says", "students"], body, {2})
+    if groups:
+        text += ("<h3 id='mistakes'>Mistakes the catalogue does not name</h3><p>Grouped by the cell and what failed there, "
+                 "without the numbers of each student's draw (<code>g2c mistakes</code> lists them too): a group that grows "
+                 "is a pitfall to add to pitfalls.toml.</p>"
+                 + _table(["cell", "what failed", "students", "one of them"], [[g.cell, g.what, len(g.students), g.students[0]]
+                                                                           for g in groups], {2}))
+    return text
 
 
-def _kind(reason: str) -> str:
-    """A reason without its student-specific details: 'not written yet', 'raised TypeError', ..."""
-    if reason.startswith("not written yet"):
+@dataclass
+class Group:
+    """Students whose points were lost the same way in one cell, to no named pitfall."""
+
+    cell: str
+    what: str
+    students: list[str]
+    example: str  # the representative's full reason
+
+
+NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def behaviour(reason: str) -> str:
+    """A reason's first line without the numbers of a draw: where (the path, numbers as #) and how
+    ('is off', 'raised TypeError', 'is missing', ...), never the values or inputs that follow."""
+    first = reason.splitlines()[0] if reason else ""
+    if first.startswith("not written yet"):
         return "not written yet"
-    if "raised " in reason:
-        return "raised " + reason.split("raised ", 1)[1].split(":", 1)[0].split(" ", 1)[0]
-    return reason[:80]
+    if "raised " in first:
+        return "raised " + first.split("raised ", 1)[1].split(":", 1)[0].split(" ", 1)[0]
+    where, _, how = first.rpartition(": ") if ": is " not in first else first.partition(": is ")
+    how = ("is " + how) if ": is " in first else how
+    how = how.split(":", 1)[0].split(";", 1)[0].split(" (", 1)[0]
+    how = re.sub(r" in \d+ of \d+ elements", "", how)
+    return NUMBER.sub("#", f"{where}: {how}" if where else how)[:200]
+
+
+def mistakes(results: dict[str, dict], pitfalls: Catalogue) -> list[Group]:
+    """The reasons no pitfall names (but "not written yet"), grouped by (cell, behaviour), most students first; a student counts
+    once per group, and the first of them (by id) stands for it."""
+    groups: dict[tuple[str, str], Group] = {}
+    for student in sorted(results):
+        for cell, reasons in sorted(results[student].get("reasons", {}).items()):
+            for reason in reasons:
+                if reason.startswith("not written yet") or any(p.message in reason for p in pitfalls.pitfalls):
+                    continue  # unwritten answers are no mistake (the parts table counts them)
+                group = groups.setdefault((cell, behaviour(reason)), Group(cell, behaviour(reason), [], reason))
+                if student not in group.students:
+                    group.students.append(student)
+    return sorted(groups.values(), key=lambda g: (-len(g.students), g.cell, g.what))
 
 
 def _statuses(rows: list[dict], results: dict[str, dict]) -> str:

@@ -6,7 +6,8 @@ folder. ``grade`` runs two sandboxed processes at once, both forked by the worke
 (``g2c.grading.sandbox.zygote``) in sandboxes of their own (``g2c.grading.sandbox.box``):
 
 - the **probe** (``g2c.grading.sandbox.probe``) runs the setup cell and the answer cells on their own and
-  records plain data about the student's objects on inputs drawn from a seed chosen now;
+  records plain data about the student's objects on inputs drawn from a seed made of the answers' code
+  and the course's secret (``g2c.grading.seeding``: the same code, the same inputs and grade);
 - the **notebook run** (``g2c.grading.sandbox.runner``) executes the whole notebook, hidden tests
   removed, in a real kernel, for the outputs the instructor and the student see.
 
@@ -65,6 +66,7 @@ class Job:
     memory_mb: int | None = MEMORY_MB  # None: no memory limit
     cell_timeout: float = CELL_TIMEOUT  # seconds per notebook cell
     isolate: bool = True
+    secret: bytes = b""  # the course's probe secret (g2c.grading.seeding): never sent to the sandbox
 
     @property
     def spec(self) -> Assignment:
@@ -235,10 +237,11 @@ def fresh_uid() -> int:
 
 def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode) -> Outcome:
     from g2c.grading import compare
+    from g2c.grading.seeding import probe_seed
 
     spec = job.spec
-    seed = secrets.randbits(31)
     sources = probed_sources(nb, spec.probed)
+    seed = probe_seed(job.secret, sources, spec.probed) if job.secret else secrets.randbits(31)  # same code, same inputs
     cells = [[grade_id, sources[grade_id]] for grade_id in spec.probed if grade_id in sources]
     probe = {"seed": seed, "scenario_source": spec.scenarios.read_text(), "setup": preamble(spec), "cells": cells,
              "scenarios": spec.scenario_names,

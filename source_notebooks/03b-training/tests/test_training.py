@@ -64,7 +64,7 @@ def race_pitfall(settings: dict, step: int) -> str:
     """The likely pitfall when AdamW parts from torch at ``step`` (the settings without weight decay come first)."""
     if step > 1:
         return ("the first step agrees, a later one does not: keep m and v per parameter from step to step, "
-                "and count t once per step() (not per parameter)")
+                "count t once per step() (not per parameter), and read the learning rate from self.lr on every step")
     if settings["weight_decay"]:
         return ("the first step differs only with weight decay: decay the parameter itself, p -= lr * weight_decay * p, "
                 "not the gradient (AdamW's decay is decoupled)")
@@ -73,25 +73,49 @@ def race_pitfall(settings: dict, step: int) -> str:
 
 
 def race_torch(settings: dict, steps: int, dtype: torch.dtype, rtol: float, atol: float, seed: int = 0) -> None:
-    """Run our AdamW and torch.optim.AdamW side by side on the same random gradients; stop at the first step that differs."""
+    """Run our AdamW and torch.optim.AdamW side by side on the same random gradients, the learning rate
+    set before every step as a schedule does in the training loop; stop at the first step that differs."""
     ours = make_params(seed, dtype)
     theirs = twins(ours)
+    still = make_params(seed, dtype)  # one step, then lr = 0: the second step must leave these where they are
+    frozen = AdamW(still, **settings)
+    for lr in (settings["lr"], 0.0):
+        for p in still:
+            p.grad = torch.ones_like(p)
+        frozen.lr = lr
+        before = [p.detach().clone() for p in still]
+        frozen.step()
+    assert all(torch.equal(p, q) for p, q in zip(still, before)), (
+        "step() ignores a learning rate set after construction (optimizer.lr = 0 still moved the parameters): read self.lr "
+        "on every step, since the training loop sets it from the schedule before each step"
+    )
     opt = AdamW((p for p in ours), **settings)  # params may be a generator
     ref = torch.optim.AdamW(theirs, foreach=False, **settings)
     g = torch.Generator().manual_seed(seed + 1)
     named = ", ".join(f"{k}={v}" for k, v in settings.items())
     for step in range(1, steps + 1):
+        grads = []
         for p, q in zip(ours, theirs):
             scale = 10.0 ** torch.randint(-3, 3, (1,), generator=g).item()  # mixed gradient scales
             grad = scale * torch.randn(p.shape, generator=g, dtype=dtype)
             p.grad, q.grad = grad.clone(), grad.clone()
+            grads.append(grad)
+        opt.lr = settings["lr"] * (0.5 + 0.5 * math.cos(step))  # as the loop does: optimizer.lr = cosine_with_warmup(...)
+        for group in ref.param_groups:
+            group["lr"] = opt.lr
         opt.step()
         ref.step()
+        for i, (p, grad) in enumerate(zip(ours, grads)):
+            assert torch.equal(p.grad, grad), (
+                f"step() changed p.grad in place (parameter {i}, step {step}): read the gradient, never write to it "
+                "(no grad.mul_(...)); clipping or logging after the step would see other numbers"
+            )
         for i, (p, q) in enumerate(zip(ours, theirs)):
             assert p.dtype == q.dtype, f"parameter {i} changed dtype from {q.dtype} to {p.dtype}"
             gap = differs(p, q, rtol, atol)
             assert gap is None, (f"{race_pitfall(settings, step)}\n"
-                                 f"AdamW({named}) in {dtype} parts from torch.optim.AdamW at step {step}, parameter {i}: {gap}")
+                                 f"AdamW({named}) in {dtype}, its lr set before each step, parts from torch.optim.AdamW "
+                                 f"at step {step}, parameter {i}: {gap}")
 
 
 # ---------------------------------------------------------------- given: passes from the start
@@ -294,20 +318,26 @@ def with_grads(seed: int = 0, scale: float = 3.0) -> list[torch.Tensor]:
 
 def test_clip_matches_torch_norm_and_grads():
     for max_norm in (0.5, 2.0, 1e6):
-        ours = with_grads()
-        theirs = twins(ours)
-        for p, q in zip(ours, theirs):
-            q.grad = p.grad.clone()
-        total = clip_grad_norm_(ours, max_norm)
-        expected = torch.nn.utils.clip_grad_norm_(theirs, max_norm)
-        assert math.isclose(float(total), float(expected), rel_tol=1e-12), (
-            f"clipping to max_norm={max_norm} returned {float(total):.10g}: return the global norm measured before clipping, "
-            f"{float(expected):.10g}"
-        )
-        for i, (p, q) in enumerate(zip(ours, theirs)):
-            assert_close_in_words(
-                p.grad, q.grad, 1e-12, 1e-15, f"clipping to max_norm={max_norm}, gradient {i} differs from torch's"
+        for given in ("a list", "a generator"):
+            ours = with_grads()
+            theirs = twins(ours)
+            for p, q in zip(ours, theirs):
+                q.grad = p.grad.clone()
+            total = clip_grad_norm_(list(ours) if given == "a list" else (p for p in ours), max_norm)
+            expected = torch.nn.utils.clip_grad_norm_(theirs, max_norm)
+            assert isinstance(total, torch.Tensor), (
+                f"clip_grad_norm_ returned a {type(total).__name__}: return the norm as a tensor, as torch does "
+                "(no float() or .item())"
             )
+            assert math.isclose(float(total), float(expected), rel_tol=1e-6), (
+                f"clipping to max_norm={max_norm} returned {float(total):.10g}: return the global norm measured before clipping, "
+                f"{float(expected):.10g}"
+            )
+            for i, (p, q) in enumerate(zip(ours, theirs)):
+                assert_close_in_words(
+                    p.grad, q.grad, 1e-6, 1e-15, f"clipping {given} to max_norm={max_norm}, gradient {i} differs from torch's"
+                    + (" (a generator is empty once walked: walk the parameters once)" if given == "a generator" else "")
+                )
 
 
 def test_clip_is_global_not_per_parameter():
