@@ -125,7 +125,7 @@ def course(tmp_path_factory):
     first = g2c_autograde(course, "--cell-timeout", "5", "--due", due)
     timings["autograde"] = time.perf_counter() - start
     lay = layout(course)
-    seeds = {s: json.loads((lay.grades / "results" / f"{s}.json").read_text())["seed"] for s in STUDENTS}
+    seeds = {s: json.loads((lay.grades / "results" / f"{s}.json").read_text())["seconds"] for s in STUDENTS}
     before = rows(lay.grades / "grades.csv")
     from nbgrader.api import Gradebook
 
@@ -207,8 +207,8 @@ def test_hand_grades_reach_grades_csv_and_feedback_without_a_regrade(course):
     before, after, lay = course["before"], course["after"], course["lay"]
     assert before["alice"][WRITTEN] == "" and after["alice"][WRITTEN] == "2" and after["bob"][WRITTEN] == "1.5"
     assert float(after["alice"]["score"]) == AUTOGRADED_POINTS + 2
-    seeds = {s: json.loads((lay.grades / "results" / f"{s}.json").read_text())["seed"] for s in STUDENTS}
-    assert seeds == course["seeds"]  # nobody was regraded
+    seeds = {s: json.loads((lay.grades / "results" / f"{s}.json").read_text())["seconds"] for s in STUDENTS}
+    assert seeds == course["seeds"]  # nobody was regraded: a regrade measures its own time
     page = feedback(lay, "alice")
     assert f"Total: {AUTOGRADED_POINTS + 2:g} of {AUTOGRADED_POINTS + sum(SPEC.manual.values()):g} points" in page
     pending = [c for c in SPEC.manual if c != WRITTEN]
