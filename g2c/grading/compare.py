@@ -408,6 +408,12 @@ class _Case:
         if diff.error:
             return Check(False, self.error_words(diff, scenario))
         hint = self.spec.hint(scenario)
+        answer = self.spec.answers[self.spec.answer_of(scenario)]
+        if not answer.source and "expected" in diff.words():  # a value answer's inputs are the notebook's own:
+            where = ", ".join(diff.path) or answer.name  # its expected number is the answer itself, never shown
+            return Check(False, f"{where}: is not the value the question's inputs give" + (f"; {hint}" if hint else ""))
+        if not answer.source:
+            return Check(False, diff.words() + (f"; {hint}" if hint else ""))
         return Check(False, diff.words() + (f"; {hint}" if hint else "") + self.inputs_words(scenario, diff.path))
 
     def inputs_words(self, scenario: str, path: tuple[str, ...]) -> str:
