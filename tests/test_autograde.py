@@ -111,9 +111,9 @@ feedback = feedback_page
 def test_grades_csv_has_the_promised_columns(graded):
     rows, out, _ = graded
     header = list(next(iter(rows.values())))
-    assert header[:10] == ["student_id", "assignment", "score", "max_score", "status", "timestamp", "late_penalty",
-                           "timestamp_source", "timestamp_claimed", "timestamp_flag"]
-    assert set(AUTOGRADED) | set(SPEC.manual) == set(header[10:])
+    assert header[:11] == ["student_id", "assignment", "score", "max_score", "status", "timestamp", "late_penalty",
+                           "minutes_late", "timestamp_source", "timestamp_claimed", "timestamp_flag"]
+    assert set(AUTOGRADED) | set(SPEC.manual) == set(header[11:])
     # placed by hand with no timestamp.txt: timed when first seen in submitted/, nothing claimed, nothing flagged
     times = {(rows[s]["timestamp_source"], rows[s]["timestamp_claimed"], rows[s]["timestamp_flag"]) for s in variants()}
     assert times == {("submitted", "", "")}
