@@ -13,7 +13,8 @@ The attacks, each closed by a wall outside the student's processes:
   bounds their sum (the init watches the sum where no cgroup can be made), and the status says ``memory``.
 
 Fast tests hold each wall on its own (in this process or a small child); the slow ones grade the attacks
-(sources in tests/hostile/keyring.py and memory_together.py) and an honest student in the shared batch.
+(sources in tests/hostile/keyring.py and memory_together.py) in the shared batch, beside an answer that raises
+MemoryError (its other parts keep full marks).
 """
 
 from __future__ import annotations
@@ -196,12 +197,11 @@ def test_where_no_cgroup_bounds_a_run_its_init_kills_it_above_the_bound():
 
 
 def batch_submissions(paths: BatchPaths) -> dict[str, object]:
-    S, W = without_demos(solution()), H.attack_base()
+    W = H.attack_base()
     raises = without_demos(solution())
     cell = cell_of(raises, "schedule")
     cell.source = "raise MemoryError('the schedule needs more memory than there is')\n\n" + cell.source
     return {
-        "i22-box-honest": S,
         "i22-box-raises-memory-error": raises,
         "i22-box-adds-keys": H.appended(W, "adamw", f"KEY_NAME = {KEY_NAME!r}\n" + H.hostile("keyring.py")),
         "i22-box-memory-together": H.appended(W, "adamw",
@@ -210,13 +210,8 @@ def batch_submissions(paths: BatchPaths) -> dict[str, object]:
 
 
 @pytest.mark.slow
-def test_the_honest_student_beside_the_attacks_keeps_full_marks(batch):
-    row = batch.rows["i22-box-honest"]
-    assert row["status"] == "graded" and H.autograded(row) == H.POINTS
-
-
-@pytest.mark.slow
 def test_a_memory_error_an_answer_raises_costs_that_part_only(batch):
+    """Also the honest student beside the attacks: every other part keeps full marks."""
     row = batch.rows["i22-box-raises-memory-error"]
     assert row["status"] == "graded", H.result(batch.out, "i22-box-raises-memory-error").get("detail")
     lost = set(H.PART_CELLS["schedule"])
