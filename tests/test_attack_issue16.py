@@ -106,10 +106,7 @@ GRADED = ("i16-match-forges-table", "i16-sysmodules-forges", "i16-exfiltrates")
 
 
 def attacked(student: str):
-    nb = H.attack_base()
-    for gid, text in STUDENTS[student].items():
-        nb = H.appended(nb, gid, text)
-    return nb
+    return H.attack_with(STUDENTS[student])
 
 
 def batch_submissions(paths) -> dict[str, object]:

@@ -57,10 +57,7 @@ DELEGATED = {s for s in SPEC.scenario_names if SPEC.answer_of(s) in ("adamw", "c
 
 
 def attacked(student: str):
-    nb = H.attack_base()
-    for gid, text in STUDENTS[student].items():
-        nb = H.appended(nb, gid, text)
-    return nb
+    return H.attack_with(STUDENTS[student])
 
 
 def batch_submissions(paths) -> dict[str, object]:

@@ -112,6 +112,14 @@ def attack_base():
     return without_demos(wrong())
 
 
+def attack_with(cells: dict[str, str]):
+    """The attack base with each text appended to the cell of its grade id."""
+    nb = attack_base()
+    for gid, text in cells.items():
+        nb = appended(nb, gid, text)
+    return nb
+
+
 def appended(nb, gid: str, source: str):
     """``nb`` with ``source`` added at the end of the cell ``gid`` (an answer cell: probe and kernel)."""
     nb = copy.deepcopy(nb)
