@@ -205,16 +205,25 @@ def test_racing_torch_names_the_pitfall_first(monkeypatch):
     import torch
 
     class Coupled(torch.optim.Adam):
-        """Adam's weight decay: added to the gradient (AdamW's is decoupled)."""
+        """Adam's weight decay: added to the gradient (AdamW's is decoupled); reads ``self.lr`` as the contract's does."""
+
+        @property
+        def lr(self):
+            return self.param_groups[0]["lr"]
+
+        @lr.setter
+        def lr(self, value):
+            for group in self.param_groups:
+                group["lr"] = value
 
     class Forgetful:
-        """AdamW that starts afresh at every step: m, v and t are not kept."""
+        """AdamW that starts afresh at every step: m, v and t are not kept (``self.lr`` read on every step)."""
 
         def __init__(self, params, **settings):
-            self.params, self.settings = list(params), settings
+            self.params, self.settings, self.lr = list(params), settings, settings["lr"]
 
         def step(self):
-            torch.optim.AdamW(self.params, foreach=False, **self.settings).step()
+            torch.optim.AdamW(self.params, foreach=False, **{**self.settings, "lr": self.lr}).step()
 
     no_decay, decay = contract.ADAMW_SETTINGS[0], contract.ADAMW_SETTINGS[1]
     monkeypatch.setattr(contract, "AdamW", Coupled)

@@ -135,6 +135,7 @@ def schedule_explorer(
             continuous_update=False, style=SLIDER_STYLE,
         ),
     }
+    schedule(0, warmup_steps=warmup_steps, max_steps=max_steps, max_lr=max_lr, min_lr=min_lr)  # bad settings: its message
     keep_settings_valid(controls)
     rows = [("warmup_steps", "max_steps"), ("max_lr", "min_lr")]
     return live(controls, lambda values: frame(**values, schedule=schedule), what="cosine_with_warmup", rows=rows)
