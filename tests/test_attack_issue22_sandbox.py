@@ -13,7 +13,7 @@ The attacks, each closed by a wall outside the student's processes:
   bounds their sum (the init watches the sum where no cgroup can be made), and the status says ``memory``.
 
 Fast tests hold each wall on its own (in this process or a small child); the slow ones grade the attacks
-(sources in tests/hostile/keyring.py and memory_together.py) in the shared batch, beside an answer that raises
+(source in tests/hostile/keyring.py) in the shared batch, beside an answer that raises
 MemoryError (its other parts keep full marks).
 """
 
@@ -27,18 +27,13 @@ from types import SimpleNamespace
 
 import pytest
 import test_autograde_hostile as H  # the wrong notebook, hostile(), appended(), the status table
-from conftest import MEMORY, TOKEN, BatchPaths, cell_of, solution, still_there, without_demos
+from conftest import TOKEN, BatchPaths, cell_of, solution, still_there, without_demos
 
 from g2c.grading.sandbox.box import UID_BASE, RunFacts, isolation_available, run_uid
 from g2c.grading.sandbox.syscalls import seccomp_available
 from g2c.grading.worker import Job, _status, fresh_uid
 
 KEY_NAME = f"{TOKEN}-i22-key"
-HOGS, HOG_MB = 4, MEMORY // 3 + 1  # together a third over --memory; each far under its address-space limit
-# the hostile class's table of statuses holds for every student: in the probe the audit hook refuses os.fork
-# (g2c.grading.sandbox.walls) before any hog exists, so the walls stop this attack ahead of the run's cgroup, whose
-# bound on processes together is proven without the walls by test_a_run_group_bounds_its_processes_together_and_is_removed
-H.STATUS.update({"i22-box-memory-together": {"graded"}})
 JOB = Job("s", "", b"", b"", {}, {}, memory_mb=2048)
 FORGED = {"cells": {"schedule": {"error": "MemoryError", "message": "out of memory"}}, "done": True}
 
@@ -204,8 +199,6 @@ def batch_submissions(paths: BatchPaths) -> dict[str, object]:
     return {
         "i22-box-raises-memory-error": raises,
         "i22-box-adds-keys": H.appended(W, "adamw", f"KEY_NAME = {KEY_NAME!r}\n" + H.hostile("keyring.py")),
-        "i22-box-memory-together": H.appended(W, "adamw",
-                                          f"HOGS, HOG_MB = {HOGS}, {HOG_MB}\n" + H.hostile("context.py", "memory_together.py")),
     }
 
 
@@ -232,9 +225,3 @@ def test_no_run_group_outlives_its_run(batch):
     """Timeouts included (the batch's hangs): the zygote removes each run's cgroup once its PID namespace is empty."""
     assert still_there(batch.after["cgroups"] - batch.before["cgroups"]) == set()
 
-
-@pytest.mark.slow
-def test_processes_that_would_hold_memory_together_never_start_in_the_probe(batch):
-    """The probe's walls refuse os.fork: no hog holds memory, the status is the answers' own, and no point is won."""
-    row = batch.rows["i22-box-memory-together"]
-    assert row["status"] == "graded" and sum(H.autograded(row).values()) == 0

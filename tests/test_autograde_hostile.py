@@ -578,13 +578,13 @@ def delegations(W) -> dict[str, nbformat.NotebookNode]:
 def batch_submissions(paths: BatchPaths) -> dict[str, object]:
     """student -> notebook (raw bytes, None: no notebook, a Link). Baselines first, then one attack each."""
     course, out, submitted, port = paths.course, paths.out, paths.submitted, paths.port
-    W, S = attack_base(), without_demos(solution())  # only the plain honest student keeps its demos
+    W, S = attack_base(), without_demos(solution())  # demos run once in the class: test_autograde's solution keeps them
     forged = {mode: SUBSTITUTES + f"\nMODE = {mode!r}\n" + hostile("forge.py") for mode in ("first", "report", "table", "code")}
     targets = {"other-submitted": str(submitted / "honest"), "out": str(out), "course": str(course), "root": "/",
                "init-root": "/proc/1/root", "kernel.json": str(out / "gradebook.db")}
     return {
         # baselines
-        "honest": solution(), "wrong": wrong(),
+        "honest": S, "wrong": wrong(),
         # delegation to torch, graded end to end (the others: test_every_route_to_torch_costs_every_answer_before_any_run)
         **{student: nb for student, nb in delegations(W).items() if student in DELEGATED},
         # forging the probe's record (the answer cells stay wrong)
