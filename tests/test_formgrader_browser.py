@@ -1,7 +1,7 @@
 """Where the instructor looks, in a real browser logged in as the instructor: no student byte runs as script.
 
 One student joins the shared graded class (conftest.py ``batch``, graded by ``g2c autograde``), and
-carries 56 payloads: intake's whole corpus (tests/test_intake.py) of 44 markdown payloads (in
+carries 55 payloads: intake's whole corpus (tests/test_intake.py) of 44 markdown payloads (in
 ordinary cells and in the written answers formgrader shows for hand grading) and 10 kernel
 output payloads (the error one raised by the kernel, its class name and message markup), and an
 answer cell whose exception message (quoted in the reasons) is markup (a student id that is markup
