@@ -42,6 +42,7 @@ from pathlib import Path
 from g2c.grading import path_with_this_environment, received
 from g2c.grading.course import GRADES_COLUMNS, Layout, atomic_write, grade_cells, layout, load_results
 from g2c.grading.feedback import REASONS_KEY, minutes_late, standing
+from g2c.grading.notebook_build import facts
 from g2c.grading.report import write_report
 from g2c.grading.sandbox.limits import CELL_TIMEOUT, MEMORY_MB, TIMEOUT
 from g2c.grading.seeding import course_secret
@@ -117,8 +118,9 @@ def grade_batch(course: Path, submitted: Path | None = None, out: Path | None = 
         template = register_assignment(course, lay)
         if due is not None:
             set_due_date(lay, due)
+        computed = facts(spec).computed() if todo else {}  # once here, not once per worker
         for job in todo:
-            job.gradebook = template
+            job.gradebook, job.facts = template, computed
         max_score = sum(grade_cells(lay).values())
         for outcome in _with_progress(_run(todo, pool, scheduler), len(todo), progress):
             outcome.max_score = max_score

@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +39,7 @@ import nbformat
 
 from g2c.grading.assignment import Assignment, load_folder
 from g2c.grading.feedback import HIDDEN
-from g2c.grading.notebook_build import WIDGET_TAG, preamble
+from g2c.grading.notebook_build import WIDGET_TAG, facts, preamble
 from g2c.grading.sandbox.box import Box, RunFacts, run_uid
 from g2c.grading.sandbox.intake import inert_notebook, inert_outputs
 from g2c.grading.sandbox.limits import CELL_TIMEOUT, MAX_FILE_BYTES, MEMORY_MB, TIMEOUT
@@ -67,6 +68,7 @@ class Job:
     cell_timeout: float = CELL_TIMEOUT  # seconds per notebook cell
     isolate: bool = True
     secret: bytes = b""  # the course's probe secret (g2c.grading.seeding): never sent to the sandbox
+    facts: dict = field(default_factory=dict)  # the assignment's computed facts (notebook_build.Facts.computed), computed once
 
     @property
     def spec(self) -> Assignment:
@@ -212,8 +214,14 @@ def sanitized(raw: bytes, source_cells: dict[str, dict]) -> nbformat.NotebookNod
     return nb
 
 
-def as_released(nb: nbformat.NotebookNode, source_cells: dict[str, dict]) -> nbformat.NotebookNode:
-    """What the kernel runs: locked cells as the student received them (hidden tests removed)."""
+def as_released(nb: nbformat.NotebookNode, source_cells: dict[str, dict],
+                decided: Collection[str] = ()) -> nbformat.NotebookNode:
+    """What the kernel runs: locked cells as the student received them (hidden tests removed).
+
+    The test cells the grader decides (``decided``: their shown output is the grader's verdict,
+    ``RecordedOutputs``) are tagged not to run: their run would be thrown away, and their checks
+    were a third of an honest notebook's run.
+    """
     released = json.loads(json.dumps(nb))
     for cell in released["cells"]:
         meta = cell.get("metadata", {}).get("nbgrader", {})
@@ -221,6 +229,9 @@ def as_released(nb: nbformat.NotebookNode, source_cells: dict[str, dict]) -> nbf
             cell["source"] = HIDDEN.sub("", source_cells[meta["grade_id"]]["source"])
         if cell["cell_type"] == "code":
             cell["outputs"] = []
+            if meta.get("grade_id") in decided:
+                tags = cell["metadata"].get("tags")
+                cell["metadata"]["tags"] = [*(tags if isinstance(tags, list) else []), SKIP_TAG]
     return nbformat.from_dict(released)
 
 
@@ -240,13 +251,14 @@ def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode) -> Outcome:
     from g2c.grading.seeding import probe_seed
 
     spec = job.spec
+    facts(spec).learn(job.facts)  # the coordinator computed them once (the diagnosis key trains real runs)
     sources = probed_sources(nb, spec.probed)
     seed = probe_seed(job.secret, sources, spec.probed) if job.secret else secrets.randbits(31)  # same code, same inputs
     cells = [[grade_id, sources[grade_id]] for grade_id in spec.probed if grade_id in sources]
     probe = {"seed": seed, "scenario_source": spec.scenarios.read_text(), "setup": preamble(spec), "cells": cells,
              "scenarios": spec.scenario_names,
              "cell_seconds": job.cell_timeout}  # an endless loop in one answer cell costs that answer only
-    notebook = {"notebook": nbformat.writes(as_released(nb, job.source_cells)), "cell_timeout": job.cell_timeout}
+    notebook = {"notebook": nbformat.writes(as_released(nb, job.source_cells, job.checks)), "cell_timeout": job.cell_timeout}
     runs = {"probe": _Run(work, "probe", probe), "notebook": _Run(work, "notebook", notebook)}
     kernel_uid, probe_uid = fresh_uid(), fresh_uid()
     threads = [threading.Thread(target=runs["probe"].start, args=(job, probe_uid)),

@@ -19,7 +19,7 @@ import nbformat
 
 from g2c.grading import worker
 from g2c.grading.assignment import load
-from g2c.grading.autograde import graded_cells
+from g2c.grading.autograde import graded_cells, hidden_checks
 from g2c.grading.notebook_build import preamble
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ def payloads() -> dict[str, dict]:
     probe = {"seed": 1, "scenario_source": spec.scenarios.read_text(), "setup": preamble(spec),
              "cells": [[g, sources[g]] for g in spec.probed if g in sources], "scenarios": spec.scenario_names,
              "cell_seconds": 30}
-    return {"probe": probe, "notebook": {"notebook": nbformat.writes(worker.as_released(nb, cells)), "cell_timeout": 30}}
+    return {"probe": probe, "notebook": {"notebook": nbformat.writes(worker.as_released(nb, cells, hidden_checks(source))), "cell_timeout": 30}}
 
 
 def uids() -> tuple[int, int]:
