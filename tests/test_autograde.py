@@ -189,6 +189,28 @@ def test_widget_cells_are_not_run_when_grading_and_graded_cells_always_are(grade
     assert sum(bool(c.outputs) for c in code if c not in widget_cells) >= 10  # the rest ran: plots and test results
 
 
+def test_the_notebook_run_skips_only_the_test_cells_whose_output_is_the_verdict():
+    """Their run would be thrown away (the grader's verdict is what they show); every other cell still runs."""
+    from g2c.grading.autograde import graded_cells, hidden_checks
+    from g2c.grading.worker import SKIP_TAG, as_released, sanitized
+
+    cells, decided = graded_cells(SOURCE), hidden_checks(SOURCE)
+    released = as_released(sanitized(SOURCE.read_bytes(), cells), cells, decided)
+    skipped = {grade_id(c) for c in released.cells if SKIP_TAG in c.metadata.get("tags", [])}
+    widgets = {grade_id(c) for c in released.cells if build.WIDGET_TAG in c.metadata.get("tags", [])}
+    assert skipped - widgets == set(decided) and set(decided) == set(SPEC.graded)
+
+
+def test_the_preamble_computes_no_fact_it_does_not_name():
+    """The diagnosis key trains real runs: a grading worker takes it from its job (computed once), the preamble never asks."""
+    known = build.Facts(SPEC)
+    assert "KINDS" in build.preamble_of(SPEC, known) and "diagnosis_key" in known
+    assert "diagnosis_key" not in known.known
+    worker_side = build.Facts(SPEC)
+    worker_side.learn({"diagnosis_key": {"A": "underfit"}, "not_a_fact": 1})
+    assert worker_side["diagnosis_key"] == {"A": "underfit"} and "not_a_fact" not in worker_side
+
+
 def test_a_rerun_regrades_new_notebooks_and_results_a_changed_limit_decided():
     from g2c.grading.autograde import _needs_grading
     from g2c.grading.worker import Job

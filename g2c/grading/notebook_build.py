@@ -111,7 +111,11 @@ def facts(spec: Assignment) -> Facts:
 
 def preamble(spec: Assignment) -> str:
     """What the probe runs before the answer cells (facts filled)."""
-    return fill(spec.preamble, facts(spec)).strip() + "\n"
+    return preamble_of(spec, facts(spec))
+
+
+def preamble_of(spec: Assignment, known: Mapping[str, Any]) -> str:
+    return fill(spec.preamble, known).strip() + "\n"
 
 
 # ---------------------------------------------------------------- cutting code out of modules
