@@ -101,21 +101,29 @@ def grade_in_process(course: Path, due: str | None = None) -> None:
     autograde(course, isolate=False, progress=False, due=due)
 
 
-@pytest.fixture(scope="module")
-def course(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("received")
-    course = course_copy(tmp / "course")
-    exchange = tmp / "exchange"
+def exchange_course(course: Path, exchange: Path):
+    """A copy of the course with its gradebook, the assignment released to ``exchange`` (made here, 0777, as nbgrader
+    asks), late submissions scored zero; returns its layout and formgrader's API on it."""
+    from nbgrader.apps import NbGraderAPI
+
+    course_copy(course)
     exchange.mkdir(mode=0o777)
+    exchange.chmod(0o777)
     config = (course / "nbgrader_config.py").read_text()
     config += f'\nc.Exchange.root = "{exchange}"\nc.LateSubmissionPlugin.penalty_method = "zero"\n'
     (course / "nbgrader_config.py").write_text(config)
     lay = layout(course)
-    from nbgrader.apps import NbGraderAPI
-
     register_assignment(course, lay)  # the gradebook, made as g2c makes it (faster than nbgrader's first open)
     api = NbGraderAPI(config=lay.config)
     assert api.release_assignment(ASSIGNMENT)["success"]
+    return lay, api
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("received")
+    course, exchange = tmp / "course", tmp / "exchange"
+    lay, api = exchange_course(course, exchange)
     submit(exchange, tmp / HONEST, HONEST)
     submit(exchange, tmp / STOCK, STOCK)
     submit(exchange, tmp / STOCK_LATE, STOCK_LATE)
