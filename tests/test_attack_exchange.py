@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pwd
 import secrets
 import shutil
 import subprocess
@@ -78,7 +79,7 @@ def accounts():
     made = []
     try:
         for login in (ALICE, BOB, EVE):
-            useradd = ["useradd", "--no-create-home", "--no-user-group", "--gid", "nogroup", "--shell", "/usr/sbin/nologin", login]
+            useradd = ["useradd", "--no-create-home", "--no-user-group", "--gid", "nogroup", "--shell", "/bin/false", login]
             subprocess.run(useradd, check=True, capture_output=True)
             made.append(login)
         yield made
@@ -126,6 +127,8 @@ def attack(tmp: Path, homes: Path) -> dict:
     as_account(EVE, inbound, 'mkdir "$1" && cp "$2" "$1/"', NOT_A_TIME, str(wrong))
     planted["huge"] = f"{EVE}+{ASSIGNMENT}+{stamp(datetime.now(UTC) + timedelta(days=2))}+huge"
     as_account(EVE, inbound, HUGE[0], planted["huge"], str(wrong))
+    planted["alice, after"] = f"{ALICE}+{ASSIGNMENT}+{later}+forged-after-she-was-collected"
+    as_account(EVE, inbound, 'mkdir "$1" && cp "$2" "$1/"', planted["alice, after"], str(wrong))
     again = api.collect(ASSIGNMENT)
     return {"lay": lay, "course": tmp / "course", "collected": [first, again],
             "log": first.get("log", "") + again.get("log", ""), "alices": alices, "planted": planted}
@@ -155,11 +158,13 @@ def test_an_entry_planted_for_a_student_who_has_not_submitted_is_not_collected(a
 
 
 def test_the_student_whose_id_was_used_sees_it_flagged(attacked):
-    """What grades.csv's timestamp_flag, the report's flagged table and the summary carry (``arrival``'s claim)."""
+    """What grades.csv's timestamp_flag, the report's flagged table and the summary carry (``arrival``'s claim), also
+    for an entry planted after her submission was collected (the second collect copies nothing for her)."""
     lay = attacked["lay"]
     record = received.load(lay.received, ALICE)
     assert record.entry == attacked["alices"].name
-    assert repr(attacked["planted"]["alice"]) in record.warning and f"owned by {EVE}" in record.warning
+    for planted in ("alice", "alice, after"):
+        assert f"inbound entry {attacked['planted'][planted]!r} not collected: it is owned by {EVE}" in record.warning
     _, claim = arrival(lay, ALICE, notebook_digest(submitted(attacked, ALICE), SPEC.notebook))
     assert record.warning in claim.flag
 
@@ -213,3 +218,17 @@ def test_the_copy_skips_a_file_another_account_slipped_in_after_the_check(accoun
     assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == [SPEC.notebook]
     assert any("slipped.txt" in record.getMessage() for record in records)
 
+
+
+def test_a_course_whose_ids_are_not_logins_maps_them_with_one_setting(accounts):
+    from nbgrader.auth import Authenticator
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config import Config
+
+    from g2c.grading.exchange import Collect
+
+    config = Config()
+    config.Collect.student_account = "g2c{student_id}" + SUFFIX  # the id "alice" is the login ALICE
+    collect = Collect(coursedir=CourseDirectory(config=config), authenticator=Authenticator(config=config), config=config)
+    assert collect._account("alice") == pwd.getpwnam(ALICE).pw_uid
+    assert collect._account(ALICE) is None
