@@ -37,7 +37,8 @@ from test_received import exchange_course, submit
 from g2c.grading import received
 from g2c.grading.autograde import arrival, notebook_digest
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="makes throwaway accounts (useradd) and plants as them (setpriv)")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="makes throwaway accounts (useradd) and plants as them (setpriv)"),
+              pytest.mark.slow]  # accounts, a course's gradebook, two collects of a planted class: ~5 s
 
 SUFFIX = secrets.token_hex(3)
 ALICE, BOB, EVE = (f"g2c{role}{SUFFIX}" for role in ("alice", "bob", "eve"))  # real accounts, made for the module
