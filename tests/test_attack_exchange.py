@@ -42,7 +42,7 @@ pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="makes throwaway acco
 
 SUFFIX = secrets.token_hex(3)
 ALICE, BOB, EVE = (f"g2c{role}{SUFFIX}" for role in ("alice", "bob", "eve"))  # real accounts, made for the module
-GHOST, SOLO = f"ghost{SUFFIX}", f"solo{SUFFIX}"  # ids that name no account
+GHOST, SOLO, OTHER = f"ghost{SUFFIX}", f"solo{SUFFIX}", f"other{SUFFIX}"  # ids that name no account
 FORMAT = "%Y-%m-%d %H:%M:%S.%f UTC"  # nbgrader's timestamp_format, in entry names
 EVES = {  # eve's own entries: name's last part -> shell that makes it (in inbound, as eve), what the refusal says
     "link": ('ln -s /root "$1"', "a link"),
@@ -114,8 +114,13 @@ def attack(tmp: Path, homes: Path) -> dict:
     later = stamp(datetime.now(UTC) + timedelta(days=1))
     planted = {"alice": f"{ALICE}+{ASSIGNMENT}+{later}+forged", "bob": f"{BOB}+{ASSIGNMENT}+{later}+forged",
                "ghost": f"{GHOST}+{ASSIGNMENT}+{later}+x"}
+    planted["other"] = f"{OTHER}+{ASSIGNMENT}+{later}+x"  # eve's, holding a root-only file hard-linked in
     for name in planted.values():
         as_account(EVE, inbound, 'mkdir "$1" && cp "$2" "$1/"', name, str(wrong))
+    secret = tmp / "root-only.txt"
+    secret.write_text("the answer key")
+    secret.chmod(0o600)
+    os.link(secret, inbound / planted["other"] / "key.txt")  # root does it here: fs.protected_hardlinks stops eve
     for i, (kind, (script, _)) in enumerate(EVES.items()):
         planted[kind] = f"{EVE}+{ASSIGNMENT}+{stamp(datetime.now(UTC) + timedelta(minutes=i))}+{kind}"
         as_account(EVE, inbound, script, planted[kind], str(wrong))
@@ -196,6 +201,26 @@ def test_an_id_with_no_account_is_collected_as_before_and_flagged_when_another_a
     assert (submitted(attacked, GHOST) / SPEC.notebook).is_file()
     warning = received.load(lay.received, GHOST).warning
     assert f"no account named {GHOST!r}" in warning and f"owned by {EVE}" in warning
+
+
+def test_an_entry_under_an_id_with_no_account_is_still_one_accounts_folder(attacked):
+    """Unchecked against an account, an entry must still be all its owner's: a root-only file hard-linked into
+    eve's entry is not hers to hand in (it would land in ``submitted/``)."""
+    assert not submitted(attacked, OTHER).parent.exists()
+    line = next(line for line in attacked["log"].splitlines() if repr(attacked["planted"]["other"]) in line)
+    assert "Not collected" in line and f"holds 'key.txt', owned by root (uid 0), not {EVE}" in line
+
+
+def test_an_entry_built_to_be_slow_to_walk_is_refused_after_a_budget_of_names(tmp_path, monkeypatch):
+    from g2c.grading.exchange import entry_refusal
+
+    monkeypatch.setattr(received, "MAX_ENTRIES", 3)
+    (tmp_path / "entry").mkdir()
+    for i in range(4):
+        (tmp_path / "entry" / f"{i}.txt").write_text("x")
+    assert entry_refusal(tmp_path / "entry", None, 10**6) == "holds more than 3 names"
+    (tmp_path / "entry" / "3.txt").unlink()
+    assert entry_refusal(tmp_path / "entry", None, 10**6) == ""
 
 
 def test_the_copy_skips_a_file_another_account_slipped_in_after_the_check(accounts, tmp_path):

@@ -91,11 +91,15 @@ class Collect(ExchangeCollect):
             return "has no submission time in its name"
         return entry_refusal(entry, self._account(parts[0]), self.coursedir.max_dir_size * 1000)
 
+    def _login(self, student: str) -> str:
+        """The login ``student_account`` makes of a student id (a template that is not one fails collect, loudly)."""
+        return self.student_account.format(student_id=student)
+
     def _account(self, student: str) -> int | None:
-        """The uid of the account ``student`` names (``student_account``); None when there is none on this machine."""
+        """The uid of the account ``student`` names; None when there is none on this machine."""
         try:
-            return pwd.getpwnam(self.student_account.format(student_id=student)).pw_uid
-        except (KeyError, ValueError, IndexError):
+            return pwd.getpwnam(self._login(student)).pw_uid
+        except KeyError:
             return None
 
     def _unvouched(self, entry: Path, student: str) -> str:
@@ -107,7 +111,7 @@ class Collect(ExchangeCollect):
         when an account other than the collector's own owns it: in a single-account course every entry is the
         collector's, and a flag on every row is one nobody reads; another account filing under an id that names
         nobody is worth a look."""
-        login = self.student_account.format(student_id=student)
+        login = self._login(student)
         self.log.warning("Owner not checked: no account named %r on this machine for student %r (Collect.student_account)",
                          login, student)
         try:
@@ -123,7 +127,8 @@ class Collect(ExchangeCollect):
         student = entry.name.rsplit("+", 3)[0]
         owner = self._account(student)
         try:
-            copy_without_links(entry, copy, self._kept, self.coursedir.max_dir_size * 1000, self.log, owner=owner)
+            uid = os.lstat(entry).st_uid if owner is None else owner  # unchecked: still one account's folder
+            copy_without_links(entry, copy, self._kept, self.coursedir.max_dir_size * 1000, self.log, owner=uid)
         except (OSError, RuntimeError) as err:  # changed since the wall read it
             self.log.error("Not collected: inbound entry %r changed while it was copied (%s)", entry.name, err)
             shutil.rmtree(copy, ignore_errors=True)
@@ -175,8 +180,9 @@ class Collect(ExchangeCollect):
 
 
 def entry_refusal(entry: Path, owner: int | None, max_bytes: int) -> str:
-    """Why ``entry`` is not a plain folder of plain files and folders, every one owned by ``owner`` (by anyone when
-    None), of at most ``max_bytes`` in all; "" when it is.
+    """Why ``entry`` is not a plain folder of plain files and folders, every one owned by ``owner`` (when None, by
+    the entry's own owner: a file of another account, hard-linked in, is not theirs to hand in), of at most
+    ``max_bytes`` in all; "" when it is.
 
     Read as :func:`copy_without_links` reads it, from folder descriptors with lstat, never through a link, nothing
     opened but folders (O_NOFOLLOW): a FIFO never blocks it. Sizes are lstat's, so a huge entry (even a sparse
@@ -188,6 +194,7 @@ def entry_refusal(entry: Path, owner: int | None, max_bytes: int) -> str:
             return f"is {kind(info.st_mode)}, not a folder"
         if owner is not None and info.st_uid != owner:
             return f"is owned by {who(info.st_uid)}, not {who(owner)}"
+        owner = info.st_uid
         stack = [(os.open(entry, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW), "")]
     except OSError as err:
         return f"cannot be read ({err.strerror})"
@@ -201,7 +208,7 @@ def entry_refusal(entry: Path, owner: int | None, max_bytes: int) -> str:
                     if budget < 0:
                         return f"holds more than {received.MAX_ENTRIES} names"
                     path, info = where + name, os.stat(name, dir_fd=fd, follow_symlinks=False)
-                    if owner is not None and info.st_uid != owner:
+                    if info.st_uid != owner:
                         return f"holds {path!r}, owned by {who(info.st_uid)}, not {who(owner)}"
                     if stat.S_ISDIR(info.st_mode):
                         stack.append((os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd), f"{path}/"))
