@@ -141,6 +141,10 @@ def course(tmp_path_factory):
     (secret / ASSIGNMENT / SPEC.notebook).write_bytes(RELEASED.read_bytes())
     secret.chmod(0o700)
     planted.symlink_to(secret / ASSIGNMENT)  # an inbound "entry" that is a link to a folder only root can read
+    fifo = exchange / "g2c" / "inbound" / f"{LATE}+{ASSIGNMENT}+2027-01-01 00:00:00.000000 UTC+fifo"  # nbgrader's latest
+    fifo.mkdir()
+    (fifo / SPEC.notebook).write_bytes(RELEASED.read_bytes())
+    os.mkfifo(fifo / "pipe")  # refused whole (tests/test_attack_exchange.py): her own entry is collected, and flagged
     for student in (STOCK, STOCK_LATE):
         stock_collect(lay, student)  # nbgrader's own collect, which records nothing
     collected = api.collect(ASSIGNMENT)  # formgrader's Collect button
@@ -150,7 +154,7 @@ def course(tmp_path_factory):
     (by_hand / "timestamp.txt").write_text(LONG_AGO)
     grade_in_process(course, due.isoformat(sep=" "))
     return {"course": course, "lay": lay, "due": due.replace(tzinfo=None), "rows": rows(lay.grades_csv),
-            "page": lay.report_html.read_text(), "flags": flagged_timestamps(lay), "entry": entry}
+            "page": lay.report_html.read_text(), "flags": flagged_timestamps(lay), "entry": entry, "fifo": fifo}
 
 
 @pytest.mark.slow  # nbgrader's exchange and a graded class (in-process): ~30 s
@@ -223,6 +227,9 @@ def test_flags_reach_the_report_and_the_terminal(course):
     late_part = page.split("id='late'")[1].split("<h3")[0]
     assert "<td>late</td>" in late_part and "<td>honest</td>" not in late_part
     assert sorted(line.split(":")[0] for line in flags) == sorted([LATE, BY_HAND])
+    refused = f"inbound entry {course['fifo'].name!r} not collected: it holds 'pipe', a FIFO"  # collect's note
+    assert refused in course["rows"][LATE]["timestamp_flag"] and any(refused in line for line in flags)
+    assert refused.replace("'", "&#x27;") in flagged
 
 
 @pytest.mark.slow  # nbgrader's exchange and a graded class (in-process): ~30 s
