@@ -101,21 +101,29 @@ def grade_in_process(course: Path, due: str | None = None) -> None:
     autograde(course, isolate=False, progress=False, due=due)
 
 
-@pytest.fixture(scope="module")
-def course(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("received")
-    course = course_copy(tmp / "course")
-    exchange = tmp / "exchange"
+def exchange_course(course: Path, exchange: Path):
+    """A copy of the course with its gradebook, the assignment released to ``exchange`` (made here, 0777, as nbgrader
+    asks), late submissions scored zero; returns its layout and formgrader's API on it."""
+    from nbgrader.apps import NbGraderAPI
+
+    course_copy(course)
     exchange.mkdir(mode=0o777)
+    exchange.chmod(0o777)
     config = (course / "nbgrader_config.py").read_text()
     config += f'\nc.Exchange.root = "{exchange}"\nc.LateSubmissionPlugin.penalty_method = "zero"\n'
     (course / "nbgrader_config.py").write_text(config)
     lay = layout(course)
-    from nbgrader.apps import NbGraderAPI
-
     register_assignment(course, lay)  # the gradebook, made as g2c makes it (faster than nbgrader's first open)
     api = NbGraderAPI(config=lay.config)
     assert api.release_assignment(ASSIGNMENT)["success"]
+    return lay, api
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("received")
+    course, exchange = tmp / "course", tmp / "exchange"
+    lay, api = exchange_course(course, exchange)
     submit(exchange, tmp / HONEST, HONEST)
     submit(exchange, tmp / STOCK, STOCK)
     submit(exchange, tmp / STOCK_LATE, STOCK_LATE)
@@ -133,6 +141,10 @@ def course(tmp_path_factory):
     (secret / ASSIGNMENT / SPEC.notebook).write_bytes(RELEASED.read_bytes())
     secret.chmod(0o700)
     planted.symlink_to(secret / ASSIGNMENT)  # an inbound "entry" that is a link to a folder only root can read
+    fifo = exchange / "g2c" / "inbound" / f"{LATE}+{ASSIGNMENT}+2027-01-01 00:00:00.000000 UTC+fifo"  # nbgrader's latest
+    fifo.mkdir()
+    (fifo / SPEC.notebook).write_bytes(RELEASED.read_bytes())
+    os.mkfifo(fifo / "pipe")  # refused whole (tests/test_attack_exchange.py): her own entry is collected, and flagged
     for student in (STOCK, STOCK_LATE):
         stock_collect(lay, student)  # nbgrader's own collect, which records nothing
     collected = api.collect(ASSIGNMENT)  # formgrader's Collect button
@@ -142,7 +154,7 @@ def course(tmp_path_factory):
     (by_hand / "timestamp.txt").write_text(LONG_AGO)
     grade_in_process(course, due.isoformat(sep=" "))
     return {"course": course, "lay": lay, "due": due.replace(tzinfo=None), "rows": rows(lay.grades_csv),
-            "page": lay.report_html.read_text(), "flags": flagged_timestamps(lay), "entry": entry}
+            "page": lay.report_html.read_text(), "flags": flagged_timestamps(lay), "entry": entry, "fifo": fifo}
 
 
 @pytest.mark.slow  # nbgrader's exchange and a graded class (in-process): ~30 s
@@ -215,6 +227,9 @@ def test_flags_reach_the_report_and_the_terminal(course):
     late_part = page.split("id='late'")[1].split("<h3")[0]
     assert "<td>late</td>" in late_part and "<td>honest</td>" not in late_part
     assert sorted(line.split(":")[0] for line in flags) == sorted([LATE, BY_HAND])
+    refused = f"inbound entry {course['fifo'].name!r} not collected: it holds 'pipe', a FIFO"  # collect's note
+    assert refused in course["rows"][LATE]["timestamp_flag"] and any(refused in line for line in flags)
+    assert refused.replace("'", "&#x27;") in flagged
 
 
 @pytest.mark.slow  # nbgrader's exchange and a graded class (in-process): ~30 s

@@ -569,7 +569,7 @@ def arrival(lay: Layout, student: str, digest: str) -> tuple[received.Received, 
 
     record = received.known(lay.received, student, (lay.submitted / student, lay.assignment), digest, from_exchange)
     said = record.claimed.encode() if record.claimed else companion(lay, student, "timestamp.txt")
-    return record, received.claim(said, record.time)
+    return record, received.claim(said, record.time, record.warning)
 
 
 def inbound_entries(lay: Layout, student: str) -> list[Path]:

@@ -28,7 +28,7 @@ import json
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,6 +45,7 @@ class Received:
     digest: str  # sha256 of the notebook bytes this time is about
     entry: str = ""  # the inbound entry collected ("exchange" only)
     claimed: str = ""  # the entry's timestamp.txt, as the student wrote it ("exchange" only: collect replaces the copy's)
+    warning: str = ""  # what collect found against who sent it (entries refused under this id, an owner it could not check)
 
     @property
     def time(self) -> datetime:
@@ -107,7 +108,7 @@ def load(folder: Path, student: str) -> Received | None:
     try:
         data = json.loads((folder / f"{student}.json").read_text())
         return Received(**{k: str(data[k]) for k in ("at", "how", "digest")},
-                        **{k: str(data.get(k, "")) for k in ("entry", "claimed")})
+                        **{k: str(data.get(k, "")) for k in ("entry", "claimed", "warning")})
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -116,11 +117,18 @@ def save(folder: Path, student: str, record: Received) -> None:
     atomic_write(folder / f"{student}.json", json.dumps(asdict(record), indent=1).encode())
 
 
-def from_exchange(entry: Path, digest: str, claimed: str) -> Received:
+def warn(folder: Path, student: str, note: str) -> None:
+    """Add ``note`` to the warning of the record of ``student`` (once; nothing when there is no record)."""
+    record = load(folder, student)
+    if record is not None and note not in record.warning:
+        save(folder, student, replace(record, warning="; ".join(filter(None, [record.warning, note]))))
+
+
+def from_exchange(entry: Path, digest: str, claimed: str, warning: str = "") -> Received:
     """The record of an inbound entry just copied: read *after* the copy, so that a change made
     before the copy ended shows in it (a change after it is not in the copy)."""
     moment = changed_at(entry) or datetime.now(UTC).replace(tzinfo=None)
-    return Received(_stamp(moment), "exchange", digest, entry.name, claimed)
+    return Received(_stamp(moment), "exchange", digest, entry.name, claimed, warning)
 
 
 def first_seen(copy: tuple[Path, str], digest: str) -> Received:
@@ -162,9 +170,16 @@ class Claim:
     flag: str  # why it was flagged ("" when it agrees with the server, or there is no claim)
 
 
-def claim(text: bytes | None, received: datetime) -> Claim:
+def claim(text: bytes | None, received: datetime, warning: str = "") -> Claim:
     """What ``timestamp.txt`` says against the server's time: flagged when it is not a time, or
-    differs by more than CLAIM_TOLERANCE seconds (earlier: the student's clock or the student)."""
+    differs by more than CLAIM_TOLERANCE seconds (earlier: the student's clock or the student).
+    The record's ``warning`` (who sent it, :mod:`g2c.grading.exchange`) is flagged with it: one column
+    of grades.csv, the report and the summary carry every doubt about a submission's arrival."""
+    said = _claim(text, received)
+    return Claim(said.claimed, "; ".join(filter(None, [said.flag, warning])))
+
+
+def _claim(text: bytes | None, received: datetime) -> Claim:
     from nbgrader.utils import parse_utc
 
     words = (text or b"").decode("utf-8", "replace").strip()
