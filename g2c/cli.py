@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in renamed_notebooks(results):
             print(f"renamed notebook: {line}")
         for line in flagged_timestamps(lay):
-            print(f"flagged timestamp: {line}")
+            print(f"flagged: {line}")
         print(f"wrote {lay.grades_csv}, {lay.report_html}, {lay.folder('feedback', '*', name)} "
               f"and the gradebook {lay.db_url}")
         return 0

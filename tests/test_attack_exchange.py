@@ -258,3 +258,18 @@ def test_a_course_whose_ids_are_not_logins_maps_them_with_one_setting(accounts):
     collect = Collect(coursedir=CourseDirectory(config=config), authenticator=Authenticator(config=config), config=config)
     assert collect._account("alice") == pwd.getpwnam(ALICE).pw_uid
     assert collect._account(ALICE) is None
+
+
+def test_bytes_nbgrader_collected_are_timed_only_by_the_students_own_entries(attacked, tmp_path):
+    """autograde's fallback for a copy without g2c's record (nbgrader's own collect): an entry eve files under
+    alice's id with alice's very bytes, earlier than hers, must not time alice's submission."""
+    from g2c.grading.autograde import inbound_entries
+
+    lay, inbound = attacked["lay"], attacked["alices"].parent
+    early = inbound / f"{ALICE}+{ASSIGNMENT}+{stamp(datetime.now(UTC) - timedelta(days=1))}+copied"
+    as_account(EVE, inbound, 'mkdir "$1" && cp "$2" "$1/"', early.name, str(attacked["alices"] / SPEC.notebook))
+    try:
+        assert early.is_dir()
+        assert inbound_entries(lay, ALICE) == [attacked["alices"]]
+    finally:
+        shutil.rmtree(early)

@@ -574,15 +574,22 @@ def arrival(lay: Layout, student: str, digest: str) -> tuple[received.Received, 
 
 def inbound_entries(lay: Layout, student: str) -> list[Path]:
     """The student's entries for the assignment in the course's local exchange (``c.Exchange.root``),
-    named ``<student>+<assignment>+<time>[+<random>]`` by nbgrader's submit; links left out."""
+    named ``<student>+<assignment>+<time>[+<random>]`` by nbgrader's submit; links left out, and, where the id
+    names an account (``Collect.student_account``), entries another account owns: collect's wall
+    (g2c.grading.exchange), for bytes nbgrader's own collect copied."""
     from nbgrader.exchange.default.exchange import Exchange
 
+    from g2c.grading.exchange import Collect, account_uid
+
     root = lay.config.Exchange.get("root", Exchange.class_traits()["root"].default_value)
+    login = lay.config.Collect.get("student_account", Collect.class_traits()["student_account"].default_value)
+    owner = account_uid(login.format(student_id=student))
     inbound = Path(root) / lay.course_id / "inbound"
     try:
         names = os.listdir(inbound) if lay.course_id else []
         mine = [inbound / name for name in sorted(names) if name.rsplit("+", 3)[:2] == [student, lay.assignment]]
-        return [entry for entry in mine if stat.S_ISDIR(os.lstat(entry).st_mode)]
+        return [entry for entry in mine if stat.S_ISDIR((info := os.lstat(entry)).st_mode)
+                and owner in (None, info.st_uid)]
     except OSError:  # no exchange here, or an entry gone meanwhile: nothing to go by
         return []
 
@@ -704,7 +711,8 @@ def summary_lines(lay: Layout, students: list[str]) -> list[str]:
 
 
 def flagged_timestamps(lay: Layout) -> list[str]:
-    """One line per submission whose timestamp.txt disagrees with the server's time (for the terminal)."""
+    """One line per flagged submission (for the terminal): its timestamp.txt disagrees with the server's time, or
+    another account sent an entry in the student's name."""
     with lay.grades_csv.open(newline="") as f:
         return [f"{printable(r['student_id'])}: {r['timestamp_flag']} (server {r['timestamp']}, {r['timestamp_source']}; "
                 f"claimed {r['timestamp_claimed'] or '-'})" for r in csv.DictReader(f) if r["timestamp_flag"]]

@@ -96,11 +96,7 @@ class Collect(ExchangeCollect):
         return self.student_account.format(student_id=student)
 
     def _account(self, student: str) -> int | None:
-        """The uid of the account ``student`` names; None when there is none on this machine."""
-        try:
-            return pwd.getpwnam(self._login(student)).pw_uid
-        except KeyError:
-            return None
+        return account_uid(self._login(student))
 
     def _unvouched(self, entry: Path, student: str) -> str:
         """The warning for an entry collected under an id that names no account here ("" when none is due).
@@ -177,6 +173,14 @@ class Collect(ExchangeCollect):
         except OSError:
             return ""
         return data[:MAX_COMPANION_BYTES].decode("utf-8", "replace")
+
+
+def account_uid(login: str) -> int | None:
+    """The uid of the account ``login``; None when there is none on this machine."""
+    try:
+        return pwd.getpwnam(login).pw_uid
+    except KeyError:
+        return None
 
 
 def entry_refusal(entry: Path, owner: int | None, max_bytes: int) -> str:

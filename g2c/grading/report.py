@@ -3,7 +3,7 @@
 Read from what a batch already wrote (grades.csv for the numbers, ``results/`` for statuses,
 reasons and times), never from student code: score histogram, points per part, how many
 students fell into each pitfall (the pitfall catalogue's messages, as the feedback names them),
-statuses, late submissions (and flagged timestamps) and the slowest submissions. Pictures are
+statuses, late submissions (and flagged submissions) and the slowest submissions. Pictures are
 PNGs inlined as data URIs and there is no script, so the page reads the same from a USB stick.
 """
 
@@ -87,7 +87,7 @@ def _pending(row: dict) -> bool:
 
 def _students(rows: list[dict], results: dict[str, dict], max_score: float) -> str:
     """One row per submission: grades.csv's score (hand grades in, after the late penalty), status, lateness
-    whatever the penalty, and what to look at (flagged timestamp, written answers still to grade)."""
+    whatever the penalty, and what to look at (flagged submissions, written answers still to grade)."""
     body = []
     for r in rows:
         flags = [r.get("timestamp_flag", "")] + (["written answers to grade by hand"] if _pending(r) else [])
@@ -211,7 +211,8 @@ def _statuses(rows: list[dict], results: dict[str, dict]) -> str:
 
 
 def _late(rows: list[dict]) -> str:
-    """Late submissions (by the server's time), then every timestamp.txt that disagrees with it."""
+    """Late submissions (by the server's time), then every flagged submission: a timestamp.txt that disagrees
+    with the server's time, or an inbound entry in the student's name another account sent (g2c.grading.exchange)."""
     late = [[r["student_id"], r["timestamp"], r["minutes_late"], r["late_penalty"], r["score"]] for r in rows
             if r.get("minutes_late")]
     text = "<h2 id='late'>Late submissions</h2>"
@@ -222,9 +223,10 @@ def _late(rows: list[dict]) -> str:
     flagged = [[r["student_id"], r["timestamp"], r["timestamp_source"], r["timestamp_claimed"], r["timestamp_flag"]]
                for r in rows if r.get("timestamp_flag")]
     if not flagged:
-        return text + "<p>No flagged timestamp: every timestamp.txt agrees with the server's time.</p>"
-    return (text + "<h3 id='flagged'>Flagged timestamps</h3><p>The server's time decides lateness; "
-            "these timestamp.txt files claim another.</p>" +
+        return text + ("<p>Nothing flagged: every timestamp.txt agrees with the server's time, and every entry was "
+                       "sent by the student's own account.</p>")
+    return (text + "<h3 id='flagged'>Flagged submissions</h3><p>The server's time decides lateness, and only an entry "
+            "the student's own account sent is collected; each flag says what disagreed.</p>" +
             _table(["student", "server's time (UTC)", "from", "timestamp.txt claims", "flag"], flagged))
 
 

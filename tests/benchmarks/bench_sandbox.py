@@ -35,7 +35,8 @@ def payloads() -> dict[str, dict]:
     probe = {"seed": 1, "scenario_source": spec.scenarios.read_text(), "setup": preamble(spec),
              "cells": [[g, sources[g]] for g in spec.probed if g in sources], "scenarios": spec.scenario_names,
              "cell_seconds": 30}
-    return {"probe": probe, "notebook": {"notebook": nbformat.writes(worker.as_released(nb, cells, hidden_checks(source))), "cell_timeout": 30}}
+    released = worker.as_released(nb, cells, hidden_checks(source))
+    return {"probe": probe, "notebook": {"notebook": nbformat.writes(released), "cell_timeout": 30}}
 
 
 def uids() -> tuple[int, int]:
