@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import csv
 import html
+import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import nbformat
@@ -143,3 +145,8 @@ def test_the_class_report_counts_the_pitfalls(course, spec, graded):
     assert "<h1>Class report: SGD with momentum</h1>" in page
     for p in catalogue(spec).pitfalls:
         assert f"<td>{p.name}</td>" in page
+    # the charts: inline SVG images each named for a screen reader, with the counts the table has; no picture files
+    charts = re.findall(r"<svg role='img' aria-labelledby='([\w-]+)'.*?<title id='\1'>([^<]+)</title>(.*?)</svg>", page, re.S)
+    assert len(charts) == 2 and "<img" not in page
+    scores = Counter(int(float(row["score"])) for row in graded[0].values())
+    assert charts[0][1].endswith(", ".join(f"{n} scored {score}" for score, n in sorted(scores.items())))
