@@ -188,7 +188,36 @@ def _feedback_exporter_class():
             self._preprocessors = []
             self._init_preprocessors()
 
+        def from_notebook_node(self, nb, resources=None, **kw):
+            """HTMLExporter's page without its closing BeautifulSoup pass (38 % of a page's time): the same
+            alternative text and keyboard stops are added to the rendered markup directly (:func:`accessible`)."""
+            from nbconvert.exporters.templateexporter import TemplateExporter
+            from nbconvert.filters.highlight import Highlight2HTML
+            from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
+
+            info = nb.metadata.get("language_info", {})
+            lexer = info.get("pygments_lexer", info.get("name", None))
+            resources = self._init_resources(resources)
+            self.register_filter("highlight_code", self.filters.get("highlight_code",
+                                                                    Highlight2HTML(pygments_lexer=lexer, parent=self)))
+            self.register_filter("filter_data_type", WidgetsDataTypeFilter(notebook_metadata=self._nb_metadata,
+                                                                           parent=self, resources=resources))
+            page, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
+            return accessible(page), resources
+
     return FeedbackExporter
+
+
+NO_ALT = "No description has been provided for this image"  # nbconvert's words for a picture without one
+_IMG_WITHOUT_ALT = re.compile(r"<img(?![^>]*\balt=)")
+_KEYBOARD_STOP = re.compile(r'(<div class="(?:jp-Cell-inputWrapper|[^"]*\bjp-OutputArea-output\b[^"]*)")')
+
+
+def accessible(page: str) -> str:
+    """What nbconvert's HTMLExporter adds with BeautifulSoup: alternative text on every picture without any, and
+    a keyboard stop on every input and output area (a reader scrolls a wide one from the keyboard)."""
+    page = _IMG_WITHOUT_ALT.sub(f'<img alt="{NO_ALT}"', page)
+    return _KEYBOARD_STOP.sub(r'\1 tabindex="0"', page)
 
 
 FEEDBACK_EXPORTER = "g2c.grading.feedback.FeedbackExporter"  # nbgrader_config.py's GenerateFeedback.exporter_class
