@@ -50,18 +50,21 @@ test: $(STAMP) /usr/bin/chromium
 	$(MAKE) check-release
 	$(MAKE) -j2 --output-sync=target pytest-batch test-book-then-rest
 
-# the other tests run even when a book check failed; the target fails if either did
+# the other tests run even when a book check failed; the target fails if either did. Each load says how long it took:
+# they should end together (move a module between them with its `batch` mark).
 test-book-then-rest: $(STAMP)
-	status=0; $(MAKE) test-book || status=1; $(MAKE) pytest-rest || status=1; exit $$status
+	status=0; $(MAKE) test-book || status=1; $(MAKE) pytest-rest || status=1; \
+	  echo "book, its checks and the other tests: $$SECONDS s"; exit $$status
 
 ## pytest: every test of tests/ (the book's own checks skip: they need `make test-book`), in two pytests side by side
 pytest: $(STAMP)
 	$(MAKE) -j2 --output-sync=target pytest-batch pytest-rest
 
-# The modules that grade a class (`-m batch`: the shared class of about 80 sandboxed submissions, and the course flow)
+# The modules that run `g2c autograde` (`-m batch`: the shared class of about 70 sandboxed submissions, the course flow,
+# the second assignment, Dask)
 # and the other tests (mostly one process at a time: kernels, nbgrader's commands); each lists its slowest tests.
 pytest-batch: $(STAMP)
-	$(PY) -m pytest -q -m batch --durations=10
+	$(PY) -m pytest -q -m batch --durations=10; status=$$?; echo "graded class and grading runs: $$SECONDS s"; exit $$status
 
 pytest-rest: $(STAMP)
 	$(PY) -m pytest -q -m "not batch" --durations=20

@@ -14,6 +14,7 @@ from g2c.grading.sandbox.box import isolation_available
 
 NOTEBOOKS = {"solution": SOURCE, "starter": RELEASED}
 FULL = sum(build.autograded_points(SPEC).values())
+pytestmark = pytest.mark.batch  # a grading run: beside the shared class (`make pytest-batch`), where the book's load has no room
 
 
 @pytest.mark.slow

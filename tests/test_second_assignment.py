@@ -28,7 +28,8 @@ from g2c.grading.assignment import NOT_RELEASED, load
 from g2c.grading.pitfalls import catalogue
 from g2c.grading.sandbox.box import isolation_available
 
-pytestmark = pytest.mark.slow  # nbgrader, kernels and sandboxes
+# nbgrader, kernels and sandboxes; graded beside the shared class (`make pytest-batch`), where the book's load has no room
+pytestmark = [pytest.mark.slow, pytest.mark.batch]
 COURSE = Path(__file__).resolve().parent / "courses" / "momentum"
 NAME = "momentum-sgd"
 
