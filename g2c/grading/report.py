@@ -71,7 +71,7 @@ def _bars(bars: list[tuple[str, float, str]], top: float, caption: str, axis: st
                       f"<rect x='{label_w}' y='{y}' width='{size:.1f}' height='{bar}' fill='#3b6ea5'/>"
                       f"<text x='{label_w + size + 4:.1f}' y='{y + 12}'>{html.escape(shown)}</text>")
     height = 30 + len(bars) * (bar + gap)
-    return (f"<svg role='img' aria-labelledby='{_id(caption)}' xmlns='http://www.w3.org/2000/svg' width='{label_w + plot + 60}' "
+    return (f"<svg role='img' aria-labelledby='{_id(caption)}' width='{label_w + plot + 60}' "
             f"height='{height}' font-family='system-ui,sans-serif' font-size='12'><title id='{_id(caption)}'>"
             f"{html.escape(caption)}</title>{''.join(shapes)}"
             f"<text x='{label_w}' y='{height - 6}'>{html.escape(axis)}</text></svg>")
