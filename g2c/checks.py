@@ -16,6 +16,8 @@ decides points outside the student's kernel.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
 import textwrap
@@ -229,7 +231,8 @@ def run_contract(path: Path, tests: list[str], namespace: dict, collector: _Coll
     # not the kit's conftest.py (it loads the saved notebook's cells) nor any configuration found above the kit
     isolated = ["--noconftest", "-c", os.devnull, "--rootdir", folder]
     try:
-        pytest.main([*QUIET, *isolated, *(f"{path}::{t}" for t in tests)], plugins=[collector])
+        with contextlib.redirect_stderr(io.StringIO()):  # pytest's usage errors ("not found: ..."): said below, in words
+            pytest.main([*QUIET, *isolated, *(f"{path}::{t}" for t in tests)], plugins=[collector])
     finally:
         if was is None:
             os.environ.pop(IMPLEMENTATION, None)
