@@ -425,7 +425,7 @@ def students_view(notebook: nbformat.NotebookNode, tmp: Path) -> tuple[list[dict
             page.set_default_timeout(90_000)  # a loaded machine (see test_book_browser.PATIENCE_MS)
             page.route("**/*", local_only)
             page.goto(f"http://127.0.0.1:{port}/notebooks/{ASSIGNMENT}/{SPEC.notebook}?token={TOKEN}")
-            outputs = sum(1 for cell in notebook.cells if cell.cell_type == "code" and cell.outputs)
+            outputs = sum(len(cell.outputs) for cell in notebook.cells if cell.cell_type == "code")
             page.wait_for_function(f"document.querySelectorAll('.jp-Notebook .jp-OutputArea-output').length >= {outputs}")
             seen = page.evaluate(SEEN_CELLS)
             browser.close()
