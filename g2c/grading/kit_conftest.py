@@ -5,10 +5,11 @@ cells (``ANSWERS``, ``CLASSES``) and notebook (``NOTEBOOK``) filled in from its 
 ``g2c.checks``, so each failure reads as in the notebook's check cells: the pitfall in plain words first.
 
 The answer cells are the code cells whose nbgrader ``grade_id`` is a key of ``ANSWERS`` (a
-duplicated cell keeps its id, and later copies win, as in the kernel). Their code
-runs in one fresh module, which ``G2C_TRAINING_MODULE`` (``g2c.checks.IMPLEMENTATION``) names. A missing or broken cell gives
-a stand-in that fails its tests with a clear message instead of breaking collection. The tests
-read the saved notebook: save it before running pytest.
+duplicated cell keeps its id, and later copies win, as in the kernel). Their code runs in one
+fresh module, which ``G2C_TRAINING_MODULE`` (``g2c.checks.IMPLEMENTATION``) names. A missing or
+broken cell gives a stand-in that fails its tests with a clear message instead of breaking
+collection. The tests read the saved notebook: save it before running pytest. (The notebook's
+check cells run the same tests without this file, on the kernel's objects: ``g2c.checks``.)
 
 Student code must not weaken the checks: the namespaces the tests take their references,
 inputs and comparisons from (torch and its optim, nn.utils, testing modules, the Tensor class,
