@@ -412,18 +412,18 @@ def students_view(notebook: nbformat.NotebookNode, tmp: Path) -> tuple[list[dict
             route.abort()
 
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:  # the server answers (with TOKEN, test_student_path's request's)
-            try:
-                if request(port, "/api/status")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.2)
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)  # while the server starts
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             page.set_default_timeout(90_000)  # a loaded machine (see test_book_browser.PATIENCE_MS)
             page.route("**/*", local_only)
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:  # the server answers (with TOKEN, test_student_path's request's)
+                try:
+                    if request(port, "/api/status")[0] == 200:
+                        break
+                except OSError:
+                    time.sleep(0.2)
             page.goto(f"http://127.0.0.1:{port}/notebooks/{ASSIGNMENT}/{SPEC.notebook}?token={TOKEN}")
             outputs = sum(len(cell.outputs) for cell in notebook.cells if cell.cell_type == "code")
             page.wait_for_function(f"document.querySelectorAll('.jp-Notebook .jp-OutputArea-output').length >= {outputs}")
