@@ -14,10 +14,14 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import CATALOGUE, KIT, ROOT, SCENARIOS_OF, SOURCE, SPEC, TEST_CELLS
+from conftest import ASSIGNMENT, CATALOGUE, KIT, ROOT, SCENARIOS_OF, SOURCE, SPEC, TEST_CELLS
+from test_book_browser import CHROMIUM, CHROMIUM_ARGS
+from test_student_path import TOKEN, free_port, make_course, request
 
+from g2c.checks import OWN, named_tests
 from g2c.grading import notebook_build as build
 from g2c.grading.assignment import NOT_RELEASED
+from g2c.grading.feedback import HIDDEN
 from g2c.grading.regions import solution_lines, strip_solutions
 
 TRAINING_SOURCES = {name: (ROOT / "g2c" / "training" / f"{name}.py").read_text() for name in ("optim", "clip", "schedule")}
@@ -82,13 +86,24 @@ def test_every_pitfall_test_of_the_contract_is_shown_once_and_every_probe_decide
     assert hidden_checks(SOURCE) == SCENARIOS_OF  # what the grader reads from the source notebook
 
 
-def test_visible_checks_are_cut_from_the_contract_file():
-    code = build.contract_code(SPEC, ["test_adamw_matches_torch_float64_over_many_steps"])
-    contract = (ROOT / "tests" / "test_training.py").read_text()
-    for name in ("def race_torch", "def make_params", "def twins", "def differs", "ADAMW_SETTINGS =", "SHAPES ="):
-        assert name in code
-    for block in code.split("\n\n\n"):
-        assert block in contract
+def checks_of(cell) -> list[str]:
+    """The contract tests a check cell names (``%%check tests/test_x.py``, one name a line), or [OWN] for its own asserts."""
+    first, _, body = cell.source.partition("\n")
+    return named_tests(HIDDEN.sub("", body)) if first.split()[1:] else [OWN]
+
+
+def test_check_cells_name_their_contract_tests_and_carry_none_of_their_source():
+    """One home for the tests' source, the contract file the kit carries at the path the cell names: a cell holds
+    its tests' names only (before, ~100 lines of helpers and tests copied from the contract)."""
+    kit_contract = KIT / SPEC.contract.relative_to(ROOT)
+    for nb in (nbformat.read(SOURCE, as_version=4), nbformat.read(KIT / "training.ipynb", as_version=4)):
+        for grade_id, cell in check_cells(nb).items():
+            graded = SPEC.graded[grade_id]
+            if graded.tests:
+                assert cell.source.startswith(f"%%check {kit_contract.relative_to(KIT).as_posix()}\n"), grade_id
+                assert checks_of(cell) == list(graded.tests), grade_id
+                assert set(graded.tests) <= set(re.findall(r"^def (test_\w+)", kit_contract.read_text(), re.M))
+            assert "def " not in HIDDEN.sub("", cell.source), grade_id
 
 
 def test_release_kit_has_its_files_and_no_solution_line():
@@ -120,14 +135,12 @@ def run_kit(kit: Path) -> tuple[int, int]:
     return counts.get("passed", 0), counts.get("failed", 0)
 
 
-@pytest.mark.slow  # the contract twice in a subprocess
-def test_untouched_kit_gives_7_passed_14_failed_and_tests_the_notebook(tmp_path):
+@pytest.mark.slow  # the contract in a subprocess
+def test_untouched_kit_gives_7_passed_14_failed(tmp_path):
     kit = tmp_path / "03b-training"
     shutil.copytree(KIT, kit)
     promised = re.search(r"untouched kit: (\d+) passed, (\d+) failed", (ROOT / "README.md").read_text()).groups()
     assert run_kit(kit) == (build.given_tests(SPEC), len(build.graded_tests(SPEC))) == tuple(map(int, promised))
-    shutil.copyfile(SOURCE, kit / "training.ipynb")  # a student who wrote our solution
-    assert run_kit(kit) == (len(build.contract_names(SPEC)), 0)
 
 
 # ---------------------------------------------------------------- widget cells, in a real kernel
@@ -175,7 +188,7 @@ def execute(notebook: nbformat.NotebookNode, folder: Path) -> tuple[nbformat.Not
     stops the run unless its cell is tagged ``raises-exception`` (nbclient honours the tag as Notebook 7 does)."""
     from nbclient import NotebookClient
 
-    folder.mkdir()
+    shutil.copytree(KIT, folder)  # the kit: its check cells run the tests of its tests/ folder
     nbformat.write(notebook, folder / "training.ipynb")
     nb = nbformat.read(folder / "training.ipynb", as_version=4)
     client = NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=False,
@@ -260,7 +273,7 @@ def test_an_unwritten_answer_says_not_written_yet_first_in_every_check_cell(exec
     for grade_id, cell in check_cells(nb).items():
         lines = shown[grade_id]
         assert lines[0].startswith("✗ not written yet: "), (grade_id, lines[:2])
-        assert len(headlines(lines)) == cell.source.count("\ndef test_"), grade_id  # one block per failing test
+        assert len(headlines(lines)) == len(checks_of(cell)), grade_id  # one block per failing test
         assert not any("Traceback" in line or "ipytest" in line or "\\n" in line for line in lines), (grade_id, lines)
 
 
@@ -290,11 +303,13 @@ def test_kit_pytest_reports_the_same_first_lines(tmp_path):
                          cwd=kit, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "1000"}).stdout
     summary = dict(re.findall(r"^FAILED tests/test_training.py::(\w+) - (.+)$", out, re.M))
     assert summary == contract_headlines(NOTEBOOK_PITFALLS)
+    # the kit tests the saved notebook's cells: their correct parts pass (the untouched kit fails all 14 of them)
+    assert f"{len(summary)} failed, {len(build.contract_names(SPEC)) - len(summary)} passed" in out
 
 
 @pytest.mark.slow
 def test_validate_lists_the_same_messages(executed, tmp_path):
-    """What nbgrader's Validate button shows (its server handler calls Validator.validate), on the Run All's outputs:
+    """What nbgrader's Validate button lists (its server handler calls Validator.validate), on the Run All's outputs:
     Validate's own Execute step is nbclient run on the same notebook, so only that step is left out (two kernel runs)."""
     from nbgrader.preprocessors import CheckCellMetadata
     from nbgrader.validator import Validator
@@ -304,7 +319,10 @@ def test_validate_lists_the_same_messages(executed, tmp_path):
         return Validator(preprocessors=[CheckCellMetadata]).validate(str(tmp_path / f"{name}.ipynb"))
 
     failed = validate("pitfalls")["failed"]
-    listed = [h for cell in failed for h in headlines(re.sub(r"\x1b\[[0-9;]*m", "", cell["raw_error"]).splitlines())]
+    checks = [cell for cell in failed if cell["source"].startswith("%%check")]  # and the written answers left empty
+    for cell in checks:  # Validate shows a cell's source, then its error: a few lines (no test's source), then the pitfall
+        assert "def " not in cell["source"] and re.sub(r"\x1b\[[0-9;]*m", "", cell["raw_error"]).startswith("✗ "), cell
+    listed = [h for cell in checks for h in headlines(re.sub(r"\x1b\[[0-9;]*m", "", cell["raw_error"]).splitlines())]
     expected = contract_headlines(NOTEBOOK_PITFALLS)
     unset = [f"not written yet: {name} is not defined (write its cell and run it)" for name in ("p1", "diagnosis")]
     assert sorted(listed) == sorted([*expected.values(), *unset])
@@ -346,3 +364,103 @@ def test_release_widget_cells_never_raise_and_the_stub_is_named_inside_the_widge
             assert ERROR_BOX in shown and "NotImplementedError" in shown, factory
         else:
             assert ERROR_BOX not in shown, factory
+
+
+# ---------------------------------------------------------------- the student's notebook, as Jupyter shows it
+
+# Per code cell, in notebook order, what the student sees once it is scrolled into view: the input as the editor
+# draws it, the output's text, and by how many pixels its widest line exceeds the box it is shown in (Jupyter wraps
+# a long output line, or scrolls it where wrapping is off: either way its end is not where the student reads it).
+SEEN_CELLS = """() => {
+  const excess = pre => {
+    const line = pre.cloneNode(true);  // the same text, each line on one line however long
+    Object.assign(line.style, {whiteSpace: 'pre', width: 'max-content', position: 'absolute', visibility: 'hidden'});
+    pre.parentElement.appendChild(line);
+    const wider = line.getBoundingClientRect().width - pre.clientWidth;
+    line.remove();
+    return wider;
+  };
+  return [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')].map(cell => {
+    cell.scrollIntoView();
+    const outputs = [...cell.querySelectorAll('.jp-OutputArea-output')];
+    return {input: cell.querySelector('.jp-InputArea-editor').innerText,
+            output: outputs.map(o => o.innerText).join('\\n'),
+            overflow: Math.max(0, ...[...cell.querySelectorAll('.jp-OutputArea-output pre')].map(excess))};
+  });
+}"""
+
+
+def students_view(notebook: nbformat.NotebookNode, tmp: Path) -> tuple[list[dict], list[str]]:
+    """``notebook`` opened as the student opens theirs (``g2c notebook --no-browser --port P``, the workspace holding
+    it beside the kit), in chromium at a laptop's window size: what each code cell shows, and the requests that went
+    to another host (refused)."""
+    from playwright.sync_api import sync_playwright
+
+    course = make_course(tmp)
+    workspace = course / "student" / ASSIGNMENT
+    shutil.copytree(KIT, workspace)
+    nbformat.write(notebook, workspace / SPEC.notebook)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("JUPYTER_")}
+    env |= {"HOME": str(tmp / "home"), "JUPYTER_TOKEN": TOKEN}
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "g2c.cli", "notebook", "--no-browser", "--port", str(port)],
+                              cwd=course, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    remote: list[str] = []
+
+    def local_only(route) -> None:
+        if route.request.url.startswith(f"http://127.0.0.1:{port}/"):
+            route.continue_()
+        else:
+            remote.append(route.request.url)
+            route.abort()
+
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)  # while the server starts
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.set_default_timeout(90_000)  # a loaded machine (see test_book_browser.PATIENCE_MS)
+            page.route("**/*", local_only)
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:  # the server answers (with TOKEN, test_student_path's request's)
+                try:
+                    if request(port, "/api/status")[0] == 200:
+                        break
+                except OSError:
+                    time.sleep(0.2)
+            page.goto(f"http://127.0.0.1:{port}/notebooks/{ASSIGNMENT}/{SPEC.notebook}?token={TOKEN}")
+            outputs = sum(len(cell.outputs) for cell in notebook.cells if cell.cell_type == "code")
+            page.wait_for_function(f"document.querySelectorAll('.jp-Notebook .jp-OutputArea-output').length >= {outputs}")
+            seen = page.evaluate(SEEN_CELLS)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return seen, remote
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"needs {CHROMIUM}")
+def test_the_students_jupyter_shows_each_check_cells_pitfall_first_and_no_test_source(executed, tmp_path):
+    """The notebook with three pitfalls, as Run All left it, in the student's Jupyter: every check cell shows the
+    names of the tests it runs and no test's source; a failing one's output starts with its pitfall headline (the
+    ``✗`` line); no output line is wider than its box; no request leaves the machine."""
+    nb, _ = executed["pitfalls"]
+    seen, remote = students_view(nb, tmp_path)
+    code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert len(seen) == len(code_cells), "the page does not show every code cell"
+    failing, checked = errors(nb), []
+    for cell, view in zip(code_cells, seen):
+        if not cell.source.startswith("%%check"):
+            continue
+        grade_id = cell.metadata.nbgrader["grade_id"]
+        assert "def " not in view["input"] and all(name in view["input"] for name in SPEC.graded[grade_id].tests), grade_id
+        first = view["output"].splitlines()[0]
+        if grade_id in failing:
+            assert first == failing[grade_id][0] and first.startswith("✗ "), (grade_id, view["output"][:300])
+        else:
+            assert first.startswith("passed: "), (grade_id, first)
+        checked.append(grade_id)
+    assert checked == list(check_cells(nb)) and {"test_adamw_bias_correction", "test_diagnosis"} <= set(failing)
+    wide = {i: view["overflow"] for i, view in enumerate(seen) if view["overflow"] > 0}
+    assert not wide, f"output wider than its box (cell index: pixels): {wide}"
+    assert not remote, remote

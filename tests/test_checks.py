@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import pytest
 
-from g2c.checks import ChecksFailed, block, describe
+from g2c.checks import IMPLEMENTATION, OWN, ChecksFailed, _Collector, block, describe, run_contract, run_own
 
 
 def raised(fn) -> BaseException:
@@ -58,3 +62,59 @@ def test_the_notebook_shows_only_the_blocks():
     assert [line.replace("\x1b[31m", "").replace("\x1b[0m", "") for line in shown] == [
         "✗ one", "    (test_a)", "✗ two", "    (test_b)",
     ]
+
+
+# ---------------------------------------------------------------- %%check tests/test_x.py: the contract's tests by name
+
+CONTRACT = '''import importlib, os
+impl = importlib.import_module(os.environ.get("G2C_TRAINING_MODULE", "no_such_default"))
+double = impl.double
+
+
+def helper():
+    return 2
+
+
+def test_doubles():
+    assert double(helper()) == 4, "double must multiply by two"
+
+
+def test_other():
+    assert False, "not selected: never runs"
+'''
+
+
+def run_named(folder, namespace: dict, tests: list[str]) -> _Collector:
+    collector = _Collector()
+    run_contract(folder / "tests" / "test_c.py", tests, namespace, collector)
+    return collector
+
+
+def test_a_check_cell_runs_the_named_contract_tests_on_the_notebooks_objects_afresh_each_time(tmp_path, monkeypatch):
+    """The cell's namespace is what the contract imports, read again at every run (the student reran a cell), and
+    nothing stays behind: not the test module, the notebook's module, nor the variable naming it."""
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_c.py").write_text(CONTRACT)
+    (tmp_path / "conftest.py").write_text("raise RuntimeError('the kit conftest reads the saved notebook: not here')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(IMPLEMENTATION, raising=False)
+    modules = set(sys.modules)
+    wrong = run_named(Path("."), {"double": lambda x: x + 1}, ["test_doubles"])
+    assert wrong.passed == [] and [b[:2] for b in wrong.failed] == [["✗ double must multiply by two", "    (test_doubles)"]]
+    right = run_named(Path("."), {"double": lambda x: 2 * x}, ["test_doubles"])
+    assert right.passed == ["test_doubles"] and right.failed == []
+    assert set(sys.modules) == modules and IMPLEMENTATION not in os.environ
+    unset = run_named(Path("."), {}, ["test_doubles"])
+    assert unset.failed[0][0] == "✗ not written yet: double is not defined (write its cell and run it)"
+    assert run_named(Path("."), {}, ["test_gone"]).failed == [[f"✗ test_gone is not a test of {Path('tests/test_c.py')}"]]
+    assert " ".join(run_named(tmp_path / "elsewhere", {}, ["test_doubles"]).failed[0]).startswith("✗ the checks' file ")
+
+
+def test_a_bare_check_cell_runs_its_asserts_on_a_copy_of_the_namespace():
+    namespace = {"p1": float("nan")}
+    collector = _Collector()
+    run_own("import math\nassert math.isfinite(p1), 'set p1 to a finite number'", namespace, collector)
+    assert collector.failed == [["✗ set p1 to a finite number", f"    ({OWN})"]] and list(namespace) == ["p1"]
+    unset = _Collector()
+    run_own("assert isinstance(p2, float)", {}, unset)
+    assert unset.failed[0][0] == "✗ not written yet: p2 is not defined (write its cell and run it)"

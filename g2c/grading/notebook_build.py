@@ -4,8 +4,9 @@
   checks, answers, constants) ``assignment.toml`` (``g2c.grading.assignment``).
 - Answer cells (``:answer: adamw``) are cut from the course file the spec names, with their
   ``### BEGIN SOLUTION`` regions intact (nbgrader strips them on release).
-- Visible test code is cut from the contract file (test functions and the helpers they use);
-  hidden parts only name the probe scenarios ``g2c autograde`` decides them by.
+- A test cell names the contract tests it runs (``%%check tests/test_x.py`` and one name a line): their
+  source lives once, in the contract file the kit carries beside the notebook; a cell with checks of its
+  own carries their asserts. Hidden parts only name the probe scenarios ``g2c autograde`` decides them by.
 - The kit's pytest files (the contract, ``conftest.py``) are written beside the source notebook,
   so that nbgrader itself copies them into ``release/``: ``make release``,
   ``nbgrader generate_assignment --force`` and formgrader's Generate button give the same kit.
@@ -41,7 +42,7 @@ def contract_names(spec: Assignment) -> list[str]:
 
 
 def graded_tests(spec: Assignment) -> list[str]:
-    """The contract tests shown in the notebook's test cells: the parts students write."""
+    """The contract tests the notebook's test cells run: the parts students write."""
     return [test for g in spec.graded.values() for test in g.tests]
 
 
@@ -164,29 +165,6 @@ def answer_sources(spec: Assignment, texts: dict[str, str] | None = None) -> dic
             for a in spec.answers.values() if a.source}
 
 
-def contract_code(spec: Assignment, tests: list[str]) -> str:
-    """The named tests of the contract file plus every module-level helper they need."""
-    text = spec.contract.read_text()
-    tree, lines = ast.parse(text), text.splitlines()
-    defs: dict[str, ast.stmt] = {}
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-            defs[node.name] = node
-        elif isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
-            for target in node.targets:
-                defs.setdefault(target.id, node)
-    skip = {a.name for a in spec.answers.values() if a.source} | {"impl"}  # the notebook's own
-    wanted, queue = [], list(tests)
-    while queue:
-        name = queue.pop()
-        if name in wanted or name in skip or name not in defs:
-            continue
-        wanted.append(name)
-        queue.extend(n.id for n in ast.walk(defs[name]) if isinstance(n, ast.Name))
-    ordered = sorted({id(defs[n]): defs[n] for n in wanted}.values(), key=lambda n: n.lineno)
-    return "\n\n\n".join(_segment(lines, n) for n in ordered)
-
-
 # ---------------------------------------------------------------- cells
 
 
@@ -221,16 +199,14 @@ WIDGET_TAG = "widget"
 
 
 def test_cell(spec: Assignment, graded: Graded, own_checks: str) -> nbformat.NotebookNode:
-    """``%%check``, the visible checks (cut from the contract, or the cell's own), then the hidden part."""
+    """``%%check`` and the contract tests it runs by name (the kit's copy of the contract file sits at the same
+    path from the notebook as the contract from the course root), or the cell's own asserts; then the hidden part."""
     if graded.tests:
-        visible = (
-            f"# Visible checks (from {spec.contract.relative_to(spec.root)}); hidden ones run when graded.\n"
-            f"{contract_code(spec, list(graded.tests))}"
-        )
+        visible = f"%%check {spec.contract.relative_to(spec.root).as_posix()}\n" + "\n".join(graded.tests)
     else:
-        visible = own_checks
+        visible = f"%%check\n{own_checks}"
     return code(
-        f"%%check\n{visible}\n\n{hidden_part(list(graded.scenarios))}",
+        f"{visible}\n\n{hidden_part(list(graded.scenarios))}",
         graded.grade_id, grade=True, locked=True, points=graded.points,
     )
 

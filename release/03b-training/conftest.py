@@ -5,10 +5,11 @@ cells (``ANSWERS``, ``CLASSES``) and notebook (``NOTEBOOK``) filled in from its 
 ``g2c.checks``, so each failure reads as in the notebook's check cells: the pitfall in plain words first.
 
 The answer cells are the code cells whose nbgrader ``grade_id`` is a key of ``ANSWERS`` (a
-duplicated cell keeps its id, and later copies win, as in the kernel). Their code
-runs in one fresh module, registered as ``G2C_TRAINING_MODULE``. A missing or broken cell gives
-a stand-in that fails its tests with a clear message instead of breaking collection. The tests
-read the saved notebook: save it before running pytest.
+duplicated cell keeps its id, and later copies win, as in the kernel). Their code runs in one
+fresh module, which ``G2C_TRAINING_MODULE`` (``g2c.checks.IMPLEMENTATION``) names. A missing or
+broken cell gives a stand-in that fails its tests with a clear message instead of breaking
+collection. The tests read the saved notebook: save it before running pytest. (The notebook's
+check cells run the same tests without this file, on the kernel's objects: ``g2c.checks``.)
 
 Student code must not weaken the checks: the namespaces the tests take their references,
 inputs and comparisons from (torch and its optim, nn.utils, testing modules, the Tensor class,
@@ -29,6 +30,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.testing
+
+from g2c.checks import IMPLEMENTATION
 
 pytest_plugins = ["g2c.checks"]
 MODULE_NAME = "g2c_notebook_answers"
@@ -99,7 +102,7 @@ def load_answers(notebook: Path) -> types.ModuleType:
             setattr(module, name, _stand_in(name, f"the answer cell '{grade_id}' imports {name} instead of writing it"))
     _restore()
     sys.modules[MODULE_NAME] = module
-    os.environ["G2C_TRAINING_MODULE"] = MODULE_NAME
+    os.environ[IMPLEMENTATION] = MODULE_NAME
     return module
 
 
