@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -209,6 +211,31 @@ def test_the_preamble_computes_no_fact_it_does_not_name():
     worker_side = build.Facts(SPEC)
     worker_side.learn({"diagnosis_key": {"A": "underfit"}, "not_a_fact": 1})
     assert worker_side["diagnosis_key"] == {"A": "underfit"} and "not_a_fact" not in worker_side
+
+
+def test_a_grading_run_reads_the_facts_make_release_recorded_instead_of_training(monkeypatch):
+    """The recorded diagnosis key is the one the code computes now (`make check-release` keeps the file current), and
+    a grading run takes it from the file: computing it trains four runs (2.5 s of every `g2c autograde`)."""
+    from g2c.grading.assignment import FACTS_FILE
+
+    recorded = json.loads((SPEC.folder / FACTS_FILE).read_text())
+    assert recorded == build.Facts(SPEC).recorded() and set(recorded) == {"diagnosis_key"}
+    build.facts.cache_clear()
+    try:
+        monkeypatch.setattr(build, "cell_body", lambda *_: pytest.fail("a grading run computed a recorded fact"))
+        known = build.grading_facts(SPEC)
+    finally:
+        build.facts.cache_clear()
+    assert known == recorded
+
+
+def test_what_the_grading_workers_preload_starts_no_thread():
+    """The forkserver imports it once for every worker; a worker with a thread could not make its private scratch."""
+    from g2c.grading.autograde import WORKER_IMPORTS
+
+    code = f"import os; [__import__(m) for m in {WORKER_IMPORTS!r}]; print(len(os.listdir('/proc/self/task')))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert run.stdout.strip() == "1"
 
 
 def test_a_rerun_regrades_new_notebooks_and_results_a_changed_limit_decided():

@@ -42,7 +42,7 @@ from pathlib import Path
 from g2c.grading import path_with_this_environment, received
 from g2c.grading.course import GRADES_COLUMNS, Layout, atomic_write, grade_cells, layout, load_results
 from g2c.grading.feedback import REASONS_KEY, minutes_late, standing
-from g2c.grading.notebook_build import facts
+from g2c.grading.notebook_build import grading_facts
 from g2c.grading.report import write_report
 from g2c.grading.sandbox.limits import CELL_TIMEOUT, MEMORY_MB, TIMEOUT
 from g2c.grading.seeding import course_secret
@@ -118,7 +118,7 @@ def grade_batch(course: Path, submitted: Path | None = None, out: Path | None = 
         template = register_assignment(course, lay)
         if due is not None:
             set_due_date(lay, due)
-        computed = facts(spec).computed() if todo else {}  # once here, not once per worker
+        computed = grading_facts(spec) if todo else {}  # once here, not once per worker
         for job in todo:
             job.gradebook, job.facts = template, computed
         max_score = sum(grade_cells(lay).values())
@@ -397,12 +397,21 @@ def _run(todo: list[Job], pool, scheduler: str | None) -> Iterator[Outcome]:
         raise
 
 
+# What every grading worker imports (nbgrader's autograde, nbconvert, the comparator and torch, the facts' package:
+# 3 s each); none starts a thread, so a worker forked with them can still make its private scratch (unshare refuses
+# a threaded process; tests/test_autograde.py checks it).
+WORKER_IMPORTS = ["g2c.grading.worker", "g2c.grading.feedback", "g2c.grading.compare", "g2c.widgets.diagnosis",
+                  "nbconvert.exporters.html", "nbgrader.apps", "nbgrader.converters.autograde"]
+
+
 def _local_pool(workers: int, isolate: bool):
     """``workers`` grading processes, warming up (imports, zygote) while the batch is prepared."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"))
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(WORKER_IMPORTS)  # imported once, in the server the workers are forked from
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
     for _ in range(workers):  # one each: no worker is idle yet, so each submit starts a process
         pool.submit(_warm_up, isolate, os.getpid())
     return pool
@@ -431,9 +440,8 @@ def _warm_up(isolate: bool, coordinator: int) -> None:
                 os._exit(1)
 
     threading.Thread(target=exit_with_coordinator, daemon=True).start()
-    import nbconvert.exporters.html  # noqa: F401
-    import nbgrader.apps  # noqa: F401
-    import nbgrader.converters.autograde  # noqa: F401
+    for name in WORKER_IMPORTS:  # already there when the forkserver preloaded them
+        __import__(name)
 
     if isolate:
         worker.warm_zygote()

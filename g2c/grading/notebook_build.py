@@ -33,7 +33,18 @@ from typing import Any
 import nbformat
 
 from g2c.grading import path_with_this_environment
-from g2c.grading.assignment import Assignment, Graded, TextCell, cell_body, fill, imported, load, names, text_cells
+from g2c.grading.assignment import (
+    FACTS_FILE,
+    Assignment,
+    Graded,
+    TextCell,
+    cell_body,
+    fill,
+    imported,
+    load,
+    names,
+    text_cells,
+)
 
 
 def contract_names(spec: Assignment) -> list[str]:
@@ -90,6 +101,10 @@ class Facts(Mapping[str, Any]):
         """Every computed fact, computed: what a grading coordinator sends its workers (``learn``)."""
         return {name: self[name] for name in self.spec.computed}
 
+    def recorded(self) -> dict[str, Any]:
+        """The facts computed by calling a function on a cell (the diagnosis key trains real runs), for FACTS_FILE."""
+        return {name: self[name] for name, how in self.spec.computed.items() if not isinstance(how, str)}
+
     def learn(self, values: dict[str, Any]) -> None:
         """Take computed facts another process computed from the same course files, instead of computing them."""
         self.known.update({name: value for name, value in values.items() if name in self.spec.computed})
@@ -108,6 +123,24 @@ class Facts(Mapping[str, Any]):
 def facts(spec: Assignment) -> Facts:
     """The assignment's facts (one ``Facts`` per process: each computed fact is computed once)."""
     return Facts(spec)
+
+
+def grading_facts(spec: Assignment) -> dict[str, Any]:
+    """The facts that train runs, for a grading run's workers: as FACTS_FILE records them (`make release` computed
+    them, filled the source notebook's solutions from the same values, and `make check-release` proves both
+    current), else computed here. A worker reads the others itself (package attributes its server preloaded)."""
+    path = spec.folder / FACTS_FILE
+    if path.is_file():
+        facts(spec).learn(json.loads(path.read_text()))
+    return facts(spec).recorded()
+
+
+def facts_text(spec: Assignment) -> str:
+    """FACTS_FILE's text: the recorded facts, checked to read back as they are (JSON keeps no tuple)."""
+    recorded = facts(spec).recorded()
+    if json.loads(json.dumps(recorded)) != recorded:
+        raise ValueError(f"{spec.name}: a computed fact does not survive JSON: {recorded!r}")
+    return json.dumps(recorded, indent=1, sort_keys=True) + "\n"
 
 
 def preamble(spec: Assignment) -> str:
@@ -278,6 +311,7 @@ def write_source(spec: Assignment) -> Path:
     """The source notebook and, beside it, the kit's pytest files nbgrader copies on release."""
     path = source_path(spec)
     nbformat.write(build_notebook(spec), path)
+    (spec.folder / FACTS_FILE).write_text(facts_text(spec))
     for name, text in kit_files(spec).items():
         (spec.folder / name).parent.mkdir(parents=True, exist_ok=True)
         (spec.folder / name).write_text(text)
