@@ -67,6 +67,8 @@ def to_png(fig: Figure, dpi: float = DPI * PIXEL_RATIO) -> bytes:
     renderer, and the text it caches, made anew for each frame). An opaque frame (every widget's: a white face)
     is encoded as RGB, not RGBA: the same pixels in a PNG about 10 % smaller (the book embeds every static frame).
     """
+    if not isinstance(fig.canvas, FigureCanvasAgg):  # a Figure made without new_figure
+        FigureCanvasAgg(fig)
     if fig.dpi != dpi:
         fig.set_dpi(dpi)
     fig.canvas.draw()
