@@ -8,7 +8,9 @@ In-process: the grading itself is tested elsewhere, so the batch here grades thr
 from __future__ import annotations
 
 import hashlib
+import html
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -26,6 +28,8 @@ from g2c.grading.worker import Outcome
 HOSTILE = ["<img src=x onerror=alert(1)>", "\x1b[2J\x1b[31mred", "=HYPERLINK(\"http://x\")", "new\nline", "glob[1]",
            "spaced name *", "a" * 65]
 ESCAPES = "\x1b[2J\nforged: 100/100 graded"  # what a crashing notebook could put in its error's detail
+STAND_IN_PAGE = "<html>the worker's page</html>"
+RENAMED_LINE = "Graded from your file 'training (1).ipynb', handed in instead of 'training.ipynb': name your notebook"
 
 
 def test_only_plain_names_are_student_ids():
@@ -61,7 +65,7 @@ def stand_in_grader(lay):
                 yield Outcome(job.student, "crashed", digest=job.digest, detail=ESCAPES)
             else:
                 yield Outcome(job.student, "graded", digest=job.digest, score=sum(points.values()), cells=points,
-                              notebook=job.notebook.decode())
+                              notebook=job.notebook.decode(), feedback=STAND_IN_PAGE)
     return run
 
 
@@ -72,6 +76,7 @@ def test_a_batch_refuses_markup_ids_finds_renamed_notebooks_and_prints_nothing_r
     put(course, "bob", {"training (1).ipynb": renamed})
     put(course, "carol", {"a.ipynb": notebook, "b.ipynb": notebook})
     put(course, "dave", {})
+    put(course, "fay", {SPEC.notebook: notebook})
     os.symlink(course / "submitted" / "alice" / ASSIGNMENT / SPEC.notebook,
                course / "submitted" / "dave" / ASSIGNMENT / "linked.ipynb")  # never followed, never listed
     for student in HOSTILE[:4]:
@@ -89,16 +94,53 @@ def test_a_batch_refuses_markup_ids_finds_renamed_notebooks_and_prints_nothing_r
     assert "renamed notebook: bob: graded 'training (1).ipynb', handed in instead of training.ipynb" in out
 
     table = rows(lay.grades_csv)
-    assert set(table) == {"alice", "bob", "carol", "dave"}  # nothing lost for honest ids, no row for the others
+    assert set(table) == {"alice", "bob", "carol", "dave", "fay"}  # nothing lost for honest ids, no row for the others
     from nbgrader.api import Gradebook
 
     with Gradebook(lay.db_url) as gb:
-        assert {s.id for s in gb.students} == {"alice", "bob", "carol", "dave"}
+        assert {s.id for s in gb.students} == {"alice", "bob", "carol", "dave", "fay"}
     results = batch.load_results(lay)
     assert table["bob"]["status"] == "graded"
     assert results["bob"]["digest"] == hashlib.sha256(renamed).hexdigest()  # his file's bytes were graded
     assert "'a.ipynb', 'b.ipynb'" in results["carol"]["detail"] and table["carol"]["status"] == "missing notebook"
     assert "linked" not in results["dave"]["detail"] and table["dave"]["status"] == "missing notebook"
+
+    pages = {s: lay.folder("feedback", s, ASSIGNMENT) / lay.feedback_name for s in ("alice", "bob", "carol", "fay")}
+    assert "Graded from your file" not in pages["fay"].read_text()  # a notebook under its own name
+    bob = visible_text(pages["bob"].read_text())
+    assert RENAMED_LINE in bob and bob.index(RENAMED_LINE) < bob.index("Total:")  # near the top, above the total
+    assert not pages["carol"].exists() and not pages["alice"].exists()  # nothing graded, no page
+
+
+def visible_text(page: str) -> str:
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", page.split("</head>", 1)[1])).split())
+
+
+def test_the_workers_page_of_a_renamed_notebook_is_rendered_again_saying_so():
+    """The worker renders the page without knowing the file's name; the batch, which found the file, renders it
+    again with the name kept in the autograded notebook."""
+    outcome = Outcome("bob", "graded", cells={}, notebook=RELEASED.read_text(), feedback=STAND_IN_PAGE)
+    batch.say_which_file(outcome, "training (1).ipynb", SPEC.notebook)
+    assert RENAMED_LINE in visible_text(outcome.feedback)
+    assert batch.HANDED_IN_KEY in outcome.notebook
+
+
+def test_pages_rendered_later_still_say_which_file_was_graded(course):
+    """After the batch (the test above): a hand grade re-renders the page from the autograded notebook, and
+    ``nbgrader generate_feedback`` renders it through RedactHiddenTests; both read the file's name from there."""
+    import nbformat
+
+    from g2c.grading.nbgrader_feedback import RedactHiddenTests
+
+    lay = layout(course)
+    result = batch.load_results(lay)["bob"]
+    now = {"cells": result["cells"], "comments": {}, "late_penalty": 0.0, "seconds_late": 0.0}
+    assert batch.rerender_feedback(lay, "bob", now, result)
+    assert RENAMED_LINE in visible_text((lay.folder("feedback", "bob", ASSIGNMENT) / lay.feedback_name).read_text())
+    nb = nbformat.read(lay.submission("autograded", "bob"), as_version=4)
+    info = {"db_url": lay.db_url, "assignment": ASSIGNMENT, "student": "bob", "notebook": lay.spec.stem}
+    redacted, _ = RedactHiddenTests().preprocess(nb, {"nbgrader": info})
+    assert RENAMED_LINE in redacted.cells[0].source.replace("**", "")  # the page's markdown, bold marks aside
 
 
 def test_a_renamed_notebook_is_read_as_the_notebook_is(course):
@@ -106,9 +148,9 @@ def test_a_renamed_notebook_is_read_as_the_notebook_is(course):
     put(course, "erin", {})
     folder = course / "submitted" / "erin" / ASSIGNMENT
     os.symlink(RELEASED, folder / "mine.ipynb")
-    assert find_notebook(lay, "erin") == (None, "")  # a link is not a notebook handed in
+    assert find_notebook(lay, "erin") == (None, "", "")  # a link is not a notebook handed in
     (folder / "mine (2).ipynb").write_bytes(b"{}")
-    assert find_notebook(lay, "erin") == (b"{}", "graded 'mine (2).ipynb', handed in instead of training.ipynb")
+    assert find_notebook(lay, "erin") == (b"{}", "graded 'mine (2).ipynb', handed in instead of training.ipynb", "mine (2).ipynb")
 
 
 HOLD = """

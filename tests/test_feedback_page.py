@@ -150,3 +150,23 @@ def test_the_page_keeps_what_nbconverts_closing_pass_adds_for_readers():
         return (html.count('tabindex="0"'), len(re.findall(r"<img(?![^>]*\balt=)", html)), html.count(feedback.NO_ALT))
 
     assert stops(ours) == stops(stock) and stops(ours)[0] > 20 and stops(ours)[1:] == (0, 1)
+
+
+def test_the_file_a_renamed_notebook_came_from_is_shown_as_text_under_the_title():
+    """The file's name is the student's text: shown on one line, quoted, never as markup or a heading of its own."""
+    hostile = "x <img src=x onerror=alert(1)>\n# forged **bold**.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("mine")])
+    nb.metadata[feedback.HANDED_IN_KEY] = {"graded": hostile, "expected": "training.ipynb"}
+    shown = Page(feedback.feedback_html(nb, {}, {}).split("</head>", 1)[1])
+    text = " ".join(shown.visible.split())
+    assert f"Graded from your file {hostile!r}, handed in instead of 'training.ipynb'" in text
+    assert text.index("Graded from your file") < text.index("Total:")
+    assert [tag for tag, _ in shown.tags].count("h1") == 1 and not [t for t, _ in shown.tags if t == "img"]
+
+
+@pytest.mark.parametrize("edited", [None, "training (1).ipynb", {"graded": 1, "expected": "training.ipynb"}, {"graded": "a"}])
+def test_no_file_line_unless_the_metadata_names_both_files(edited):
+    nb = nbformat.v4.new_notebook()
+    if edited is not None:
+        nb.metadata[feedback.HANDED_IN_KEY] = edited
+    assert "Graded from your file" not in feedback.redact(nb, {}, {}, 0.0).cells[0].source

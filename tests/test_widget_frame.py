@@ -65,6 +65,23 @@ def png() -> bytes:
     return to_png(fig)
 
 
+def test_to_png_renders_any_figure_dropping_alpha_only_where_every_pixel_is_opaque():
+    """Widget frames are opaque (RGB, a smaller PNG); a figure with a see-through face keeps its alpha."""
+    import io
+
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    for see_through, mode in ((False, "RGB"), (True, "RGBA")):
+        fig = Figure(figsize=(2, 1))  # no Agg canvas of its own: to_png gives it one
+        fig.subplots().set_title("t", fontsize=9)
+        if see_through:
+            fig.patch.set_alpha(0.0)
+        image = Image.open(io.BytesIO(to_png(fig, dpi=50)))
+        assert (image.mode, image.size) == (mode, (100, 50))
+        assert float(image.text["min-font-px"]) == pytest.approx(9 * 50 / 72, abs=0.01)
+
+
 # ---- the one nearest-value rule ------------------------------------------------------------
 
 def test_nearest_is_closest_on_a_log_axis():

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from ipywidgets.embed import embed_data
+from matplotlib.figure import Figure
 
 from g2c.data import regression
 from g2c.nn import MLP, seeded
@@ -33,7 +34,7 @@ from g2c.widgets import (
     optimizer_race,
     schedule_explorer,
 )
-from g2c.widgets.clipping import clip_example
+from g2c.widgets.clipping import ClippingFigure, clip_example
 from g2c.widgets.runs import Runs
 from g2c.widgets.sweep import best_smooth_lr
 
@@ -237,6 +238,74 @@ def test_schedule_explorer_sliders_cannot_reach_settings_the_schedule_refuses():
     assert min_lr.value == pytest.approx(1e-3) and shown(panel.image)
     max_steps.value = 2000
     assert warmup.max == 2000 and warmup.value == 300  # widening keeps the setting
+
+
+# ---- a slider move redraws one figure ---------------------------------------------------------
+
+SMALL = {  # each widget at a few training steps: the figure, not the runs, is what these tests watch
+    "lr_sweep": lambda **kw: lr_sweep(lrs=(1e-3, 0.1, 1.0), steps=20, **kw),
+    "optimizer_race": lambda **kw: optimizer_race(steps=20, **kw),
+    "clipping_demo": lambda **kw: clipping_demo(steps=20, **kw),
+    "schedule_explorer": schedule_explorer,
+}
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_a_slider_move_draws_on_the_widgets_one_figure(name, monkeypatch):
+    """A move changes the artists of the figure the widget keeps: building a figure per frame (axes, ticks,
+    legend, a new Agg renderer) was most of an answer's time, and the schedule and clipping widgets did."""
+    panel = SMALL[name]()
+    made: list[Figure] = []
+    build = Figure.__init__
+
+    def counted(self, *args, **kwargs):
+        made.append(self)
+        build(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "__init__", counted)
+    controls = [c for n, c in CONTROLS if n == name]
+    for control in controls:
+        before = shown(panel.image)
+        move(panel.controls[control])  # a setting not seen before: a new frame is drawn
+        assert shown(panel.image) != before, f"{name}: moving {control} drew nothing new"
+    assert made == [], f"{name}: {len(made)} figures built for {len(controls)} slider moves"
+
+
+@pytest.mark.parametrize(("name", "moves"), [
+    ("schedule_explorer", (("warmup_steps", 0), ("max_steps", 2000), ("max_lr", 1e-2))),
+    ("schedule_explorer", (("warmup_steps", 0), ("max_lr", 1e-2), ("warmup_steps", 400))),  # the warmup phase empty, then back
+    ("clipping_demo", (("max_norm", 5.0), ("lr", 0.03))),
+    ("clipping_demo", (("lr", 0.03), ("max_norm", 0.05), ("lr", 0.5))),
+])
+def test_a_frame_drawn_after_others_is_the_frame_a_fresh_widget_draws(name, moves):
+    """The kept figure carries nothing from earlier frames (limits, hidden phase names, bar heights, labels):
+    the last frame of a walk over settings is byte for byte the first frame of a widget built at them."""
+    panel = SMALL[name]()
+    for control, value in moves:
+        slider = panel.controls[control]
+        if isinstance(slider, ipywidgets.SelectionSlider):
+            slider.index = slider.grid.index(value)
+        else:
+            slider.value = value
+    fresh = SMALL[name](**dict(moves)).image
+    assert shown(panel.image) == shown(fresh)
+    assert alt(panel.image) == alt(fresh)
+
+
+def test_the_clipping_figures_axes_fit_each_frames_own_run():
+    """Each frame's limits come from its own data: a run's gradient norms and max_norm are inside the log axis,
+    the example's components inside the bar axis, whatever was drawn before (a kept figure never rescales itself)."""
+    grads = [torch.tensor(g) for g in ([2.0, -1.5], [0.1, 0.2, -0.1], [0.4])]
+    figure = ClippingFigure(torch.cat(grads), [g.numel() for g in grads])
+    runner = Runs(None, None, None, steps=20)
+    for max_norm, lr in ((5.0, 0.03), (0.05, 0.5), (1.0, 0.1)):
+        history = runner.run(lr, clip=max_norm)
+        figure.png(clip_example(grads, max_norm), history, max_norm, lr)
+        low, high = figure.run.get_ylim()
+        norms = [n for n in history.grad_norm if np.isfinite(n)]
+        assert low <= min(*norms, max_norm) and max(*norms, max_norm) <= high, (max_norm, lr, (low, high), norms)
+        bottom, top = figure.bars.get_ylim()
+        assert bottom <= -1.5 and 2.0 <= top and top < 3.0, (bottom, top)
 
 
 # ---- static mode --------------------------------------------------------------------------

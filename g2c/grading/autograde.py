@@ -38,10 +38,11 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from g2c.grading import path_with_this_environment, received
 from g2c.grading.course import GRADES_COLUMNS, Layout, atomic_write, grade_cells, layout, load_results
-from g2c.grading.feedback import REASONS_KEY, minutes_late, standing
+from g2c.grading.feedback import HANDED_IN_INSTEAD, HANDED_IN_KEY, REASONS_KEY, minutes_late, standing
 from g2c.grading.notebook_build import grading_facts
 from g2c.grading.report import write_report
 from g2c.grading.sandbox.limits import CELL_TIMEOUT, MEMORY_MB, TIMEOUT
@@ -56,7 +57,6 @@ SCRATCH = "/dev/shm"  # a tmpfs on Linux
 # prints ids into HTML unescaped, terminals obey escape codes, spreadsheets run a leading "=" as a formula.
 PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 REFUSED = "refused: not a plain student id"  # the status of a submission under any other id
-HANDED_IN_INSTEAD = "handed in instead of"  # in the detail of a notebook graded under another file name
 
 
 def autograde(course: Path, submitted: Path | None = None, out: Path | None = None, *, wait: bool = False,
@@ -109,7 +109,7 @@ def grade_batch(course: Path, submitted: Path | None = None, out: Path | None = 
     done = {} if force else load_results(lay)
     found = {s: find_notebook(lay, s) for s in students}
     secret = course_secret(Path(lay.db_url.removeprefix("sqlite:///")).parent if lay.db_url.startswith("sqlite:///") else course)
-    jobs_all = [Job(s, str(spec.folder), found[s][0], b"", checks, source_cells, timeout, memory_mb, cell_timeout,
+    jobs_all = [Job(s, str(spec.folder), found[s].data, b"", checks, source_cells, timeout, memory_mb, cell_timeout,
                     isolate, secret) for s in students]
     todo = [job for job in jobs_all if (job.student == regrade if regrade else _needs_grading(done.get(job.student), job))]
     # workers warm up while the assignment is registered; none start when only hand grades changed
@@ -124,7 +124,10 @@ def grade_batch(course: Path, submitted: Path | None = None, out: Path | None = 
         max_score = sum(grade_cells(lay).values())
         for outcome in _with_progress(_run(todo, pool, scheduler), len(todo), progress):
             outcome.max_score = max_score
-            outcome.detail = "; ".join(filter(None, [found[outcome.student_id][1], outcome.detail]))
+            handed_in = found[outcome.student_id]
+            outcome.detail = "; ".join(filter(None, [handed_in.note, outcome.detail]))
+            if handed_in.renamed:
+                say_which_file(outcome, handed_in.renamed, spec.notebook)
             record(lay, outcome)
     finally:  # even when interrupted: grades.csv reflects every result recorded so far
         if pool:
@@ -230,18 +233,42 @@ def read_submission(lay: Layout, student: str, name: str | None = None) -> bytes
     return data
 
 
-def find_notebook(lay: Layout, student: str) -> tuple[bytes | None, str]:
-    """(the student's notebook, a note for the detail). A notebook handed in under another name (``training (1).ipynb``)
-    is graded when it is the only .ipynb in the folder; several are named, none is guessed."""
+class Found(NamedTuple):
+    data: bytes | None  # the notebook's bytes (None: none to grade)
+    note: str = ""  # for the result's detail
+    renamed: str = ""  # the file graded, when it is not the notebook's own name
+
+
+def find_notebook(lay: Layout, student: str) -> Found:
+    """The student's notebook. A notebook handed in under another name (``training (1).ipynb``) is graded when it
+    is the only .ipynb in the folder; several are named, none is guessed."""
     data = read_submission(lay, student)
     if data is not None:
-        return data, ""
+        return Found(data)
     others = other_notebooks(lay, student)
     if len(others) == 1:
-        return read_submission(lay, student, others[0]), f"graded {others[0]!r}, {HANDED_IN_INSTEAD} {lay.spec.notebook}"
+        note = f"graded {others[0]!r}, {HANDED_IN_INSTEAD} {lay.spec.notebook}"
+        return Found(read_submission(lay, student, others[0]), note, others[0])
     if others:
-        return None, f"found {', '.join(map(repr, others))}: rename the one to grade {lay.spec.notebook}"
-    return None, ""
+        return Found(None, f"found {', '.join(map(repr, others))}: rename the one to grade {lay.spec.notebook}")
+    return Found(None)
+
+
+def say_which_file(outcome: Outcome, graded: str, expected: str) -> None:
+    """A notebook graded from a file under another name: the autograded notebook keeps the file's name (pages
+    rendered later, after hand grades or by ``nbgrader generate_feedback``, read it there) and the feedback page
+    is rendered again from it, saying near its top which file was graded and what to name it."""
+    import nbformat
+
+    from g2c.grading.feedback import feedback_html
+
+    if outcome.notebook is None:
+        return
+    nb = nbformat.reads(outcome.notebook, as_version=4)
+    nb.metadata[HANDED_IN_KEY] = {"graded": graded, "expected": expected}
+    outcome.notebook = nbformat.writes(nb)
+    if outcome.feedback is not None:
+        outcome.feedback = feedback_html(nb, outcome.cells, outcome.reasons)  # changes nb: written out above
 
 
 def other_notebooks(lay: Layout, student: str) -> list[str]:

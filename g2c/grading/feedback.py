@@ -22,6 +22,8 @@ from g2c.grading.sandbox.intake import ACTING_TEX
 
 TITLE = "Feedback: Module 03B — Training"
 REASONS_KEY = "g2c_reasons"  # autograded notebook metadata: grade_id -> why points were lost
+HANDED_IN_KEY = "g2c_handed_in_as"  # autograded notebook metadata: {"graded": the file graded, "expected": the name asked}
+HANDED_IN_INSTEAD = "handed in instead of"  # the terminal's line and the page's, for a notebook under another name
 HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?", re.S | re.M)
 
 
@@ -67,6 +69,16 @@ def _total(scores: dict[str, float | None], points: dict[str, float], late_penal
     return line
 
 
+def handed_in_line(handed_in: object) -> str:
+    """For a notebook graded from a file under another name (``training (1).ipynb``): which file was graded, and the
+    name to give it next time. Empty for anything but {"graded": str, "expected": str} (the metadata may be edited)."""
+    if not isinstance(handed_in, dict) or not all(isinstance(handed_in.get(k), str) for k in ("graded", "expected")):
+        return ""
+    graded, expected = (_markdown_text(repr(handed_in[k])) for k in ("graded", "expected"))  # repr: one line, quoted
+    return (f"**Graded from your file {graded}**, {HANDED_IN_INSTEAD} {expected}: name your notebook {expected} "
+            "next time (a notebook under another name is graded only when it is the only one handed in).")
+
+
 def verdict_output(score: float | None, points: float, reasons: list[str]) -> nbformat.NotebookNode:
     """What a test cell shows once graded: the grader's verdict, never the student kernel's output."""
     full = (score or 0) >= points
@@ -82,7 +94,8 @@ def redact(nb, scores: dict[str, float | None], reasons: dict[str, list[str]], l
     The reasons come from the grader's comparison of the student's answers with the reference
     (``g2c.grading.compare``), never from what ran in the student's kernel; ``comments`` are the
     grader's hand-grading comments (formgrader's, by cell name), shown beside the part they explain.
-    A score of None is a written answer no one has graded yet.
+    A score of None is a written answer no one has graded yet. A notebook graded from a file under another name
+    (``HANDED_IN_KEY`` in its metadata) is said so under the title.
     """
     comments = {k: v for k, v in (comments or {}).items() if v and v.strip()}
     summary = ["| part | score | why points were lost |", "| --- | --- | --- |"]
@@ -106,7 +119,8 @@ def redact(nb, scores: dict[str, float | None], reasons: dict[str, list[str]], l
             summary.append(f"| `{grade_id}` (written) | {shown} | {_markdown_text('; '.join(said + unexplained))} |")
     summary += [f"| `{name}` | | {_markdown_text(f'the grader: {text}')} |" for name, text in sorted(comments.items())]
     nb.metadata["title"] = TITLE  # the page's title, whoever renders it (nbconvert would take the file's name, or "Notebook")
-    head = f"# {TITLE}\n\n{_total(scores, worth, late_penalty, seconds_late)}\n\n"
+    top = [f"# {TITLE}", handed_in_line(nb.metadata.get(HANDED_IN_KEY)), _total(scores, worth, late_penalty, seconds_late)]
+    head = "\n\n".join(filter(None, top)) + "\n\n"
     nb.cells.insert(0, nbformat.v4.new_markdown_cell(head + "\n".join(summary)))
     return nb
 

@@ -15,7 +15,7 @@ from nbconvert.preprocessors import Preprocessor
 from nbgrader.api import Gradebook
 from traitlets import Bool
 
-from g2c.grading.feedback import REASONS_KEY, redact, standing
+from g2c.grading.feedback import HANDED_IN_KEY, REASONS_KEY, redact, standing
 from g2c.grading.sandbox.intake import inert_notebook
 
 
@@ -34,5 +34,8 @@ class RedactHiddenTests(Preprocessor):
             now = standing(gb.find_submission(info["assignment"], info["student"]), info["notebook"])
         reasons = nb.metadata.get(REASONS_KEY, {})
         reasons = dict(reasons) if isinstance(reasons, dict) else {}
-        return redact(inert_notebook(nb), now["cells"], reasons, now["late_penalty"], now["comments"],
-                      now["seconds_late"]), resources
+        handed_in = nb.metadata.get(HANDED_IN_KEY)
+        nb = inert_notebook(nb)  # keeps no metadata of the notebook's own: the file it came from is put back
+        if handed_in is not None:
+            nb.metadata[HANDED_IN_KEY] = handed_in
+        return redact(nb, now["cells"], reasons, now["late_penalty"], now["comments"], now["seconds_late"]), resources

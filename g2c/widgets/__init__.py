@@ -48,7 +48,10 @@ and changes with it; colour is never the only cue (line styles, markers, hatchin
 A ``Picture`` with no PNG is hidden, so a message is never under an empty or stale picture.
 
 Live mode (default): Python callbacks redraw; every answer costs at most one tiny training
-run plus one PNG (well under a second), and results are cached.
+run plus one PNG (well under a second), and results are cached. A widget keeps one figure for
+all its frames (``sweep.SweepFigure``, ``race.RaceFigure``, ``clipping.ClippingFigure``,
+``schedule.ScheduleFigure``): a slider move changes artists' data and renders, it builds no
+figure, axes or legend (``make bench`` compares a redraw with one on a new figure).
 
 Static mode, for the book (``static=True``): every frame is precomputed into an
 ``ipywidgets.Stack`` of ``Picture`` widgets and a ``SelectionSlider``'s ``index`` is ``jslink``-ed

@@ -49,42 +49,68 @@ def clip_example(grads: Sequence[torch.Tensor], max_norm: float, clip: Callable[
     }
 
 
-def draw(example: dict, history: History, max_norm: float, lr: float) -> bytes:
-    fig, (bars, run) = new_figure(9.5, 4.8, ncols=2, legend_below=0.2)
-    n = len(example["flat"])
-    x = np.arange(n)
-    width = 0.27
-    bars.bar(x - width, example["flat"].numpy(), width, color="#aaaaaa", label="gradient")
-    bars.bar(x, example["flat_global"].numpy(), width, color="#1f77b4", label=f"global clip (x{example['scale']:.2f})")
-    bars.bar(
-        x + width, example["flat_per"].numpy(), width, color="#d62728", hatch="///", edgecolor="white",
-        label="per-tensor clip (wrong)",
-    )
-    edge = -0.5
-    for size in example["sizes"][:-1]:
-        edge += size
-        bars.axvline(edge, color="black", lw=0.5, ls=":")
-    bars.axhline(0, color="black", lw=0.5)
-    bars.set_xticks(list(range(n)))
-    bars.set_xlabel("component (dotted: tensor boundary)")
-    bars.set_title(
-        f"norm {example['before']:.2f} -> {example['after']:.2f}; "
-        f"cos {example['cos_global']:.3f} vs {example['cos_per_tensor']:.3f}",
-        fontsize=10,
-    )
-    legend_below(bars, ncol=1)
+class ClippingFigure:
+    """Left: the example gradient's components, clipped globally and per tensor. Right: a run's gradient norms.
 
-    steps = range(len(history.grad_norm))
-    run.semilogy(steps, history.grad_norm, color="#555555", lw=1, label="global grad norm (before clip)")
-    fired = [i for i, c in enumerate(history.clipped) if c]
-    run.scatter(fired, [history.grad_norm[i] for i in fired], color="#d62728", s=8, zorder=3, label="clipped")
-    run.axhline(max_norm, color="#1f77b4", ls="--", label=f"max_norm {fmt(max_norm)}")
-    note = f", inf or NaN at step {history.diverged_at}" if history.diverged else ""
-    run.set_title(f"lr {fmt(lr)}: clipped on {100 * history.clip_rate:.0f}% of steps{note}", fontsize=10)
-    run.set_xlabel("step")
-    run.set_ylabel("global gradient norm (log)")
-    legend_below(run, ncol=1)
-    return to_png(fig)
+    One figure for every frame of a widget: the axes, tick positions, tensor boundaries and legends are laid out
+    once (the example's components and tensors never change); ``png(...)`` sets the bars' heights, the run's
+    curve and the words of one frame, and renders.
+    """
+
+    WIDTH = 0.27
+
+    def __init__(self, flat: torch.Tensor, sizes: Sequence[int]):
+        self.fig, (bars, run) = new_figure(9.5, 4.8, ncols=2, legend_below=0.2)
+        self.bars, self.run = bars, run
+        x = np.arange(len(flat))
+        bars.bar(x - self.WIDTH, flat.numpy(), self.WIDTH, color="#aaaaaa", label="gradient")
+        self.global_bars = bars.bar(x, flat.numpy(), self.WIDTH, color="#1f77b4", label="global clip")
+        self.per_tensor_bars = bars.bar(
+            x + self.WIDTH, flat.numpy(), self.WIDTH, color="#d62728", hatch="///", edgecolor="white",
+            label="per-tensor clip (wrong)",
+        )
+        edge = -0.5
+        for size in sizes[:-1]:
+            edge += size
+            bars.axvline(edge, color="black", lw=0.5, ls=":")
+        bars.axhline(0, color="black", lw=0.5)
+        bars.set_xticks(list(range(len(flat))))
+        bars.set_xlabel("component (dotted: tensor boundary)")
+        legend_below(bars, ncol=1)
+        self.scale_label = bars.get_legend().get_texts()[1]
+
+        run.set_yscale("log")
+        (self.norms,) = run.plot([], [], color="#555555", lw=1, label="global grad norm (before clip)")
+        self.fired = run.scatter([], [], color="#d62728", s=8, zorder=3, label="clipped")
+        self.threshold = run.axhline(1, color="#1f77b4", ls="--", label="max_norm")
+        run.set_xlabel("step")
+        run.set_ylabel("global gradient norm (log)")
+        legend_below(run, ncol=1)
+        self.threshold_label = run.get_legend().get_texts()[2]
+
+    def png(self, example: dict, history: History, max_norm: float, lr: float) -> bytes:
+        for bar, height in zip(self.global_bars, example["flat_global"].tolist()):
+            bar.set_height(height)
+        for bar, height in zip(self.per_tensor_bars, example["flat_per"].tolist()):
+            bar.set_height(height)
+        self.scale_label.set_text(f"global clip (x{example['scale']:.2f})")
+        self.bars.set_title(
+            f"norm {example['before']:.2f} -> {example['after']:.2f}; "
+            f"cos {example['cos_global']:.3f} vs {example['cos_per_tensor']:.3f}",
+            fontsize=10,
+        )
+
+        fired = [i for i, c in enumerate(history.clipped) if c]
+        self.norms.set_data(range(len(history.grad_norm)), history.grad_norm)
+        self.fired.set_offsets(np.array([(i, history.grad_norm[i]) for i in fired], dtype=float).reshape(-1, 2))
+        self.threshold.set_ydata([max_norm, max_norm])
+        self.threshold_label.set_text(f"max_norm {fmt(max_norm)}")
+        note = f", inf or NaN at step {history.diverged_at}" if history.diverged else ""
+        self.run.set_title(f"lr {fmt(lr)}: clipped on {100 * history.clip_rate:.0f}% of steps{note}", fontsize=10)
+        for ax in (self.bars, self.run):  # limits from this frame's data only, never from frames drawn before
+            ax.relim()
+            ax.autoscale_view()
+        return to_png(self.fig)
 
 
 def alt_text(example: dict, history: History, max_norm: float, lr: float) -> str:
@@ -156,10 +182,12 @@ def clipping_demo(
     lr_grid = grid_with([check_lr(x, "every lr in lrs") for x in lrs], lr)
     runner = Runs(model, data, optimizer, steps=steps, seed=seed)
 
+    figure = ClippingFigure(torch.cat(tensors), [t.numel() for t in tensors])
+
     def frame(m: float, x: float) -> Frame:
         example = clip_example(tensors, m, clip)
         history = runner.run(x, clip=m)
-        return Frame(draw(example, history, m, x), alt_text(example, history, m, x), readout_html(example, history, m))
+        return Frame(figure.png(example, history, m, x), alt_text(example, history, m, x), readout_html(example, history, m))
 
     if static:
         frames = [frame(m, lr) for m in norm_grid]

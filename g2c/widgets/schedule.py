@@ -27,27 +27,51 @@ def curve(
     ]
 
 
-def draw(warmup_steps: int, max_steps: int, max_lr: float, min_lr: float, schedule: Schedule = cosine_with_warmup) -> bytes:
-    """The curve of ``schedule`` (g2c's ``cosine_with_warmup`` by default) over its three shaded, named phases."""
-    steps, lrs = curve(warmup_steps, max_steps, max_lr, min_lr, schedule)
-    end = steps[-1]
-    fig, (ax,) = new_figure(8.0, 4.2, legend_below=0.15)
-    fig.subplots_adjust(left=0.14)  # room for the ylabel beside 0.003-style ticks
-    ax.axvspan(0, warmup_steps, color="#fde9c9", label=f"warmup: {warmup_steps} steps")
-    ax.axvspan(warmup_steps, max_steps, color="#dbe9f6", label=f"cosine decay to step {max_steps}")
-    ax.axvspan(max_steps, end, color="#e6e6e6", label="floor: min_lr")
-    for start, stop, name in ((0, warmup_steps, "warmup"), (warmup_steps, max_steps, "cosine decay"), (max_steps, end, "floor")):
-        if stop > start:  # named inside the phase too, so the shading's colour is not the only cue
-            ax.text((start + stop) / 2, 0.04 * max_lr, name, ha="center", fontsize=9, color="#333333")
-    ax.plot(steps, lrs, color="black", lw=2)
-    ax.axhline(max_lr, color="#d62728", ls=":", lw=1)
-    ax.set_xlim(0, end)
-    ax.set_ylim(0, 1.1 * max_lr)
-    ax.set_xlabel("step")
-    ax.set_ylabel("learning rate")
-    ax.set_title(f"warmup_steps={warmup_steps}, max_steps={max_steps}, max_lr={fmt(max_lr)}, min_lr={fmt(min_lr)}", fontsize=10)
-    legend_below(ax, ncol=3)
-    return to_png(fig)
+PHASES = (("#fde9c9", "warmup"), ("#dbe9f6", "cosine decay"), ("#e6e6e6", "floor"))
+
+
+class ScheduleFigure:
+    """The curve of a schedule over its three shaded, named phases, on one figure kept for every frame.
+
+    The axes, labels and legend are laid out once; ``png(...)`` moves the phases, the curve, the limits and
+    the words to the frame's settings and renders: a slider move changes artists' data, it builds no figure.
+    """
+
+    def __init__(self) -> None:
+        self.fig, (ax,) = new_figure(8.0, 4.2, legend_below=0.15)
+        self.fig.subplots_adjust(left=0.14)  # room for the ylabel beside 0.003-style ticks
+        self.ax = ax
+        self.spans = [ax.axvspan(0, 1, color=color, label=name) for color, name in PHASES]
+        # each phase named inside it too, so the shading's colour is not the only cue
+        self.names = [ax.text(0, 0, name, ha="center", fontsize=9, color="#333333") for _, name in PHASES]
+        (self.line,) = ax.plot([], [], color="black", lw=2)
+        self.peak = ax.axhline(1, color="#d62728", ls=":", lw=1)
+        ax.set_xlabel("step")
+        ax.set_ylabel("learning rate")
+        legend_below(ax, ncol=3)
+        self.legend_texts = ax.get_legend().get_texts()
+
+    def png(
+        self, warmup_steps: int, max_steps: int, max_lr: float, min_lr: float, schedule: Schedule = cosine_with_warmup
+    ) -> bytes:
+        steps, lrs = curve(warmup_steps, max_steps, max_lr, min_lr, schedule)
+        end = steps[-1]
+        labels = (f"warmup: {warmup_steps} steps", f"cosine decay to step {max_steps}", "floor: min_lr")
+        bounds = ((0, warmup_steps), (warmup_steps, max_steps), (max_steps, end))
+        for span, name, text, label, (start, stop) in zip(self.spans, self.names, self.legend_texts, labels, bounds):
+            span.set_x(start)
+            span.set_width(stop - start)
+            name.set_position(((start + stop) / 2, 0.04 * max_lr))
+            name.set_visible(stop > start)
+            text.set_text(label)
+        self.line.set_data(steps, lrs)
+        self.peak.set_ydata([max_lr, max_lr])
+        self.ax.set_xlim(0, end)
+        self.ax.set_ylim(0, 1.1 * max_lr)
+        self.ax.set_title(
+            f"warmup_steps={warmup_steps}, max_steps={max_steps}, max_lr={fmt(max_lr)}, min_lr={fmt(min_lr)}", fontsize=10
+        )
+        return to_png(self.fig)
 
 
 def alt_text(warmup_steps: int, max_steps: int, max_lr: float, min_lr: float, schedule: Schedule = cosine_with_warmup) -> str:
@@ -74,9 +98,15 @@ def describe(warmup_steps: int, max_steps: int, max_lr: float, min_lr: float, sc
     )
 
 
-def frame(warmup_steps: int, max_steps: int, max_lr: float, min_lr: float, schedule: Schedule = cosine_with_warmup) -> Frame:
-    settings = (warmup_steps, max_steps, max_lr, min_lr, schedule)
-    return Frame(draw(*settings), alt_text(*settings), describe(*settings))
+def frames(schedule: Schedule = cosine_with_warmup) -> Callable[..., Frame]:
+    """``frame(warmup_steps, max_steps, max_lr, min_lr)``: picture, alt text and caption, all drawn on one figure."""
+    figure = ScheduleFigure()
+
+    def frame(warmup_steps: int, max_steps: int, max_lr: float, min_lr: float) -> Frame:
+        settings = (warmup_steps, max_steps, max_lr, min_lr, schedule)
+        return Frame(figure.png(*settings), alt_text(*settings), describe(*settings))
+
+    return frame
 
 
 def keep_settings_valid(controls: dict[str, widgets.Widget]) -> None:
@@ -114,8 +144,9 @@ def schedule_explorer(
     """
     if static:
         warmups = grid_with([w for w in WARMUPS if w <= max_steps], int(warmup_steps))
-        frames = [frame(int(w), max_steps, max_lr, min_lr, schedule) for w in warmups]
-        return static_panel("warmup steps", [f"{w:g}" for w in warmups], frames, index=nearest(warmups, warmup_steps))
+        frame = frames(schedule)
+        shown = [frame(int(w), max_steps, max_lr, min_lr) for w in warmups]
+        return static_panel("warmup steps", [f"{w:g}" for w in warmups], shown, index=nearest(warmups, warmup_steps))
 
     controls = {
         "warmup_steps": widgets.IntSlider(
@@ -138,4 +169,5 @@ def schedule_explorer(
     schedule(0, warmup_steps=warmup_steps, max_steps=max_steps, max_lr=max_lr, min_lr=min_lr)  # bad settings: its message
     keep_settings_valid(controls)
     rows = [("warmup_steps", "max_steps"), ("max_lr", "min_lr")]
-    return live(controls, lambda values: frame(**values, schedule=schedule), what="cosine_with_warmup", rows=rows)
+    frame = frames(schedule)
+    return live(controls, lambda values: frame(**values), what="cosine_with_warmup", rows=rows)
