@@ -42,16 +42,18 @@ def same_but_colour(fig: Figure) -> list[str]:
 
 @pytest.fixture
 def drawn(monkeypatch) -> list[Figure]:
-    """Every figure a widget renders (captured as it is saved to PNG)."""
+    """Every figure a widget renders (captured as Agg draws it: g2c.widgets.render.to_png draws the canvas itself)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     figures: list[Figure] = []
-    save = Figure.savefig
+    draw = FigureCanvasAgg.draw
 
-    def capture(self: Figure, *args, **kwargs):
-        assert not same_but_colour(self), same_but_colour(self)  # checked while the frame's artists are on it
-        figures.append(self)
-        return save(self, *args, **kwargs)
+    def capture(self: FigureCanvasAgg, *args, **kwargs):
+        assert not same_but_colour(self.figure), same_but_colour(self.figure)  # while the frame's artists are on it
+        figures.append(self.figure)
+        return draw(self, *args, **kwargs)
 
-    monkeypatch.setattr(Figure, "savefig", capture)
+    monkeypatch.setattr(FigureCanvasAgg, "draw", capture)
     return figures
 
 
