@@ -38,7 +38,8 @@ from g2c.grading import received
 from g2c.grading.autograde import arrival, notebook_digest
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="makes throwaway accounts (useradd) and plants as them (setpriv)"),
-              pytest.mark.slow]  # accounts, a course's gradebook, two collects of a planted class: ~5 s
+              pytest.mark.slow,  # accounts, a course's gradebook, two collects of a planted class: ~5 s
+              pytest.mark.batch]  # beside the shared class (`make pytest-batch`)
 
 SUFFIX = secrets.token_hex(3)
 ALICE, BOB, EVE = (f"g2c{role}{SUFFIX}" for role in ("alice", "bob", "eve"))  # real accounts, made for the module

@@ -25,6 +25,8 @@ from g2c.grading.autograde import find_notebook, one_run_at_a_time, plain_ids, r
 from g2c.grading.course import grade_cells, layout
 from g2c.grading.worker import Outcome
 
+pytestmark = pytest.mark.batch  # it runs g2c autograde or collect: in `make pytest-batch`, beside the shared class
+
 HOSTILE = ["<img src=x onerror=alert(1)>", "\x1b[2J\x1b[31mred", "=HYPERLINK(\"http://x\")", "new\nline", "glob[1]",
            "spaced name *", "a" * 65]
 ESCAPES = "\x1b[2J\nforged: 100/100 graded"  # what a crashing notebook could put in its error's detail

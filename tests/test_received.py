@@ -26,6 +26,8 @@ from g2c.grading.autograde import arrival, autograde, flagged_timestamps, read_s
 from g2c.grading.course import grade_cells, layout
 from g2c.grading.worker import Outcome
 
+pytestmark = pytest.mark.batch  # it runs g2c autograde or collect: in `make pytest-batch`, beside the shared class
+
 HONEST, LATE, BY_HAND = "honest", "late", "by-hand"
 STOCK = "stock"  # on time, collected by nbgrader's own collect (after the due date): no record
 STOCK_LATE = "stock-late"  # on time, then again late with other bytes; nbgrader's own collect takes the late one
