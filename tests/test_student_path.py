@@ -29,7 +29,8 @@ from conftest import ASSIGNMENT, ROOT, SPEC
 from g2c.cli import INSTRUCTOR_ONLY, INSTRUCTOR_SERVER_EXTENSIONS
 from g2c.grading.course import course_config
 
-pytestmark = pytest.mark.slow  # a real Jupyter server and three nbgrader commands: about 15 s
+# a real Jupyter server and three nbgrader commands: about 15 s; through the exchange, beside the shared class
+pytestmark = [pytest.mark.slow, pytest.mark.batch]
 STUDENT = "alice"  # the id the student's nbgrader config gives
 LOGIN = "mallory"  # what USER says: not the submitter's id
 NOTEBOOK = SPEC.notebook
@@ -54,6 +55,9 @@ def instructor(course: Path, action: str) -> None:
     """nbgrader's own release_assignment / collect / release_feedback, with the course's configuration."""
     from nbgrader.apps import NbGraderAPI
 
+    from g2c.grading import path_with_this_environment
+
+    os.environ["PATH"] = path_with_this_environment()  # nbgrader's API runs `alembic` from PATH, as g2c autograde sets it
     result = getattr(NbGraderAPI(config=course_config(course)), action)(ASSIGNMENT)
     assert result["success"], result.get("error") or result.get("log")
 
