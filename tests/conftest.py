@@ -65,8 +65,9 @@ TIMEOUT, CELL_TIMEOUT, MEMORY = 90, 20, 2048
 # The limits of the second run, for the students whose hang is the point (``batch_limit_bound``): each costs
 # HANG_TIMEOUT of a worker at most instead of TIMEOUT. HANG_TIMEOUT still leaves an honest probe (about a second)
 # time to finish, or to record what it verified before a late hang, and a kernel time to start and stop a hanging
-# second cell after HANG_CELL_TIMEOUT, on a loaded machine.
-HANG_TIMEOUT, HANG_CELL_TIMEOUT = 12, 4
+# second cell on a loaded machine: a cell that ignores the interrupt is shown after two HANG_CELL_TIMEOUTs (its own,
+# then nbclient's wait for its output), so start, setup cell and 8 s; 12 s was missed once with the book built beside.
+HANG_TIMEOUT, HANG_CELL_TIMEOUT = 15, 4
 # Four workers for them, not two: most of those hangs sleep (test_autograde_hostile.batch_limit_bound), so the
 # second run mostly waits, and with two workers its 56 s of waiting were the end of `make test`'s longer load.
 HANG_JOBS = 4
