@@ -70,8 +70,10 @@ pytest-rest: $(STAMP)
 	$(PY) -m pytest -q -m "not batch" --durations=20
 
 ## unit: the inner loop: every test but the slow ones (sandboxed grading, real kernels), in about a minute
+# On every core (pytest-xdist); worksteal: a few modules' fixtures train runs for seconds, and an idle worker takes
+# tests from a busy one.
 unit: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n auto --dist worksteal
 
 ## lint: ruff over every Python file and notebook source, and the layer contracts (rules in pyproject.toml)
 lint: $(STAMP)

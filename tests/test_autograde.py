@@ -229,6 +229,7 @@ def test_a_grading_run_reads_the_facts_make_release_recorded_instead_of_training
     assert known == recorded
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch, nbgrader and nbconvert
 def test_what_the_grading_workers_preload_starts_no_thread():
     """The forkserver imports it once for every worker; a worker with a thread could not make its private scratch."""
     from g2c.grading.autograde import WORKER_IMPORTS
