@@ -68,7 +68,7 @@ class Job:
     cell_timeout: float = CELL_TIMEOUT  # seconds per notebook cell
     isolate: bool = True
     secret: bytes = b""  # the course's probe secret (g2c.grading.seeding): never sent to the sandbox
-    facts: dict = field(default_factory=dict)  # the assignment's computed facts (notebook_build.Facts.computed), computed once
+    facts: dict = field(default_factory=dict)  # the facts that train runs (notebook_build.grading_facts), read once per batch
 
     @property
     def spec(self) -> Assignment:
