@@ -203,11 +203,15 @@ def test_the_notebook_run_skips_only_the_test_cells_whose_output_is_the_verdict(
     assert skipped - widgets == set(decided) and set(decided) == set(SPEC.graded)
 
 
-def test_the_preamble_computes_no_fact_it_does_not_name():
+def test_the_preamble_computes_no_fact_it_does_not_name(monkeypatch):
     """The diagnosis key trains real runs: a grading worker takes it from its job (computed once), the preamble never asks."""
-    known = build.Facts(SPEC)
-    assert "KINDS" in build.preamble_of(SPEC, known) and "diagnosis_key" in known
-    assert "diagnosis_key" not in known.known
+    build.facts.cache_clear()
+    try:
+        monkeypatch.setattr(build, "cell_body", lambda *_: pytest.fail("the preamble computed the diagnosis key"))
+        assert "KINDS = " in build.preamble(SPEC) and "diagnosis_key" in build.facts(SPEC)
+        assert "diagnosis_key" not in build.facts(SPEC).known
+    finally:
+        build.facts.cache_clear()
     worker_side = build.Facts(SPEC)
     worker_side.learn({"diagnosis_key": {"A": "underfit"}, "not_a_fact": 1})
     assert worker_side["diagnosis_key"] == {"A": "underfit"} and "not_a_fact" not in worker_side

@@ -97,12 +97,9 @@ class Facts(Mapping[str, Any]):
             self.known[name] = imported(how) if isinstance(how, str) else imported(how["call"])(cell_body(self.spec, how["cell"]))
         return self.known[name]
 
-    def computed(self) -> dict[str, Any]:
-        """Every computed fact, computed: what a grading coordinator sends its workers (``learn``)."""
-        return {name: self[name] for name in self.spec.computed}
-
     def recorded(self) -> dict[str, Any]:
-        """The facts computed by calling a function on a cell (the diagnosis key trains real runs), for FACTS_FILE."""
+        """The facts computed by calling a function on a cell (the diagnosis key trains real runs): FACTS_FILE's, and
+        what a grading coordinator sends its workers (``learn``)."""
         return {name: self[name] for name, how in self.spec.computed.items() if not isinstance(how, str)}
 
     def learn(self, values: dict[str, Any]) -> None:
@@ -145,11 +142,7 @@ def facts_text(spec: Assignment) -> str:
 
 def preamble(spec: Assignment) -> str:
     """What the probe runs before the answer cells (facts filled)."""
-    return preamble_of(spec, facts(spec))
-
-
-def preamble_of(spec: Assignment, known: Mapping[str, Any]) -> str:
-    return fill(spec.preamble, known).strip() + "\n"
+    return fill(spec.preamble, facts(spec)).strip() + "\n"
 
 
 # ---------------------------------------------------------------- cutting code out of modules
