@@ -42,7 +42,7 @@ from typing import NamedTuple
 
 from g2c.grading import path_with_this_environment, received
 from g2c.grading.course import GRADES_COLUMNS, Layout, atomic_write, grade_cells, layout, load_results
-from g2c.grading.feedback import HANDED_IN_INSTEAD, HANDED_IN_KEY, REASONS_KEY, minutes_late, standing
+from g2c.grading.feedback import HANDED_IN_INSTEAD, REASONS_KEY, minutes_late, standing
 from g2c.grading.notebook_build import grading_facts
 from g2c.grading.report import write_report
 from g2c.grading.sandbox.limits import CELL_TIMEOUT, MEMORY_MB, TIMEOUT
@@ -110,7 +110,7 @@ def grade_batch(course: Path, submitted: Path | None = None, out: Path | None = 
     found = {s: find_notebook(lay, s) for s in students}
     secret = course_secret(Path(lay.db_url.removeprefix("sqlite:///")).parent if lay.db_url.startswith("sqlite:///") else course)
     jobs_all = [Job(s, str(spec.folder), found[s].data, b"", checks, source_cells, timeout, memory_mb, cell_timeout,
-                    isolate, secret) for s in students]
+                    isolate, secret, handed_in_as=found[s].renamed) for s in students]
     todo = [job for job in jobs_all if (job.student == regrade if regrade else _needs_grading(done.get(job.student), job))]
     # workers warm up while the assignment is registered; none start when only hand grades changed
     pool = None if scheduler or not todo else _local_pool(max(1, min(jobs or os.cpu_count() or 1, len(todo))), isolate)
@@ -124,10 +124,7 @@ def grade_batch(course: Path, submitted: Path | None = None, out: Path | None = 
         max_score = sum(grade_cells(lay).values())
         for outcome in _with_progress(_run(todo, pool, scheduler), len(todo), progress):
             outcome.max_score = max_score
-            handed_in = found[outcome.student_id]
-            outcome.detail = "; ".join(filter(None, [handed_in.note, outcome.detail]))
-            if handed_in.renamed:
-                say_which_file(outcome, handed_in.renamed, spec.notebook)
+            outcome.detail = "; ".join(filter(None, [found[outcome.student_id].note, outcome.detail]))
             record(lay, outcome)
     finally:  # even when interrupted: grades.csv reflects every result recorded so far
         if pool:
@@ -252,23 +249,6 @@ def find_notebook(lay: Layout, student: str) -> Found:
     if others:
         return Found(None, f"found {', '.join(map(repr, others))}: rename the one to grade {lay.spec.notebook}")
     return Found(None)
-
-
-def say_which_file(outcome: Outcome, graded: str, expected: str) -> None:
-    """A notebook graded from a file under another name: the autograded notebook keeps the file's name (pages
-    rendered later, after hand grades or by ``nbgrader generate_feedback``, read it there) and the feedback page
-    is rendered again from it, saying near its top which file was graded and what to name it."""
-    import nbformat
-
-    from g2c.grading.feedback import feedback_html
-
-    if outcome.notebook is None:
-        return
-    nb = nbformat.reads(outcome.notebook, as_version=4)
-    nb.metadata[HANDED_IN_KEY] = {"graded": graded, "expected": expected}
-    outcome.notebook = nbformat.writes(nb)
-    if outcome.feedback is not None:
-        outcome.feedback = feedback_html(nb, outcome.cells, outcome.reasons)  # changes nb: written out above
 
 
 def other_notebooks(lay: Layout, student: str) -> list[str]:

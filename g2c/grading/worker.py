@@ -69,6 +69,7 @@ class Job:
     isolate: bool = True
     secret: bytes = b""  # the course's probe secret (g2c.grading.seeding): never sent to the sandbox
     facts: dict = field(default_factory=dict)  # the facts that train runs (notebook_build.grading_facts), read once per batch
+    handed_in_as: str = ""  # the file graded, when it is not the notebook's own name (``training (1).ipynb``)
 
     @property
     def spec(self) -> Assignment:
@@ -282,8 +283,17 @@ def _grade_in(work: Path, job: Job, nb: nbformat.NotebookNode) -> Outcome:
     graded = nbformat.read(autograded, as_version=4)
     if notes := _notebook_run_notes(runs["notebook"], outputs, job):
         outcome.detail = "; ".join(filter(None, [outcome.detail, notes]))
-    from g2c.grading.feedback import feedback_html
+    return with_pages(outcome, graded, job)
 
+
+def with_pages(outcome: Outcome, graded: nbformat.NotebookNode, job: Job) -> Outcome:
+    """``outcome`` with its autograded notebook and feedback page. A notebook graded from a file under another name
+    keeps the file's name in its metadata (``HANDED_IN_KEY``): the page says it under its title, and so do pages
+    rendered later from the autograded notebook (after hand grades, or by ``nbgrader generate_feedback``)."""
+    from g2c.grading.feedback import HANDED_IN_KEY, feedback_html
+
+    if job.handed_in_as:
+        graded.metadata[HANDED_IN_KEY] = {"graded": job.handed_in_as, "expected": job.spec.notebook}
     outcome.notebook = nbformat.writes(graded)
     outcome.feedback = feedback_html(graded, outcome.cells, outcome.reasons)
     return outcome
