@@ -390,6 +390,18 @@ SEEN_CELLS = """() => {
 }"""
 
 
+def output_areas(cell: nbformat.NotebookNode) -> int:
+    """How many output areas Jupyter shows for ``cell``: one per output, except that a stream output following one of
+    the same stream is merged into it (how a kernel splits a cell's printing into messages depends on timing: once,
+    under load, the saved outputs outnumbered the areas and the wait for them never ended)."""
+    areas, previous = 0, None
+    for output in cell.outputs:
+        stream = output.get("name") if output.output_type == "stream" else None
+        areas += not (stream is not None and stream == previous)
+        previous = stream
+    return areas
+
+
 def students_view(notebook: nbformat.NotebookNode, tmp: Path) -> tuple[list[dict], list[str]]:
     """``notebook`` opened as the student opens theirs (``g2c notebook --no-browser --port P``, the workspace holding
     it beside the kit), in chromium at a laptop's window size: what each code cell shows, and the requests that went
@@ -428,7 +440,7 @@ def students_view(notebook: nbformat.NotebookNode, tmp: Path) -> tuple[list[dict
                 except OSError:
                     time.sleep(0.2)
             page.goto(f"http://127.0.0.1:{port}/notebooks/{ASSIGNMENT}/{SPEC.notebook}?token={TOKEN}")
-            outputs = sum(len(cell.outputs) for cell in notebook.cells if cell.cell_type == "code")
+            outputs = sum(output_areas(cell) for cell in notebook.cells if cell.cell_type == "code")
             page.wait_for_function(f"document.querySelectorAll('.jp-Notebook .jp-OutputArea-output').length >= {outputs}")
             seen = page.evaluate(SEEN_CELLS)
             browser.close()
