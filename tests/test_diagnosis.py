@@ -27,6 +27,9 @@ from g2c.widgets import KINDS, diagnose, example_curves
 from g2c.widgets import diagnosis as D
 from g2c.widgets.diagnosis import TERMS
 
+# Real training runs (11 s): in the load beside the book (`make pytest-batch`), which had 30 s to spare
+pytestmark = pytest.mark.batch
+
 
 def run(build: Callable[[], torch.nn.Module], data, optimizer, lr: float, steps: int, seed: int = 0) -> History:
     model = seeded(seed, build)
